@@ -1,0 +1,8 @@
+"""``python -m fastem``: the same as the ``fastem`` command."""
+
+import sys
+
+from fastem.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,677 @@
+"""The EM driver: initialisation, restarts, convergence, singular-covariance fallback.
+
+Everything numeric per sample happens in the compiled kernels; this module
+turns parameters into the kernels' inputs, statistics back into parameters,
+and decides what to do when a component degenerates.
+
+Parameters are held in float64 in scikit-learn's layouts (see
+:class:`Parameters`); the kernels receive means and precision factors in the
+data's dtype.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+
+from fastem import _kernels_estep, _kernels_mstep
+from fastem._kernels_linalg import precision_cholesky_from_covariance
+from fastem._kernels_mstep import STATUS_EMPTY, STATUS_OK, STATUS_SINGULAR
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+ON_SINGULAR = ("recover", "raise")
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+# Diagonal loading for a singular covariance starts at
+# max(reg_covar, LOADING_START * scale) and grows tenfold up to
+# LOADING_LIMIT * scale, where scale is the data's mean per-feature variance.
+LOADING_START = 1e-12
+LOADING_LIMIT = 1e-3
+
+# Rows per chunk when parameters are computed from responsibilities with numpy.
+INIT_CHUNK = 65536
+
+
+class SingularCovarianceWarning(UserWarning):
+    """A component's covariance was singular (or its mass vanished) and was repaired.
+
+    Emitted at most once per ``fit``; the fitted model's ``singular_events_``
+    lists every repair.
+    """
+
+
+class SingularCovarianceError(ValueError):
+    """A component's covariance is not positive definite (``on_singular='raise'``)."""
+
+
+SINGULAR_MESSAGE = (
+    "Fitting the mixture model failed because component {component} has an "
+    "ill-defined empirical covariance at iteration {iteration} (for instance "
+    "caused by singleton or collapsed samples{detail}). Try to decrease the "
+    "number of components, increase reg_covar, or use on_singular='recover' "
+    "to let fastem repair the component."
+)
+
+
+@dataclass
+class Parameters:
+    """Mixture parameters in scikit-learn's layouts, float64.
+
+    covariances / precisions_chol: full (K, D, D), tied (D, D), diag (K, D),
+    spherical (K,); precisions_chol is upper triangular for full and tied.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_chol: np.ndarray
+
+
+@dataclass
+class FitSettings:
+    """The estimator's fitting options, already validated."""
+
+    n_components: int
+    covariance_type: str
+    tol: float
+    reg_covar: float
+    max_iter: int
+    n_init: int
+    init_params: str
+    weights_init: object
+    means_init: object
+    precisions_init: object
+    on_singular: str
+    verbose: int
+    verbose_interval: int
+    block_size: int
+
+
+@dataclass
+class FitResult:
+    parameters: Parameters
+    lower_bound: float
+    lower_bounds: list
+    n_iter: int
+    converged: bool
+    singular_events: list = field(default_factory=list)
+    n_failed_restarts: int = 0
+
+
+class _Breakdown(Exception):
+    """A restart cannot go on (non-finite likelihood); the driver abandons it."""
+
+
+# --------------------------------------------------------------------------
+# Parameters <-> kernel inputs
+
+
+def default_block_size(n_samples, n_features, n_components, covariance_type, itemsize):
+    """Rows per parallel block, from the problem's shape only.
+
+    The partition must not depend on the thread count (results are then
+    bitwise identical for any number of threads). Up to 64 blocks, fewer when
+    the per-block partial statistics would exceed 1/16 of the data's size.
+    """
+    tile = _kernels_estep.TILE
+    if covariance_type == "full":
+        per_block = n_components * (1 + n_features + n_features * n_features)
+    elif covariance_type == "tied":
+        per_block = n_components * (1 + n_features) + n_features * n_features
+    else:
+        per_block = n_components * (1 + 2 * n_features)
+    budget = max(1 << 20, n_samples * n_features * itemsize // 16)
+    n_blocks = int(max(1, min(64, budget // (8 * per_block))))
+    rows = -(-n_samples // n_blocks)
+    return int(max(tile, -(-rows // tile) * tile))
+
+
+def log_det_cholesky(precisions_chol, covariance_type, n_features):
+    """log det of each precision Cholesky factor, read off its diagonal; shape (K,) or ()."""
+    if covariance_type == "full":
+        return np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)
+    if covariance_type == "tied":
+        return np.log(np.diag(precisions_chol)).sum()
+    if covariance_type == "diag":
+        return np.log(precisions_chol).sum(axis=1)
+    return n_features * np.log(precisions_chol)
+
+
+def kernel_inputs(parameters, covariance_type, dtype):
+    """(means, precisions_chol, log_norm) as the kernels take them."""
+    means = np.ascontiguousarray(parameters.means, dtype=dtype)
+    n_components, n_features = means.shape
+    precisions_chol = parameters.precisions_chol
+    if covariance_type == "tied":
+        precisions_chol = precisions_chol[np.newaxis]
+    elif covariance_type == "spherical":
+        precisions_chol = np.repeat(precisions_chol[:, np.newaxis], n_features, axis=1)
+    precisions_chol = np.ascontiguousarray(precisions_chol, dtype=dtype)
+    log_det = log_det_cholesky(parameters.precisions_chol, covariance_type, n_features)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(parameters.weights)
+    log_norm = np.ascontiguousarray(
+        log_weights + log_det - 0.5 * n_features * LOG_2PI, dtype=np.float64
+    )
+    return means, precisions_chol, log_norm
+
+
+def estimate_weighted_log_prob(X, parameters, covariance_type, block_size):
+    """(n_samples, K) log weights + log-densities, computed by the kernels."""
+    means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, X.dtype)
+    if covariance_type in ("full", "tied"):
+        kernel = _kernels_estep.dense_weighted_log_prob
+    else:
+        kernel = _kernels_estep.diagonal_weighted_log_prob
+    return kernel(X, means, precisions_chol, log_norm, block_size)
+
+
+def estimate_log_prob_resp(X, parameters, covariance_type, block_size):
+    """(log_prob_norm, log_resp) for X under the parameters."""
+    weighted = estimate_weighted_log_prob(X, parameters, covariance_type, block_size)
+    return _kernels_estep.log_resp_from_weighted(weighted, block_size)
+
+
+def sufficient_statistics(X, sample_weight, parameters, covariance_type, block_size):
+    """One fused pass: (nk, sum_x, scatter, log_likelihood, centres).
+
+    ``centres`` are the means the statistics were accumulated around (the
+    current means rounded to the data's dtype), in float64.
+    """
+    means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, X.dtype)
+    if covariance_type in ("full", "tied"):
+        kernel = _kernels_estep.dense_statistics
+    else:
+        kernel = _kernels_estep.diagonal_statistics
+    nk, sum_x, scatter, log_likelihood = kernel(
+        X, sample_weight, means, precisions_chol, log_norm, block_size
+    )
+    return nk, sum_x, scatter, log_likelihood, means.astype(np.float64)
+
+
+def _layout(covariances, precisions_chol, covariance_type):
+    """From the M-step kernels' shapes to scikit-learn's layouts."""
+    if covariance_type == "tied":
+        return covariances[0], precisions_chol[0]
+    if covariance_type == "spherical":
+        return covariances[:, 0].copy(), precisions_chol[:, 0].copy()
+    return covariances, precisions_chol
+
+
+def maximization(nk, sum_x, scatter, centres, covariance_type, reg_covar):
+    """M-step: (Parameters, status); status has one entry per covariance matrix."""
+    if covariance_type in ("full", "tied"):
+        weights, means, covariances, precisions_chol, status = _kernels_mstep.dense_mstep(
+            nk, sum_x, scatter, centres, reg_covar
+        )
+    else:
+        weights, means, covariances, precisions_chol, status = _kernels_mstep.diagonal_mstep(
+            nk, sum_x, scatter, centres, reg_covar, covariance_type == "spherical"
+        )
+    if covariance_type == "tied":
+        # Only the shared covariance can be singular; an empty component is
+        # still reported per component.
+        empty = np.flatnonzero(np.logical_not(nk > 1e-13 * nk.sum()))
+        status = np.full(len(nk), STATUS_OK) if status[0] == STATUS_OK else np.full(
+            len(nk), status[0]
+        )
+        status[empty] = STATUS_EMPTY
+    covariances, precisions_chol = _layout(covariances, precisions_chol, covariance_type)
+    return Parameters(weights, means, covariances, precisions_chol), status
+
+
+# --------------------------------------------------------------------------
+# Precision factors from covariances or precisions
+
+
+def precision_cholesky(covariances, covariance_type):
+    """Precision Cholesky factors in scikit-learn's layout, or None if one is singular."""
+    covariances = np.asarray(covariances, dtype=np.float64)
+    if covariance_type in ("full", "tied"):
+        stack = covariances if covariance_type == "full" else covariances[np.newaxis]
+        out = np.zeros_like(stack)
+        for k in range(stack.shape[0]):
+            if not precision_cholesky_from_covariance(np.ascontiguousarray(stack[k]), out[k]):
+                return None
+        return out if covariance_type == "full" else out[0]
+    if not np.all(covariances > 0) or not np.all(np.isfinite(covariances)):
+        return None
+    return 1.0 / np.sqrt(covariances)
+
+
+def precision_cholesky_from_precisions(precisions, covariance_type):
+    """Upper-triangular P with P P^T = precision (scikit-learn's flipped Cholesky)."""
+    precisions = np.asarray(precisions, dtype=np.float64)
+    if covariance_type in ("full", "tied"):
+        flipped = precisions[..., ::-1, ::-1]
+        return np.ascontiguousarray(np.linalg.cholesky(flipped)[..., ::-1, ::-1])
+    return np.sqrt(precisions)
+
+
+def covariances_from_precisions_chol(precisions_chol, covariance_type):
+    """Invert the precision factors: Sigma = inv(P P^T)."""
+    if covariance_type in ("full", "tied"):
+        precisions = precisions_chol @ np.swapaxes(precisions_chol, -1, -2)
+        return np.linalg.inv(precisions)
+    return 1.0 / precisions_chol**2
+
+
+def precisions_from_cholesky(precisions_chol, covariance_type):
+    """Precision matrices P P^T (full, tied) or 1 / variances (diag, spherical)."""
+    if covariance_type in ("full", "tied"):
+        return precisions_chol @ np.swapaxes(precisions_chol, -1, -2)
+    return precisions_chol**2
+
+
+# --------------------------------------------------------------------------
+# Initialisation
+
+
+def _chunks(n_samples):
+    for start in range(0, n_samples, INIT_CHUNK):
+        yield start, min(n_samples, start + INIT_CHUNK)
+
+
+def parameters_from_resp(X, sample_weight, resp_of, n_components, covariance_type, reg_covar):
+    """Weighted M-step from responsibilities, in numpy, two passes over chunks.
+
+    ``resp_of(start, stop)`` returns the (stop - start, K) responsibilities of
+    those rows. Follows scikit-learn's ``_estimate_gaussian_parameters`` (nk
+    padded by 10 eps), with weights normalised by the total sample weight.
+    Returns (weights, means, covariances) in scikit-learn's layouts.
+    """
+    n_samples, n_features = X.shape
+    nk = np.zeros(n_components)
+    weighted_sum = np.zeros((n_components, n_features))
+    for start, stop in _chunks(n_samples):
+        weighted_resp = resp_of(start, stop) * sample_weight[start:stop, np.newaxis]
+        nk += weighted_resp.sum(axis=0)
+        weighted_sum += weighted_resp.T @ X[start:stop].astype(np.float64)
+    nk += _kernels_mstep.WEIGHT_FLOOR
+    means = weighted_sum / nk[:, np.newaxis]
+    if covariance_type == "full":
+        covariances = np.zeros((n_components, n_features, n_features))
+    elif covariance_type == "tied":
+        covariances = np.zeros((n_features, n_features))
+    else:
+        covariances = np.zeros((n_components, n_features))
+    for start, stop in _chunks(n_samples):
+        weighted_resp = resp_of(start, stop) * sample_weight[start:stop, np.newaxis]
+        rows = X[start:stop].astype(np.float64)
+        for k in range(n_components):
+            diff = rows - means[k]
+            weighted_diff = weighted_resp[:, k, np.newaxis] * diff
+            if covariance_type == "full":
+                covariances[k] += weighted_diff.T @ diff
+            elif covariance_type == "tied":
+                covariances += weighted_diff.T @ diff
+            else:
+                covariances[k] += (weighted_diff * diff).sum(axis=0)
+    if covariance_type == "tied":
+        covariances /= nk.sum()
+        covariances.flat[:: n_features + 1] += reg_covar
+    elif covariance_type == "full":
+        covariances /= nk[:, np.newaxis, np.newaxis]
+        for k in range(n_components):
+            covariances[k].flat[:: n_features + 1] += reg_covar
+    else:
+        covariances = covariances / nk[:, np.newaxis] + reg_covar
+        if covariance_type == "spherical":
+            covariances = covariances.mean(axis=1)
+    weights = nk / sample_weight.sum()
+    return weights, means, covariances
+
+
+def _one_hot(labels, n_components):
+    def resp_of(start, stop):
+        rows = labels[start:stop]
+        resp = np.zeros((stop - start, n_components))
+        assigned = rows >= 0
+        resp[np.flatnonzero(assigned), rows[assigned]] = 1.0
+        return resp
+
+    return resp_of
+
+
+def initial_resp(X, sample_weight, settings, random_state):
+    """scikit-learn's initialisations, as a ``resp_of(start, stop)`` function."""
+    n_samples = X.shape[0]
+    n_components = settings.n_components
+    method = settings.init_params
+    if method == "kmeans":
+        labels = (
+            KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+            .fit(X, sample_weight=sample_weight)
+            .labels_
+        )
+        return _one_hot(labels, n_components)
+    if method == "k-means++":
+        _, indices = kmeans_plusplus(
+            X, n_components, random_state=random_state, sample_weight=sample_weight
+        )
+        labels = np.full(n_samples, -1)
+        labels[indices] = np.arange(n_components)
+        return _one_hot(labels, n_components)
+    if method == "random_from_data":
+        candidates = np.flatnonzero(sample_weight > 0)
+        indices = candidates[
+            random_state.choice(len(candidates), size=n_components, replace=False)
+        ]
+        labels = np.full(n_samples, -1)
+        labels[indices] = np.arange(n_components)
+        return _one_hot(labels, n_components)
+    resp = random_state.uniform(size=(n_samples, n_components))
+    resp /= resp.sum(axis=1)[:, np.newaxis]
+    return lambda start, stop: resp[start:stop]
+
+
+def initialize(X, sample_weight, settings, random_state, context):
+    """Starting parameters of one restart (user-given parts override)."""
+    covariance_type = settings.covariance_type
+    weights = means = covariances = None
+    user_given = (
+        settings.weights_init is not None
+        and settings.means_init is not None
+        and settings.precisions_init is not None
+    )
+    if not user_given:
+        resp_of = initial_resp(X, sample_weight, settings, random_state)
+        weights, means, covariances = parameters_from_resp(
+            X, sample_weight, resp_of, settings.n_components, covariance_type,
+            settings.reg_covar,
+        )
+    if settings.weights_init is not None:
+        weights = np.array(settings.weights_init, dtype=np.float64)
+    if settings.means_init is not None:
+        means = np.array(settings.means_init, dtype=np.float64)
+    if settings.precisions_init is not None:
+        precisions_chol = precision_cholesky_from_precisions(
+            settings.precisions_init, covariance_type
+        )
+        covariances = covariances_from_precisions_chol(precisions_chol, covariance_type)
+        return Parameters(weights, means, covariances, precisions_chol)
+    precisions_chol, status = _factors_and_status(
+        covariances, covariance_type, settings.n_components
+    )
+    parameters = Parameters(weights, means, covariances, precisions_chol)
+    if np.any(status != STATUS_OK):
+        _repair(parameters, status, X, sample_weight, settings, random_state, context, 0)
+    return parameters
+
+
+def _factors_and_status(covariances, covariance_type, n_components):
+    """Precision factors of every component, with STATUS_SINGULAR where none exists."""
+    status = np.full(n_components, STATUS_OK)
+    if covariance_type == "tied":
+        factor = _factor(covariances, "tied")
+        if factor is None:
+            status[:] = STATUS_SINGULAR
+            factor = np.zeros_like(covariances)
+        return factor, status
+    factors = np.zeros_like(covariances)
+    for k in range(n_components):
+        factor = _factor(covariances[k], covariance_type)
+        if factor is None:
+            status[k] = STATUS_SINGULAR
+        else:
+            factors[k] = factor
+    return factors, status
+
+
+# --------------------------------------------------------------------------
+# Singular-covariance fallback
+
+
+class _FitContext:
+    """Per-fit state the fallback needs: data covariance (lazily), events."""
+
+    def __init__(self, X, sample_weight, restart):
+        self.X = X
+        self.sample_weight = sample_weight
+        self.restart = restart
+        self.events = []
+        self._data_covariance = None
+
+    def data_covariance(self):
+        """Weighted covariance of the data, float64, computed in chunks once."""
+        if self._data_covariance is None:
+            X, weights = self.X, self.sample_weight
+            total = weights.sum()
+            mean = np.zeros(X.shape[1])
+            for start, stop in _chunks(X.shape[0]):
+                mean += weights[start:stop] @ X[start:stop].astype(np.float64)
+            mean /= total
+            covariance = np.zeros((X.shape[1], X.shape[1]))
+            for start, stop in _chunks(X.shape[0]):
+                diff = X[start:stop].astype(np.float64) - mean
+                covariance += (weights[start:stop, np.newaxis] * diff).T @ diff
+            self._data_covariance = covariance / total
+        return self._data_covariance
+
+    def scale(self):
+        """Mean per-feature variance of the data (positive; 1 for constant data)."""
+        value = float(np.trace(self.data_covariance()) / self.X.shape[1])
+        return value if value > 0 and math.isfinite(value) else 1.0
+
+
+def _component_covariance(parameters, k, covariance_type):
+    if covariance_type == "tied":
+        return parameters.covariances
+    return parameters.covariances[k]
+
+
+def _set_component(parameters, k, covariance_type, covariance, precision_chol):
+    if covariance_type == "tied":
+        parameters.covariances = covariance
+        parameters.precisions_chol = precision_chol
+    else:
+        parameters.covariances[k] = covariance
+        parameters.precisions_chol[k] = precision_chol
+
+
+def _loaded(covariance, loading, covariance_type):
+    if covariance_type in ("full", "tied"):
+        loaded = covariance.copy()
+        loaded.flat[:: covariance.shape[0] + 1] += loading
+        return loaded
+    return covariance + loading
+
+
+def _data_covariance_as(context, covariance_type, reg_covar):
+    covariance = context.data_covariance().copy()
+    covariance.flat[:: covariance.shape[0] + 1] += reg_covar
+    if covariance_type == "diag":
+        return np.diag(covariance).copy()
+    if covariance_type == "spherical":
+        return float(np.trace(covariance) / covariance.shape[0])
+    return covariance
+
+
+def _factor(covariance, covariance_type):
+    """Precision factor of one component's covariance, or None."""
+    if covariance_type in ("full", "tied"):
+        return precision_cholesky(covariance, "tied")
+    factor = precision_cholesky(np.atleast_1d(covariance), "diag")
+    return None if factor is None else factor.reshape(np.shape(covariance))
+
+
+def _repair(parameters, status, X, sample_weight, settings, random_state, context, iteration):
+    """Apply the fallback to every flagged component, recording what was done."""
+    covariance_type = settings.covariance_type
+    reg_covar = settings.reg_covar
+    flagged = np.flatnonzero(status != STATUS_OK)
+    if covariance_type == "tied":
+        # The shared covariance is repaired once; empty components are re-seeded.
+        singular = [k for k in flagged if status[k] == STATUS_SINGULAR][:1]
+        flagged = singular + [k for k in flagged if status[k] == STATUS_EMPTY]
+    for k in flagged:
+        event = {"restart": context.restart, "iteration": iteration, "component": int(k)}
+        if settings.on_singular == "raise":
+            detail = ": the component lost all its mass" if status[k] == STATUS_EMPTY else ""
+            raise SingularCovarianceError(
+                SINGULAR_MESSAGE.format(component=k, iteration=iteration, detail=detail)
+            )
+        if status[k] == STATUS_SINGULAR:
+            covariance = _component_covariance(parameters, k, covariance_type)
+            scale = context.scale()
+            loading = max(reg_covar, LOADING_START * scale)
+            while loading <= LOADING_LIMIT * scale:
+                loading *= 10.0
+                loaded = _loaded(covariance, loading - reg_covar, covariance_type)
+                factor = _factor(loaded, covariance_type)
+                if factor is not None:
+                    _set_component(parameters, k, covariance_type, loaded, factor)
+                    event.update(action="diagonal loading", loading=loading)
+                    break
+            else:
+                _reseed(parameters, k, X, sample_weight, settings, random_state, context)
+                event.update(action="re-seeded", reason="singular covariance")
+        else:
+            _reseed(parameters, k, X, sample_weight, settings, random_state, context)
+            event.update(action="re-seeded", reason="lost all its mass")
+        context.events.append(event)
+
+
+def _reseed(parameters, k, X, sample_weight, settings, random_state, context):
+    """Move component k to a random data point with the data's covariance."""
+    covariance_type = settings.covariance_type
+    candidates = np.flatnonzero(sample_weight > 0)
+    row = candidates[random_state.randint(len(candidates))]
+    parameters.means[k] = X[row].astype(np.float64)
+    if covariance_type == "tied":
+        if precision_cholesky(parameters.covariances, "tied") is not None:
+            return
+        k = 0
+    covariance = _data_covariance_as(context, covariance_type, settings.reg_covar)
+    factor = _factor(covariance, covariance_type)
+    if factor is None:
+        # Constant data with reg_covar = 0: fall back to the loading limit.
+        covariance = _loaded(covariance, LOADING_LIMIT * context.scale(), covariance_type)
+        factor = _factor(covariance, covariance_type)
+    _set_component(parameters, k, covariance_type, covariance, factor)
+    # Give the component a share of the weight so that it can pick up mass.
+    share = 1.0 / settings.n_components
+    parameters.weights = parameters.weights * (1.0 - share)
+    parameters.weights[k] += share
+
+
+# --------------------------------------------------------------------------
+# The EM loop
+
+
+def run_em(X, sample_weight, parameters, settings, random_state, context, lower_bound):
+    """Iterate E+M from ``parameters`` until convergence or max_iter.
+
+    Returns (parameters, lower_bound, lower_bounds, n_iter, converged).
+    Raises _Breakdown when the likelihood stops being finite.
+    """
+    covariance_type = settings.covariance_type
+    total_weight = sample_weight.sum()
+    lower_bounds = []
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, settings.max_iter + 1):
+        previous = lower_bound
+        nk, sum_x, scatter, log_likelihood, centres = sufficient_statistics(
+            X, sample_weight, parameters, covariance_type, settings.block_size
+        )
+        lower_bound = log_likelihood / total_weight
+        if not math.isfinite(lower_bound):
+            raise _Breakdown(f"log-likelihood is {lower_bound} at iteration {n_iter}")
+        parameters, status = maximization(
+            nk, sum_x, scatter, centres, covariance_type, settings.reg_covar
+        )
+        if np.any(status != STATUS_OK):
+            _repair(parameters, status, X, sample_weight, settings, random_state, context,
+                    n_iter)
+        lower_bounds.append(lower_bound)
+        change = lower_bound - previous
+        if settings.verbose >= 1 and n_iter % settings.verbose_interval == 0:
+            message = f"  Iteration {n_iter}"
+            if settings.verbose >= 2:
+                message += f"\t ll change {change:.5g}"
+            print(message)
+        if abs(change) < settings.tol:
+            converged = True
+            break
+    return parameters, lower_bound, lower_bounds, n_iter, converged
+
+
+def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_lower_bound=None):
+    """Fit with restarts; returns the best restart as a FitResult.
+
+    ``warm_parameters`` (warm start) replaces initialisation and restarts.
+    Raises ValueError when every restart broke down.
+    """
+    best = None
+    events = []
+    failures = []
+    n_init = 1 if warm_parameters is not None else settings.n_init
+    for restart in range(n_init):
+        if settings.verbose:
+            print(f"Initialization {restart}")
+        context = _FitContext(X, sample_weight, restart)
+        try:
+            if warm_parameters is not None:
+                parameters, lower_bound = warm_parameters, warm_lower_bound
+            else:
+                parameters = initialize(X, sample_weight, settings, random_state, context)
+                lower_bound = -np.inf
+            if settings.max_iter == 0:
+                result = FitResult(parameters, -np.inf, [], 0, False)
+            else:
+                parameters, lower_bound, lower_bounds, n_iter, converged = run_em(
+                    X, sample_weight, parameters, settings, random_state, context, lower_bound
+                )
+                result = FitResult(parameters, lower_bound, lower_bounds, n_iter, converged)
+        except _Breakdown as error:
+            failures.append(f"restart {restart}: {error}")
+            events.extend(context.events)
+            continue
+        events.extend(context.events)
+        if settings.verbose:
+            print(f"Initialization converged: {result.converged}\t ll {result.lower_bound:.5g}")
+        if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
+            best = result
+    if best is None:
+        raise ValueError(
+            "Every restart of the EM fit broke down ("
+            + "; ".join(failures)
+            + "). Check the data for extreme values or duplicated rows, or increase reg_covar."
+        )
+    best.singular_events = events
+    best.n_failed_restarts = len(failures)
+    if events:
+        warnings.warn(_events_summary(events), SingularCovarianceWarning, stacklevel=3)
+    if not best.converged and settings.max_iter > 0:
+        warnings.warn(
+            "Best performing initialization did not converge. Try different init "
+            "parameters, or increase max_iter, tol, or check for degenerate data.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return best
+
+
+def _events_summary(events):
+    shown = []
+    for event in events[:5]:
+        what = event["action"]
+        if "loading" in event:
+            what += f" {event['loading']:.3g}"
+        if "reason" in event:
+            what += f" ({event['reason']})"
+        shown.append(
+            f"component {event['component']} at iteration {event['iteration']} "
+            f"of restart {event['restart']}: {what}"
+        )
+    more = f"; and {len(events) - 5} more" if len(events) > 5 else ""
+    return (
+        f"fastem repaired {len(events)} singular or empty component(s): "
+        + "; ".join(shown) + more + ". See the fitted model's singular_events_."
+    )

@@ -1,0 +1,140 @@
+"""M-step kernels: sufficient statistics -> parameters.
+
+Statistics come from :mod:`fastem._kernels_estep`, accumulated around the
+``centres`` (the means the E-step used). With d_k = sum_x[k] / nk[k] the new
+means are ``centres + d`` and the centred scatter is
+``scatter - nk d d^T``: a correction that stays small because the centres are
+the previous means, never the cancelling E[x x^T] - mu mu^T.
+
+Components are flagged, not raised on, through ``status``:
+``STATUS_OK``, ``STATUS_EMPTY`` (no mass left: its mean stays where it was)
+and ``STATUS_SINGULAR`` (covariance not positive definite after
+``reg_covar``). The driver decides what to do with flagged components.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from fastem._kernels_linalg import precision_cholesky_from_covariance
+
+STATUS_OK = 0
+STATUS_EMPTY = 1
+STATUS_SINGULAR = 2
+
+# scikit-learn adds 10 * eps to every component's mass before normalising the
+# weights; doing the same keeps log(weights) finite and the weights identical.
+WEIGHT_FLOOR = 10.0 * np.finfo(np.float64).eps
+
+
+@njit(cache=True)
+def mixture_weights(nk):
+    """weights_k = (nk + 10 eps) / sum(nk + 10 eps), as scikit-learn."""
+    padded = nk + WEIGHT_FLOOR
+    return padded / padded.sum()
+
+
+@njit(cache=True)
+def _component_is_empty(mass, total_mass):
+    # A component has lost its mass when what is left is below rounding level
+    # of the total: its mean would be a ratio of round-off.
+    return not mass > 1e-13 * total_mass
+
+
+@njit(cache=True)
+def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
+    """Parameters of a 'full' (scatter (K, D, D)) or 'tied' (scatter (1, D, D)) model.
+
+    Returns ``(weights, means, covariances, precisions_chol, status)``, where
+    covariances and precisions_chol have the scatter's shape and status has
+    one entry per covariance matrix.
+    """
+    n_components, n_features = sum_x.shape
+    n_factors = scatter.shape[0]
+    total_mass = nk.sum()
+    weights = mixture_weights(nk)
+    means = centres.copy()
+    empty = np.zeros(n_components, dtype=np.bool_)
+    for k in range(n_components):
+        if _component_is_empty(nk[k], total_mass):
+            empty[k] = True
+        else:
+            for i in range(n_features):
+                means[k, i] += sum_x[k, i] / nk[k]
+    covariances = np.zeros((n_factors, n_features, n_features))
+    precisions_chol = np.zeros((n_factors, n_features, n_features))
+    status = np.full(n_factors, STATUS_OK, dtype=np.int64)
+    if n_factors == n_components:
+        for k in range(n_components):
+            if empty[k]:
+                status[k] = STATUS_EMPTY
+                for i in range(n_features):
+                    covariances[k, i, i] = 1.0
+                continue
+            for i in range(n_features):
+                for j in range(n_features):
+                    covariances[k, i, j] = (
+                        scatter[k, i, j] - sum_x[k, i] * sum_x[k, j] / nk[k]
+                    ) / nk[k]
+    else:
+        mass = 0.0
+        for k in range(n_components):
+            if empty[k]:
+                continue
+            mass += nk[k]
+            for i in range(n_features):
+                for j in range(n_features):
+                    covariances[0, i, j] -= sum_x[k, i] * sum_x[k, j] / nk[k]
+        for i in range(n_features):
+            for j in range(n_features):
+                covariances[0, i, j] = (covariances[0, i, j] + scatter[0, i, j]) / mass
+    for slot in range(n_factors):
+        if status[slot] != STATUS_OK:
+            continue
+        for i in range(n_features):
+            covariances[slot, i, i] += reg_covar
+        if not precision_cholesky_from_covariance(covariances[slot], precisions_chol[slot]):
+            status[slot] = STATUS_SINGULAR
+    if n_factors == n_components:
+        for k in range(n_components):
+            if status[k] == STATUS_EMPTY:
+                for i in range(n_features):
+                    precisions_chol[k, i, i] = 1.0
+    return weights, means, covariances, precisions_chol, status
+
+
+@njit(cache=True)
+def diagonal_mstep(nk, sum_x, scatter, centres, reg_covar, spherical):
+    """Parameters of a 'diag' or (``spherical=True``) 'spherical' model.
+
+    Returns ``(weights, means, variances, precisions_chol, status)`` with
+    variances and precisions_chol of shape (K, D); for a spherical model every
+    feature holds the component's single variance.
+    """
+    n_components, n_features = sum_x.shape
+    total_mass = nk.sum()
+    weights = mixture_weights(nk)
+    means = centres.copy()
+    variances = np.ones((n_components, n_features))
+    precisions_chol = np.ones((n_components, n_features))
+    status = np.full(n_components, STATUS_OK, dtype=np.int64)
+    for k in range(n_components):
+        if _component_is_empty(nk[k], total_mass):
+            status[k] = STATUS_EMPTY
+            continue
+        for i in range(n_features):
+            shift = sum_x[k, i] / nk[k]
+            means[k, i] += shift
+            variances[k, i] = (scatter[k, i] - sum_x[k, i] * shift) / nk[k]
+        if spherical:
+            average = variances[k].mean()
+            variances[k, :] = average
+        for i in range(n_features):
+            variances[k, i] += reg_covar
+            if not variances[k, i] > 0.0 or not math.isfinite(variances[k, i]):
+                status[k] = STATUS_SINGULAR
+        if status[k] == STATUS_OK:
+            for i in range(n_features):
+                precisions_chol[k, i] = 1.0 / math.sqrt(variances[k, i])
+    return weights, means, variances, precisions_chol, status

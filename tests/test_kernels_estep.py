@@ -1,0 +1,270 @@
+"""The fused E-step kernels (fastem._kernels_estep) against fastem.reference.
+
+Each kernel has its oracle: ``*_weighted_log_prob`` -> reference.estimate_weighted_log_prob,
+``log_resp_from_weighted`` -> reference.e_step, ``*_statistics`` ->
+reference.sufficient_statistics and reference.log_likelihood. The driver
+functions in fastem._driver are the thin layer that picks the kernel for a
+covariance type, so they are what is called here.
+"""
+
+import numpy as np
+import pytest
+
+from fastem import _driver, reference
+from fastem._kernels_threads import thread_limit
+
+# float64: the kernels and the oracle differ only by summation order.
+RTOL64 = 1e-10
+# float32: distances are computed in float32 (relative error ~1e-6 of the
+# Mahalanobis distance); accumulation is float64.
+RTOL32 = 1e-4
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+DTYPES = (np.float64, np.float32)
+SHAPES = [  # (n_samples, n_features, n_components)
+    (40, 1, 1),
+    (40, 1, 5),
+    (60, 2, 1),
+    (60, 2, 5),
+    (300, 17, 1),
+    (300, 17, 5),
+    (9, 17, 5),  # n < d
+    (10_000, 2, 5),
+]
+
+
+def tolerances(dtype):
+    """(rtol, atol) for comparing values of order one computed from data of ``dtype``."""
+    return (RTOL64, 1e-10) if dtype == np.float64 else (RTOL32, 1e-4)
+
+
+def random_covariances(rng, covariance_type, n_components, n_features):
+    """Well-conditioned covariances in scikit-learn's layout."""
+    def spd():
+        factor = rng.normal(size=(n_features, n_features))
+        return factor @ factor.T / n_features + 0.5 * np.eye(n_features)
+
+    if covariance_type == "full":
+        return np.stack([spd() for _ in range(n_components)])
+    if covariance_type == "tied":
+        return spd()
+    if covariance_type == "diag":
+        return rng.uniform(0.3, 2.0, size=(n_components, n_features))
+    return rng.uniform(0.3, 2.0, size=n_components)
+
+
+def random_problem(rng, covariance_type, n_samples, n_features, n_components):
+    """Data drawn around random means, and parameters (Parameters, covariances)."""
+    means = rng.normal(scale=3.0, size=(n_components, n_features))
+    labels = rng.integers(n_components, size=n_samples)
+    X = means[labels] + rng.normal(size=(n_samples, n_features))
+    weights = rng.dirichlet(np.full(n_components, 2.0))
+    covariances = random_covariances(rng, covariance_type, n_components, n_features)
+    precisions_chol = reference.precisions_cholesky(covariances, covariance_type)
+    parameters = _driver.Parameters(weights, means, covariances, precisions_chol)
+    return X, parameters
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261126)
+
+
+def block_size_for(X, covariance_type, n_components):
+    return _driver.default_block_size(
+        X.shape[0], X.shape[1], n_components, covariance_type, X.itemsize
+    )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_weighted_log_prob_matches_reference(rng, covariance_type, dtype, shape):
+    n_samples, n_features, n_components = shape
+    X, parameters = random_problem(rng, covariance_type, *shape)
+    X = X.astype(dtype)
+    expected = reference.estimate_weighted_log_prob(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    actual = _driver.estimate_weighted_log_prob(
+        X, parameters, covariance_type, block_size_for(X, covariance_type, n_components)
+    )
+    rtol, atol = tolerances(dtype)
+    # float32 log-densities are compared relative to their magnitude.
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_log_resp_matches_reference_e_step(rng, covariance_type, dtype, shape):
+    n_samples, n_features, n_components = shape
+    X, parameters = random_problem(rng, covariance_type, *shape)
+    X = X.astype(dtype)
+    expected_norm, expected_log_resp = reference.e_step(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    log_prob_norm, log_resp = _driver.estimate_log_prob_resp(
+        X, parameters, covariance_type, block_size_for(X, covariance_type, n_components)
+    )
+    rtol, atol = tolerances(dtype)
+    np.testing.assert_allclose(log_prob_norm, expected_norm, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(np.exp(log_resp), np.exp(expected_log_resp), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_statistics_match_reference(rng, covariance_type, dtype, shape, weighted):
+    n_samples, n_features, n_components = shape
+    X, parameters = random_problem(rng, covariance_type, *shape)
+    X = X.astype(dtype)
+    sample_weight = rng.uniform(0, 3, size=n_samples) if weighted else np.ones(n_samples)
+    block_size = block_size_for(X, covariance_type, n_components)
+    nk, sum_x, scatter, log_likelihood, centres = _driver.sufficient_statistics(
+        X, sample_weight, parameters, covariance_type, block_size
+    )
+    # The kernel works around the means rounded to the data's dtype.
+    np.testing.assert_array_equal(centres, parameters.means.astype(dtype))
+    _, log_resp = reference.e_step(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    expected = reference.sufficient_statistics(
+        X, np.exp(log_resp), centres, covariance_type, sample_weight=sample_weight
+    )
+    expected_log_likelihood = reference.log_likelihood(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type,
+        sample_weight=sample_weight,
+    )
+    if covariance_type == "spherical":
+        scatter = scatter.sum(axis=1)  # the kernel returns per-feature diagonals
+    elif covariance_type == "tied":
+        scatter = scatter[0]
+    rtol, atol = tolerances(dtype)
+    scale = sample_weight.sum()
+    np.testing.assert_allclose(nk, expected[0], rtol=rtol, atol=atol * scale)
+    np.testing.assert_allclose(sum_x, expected[1], rtol=rtol, atol=atol * scale)
+    np.testing.assert_allclose(scatter, expected[2], rtol=rtol, atol=atol * scale)
+    np.testing.assert_allclose(log_likelihood, expected_log_likelihood, rtol=rtol)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mstep_matches_reference(rng, covariance_type, dtype, shape):
+    """Statistics -> parameters equals the oracle's two-pass M-step."""
+    n_samples, n_features, n_components = shape
+    X, parameters = random_problem(rng, covariance_type, *shape)
+    X = X.astype(dtype)
+    reg_covar = 1e-3
+    block_size = block_size_for(X, covariance_type, n_components)
+    statistics = _driver.sufficient_statistics(
+        X, np.ones(n_samples), parameters, covariance_type, block_size
+    )
+    new, status = _driver.maximization(*statistics[:3], statistics[4], covariance_type,
+                                       reg_covar)
+    _, log_resp = reference.e_step(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    weights, means, covariances = reference.m_step(
+        X, np.exp(log_resp), covariance_type, reg_covar=reg_covar
+    )
+    rtol, atol = tolerances(dtype)
+    # With n < d some components may receive no responsibility at all: they
+    # are flagged EMPTY (status 1) for the driver and are not compared.
+    assert np.all((status == 0) | (status == 1))
+    kept = status == 0
+    assert np.all(np.exp(log_resp)[:, ~kept].sum(axis=0) < 1e-12 * n_samples)
+    np.testing.assert_allclose(new.weights, weights, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(new.means[kept], means[kept], rtol=rtol, atol=atol)
+    if covariance_type == "tied":
+        np.testing.assert_allclose(new.covariances, covariances, rtol=rtol, atol=atol)
+    else:
+        np.testing.assert_allclose(new.covariances[kept], covariances[kept], rtol=rtol,
+                                   atol=atol)
+    np.testing.assert_allclose(
+        new.precisions_chol,
+        reference.precisions_cholesky(new.covariances, covariance_type),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_far_point_gets_finite_responsibilities(rng, covariance_type, dtype):
+    """A point far from every component: densities underflow, log-sum-exp does not."""
+    X, parameters = random_problem(rng, covariance_type, 50, 3, 4)
+    X[7] = 1e4
+    X = X.astype(dtype)
+    log_prob_norm, log_resp = _driver.estimate_log_prob_resp(X, parameters, covariance_type, 128)
+    assert np.all(np.isfinite(log_prob_norm))
+    assert np.all(np.isfinite(log_resp))
+    np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0, rtol=1e-12)
+    expected_norm, _ = reference.e_step(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    np.testing.assert_allclose(log_prob_norm[7], expected_norm[7], rtol=tolerances(dtype)[0])
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_statistics_do_not_depend_on_thread_count(rng, covariance_type, dtype):
+    X, parameters = random_problem(rng, covariance_type, 5000, 4, 3)
+    X = X.astype(dtype)
+    weights = rng.uniform(size=len(X))
+    results = []
+    for n_threads in (1, 2):
+        with thread_limit(n_threads):
+            results.append(
+                _driver.sufficient_statistics(X, weights, parameters, covariance_type, 256)
+            )
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_offset_data_statistics(rng, covariance_type):
+    """Data and means offset by 1e6: the statistics around the means are unchanged."""
+    X, parameters = random_problem(rng, covariance_type, 2000, 3, 2)
+    shifted = _driver.Parameters(
+        parameters.weights, parameters.means + 1e6, parameters.covariances,
+        parameters.precisions_chol,
+    )
+    weights = np.ones(len(X))
+    centred = _driver.sufficient_statistics(X, weights, parameters, covariance_type, 512)
+    offset = _driver.sufficient_statistics(X + 1e6, weights, shifted, covariance_type, 512)
+    # X + 1e6 is rounded at 1e6 * eps ~ 1e-10 absolute, which bounds the agreement.
+    for name, one, two in zip(("nk", "sum_x", "scatter", "log_likelihood"), centred, offset):
+        np.testing.assert_allclose(two, one, rtol=1e-7, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_empty_component_is_flagged(rng, covariance_type):
+    """A component with no responsibility is reported EMPTY, not divided by zero."""
+    X, parameters = random_problem(rng, covariance_type, 500, 2, 3)
+    parameters.means[2] = 1e6
+    statistics = _driver.sufficient_statistics(
+        X, np.ones(len(X)), parameters, covariance_type, 128
+    )
+    assert statistics[0][2] == 0.0
+    new, status = _driver.maximization(*statistics[:3], statistics[4], covariance_type, 1e-6)
+    assert status[2] == 1  # STATUS_EMPTY
+    assert np.all(np.isfinite(new.means)) and np.all(np.isfinite(new.covariances))
+    np.testing.assert_allclose(new.weights.sum(), 1.0, rtol=1e-15)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_collapsed_component_is_flagged_singular(covariance_type):
+    """All-equal rows with reg_covar=0: the covariance is singular and flagged."""
+    X = np.tile([[1.0, 2.0]], (20, 1))
+    covariances = random_covariances(np.random.default_rng(0), covariance_type, 1, 2)
+    parameters = _driver.Parameters(
+        np.ones(1), np.array([[0.5, 1.5]]), covariances,
+        reference.precisions_cholesky(covariances, covariance_type),
+    )
+    statistics = _driver.sufficient_statistics(X, np.ones(20), parameters, covariance_type, 128)
+    new, status = _driver.maximization(*statistics[:3], statistics[4], covariance_type, 0.0)
+    assert status[0] == 2  # STATUS_SINGULAR
+    np.testing.assert_allclose(new.means, [[1.0, 2.0]], rtol=1e-15)

@@ -1,0 +1,347 @@
+"""The ``fastem`` command: summaries on good input, one-line errors on bad input."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastem._io
+from fastem import GaussianMixture, load_faithful, load_model
+from fastem.cli import main
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240601)
+
+
+@pytest.fixture
+def two_blobs(rng):
+    """60 samples x 3 features in two well separated groups."""
+    return np.vstack(
+        [rng.normal(0.0, 1.0, size=(30, 3)), rng.normal(8.0, 1.0, size=(30, 3))]
+    )
+
+
+def run(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def summary_value(out, label):
+    match = re.search(rf"^{label}\s+(.*)$", out, flags=re.MULTILINE)
+    assert match, f"no {label!r} line in:\n{out}"
+    return match.group(1)
+
+
+# ----------------------------------------------------------------------------
+# good input
+
+
+def test_fit_bundled_data(capsys):
+    status, out, err = run(capsys, "fit")
+    assert status == 0, err
+    for field in (
+        "Old Faithful",
+        "272 samples x 2 features",
+        "covariance_type='full'",
+        "converged",
+        "fit time",
+        "log-likelihood",
+        "BIC",
+        "weights",
+        "means",
+        "covariance, component 1",
+        "covariance, component 2",
+        "eruptions",
+        "waiting",
+    ):
+        assert field in out
+    assert "component 3" not in out
+    assert "n_iter=" in summary_value(out, "converged")
+
+    # the numbers are those of the same fit done in Python
+    X = load_faithful()
+    model = GaussianMixture(n_components=2, random_state=0).fit(X)
+    total, per_sample = re.match(
+        r"(\S+) total, (\S+) per sample", summary_value(out, "log-likelihood")
+    ).groups()
+    assert float(total) == pytest.approx(model.score(X) * len(X), abs=1e-6)
+    assert float(per_sample) == pytest.approx(model.score(X), abs=1e-6)
+    assert float(summary_value(out, "BIC")) == pytest.approx(model.bic(X), abs=1e-6)
+    # the long-eruption component waits about 80 minutes
+    assert re.search(r"waiting\s+(54\.4\d*\s+79\.9|79\.9\d*\s+54\.4)", out)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_fit_csv_without_header(capsys, tmp_path, two_blobs, covariance_type):
+    path = tmp_path / "data.csv"
+    np.savetxt(path, two_blobs, delimiter=",")
+    status, out, err = run(
+        capsys, "fit", path, "-k", 2, "--covariance-type", covariance_type,
+        "--n-init", 2,
+    )  # fmt: skip
+    assert status == 0, err
+    assert "60 samples x 3 features" in out
+    assert f"covariance_type='{covariance_type}'" in out
+    assert "n_init=2" in out
+    assert re.search(r"^  x3\s", out, flags=re.MULTILINE)  # default feature names
+    weights = summary_value(out, "  weight").split()
+    assert [float(w) for w in weights] == pytest.approx([0.5, 0.5], abs=1e-6)
+
+
+def test_fit_csv_with_header(capsys, tmp_path, two_blobs):
+    path = tmp_path / "data.csv"
+    np.savetxt(path, two_blobs, delimiter=",", header="alpha,beta,gamma", comments="")
+    status, out, err = run(capsys, "fit", path, "-k", 2)
+    assert status == 0, err
+    assert "60 samples x 3 features" in out  # the header is not a sample
+    for name in ("alpha", "beta", "gamma"):
+        assert re.search(rf"^  {name}\s", out, flags=re.MULTILINE)
+
+
+def test_numeric_first_row_is_data_not_header(capsys, tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("1,2\n\n4,2\n1,3\n4,3.5\n")  # blank lines are skipped
+    status, out, err = run(capsys, "fit", path, "-k", 1)
+    assert status == 0, err
+    assert "4 samples x 2 features" in out
+
+
+def test_fit_other_delimiter(capsys, tmp_path, two_blobs):
+    path = tmp_path / "data.tsv"
+    np.savetxt(path, two_blobs, delimiter="\t")
+    status, out, err = run(capsys, "fit", path, "--delimiter", "\t")
+    assert status == 0, err
+    assert "60 samples x 3 features" in out
+
+
+def test_fit_npy(capsys, tmp_path, two_blobs):
+    path = tmp_path / "data.npy"
+    np.save(path, two_blobs.astype(np.float32))
+    status, out, err = run(capsys, "fit", path, "-k", 2, "--covariance-type", "diag")
+    assert status == 0, err
+    assert "60 samples x 3 features" in out
+    assert "variances" in out
+
+
+def test_fit_one_dimensional_npy_is_one_feature(capsys, tmp_path, two_blobs):
+    path = tmp_path / "data.npy"
+    np.save(path, two_blobs[:, 0])
+    status, out, err = run(capsys, "fit", path)
+    assert status == 0, err
+    assert "60 samples x 1 features" in out
+
+
+def test_output_json_loads_to_the_same_model(capsys, tmp_path, monkeypatch):
+    saved = []
+    original_save_model = fastem._io.save_model
+
+    def recording_save_model(model, path):
+        saved.append(model)
+        original_save_model(model, path)
+
+    monkeypatch.setattr(fastem._io, "save_model", recording_save_model)
+    output = tmp_path / "model.json"
+    status, out, err = run(
+        capsys, "fit", "-k", 3, "--covariance-type", "tied", "--output", output
+    )
+    assert status == 0, err
+    assert f"model written to {output}" in out
+    (model,) = saved
+    loaded = load_model(output)
+    assert type(loaded) is GaussianMixture
+    assert loaded.get_params() == model.get_params()
+    X = load_faithful()
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.means_, model.means_)
+
+
+def test_non_converged_fit_warns_on_one_line(capsys):
+    status, out, err = run(capsys, "fit", "--max-iter", 1, "--tol", 0)
+    assert status == 0, err
+    assert summary_value(out, "converged").startswith("NO")
+    lines = err.splitlines()
+    assert lines and all(line.startswith("fastem: warning: ") for line in lines)
+
+
+def test_singular_data_is_recovered_and_reported(capsys, tmp_path):
+    path = tmp_path / "notebook.csv"
+    path.write_text("1,2\n4,2\n1,3\n4,3\n")
+    status, out, err = run(capsys, "fit", path, "--reg-covar", 0, "--n-init", 10)
+    assert status == 0, err
+    assert "singular events" in out
+    assert all(line.startswith("fastem: warning: ") for line in err.splitlines())
+
+    status, out, err = run(
+        capsys, "fit", path, "--reg-covar", 0, "--on-singular", "raise"
+    )
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("fastem: error: ")
+    assert "reg_covar" in err
+
+
+def test_help_and_version(capsys):
+    status, out, _ = run(capsys, "--version")
+    assert status == 0
+    assert out.strip() == f"fastem {fastem.__version__}"
+    status, out, _ = run(capsys, "fit", "--help")
+    assert status == 0
+    assert "--covariance-type" in out
+
+
+# ----------------------------------------------------------------------------
+# bad input: one line on stderr, exit status 2
+
+
+def write(tmp_path, name, content):
+    path = tmp_path / name
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    else:
+        path.write_text(content)
+    return path
+
+
+BAD_FILES = {
+    "missing file": (None, [], "absent.csv: No such file or directory"),
+    "non-numeric cell": (
+        "a,b\n1,2\n3,x\n",
+        [],
+        "line 3, column 2 has non-numeric value 'x'",
+    ),
+    "empty cell": ("1,2\n3,\n5,6\n", [], "line 2, column 2 has an empty cell"),
+    "NaN": ("1,2\n3,nan\n5,6\n", [], "line 2, column 2 is 'nan'"),
+    "infinity": ("1,2\n3,4\n-inf,6\n", [], "line 3, column 1 is '-inf'"),
+    "ragged row": ("1,2\n3\n5,6\n", [], "line 2 has 1 field, expected 2"),
+    "fewer rows than components": (
+        "1,2\n3,4\n",
+        ["-k", "3"],
+        "has 2 rows, fewer than the 3 components",
+    ),
+    "empty file": ("", [], "has no data rows"),
+    "header only": ("a,b\n", [], "has no data rows"),
+    "binary file": (b"\x89PNG\r\n\x1a\n\xff\xfe", [], "not a UTF-8 text file"),
+    "npy with NaN": (
+        np.array([[1.0, np.nan], [2.0, 3.0]]),
+        [],
+        "element [0, 1] is nan",
+    ),
+    "npy of strings": (np.array(["a", "b"]), [], "a numeric array is needed"),
+    "npy of 3 dimensions": (np.zeros((4, 2, 2)), [], "shape (4, 2, 2)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_file(capsys, tmp_path, case):
+    content, options, message = BAD_FILES[case]
+    if content is None:
+        path = tmp_path / "absent.csv"
+    elif isinstance(content, bytes):
+        path = tmp_path / "data.csv"
+        path.write_bytes(content)
+    else:
+        suffix = ".npy" if isinstance(content, np.ndarray) else ".csv"
+        path = write(tmp_path, "data" + suffix, content)
+    status, out, err = run(capsys, "fit", path, *options)
+    assert status == 2
+    assert out == ""
+    assert err.startswith("fastem: error: ")
+    assert err.count("\n") == 1, err
+    assert message in err
+    assert "Traceback" not in err
+
+
+BAD_OPTIONS = {
+    "no command": ([], "required: COMMAND"),
+    "unknown command": (["predict"], "invalid choice: 'predict'"),
+    "zero components": (["fit", "-k", "0"], "must be at least 1, got 0"),
+    "non-integer components": (["fit", "-k", "two"], "'two' is not an integer"),
+    "bad covariance type": (
+        ["fit", "--covariance-type", "banana"],
+        "invalid choice: 'banana'",
+    ),
+    "zero restarts": (["fit", "--n-init", "0"], "--n-init: must be at least 1"),
+    "zero iterations": (["fit", "--max-iter", "0"], "--max-iter: must be at least 1"),
+    "negative tol": (["fit", "--tol", "-1"], "--tol: must be a finite number >= 0"),
+    "nan reg_covar": (["fit", "--reg-covar", "nan"], "--reg-covar: must be a finite"),
+    "negative seed": (["fit", "--random-state", "-3"], "--random-state: must be"),
+    "unknown option": (["fit", "--bogus"], "unrecognized arguments: --bogus"),
+    "output directory missing": (
+        ["fit", "--output", "no/such/dir/model.json"],
+        "cannot write --output",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_option(capsys, tmp_path, monkeypatch, case):
+    monkeypatch.chdir(tmp_path)
+    argv, message = BAD_OPTIONS[case]
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert out == ""
+    assert err.startswith("fastem: error: ")
+    assert err.count("\n") == 1, err
+    assert message in err
+
+
+def test_directory_instead_of_file(capsys, tmp_path):
+    status, _, err = run(capsys, "fit", tmp_path)
+    assert status == 2
+    assert err == f"fastem: error: {tmp_path} is a directory, not a data file\n"
+
+
+# ----------------------------------------------------------------------------
+# the installed command, in a real process
+
+
+def console_script():
+    """The ``fastem`` script of this interpreter's environment, if installed."""
+    name = "fastem.exe" if os.name == "nt" else "fastem"
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    return shutil.which("fastem")
+
+
+def test_console_script_in_subprocess(tmp_path):
+    script = console_script()
+    if script is None:
+        pytest.skip("the fastem console script is not installed (pip install -e .)")
+    result = subprocess.run(
+        [script, "fit"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Old Faithful" in result.stdout
+    assert "component 2" in result.stdout
+
+    result = subprocess.run(
+        [script, "fit", str(tmp_path / "absent.csv")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("fastem: error: ")
+    assert "No such file or directory" in result.stderr
+
+
+def test_python_dash_m_fastem():
+    result = subprocess.run(
+        [sys.executable, "-m", "fastem", "fit", "--covariance-type", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("fastem: error: argument --covariance-type")
+    assert result.stderr.count("\n") == 1

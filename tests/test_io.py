@@ -1,0 +1,160 @@
+"""save_model / load_model: a JSON round trip gives back the same fitted model."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from fastem import GaussianMixture, load_faithful, load_model, save_model
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+@pytest.fixture(scope="module")
+def faithful():
+    return load_faithful()
+
+
+def fitted_attributes(model):
+    return {
+        name: value
+        for name, value in vars(model).items()
+        if name.endswith("_") and not name.startswith("_")
+    }
+
+
+def assert_same_value(expected, actual, name):
+    if isinstance(expected, np.ndarray):
+        assert isinstance(actual, np.ndarray), name
+        assert actual.dtype == expected.dtype, name
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict), name
+        assert actual.keys() == expected.keys(), name
+        for key in expected:
+            assert_same_value(expected[key], actual[key], f"{name}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), name
+        for i, (left, right) in enumerate(zip(expected, actual, strict=True)):
+            assert_same_value(left, right, f"{name}[{i}]")
+    else:
+        assert type(actual) is type(expected), name
+        assert actual == expected, name
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_round_trip_is_exact(tmp_path, faithful, covariance_type, dtype):
+    X = faithful.astype(dtype)
+    model = GaussianMixture(
+        n_components=3, covariance_type=covariance_type, n_init=2, random_state=0
+    ).fit(X)
+    path = tmp_path / "model.json"
+    save_model(model, path)
+    loaded = load_model(path)
+
+    assert type(loaded) is GaussianMixture
+    assert loaded.get_params() == model.get_params()
+    expected = fitted_attributes(model)
+    assert fitted_attributes(loaded).keys() == expected.keys()
+    for name, value in expected.items():
+        assert_same_value(value, getattr(loaded, name), name)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_round_trip_keeps_init_arrays_and_feature_names(tmp_path, faithful):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(faithful, columns=["eruptions", "waiting"])
+    means_init = np.array([[2.0, 55.0], [4.3, 80.0]])
+    model = GaussianMixture(
+        n_components=2, means_init=means_init, weights_init=[0.4, 0.6]
+    ).fit(frame)
+    save_model(model, tmp_path / "model.json")
+    loaded = load_model(str(tmp_path / "model.json"))
+    np.testing.assert_array_equal(loaded.means_init, means_init)
+    assert list(loaded.weights_init) == [0.4, 0.6]
+    np.testing.assert_array_equal(loaded.feature_names_in_, ["eruptions", "waiting"])
+    np.testing.assert_array_equal(
+        loaded.predict_proba(frame), model.predict_proba(frame)
+    )
+
+
+def test_round_trip_keeps_singular_events(tmp_path):
+    # the original notebook's example: collapses without the fallback
+    X = np.array([[1.0, 2.0], [4.0, 2.0], [1.0, 3.0], [4.0, 3.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GaussianMixture(
+            n_components=2, reg_covar=0.0, n_init=10, random_state=0
+        ).fit(X)
+    assert model.singular_events_
+    save_model(model, tmp_path / "model.json")
+    loaded = load_model(tmp_path / "model.json")
+    assert_same_value(model.singular_events_, loaded.singular_events_, "events")
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_file_is_json_with_format_header(tmp_path, faithful):
+    model = GaussianMixture(n_components=2, random_state=0).fit(faithful)
+    save_model(model, tmp_path / "model.json")
+    document = json.loads((tmp_path / "model.json").read_text())
+    assert document["format"] == "fastem.GaussianMixture"
+    assert document["format_version"] == 1
+    assert document["params"]["n_components"] == 2
+    assert document["params"]["random_state"] == 0
+    weights = document["fitted"]["weights_"]
+    assert weights["shape"] == [2]
+    assert weights["data"] == model.weights_.tolist()  # exact, via repr
+
+
+def test_save_unfitted_model_raises(tmp_path):
+    with pytest.raises(ValueError, match=r"unfitted .* call fit"):
+        save_model(GaussianMixture(), tmp_path / "model.json")
+    assert not (tmp_path / "model.json").exists()
+
+
+def test_generator_random_state_is_saved_as_none_with_warning(tmp_path, faithful):
+    model = GaussianMixture(n_components=2, random_state=np.random.RandomState(0)).fit(
+        faithful
+    )
+    with pytest.warns(UserWarning, match="random_state"):
+        save_model(model, tmp_path / "model.json")
+    loaded = load_model(tmp_path / "model.json")
+    assert loaded.random_state is None
+    np.testing.assert_array_equal(
+        loaded.predict_proba(faithful), model.predict_proba(faithful)
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("not json", "not a fastem model file"),
+        ('{"format": "something else"}', "not a fastem model file"),
+        ("[1, 2]", "not a fastem model file"),
+        (
+            '{"format": "fastem.GaussianMixture", "format_version": 99,'
+            ' "params": {}, "fitted": {}}',
+            "upgrade fastem",
+        ),
+        (
+            '{"format": "fastem.GaussianMixture", "format_version": 1,'
+            ' "params": {}, "fitted": {"weights_": [1.0]}}',
+            "missing means_",
+        ),
+        ('{"format": "fastem.GaussianMixture", "format_version": 1}', "damaged"),
+    ],
+)
+def test_load_rejects_other_files(tmp_path, content, match):
+    path = tmp_path / "model.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        load_model(path)
+
+
+def test_load_missing_file_raises_oserror(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "absent.json")

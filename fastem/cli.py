@@ -13,6 +13,7 @@ import math
 import sys
 import time
 import warnings
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -207,55 +208,106 @@ def _read_csv(path, delimiter):
     """Read a numeric CSV file; a first row with no numeric cell is a header.
 
     Returns ``(X, feature_names)``; ``feature_names`` is None without a header.
+    ``numpy.loadtxt`` reads well-formed files fast; anything it rejects, or
+    that holds NaN or infinity, is read again by :func:`_read_csv_checked`,
+    which defines what is accepted and names the line and column of a problem.
     """
+    skip_lines, feature_names = _csv_header(path, delimiter)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "input contained no data"
+            X = np.loadtxt(
+                path,
+                dtype=np.float64,
+                delimiter=delimiter,
+                comments=None,
+                skiprows=skip_lines,
+                ndmin=2,
+                encoding="utf-8-sig",
+            )
+    except (ValueError, TypeError, UnicodeDecodeError):
+        X = None
+    n_features = None if feature_names is None else len(feature_names)
+    if (
+        X is None
+        or X.size == 0
+        or (n_features is not None and X.shape[1] != n_features)
+        or not np.isfinite(X).all()
+    ):
+        return _read_csv_checked(path, delimiter)
+    return np.ascontiguousarray(X), feature_names
+
+
+def _csv_header(path, delimiter):
+    """(lines to skip, header cells) if the first non-blank row is a header."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        rows = []  # (line number, cells)
+        reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
+        try:
+            for cells in reader:
+                cells = [cell.strip() for cell in cells]
+                if not any(cells):
+                    continue
+                if all(_parse_float(cell) is None for cell in cells):
+                    return reader.line_num, cells
+                return 0, None
+        except (csv.Error, UnicodeDecodeError):
+            pass  # reported by _read_csv_checked
+    return 0, None
+
+
+def _read_csv_checked(path, delimiter):
+    """Careful CSV reader: rows parsed one by one into a flat float64 buffer."""
+    values = array("d")
+    feature_names = None
+    n_features = None
+    n_rows = 0
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
         try:
             for cells in reader:
                 cells = [cell.strip() for cell in cells]
                 if not any(cells):
                     continue  # blank line
-                rows.append((reader.line_num, cells))
+                if n_features is None:
+                    n_features = len(cells)
+                    if all(_parse_float(cell) is None for cell in cells):
+                        feature_names = cells
+                        continue
+                _append_row(
+                    values, cells, n_features, f"{path}: line {reader.line_num}"
+                )
+                n_rows += 1
         except csv.Error as exc:
             raise InputError(f"{path}: line {reader.line_num}: {exc}") from None
         except UnicodeDecodeError:
             raise InputError(
                 f"{path} is not a UTF-8 text file; give a CSV file or a .npy array"
             ) from None
-
-    feature_names = None
-    if rows:
-        first_cells = rows[0][1]
-        if all(_parse_float(cell) is None for cell in first_cells):
-            feature_names = first_cells
-            rows = rows[1:]
-    if not rows:
+    if n_rows == 0:
         raise InputError(f"{path} has no data rows")
+    X = np.frombuffer(values, dtype=np.float64).reshape(n_rows, n_features)
+    return X.copy(), feature_names
 
-    n_features = len(feature_names) if feature_names is not None else len(rows[0][1])
-    X = np.empty((len(rows), n_features), dtype=np.float64)
-    for i, (line, cells) in enumerate(rows):
-        if len(cells) != n_features:
+
+def _append_row(values, cells, n_features, where):
+    if len(cells) != n_features:
+        raise InputError(
+            f"{where} has {_plural(len(cells), 'field')}, expected {n_features}"
+        )
+    for column, cell in enumerate(cells, start=1):
+        value = _parse_float(cell)
+        if value is None:
+            what = "an empty cell" if cell == "" else f"non-numeric value {cell!r}"
             raise InputError(
-                f"{path}: line {line} has {_plural(len(cells), 'field')}, "
-                f"expected {n_features}"
+                f"{where}, column {column} has {what}; "
+                "every cell after the optional header must be a number"
             )
-        for j, cell in enumerate(cells):
-            value = _parse_float(cell)
-            if value is None:
-                what = "an empty cell" if cell == "" else f"non-numeric value {cell!r}"
-                raise InputError(
-                    f"{path}: line {line}, column {j + 1} has {what}; "
-                    "every cell after the optional header must be a number"
-                )
-            if not math.isfinite(value):
-                raise InputError(
-                    f"{path}: line {line}, column {j + 1} is {cell!r}; "
-                    "remove or impute rows with NaN or infinite values"
-                )
-            X[i, j] = value
-    return X, feature_names
+        if not math.isfinite(value):
+            raise InputError(
+                f"{where}, column {column} is {cell!r}; "
+                "remove or impute rows with NaN or infinite values"
+            )
+        values.append(value)
 
 
 def _read_npy(path):

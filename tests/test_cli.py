@@ -114,6 +114,28 @@ def test_numeric_first_row_is_data_not_header(capsys, tmp_path):
     assert "4 samples x 2 features" in out
 
 
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("1.5,2\n3,4e0\n5,6\n", None),  # plain: the numpy.loadtxt fast path
+        ("\ufeffa,b\n1.5,2\n3,4e0\n5,6\n", ["a", "b"]),  # byte-order mark
+        ('\n "a", b\n\n 1.5 , 2\n"3",4e0\n,\n5,  6\n', ["a", "b"]),  # quotes, blanks
+    ],
+)
+def test_load_data_accepts_ordinary_csv_variants(tmp_path, text, names):
+    from fastem.cli import _read_csv_checked, load_data
+
+    path = tmp_path / "data.csv"
+    path.write_text(text, encoding="utf-8")
+    X, feature_names = load_data(str(path))
+    np.testing.assert_array_equal(X, [[1.5, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    assert X.dtype == np.float64 and X.flags.c_contiguous
+    assert feature_names == names
+    X_checked, names_checked = _read_csv_checked(str(path), ",")
+    np.testing.assert_array_equal(X_checked, X)
+    assert names_checked == names
+
+
 def test_fit_other_delimiter(capsys, tmp_path, two_blobs):
     path = tmp_path / "data.tsv"
     np.savetxt(path, two_blobs, delimiter="\t")
@@ -335,13 +357,34 @@ def test_console_script_in_subprocess(tmp_path):
     assert "No such file or directory" in result.stderr
 
 
-def test_python_dash_m_fastem():
+def environment_importing_this_fastem():
+    """os.environ with the fastem under test first on PYTHONPATH."""
+    source_root = str(Path(fastem.__file__).resolve().parent.parent)
+    paths = [source_root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "--covariance-type", "nope"], "argument --covariance-type"),
+        (["fit", "empty.csv"], "empty.csv has no data rows"),
+        (["fit", "nan.csv"], "line 2, column 1 is 'nan'"),
+    ],
+)
+def test_python_dash_m_fastem_errors(tmp_path, argv, message):
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "nan.csv").write_text("1,2\nnan,3\n4,5\n")
     result = subprocess.run(
-        [sys.executable, "-m", "fastem", "fit", "--covariance-type", "nope"],
+        [sys.executable, "-m", "fastem", *argv],
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,
+        env=environment_importing_this_fastem(),
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("fastem: error: argument --covariance-type")
-    assert result.stderr.count("\n") == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("fastem: error: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr

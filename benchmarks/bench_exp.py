@@ -1,0 +1,114 @@
+"""Time the vectorisable exp of ``fastem._kernels_exp`` against libm and numpy.
+
+A script, not an asv suite (it defines no ``time_*`` benchmarks, so asv
+importing it is harmless).  Run from the repository root::
+
+    python benchmarks/bench_exp.py            # 1e6 and 1e7 elements, 9 repeats
+    python benchmarks/bench_exp.py --sizes 100000 --repeats 21
+
+Every variant works in place on a fresh copy of the same input (the copy is
+not timed), single-threaded, after a warm-up call that compiles it:
+
+* ``np.exp``             numpy's ufunc, ``np.exp(a, out=a)`` (numpy ships
+                         its own SIMD exp, so this is a strong baseline)
+* ``numba loop np.exp``  ``a[i] = np.exp(a[i])`` in ``@njit``: one libm call
+                         per element, the loop is not vectorised
+* ``numba loop exp64``   ``a[i] = exp64(a[i])``: the vectorised kernel
+                         (``exp32`` for float32)
+
+Input: uniform on [-50, 0], the range of log-responsibilities minus their
+log-sum-exp in an E-step.  Reported: the median over the repeats of the
+time per element, and ratios to the two baselines.  The machines this runs
+on are shared and noisy; medians of >= 7 repeats are the figures to quote.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from fastem._kernels_exp import (  # noqa: E402
+    _libm_exp_inplace32,
+    _libm_exp_inplace64,
+    exp_inplace32,
+    exp_inplace64,
+)
+
+
+def _numpy_exp_inplace(a):
+    np.exp(a, out=a)
+
+
+VARIANTS = {
+    np.float64: [
+        ("np.exp", _numpy_exp_inplace),
+        ("numba loop np.exp", _libm_exp_inplace64),
+        ("numba loop exp64", exp_inplace64),
+    ],
+    np.float32: [
+        ("np.exp", _numpy_exp_inplace),
+        ("numba loop np.exp", _libm_exp_inplace32),
+        ("numba loop exp32", exp_inplace32),
+    ],
+}
+
+
+def make_input(n_elements, dtype, seed=0):
+    """Seeded input: uniform on [-50, 0]."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-50.0, 0.0, n_elements).astype(dtype)
+
+
+def time_inplace(function, data, repeats):
+    """Median seconds of ``function(work)`` over ``repeats`` fresh copies."""
+    work = data.copy()
+    function(work)  # warm-up: compiles or loads from numba's cache
+    timings = []
+    for _ in range(repeats):
+        np.copyto(work, data)
+        start = time.perf_counter()
+        function(work)
+        timings.append(time.perf_counter() - start)
+    return float(np.median(timings))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000]
+    )
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+
+    header = (
+        f"{'n':>10}  {'dtype':7}  {'variant':18}  {'ns/elem':>8}  "
+        f"{'vs np.exp':>9}  {'vs libm loop':>12}"
+    )
+    print(f"median of {args.repeats} repeats, input uniform on [-50, 0]")
+    print(header)
+    print("-" * len(header))
+    for n_elements in args.sizes:
+        for dtype, variants in VARIANTS.items():
+            data = make_input(n_elements, dtype)
+            ns_per_element = {
+                name: time_inplace(function, data, args.repeats) / n_elements * 1e9
+                for name, function in variants
+            }
+            numpy_ns = ns_per_element["np.exp"]
+            libm_ns = ns_per_element["numba loop np.exp"]
+            for name, value in ns_per_element.items():
+                print(
+                    f"{n_elements:>10}  {np.dtype(dtype).name:7}  {name:18}  "
+                    f"{value:8.3f}  {numpy_ns / value:8.2f}x  {libm_ns / value:11.2f}x"
+                )
+    print("ratios > 1 mean the variant is faster than the baseline")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,8 +12,9 @@ Two families cover the four covariance types:
 Conventions shared by every kernel here:
 
 * ``X`` is C-contiguous float32 or float64; ``means`` and ``precisions_chol``
-  have the dtype of ``X`` (distances are computed in the data's precision),
-  everything accumulated is float64.
+  have the dtype of ``X`` (distances are computed in the data's precision).
+  Statistics are summed over a tile of ``TILE`` points in the data's dtype
+  and accumulated across tiles and blocks in float64.
 * ``log_norm[k] = log(weights[k]) + log_det_chol[k] - D/2 log(2 pi)`` is
   precomputed by the driver in float64.
 * Samples are split into blocks of ``block_size`` rows. Each block writes its
@@ -21,12 +22,17 @@ Conventions shared by every kernel here:
   result does not depend on the number of threads.
 * Inside a block, samples are processed in tiles of ``TILE`` points stored
   transposed (feature-major), so that the inner loops run over points and
-  vectorise.
+  vectorise. Features are padded with zeros to a multiple of 4 so that the
+  two O(D^2) loops (the triangular projection and the scatter update) work
+  on 4x4 blocks held in registers.
 * Statistics are accumulated around the means passed in (the current ones):
   ``sum_x[k] = sum w r (x - m_k)``, ``scatter[k] = sum w r (x - m_k)(x - m_k)^T``.
 * Kernels never raise: a sample whose log-density is -inf under every
   component contributes nothing to the statistics and -inf to the
   log-likelihood, which the driver reads.
+* Hot loops index arrays directly (no slices): a slice of a shared array
+  inside a parallel loop costs an atomic reference-count update that the
+  threads then fight over.
 """
 
 import math
@@ -34,113 +40,188 @@ import math
 import numpy as np
 from numba import njit, prange
 
-# Points per tile. 128 float64 values of one feature fill two kilobytes, so a
-# tile of a 32-feature problem stays in the L1/L2 caches.
-TILE = 128
+from fastem._kernels_exp import exp64
 
-# Reassociation lets LLVM vectorise the float64 reductions over a tile; no
-# nnan/ninf: log-densities legitimately reach -inf.
+# Points per tile: a (32-feature x 64-point) float64 tile is 16 KiB.
+TILE = 64
+BLOCK = 4  # register block of the O(D^2) loops
+
+# Reassociation lets LLVM vectorise the reductions over a tile; no nnan/ninf:
+# log-densities legitimately reach -inf.
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _load_tile(X, start, n_points, X_tile):
+@njit(cache=True, inline="always")
+def _n_blocks(n_samples, block_size):
+    return (n_samples + block_size - 1) // block_size
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _transpose_tile(X, start, n_points, X_tile):
+    """X_tile[i, t] = X[start + t, i]; columns past n_points repeat point 0.
+
+    Rows past the data's features (padding) are left as they are (zero).
+    """
     n_features = X.shape[1]
     for t in range(n_points):
         for i in range(n_features):
             X_tile[i, t] = X[start + t, i]
+    for i in range(n_features):
+        for t in range(n_points, TILE):
+            X_tile[i, t] = X_tile[i, 0]
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _centre_tile(X_tile, n_points, mean, diff):
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _centre_tile(X_tile, means, k, diff):
+    """diff[i, t] = X_tile[i, t] - means[k, i] over the whole (padded) tile."""
     for i in range(X_tile.shape[0]):
-        centre = mean[i]
-        for t in range(n_points):
+        centre = means[k, i]
+        for t in range(TILE):
             diff[i, t] = X_tile[i, t] - centre
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _dense_tile_log_prob(X_tile, n_points, means, precisions_chol, log_norm,
-                         diff, projection, log_prob):
-    """log_prob[k, t] = log_norm[k] - |(x_t - m_k) P_k|^2 / 2 for one tile."""
-    n_features = X_tile.shape[0]
-    n_components = means.shape[0]
-    shared = precisions_chol.shape[0] == 1
-    for k in range(n_components):
-        factor = precisions_chol[0] if shared else precisions_chol[k]
-        _centre_tile(X_tile, n_points, means[k], diff)
-        mahalanobis = log_prob[k]
-        for t in range(n_points):
-            mahalanobis[t] = 0.0
-        for j in range(n_features):
-            for t in range(n_points):
-                projection[t] = 0.0
-            for i in range(j + 1):
-                entry = factor[i, j]
-                for t in range(n_points):
-                    projection[t] += diff[i, t] * entry
-            for t in range(n_points):
-                mahalanobis[t] += projection[t] * projection[t]
-        offset = log_norm[k]
-        for t in range(n_points):
-            mahalanobis[t] = offset - 0.5 * mahalanobis[t]
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis):
+    """mahalanobis[t] = |diff[:, t]^T P|^2 with P upper triangular, padded to 4s.
+
+    projection[j, t] = sum_{i <= j} diff[i, t] P[i, j], computed four rows of
+    i and four columns of j at a time.
+    """
+    n_padded = diff.shape[0]
+    for j in range(n_padded):
+        for t in range(TILE):
+            projection[j, t] = 0.0
+    for i0 in range(0, n_padded, BLOCK):
+        for j0 in range(i0, n_padded, BLOCK):
+            p00 = precisions_chol[slot, i0, j0]
+            p01 = precisions_chol[slot, i0, j0 + 1]
+            p02 = precisions_chol[slot, i0, j0 + 2]
+            p03 = precisions_chol[slot, i0, j0 + 3]
+            p10 = precisions_chol[slot, i0 + 1, j0]
+            p11 = precisions_chol[slot, i0 + 1, j0 + 1]
+            p12 = precisions_chol[slot, i0 + 1, j0 + 2]
+            p13 = precisions_chol[slot, i0 + 1, j0 + 3]
+            p20 = precisions_chol[slot, i0 + 2, j0]
+            p21 = precisions_chol[slot, i0 + 2, j0 + 1]
+            p22 = precisions_chol[slot, i0 + 2, j0 + 2]
+            p23 = precisions_chol[slot, i0 + 2, j0 + 3]
+            p30 = precisions_chol[slot, i0 + 3, j0]
+            p31 = precisions_chol[slot, i0 + 3, j0 + 1]
+            p32 = precisions_chol[slot, i0 + 3, j0 + 2]
+            p33 = precisions_chol[slot, i0 + 3, j0 + 3]
+            for t in range(TILE):
+                d0 = diff[i0, t]
+                d1 = diff[i0 + 1, t]
+                d2 = diff[i0 + 2, t]
+                d3 = diff[i0 + 3, t]
+                projection[j0, t] += d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30
+                projection[j0 + 1, t] += d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31
+                projection[j0 + 2, t] += d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32
+                projection[j0 + 3, t] += d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33
+    for t in range(TILE):
+        mahalanobis[t] = 0.0
+    for j in range(n_padded):
+        for t in range(TILE):
+            mahalanobis[t] += projection[j, t] * projection[j, t]
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _diagonal_tile_log_prob(X_tile, n_points, means, precisions_chol, log_norm,
-                            diff, log_prob):
-    """Diagonal precision factor: log_prob = log_norm - sum_i ((x_i - m_i) p_i)^2 / 2."""
-    n_features = X_tile.shape[0]
-    n_components = means.shape[0]
-    for k in range(n_components):
-        mahalanobis = log_prob[k]
-        for t in range(n_points):
-            mahalanobis[t] = 0.0
-        for i in range(n_features):
-            centre = means[k, i]
-            entry = precisions_chol[k, i]
-            for t in range(n_points):
-                scaled = (X_tile[i, t] - centre) * entry
-                mahalanobis[t] += scaled * scaled
-        offset = log_norm[k]
-        for t in range(n_points):
-            mahalanobis[t] = offset - 0.5 * mahalanobis[t]
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _responsibilities(log_prob, n_points, log_prob_norm, peak, total):
+    """Weighted log-probabilities (K, TILE) -> responsibilities, in place.
 
-
-@njit(cache=True, fastmath=FASTMATH)
-def _tile_responsibilities(log_prob, n_points, log_prob_norm):
-    """Turn weighted log-probabilities into responsibilities, in place.
-
-    ``log_prob_norm[t]`` receives log sum_k exp(log_prob[k, t]). A point with
-    every entry -inf gets zero responsibilities and -inf.
+    ``log_prob_norm[t]`` receives log sum_k exp(log_prob[k, t]); a point
+    whose entries are all -inf gets zero responsibilities and -inf.
     """
     n_components = log_prob.shape[0]
-    for t in range(n_points):
-        log_prob_norm[t] = -np.inf
+    for t in range(TILE):
+        peak[t] = -np.inf
+        total[t] = 0.0
     for k in range(n_components):
-        for t in range(n_points):
-            log_prob_norm[t] = max(log_prob_norm[t], log_prob[k, t])
-    # log_prob_norm holds the maxima; reuse it after computing the sums.
-    totals = np.zeros(n_points)
+        for t in range(TILE):
+            peak[t] = max(peak[t], log_prob[k, t])
+    for t in range(TILE):
+        # A point that no component can explain: every exp below gives 0.
+        peak[t] = 0.0 if peak[t] == -np.inf else peak[t]
     for k in range(n_components):
-        for t in range(n_points):
-            peak = log_prob_norm[t]
-            if peak == -np.inf:
-                log_prob[k, t] = 0.0
-            else:
-                log_prob[k, t] = math.exp(log_prob[k, t] - peak)
-            totals[t] += log_prob[k, t]
+        for t in range(TILE):
+            value = exp64(log_prob[k, t] - peak[t])
+            log_prob[k, t] = value
+            total[t] += value
+    for t in range(TILE):
+        scale = 1.0 / total[t] if total[t] > 0.0 else 0.0
+        total[t] = scale
+    for k in range(n_components):
+        for t in range(TILE):
+            log_prob[k, t] *= total[t]
     for t in range(n_points):
-        scale = 1.0 / totals[t] if totals[t] > 0.0 else 0.0
-        for k in range(n_components):
-            log_prob[k, t] *= scale
-        if totals[t] > 0.0:
-            log_prob_norm[t] += math.log(totals[t])
+        scale = total[t]
+        log_prob_norm[t] = peak[t] - math.log(scale) if scale > 0.0 else -np.inf
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _n_blocks(n_samples, block_size):
-    return (n_samples + block_size - 1) // block_size
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _dense_scatter(weighted_diff, diff, scatter_parts, block, slot):
+    """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
+    n_padded = diff.shape[0]
+    for i0 in range(0, n_padded, BLOCK):
+        for j0 in range(i0, n_padded, BLOCK):
+            zero = weighted_diff[0, 0] - weighted_diff[0, 0]
+            a00 = a01 = a02 = a03 = zero
+            a10 = a11 = a12 = a13 = zero
+            a20 = a21 = a22 = a23 = zero
+            a30 = a31 = a32 = a33 = zero
+            for t in range(TILE):
+                u0 = weighted_diff[i0, t]
+                u1 = weighted_diff[i0 + 1, t]
+                u2 = weighted_diff[i0 + 2, t]
+                u3 = weighted_diff[i0 + 3, t]
+                v0 = diff[j0, t]
+                v1 = diff[j0 + 1, t]
+                v2 = diff[j0 + 2, t]
+                v3 = diff[j0 + 3, t]
+                a00 += u0 * v0
+                a01 += u0 * v1
+                a02 += u0 * v2
+                a03 += u0 * v3
+                a10 += u1 * v0
+                a11 += u1 * v1
+                a12 += u1 * v2
+                a13 += u1 * v3
+                a20 += u2 * v0
+                a21 += u2 * v1
+                a22 += u2 * v2
+                a23 += u2 * v3
+                a30 += u3 * v0
+                a31 += u3 * v1
+                a32 += u3 * v2
+                a33 += u3 * v3
+            scatter_parts[block, slot, i0, j0] += a00
+            scatter_parts[block, slot, i0, j0 + 1] += a01
+            scatter_parts[block, slot, i0, j0 + 2] += a02
+            scatter_parts[block, slot, i0, j0 + 3] += a03
+            scatter_parts[block, slot, i0 + 1, j0] += a10
+            scatter_parts[block, slot, i0 + 1, j0 + 1] += a11
+            scatter_parts[block, slot, i0 + 1, j0 + 2] += a12
+            scatter_parts[block, slot, i0 + 1, j0 + 3] += a13
+            scatter_parts[block, slot, i0 + 2, j0] += a20
+            scatter_parts[block, slot, i0 + 2, j0 + 1] += a21
+            scatter_parts[block, slot, i0 + 2, j0 + 2] += a22
+            scatter_parts[block, slot, i0 + 2, j0 + 3] += a23
+            scatter_parts[block, slot, i0 + 3, j0] += a30
+            scatter_parts[block, slot, i0 + 3, j0 + 1] += a31
+            scatter_parts[block, slot, i0 + 3, j0 + 2] += a32
+            scatter_parts[block, slot, i0 + 3, j0 + 3] += a33
+
+
+@njit(cache=True)
+def _pad_dense(means, precisions_chol):
+    n_components, n_features = means.shape
+    n_padded = (n_features + BLOCK - 1) // BLOCK * BLOCK
+    means_padded = np.zeros((n_components, n_padded), dtype=means.dtype)
+    means_padded[:, :n_features] = means
+    factors = np.zeros((precisions_chol.shape[0], n_padded, n_padded),
+                       dtype=precisions_chol.dtype)
+    factors[:, :n_features, :n_features] = precisions_chol
+    return means_padded, factors
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -156,65 +237,89 @@ def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_s
     n_components = means.shape[0]
     n_factors = precisions_chol.shape[0]
     shared = n_factors == 1
+    means_padded, factors = _pad_dense(means, precisions_chol)
+    n_padded = means_padded.shape[1]
     n_blocks = _n_blocks(n_samples, block_size)
     nk_parts = np.zeros((n_blocks, n_components))
-    sum_x_parts = np.zeros((n_blocks, n_components, n_features))
-    scatter_parts = np.zeros((n_blocks, n_factors, n_features, n_features))
+    sum_x_parts = np.zeros((n_blocks, n_components, n_padded))
+    scatter_parts = np.zeros((n_blocks, n_factors, n_padded, n_padded))
     log_likelihood_parts = np.zeros(n_blocks)
     for block in prange(n_blocks):
-        X_tile = np.empty((n_features, TILE), dtype=X.dtype)
-        diff = np.empty((n_features, TILE), dtype=X.dtype)
-        projection = np.empty(TILE, dtype=X.dtype)
+        X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
+        diff = np.empty((n_padded, TILE), dtype=X.dtype)
+        projection = np.empty((n_padded, TILE), dtype=X.dtype)
+        weighted_diff = np.empty((n_padded, TILE), dtype=X.dtype)
+        mahalanobis = np.empty(TILE, dtype=X.dtype)
         resp = np.empty((n_components, TILE))
         log_prob_norm = np.empty(TILE)
-        weighted_resp = np.empty(TILE)
-        weighted_diff = np.empty((n_features, TILE))
+        tile_peak = np.empty(TILE)
+        tile_scale = np.empty(TILE)
+        weighted_resp = np.empty(TILE, dtype=X.dtype)
         block_end = min(n_samples, (block + 1) * block_size)
         for start in range(block * block_size, block_end, TILE):
             n_points = min(TILE, block_end - start)
-            _load_tile(X, start, n_points, X_tile)
-            _dense_tile_log_prob(X_tile, n_points, means, precisions_chol, log_norm,
-                                 diff, projection, resp)
-            _tile_responsibilities(resp, n_points, log_prob_norm)
+            _transpose_tile(X, start, n_points, X_tile)
+            for k in range(n_components):
+                slot = 0 if shared else k
+                _centre_tile(X_tile, means_padded, k, diff)
+                _dense_mahalanobis(diff, factors, slot, projection, mahalanobis)
+                offset = log_norm[k]
+                for t in range(TILE):
+                    resp[k, t] = offset - 0.5 * mahalanobis[t]
+                for t in range(n_points, TILE):
+                    resp[k, t] = -np.inf
+            _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
             for t in range(n_points):
-                if sample_weight[start + t] > 0.0:
-                    log_likelihood_parts[block] += sample_weight[start + t] * log_prob_norm[t]
+                weight = sample_weight[start + t]
+                if weight > 0.0:
+                    log_likelihood_parts[block] += weight * log_prob_norm[t]
             for k in range(n_components):
                 total = 0.0
                 for t in range(n_points):
-                    weighted_resp[t] = sample_weight[start + t] * resp[k, t]
-                    total += weighted_resp[t]
+                    value = sample_weight[start + t] * resp[k, t]
+                    weighted_resp[t] = value
+                    total += value
+                for t in range(n_points, TILE):
+                    weighted_resp[t] = 0.0
                 nk_parts[block, k] += total
                 if total == 0.0:
                     continue
-                _centre_tile(X_tile, n_points, means[k], diff)
-                slot = 0 if shared else k
-                for i in range(n_features):
-                    first = 0.0
-                    for t in range(n_points):
-                        weighted_diff[i, t] = weighted_resp[t] * diff[i, t]
-                        first += weighted_diff[i, t]
+                _centre_tile(X_tile, means_padded, k, diff)
+                for i in range(n_padded):
+                    first = weighted_resp[0] - weighted_resp[0]
+                    for t in range(TILE):
+                        value = weighted_resp[t] * diff[i, t]
+                        weighted_diff[i, t] = value
+                        first += value
                     sum_x_parts[block, k, i] += first
-                for i in range(n_features):
-                    for j in range(i, n_features):
-                        second = 0.0
-                        for t in range(n_points):
-                            second += weighted_diff[i, t] * diff[j, t]
-                        scatter_parts[block, slot, i, j] += second
+                _dense_scatter(weighted_diff, diff, scatter_parts, block, 0 if shared else k)
     nk = np.zeros(n_components)
     sum_x = np.zeros((n_components, n_features))
     scatter = np.zeros((n_factors, n_features, n_features))
     log_likelihood = 0.0
     for block in range(n_blocks):
         nk += nk_parts[block]
-        sum_x += sum_x_parts[block]
-        scatter += scatter_parts[block]
+        sum_x += sum_x_parts[block, :, :n_features]
+        scatter += scatter_parts[block, :, :n_features, :n_features]
         log_likelihood += log_likelihood_parts[block]
     for slot in range(n_factors):
         for i in range(n_features):
             for j in range(i):
                 scatter[slot, i, j] = scatter[slot, j, i]
     return nk, sum_x, scatter, log_likelihood
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis):
+    """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
+    for t in range(TILE):
+        mahalanobis[t] = 0.0
+    for i in range(X_tile.shape[0]):
+        centre = means[k, i]
+        entry = precisions_chol[k, i]
+        for t in range(TILE):
+            scaled = (X_tile[i, t] - centre) * entry
+            mahalanobis[t] += scaled * scaled
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -232,37 +337,49 @@ def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, bloc
     scatter_parts = np.zeros((n_blocks, n_components, n_features))
     log_likelihood_parts = np.zeros(n_blocks)
     for block in prange(n_blocks):
-        X_tile = np.empty((n_features, TILE), dtype=X.dtype)
-        diff = np.empty((n_features, TILE), dtype=X.dtype)
+        X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
+        mahalanobis = np.empty(TILE, dtype=X.dtype)
         resp = np.empty((n_components, TILE))
         log_prob_norm = np.empty(TILE)
-        weighted_resp = np.empty(TILE)
+        tile_peak = np.empty(TILE)
+        tile_scale = np.empty(TILE)
+        weighted_resp = np.empty(TILE, dtype=X.dtype)
         block_end = min(n_samples, (block + 1) * block_size)
         for start in range(block * block_size, block_end, TILE):
             n_points = min(TILE, block_end - start)
-            _load_tile(X, start, n_points, X_tile)
-            _diagonal_tile_log_prob(X_tile, n_points, means, precisions_chol, log_norm,
-                                    diff, resp)
-            _tile_responsibilities(resp, n_points, log_prob_norm)
+            _transpose_tile(X, start, n_points, X_tile)
+            for k in range(n_components):
+                _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
+                offset = log_norm[k]
+                for t in range(TILE):
+                    resp[k, t] = offset - 0.5 * mahalanobis[t]
+                for t in range(n_points, TILE):
+                    resp[k, t] = -np.inf
+            _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
             for t in range(n_points):
-                if sample_weight[start + t] > 0.0:
-                    log_likelihood_parts[block] += sample_weight[start + t] * log_prob_norm[t]
+                weight = sample_weight[start + t]
+                if weight > 0.0:
+                    log_likelihood_parts[block] += weight * log_prob_norm[t]
             for k in range(n_components):
                 total = 0.0
                 for t in range(n_points):
-                    weighted_resp[t] = sample_weight[start + t] * resp[k, t]
-                    total += weighted_resp[t]
+                    value = sample_weight[start + t] * resp[k, t]
+                    weighted_resp[t] = value
+                    total += value
+                for t in range(n_points, TILE):
+                    weighted_resp[t] = 0.0
                 nk_parts[block, k] += total
                 if total == 0.0:
                     continue
-                _centre_tile(X_tile, n_points, means[k], diff)
                 for i in range(n_features):
-                    first = 0.0
-                    second = 0.0
-                    for t in range(n_points):
-                        weighted = weighted_resp[t] * diff[i, t]
+                    centre = means[k, i]
+                    first = weighted_resp[0] - weighted_resp[0]
+                    second = first
+                    for t in range(TILE):
+                        deviation = X_tile[i, t] - centre
+                        weighted = weighted_resp[t] * deviation
                         first += weighted
-                        second += weighted * diff[i, t]
+                        second += weighted * deviation
                     sum_x_parts[block, k, i] += first
                     scatter_parts[block, k, i] += second
     nk = np.zeros(n_components)
@@ -282,21 +399,24 @@ def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'."""
     n_samples, n_features = X.shape
     n_components = means.shape[0]
+    shared = precisions_chol.shape[0] == 1
+    means_padded, factors = _pad_dense(means, precisions_chol)
+    n_padded = means_padded.shape[1]
     out = np.empty((n_samples, n_components))
     for block in prange(_n_blocks(n_samples, block_size)):
-        X_tile = np.empty((n_features, TILE), dtype=X.dtype)
-        diff = np.empty((n_features, TILE), dtype=X.dtype)
-        projection = np.empty(TILE, dtype=X.dtype)
-        log_prob = np.empty((n_components, TILE))
+        X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
+        diff = np.empty((n_padded, TILE), dtype=X.dtype)
+        projection = np.empty((n_padded, TILE), dtype=X.dtype)
+        mahalanobis = np.empty(TILE, dtype=X.dtype)
         block_end = min(n_samples, (block + 1) * block_size)
         for start in range(block * block_size, block_end, TILE):
             n_points = min(TILE, block_end - start)
-            _load_tile(X, start, n_points, X_tile)
-            _dense_tile_log_prob(X_tile, n_points, means, precisions_chol, log_norm,
-                                 diff, projection, log_prob)
-            for t in range(n_points):
-                for k in range(n_components):
-                    out[start + t, k] = log_prob[k, t]
+            _transpose_tile(X, start, n_points, X_tile)
+            for k in range(n_components):
+                _centre_tile(X_tile, means_padded, k, diff)
+                _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis)
+                for t in range(n_points):
+                    out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
     return out
 
 
@@ -307,18 +427,16 @@ def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     n_components = means.shape[0]
     out = np.empty((n_samples, n_components))
     for block in prange(_n_blocks(n_samples, block_size)):
-        X_tile = np.empty((n_features, TILE), dtype=X.dtype)
-        diff = np.empty((n_features, TILE), dtype=X.dtype)
-        log_prob = np.empty((n_components, TILE))
+        X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
+        mahalanobis = np.empty(TILE, dtype=X.dtype)
         block_end = min(n_samples, (block + 1) * block_size)
         for start in range(block * block_size, block_end, TILE):
             n_points = min(TILE, block_end - start)
-            _load_tile(X, start, n_points, X_tile)
-            _diagonal_tile_log_prob(X_tile, n_points, means, precisions_chol, log_norm,
-                                    diff, log_prob)
-            for t in range(n_points):
-                for k in range(n_components):
-                    out[start + t, k] = log_prob[k, t]
+            _transpose_tile(X, start, n_points, X_tile)
+            for k in range(n_components):
+                _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
+                for t in range(n_points):
+                    out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
     return out
 
 

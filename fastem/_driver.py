@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 
-from fastem import _kernels_estep, _kernels_mstep
+from fastem import _kernels_estep, _kernels_loop, _kernels_mstep
 from fastem._kernels_linalg import precision_cholesky_from_covariance
 from fastem._kernels_mstep import STATUS_EMPTY, STATUS_OK, STATUS_SINGULAR
 
@@ -32,6 +32,12 @@ LOG_2PI = math.log(2.0 * math.pi)
 # LOADING_LIMIT * scale, where scale is the data's mean per-feature variance.
 LOADING_START = 1e-12
 LOADING_LIMIT = 1e-3
+
+# Below this many (sample x component x feature^2) units of work per iteration,
+# the kernels run as one serial block and EM iterates inside one compiled
+# call (no parallel launch, no Python per iteration): small problems are
+# dominated by that overhead.
+SERIAL_WORK_LIMIT = 2_000_000
 
 # Rows per chunk when parameters are computed from responsibilities with numpy.
 INIT_CHUNK = 65536
@@ -115,9 +121,13 @@ def default_block_size(n_samples, n_features, n_components, covariance_type, ite
     """Rows per parallel block, from the problem's shape only.
 
     The partition must not depend on the thread count (results are then
-    bitwise identical for any number of threads). Up to 64 blocks, fewer when
-    the per-block partial statistics would exceed 1/16 of the data's size.
+    bitwise identical for any number of threads). Small problems (see
+    SERIAL_WORK_LIMIT) get a single block and run serially; others up to 64
+    blocks, fewer when the per-block partial statistics would exceed 1/16 of
+    the data's size.
     """
+    if n_samples * n_components * (n_features + 1) ** 2 <= SERIAL_WORK_LIMIT:
+        return int(max(n_samples, 1))  # one block: serial, no parallel launch
     tile = _kernels_estep.TILE
     if covariance_type == "full":
         per_block = n_components * (1 + n_features + n_features * n_features)
@@ -213,14 +223,6 @@ def maximization(nk, sum_x, scatter, centres, covariance_type, reg_covar):
         weights, means, covariances, precisions_chol, status = _kernels_mstep.diagonal_mstep(
             nk, sum_x, scatter, centres, reg_covar, covariance_type == "spherical"
         )
-    if covariance_type == "tied":
-        # Only the shared covariance can be singular; an empty component is
-        # still reported per component.
-        empty = np.flatnonzero(np.logical_not(nk > 1e-13 * nk.sum()))
-        status = np.full(len(nk), STATUS_OK) if status[0] == STATUS_OK else np.full(
-            len(nk), status[0]
-        )
-        status[empty] = STATUS_EMPTY
     covariances, precisions_chol = _layout(covariances, precisions_chol, covariance_type)
     return Parameters(weights, means, covariances, precisions_chol), status
 
@@ -564,42 +566,101 @@ def _reseed(parameters, k, X, sample_weight, settings, random_state, context):
 # The EM loop
 
 
+def _uses_compiled_loop(X, settings):
+    """Whole stretches of iterations in one compiled call: one block, no verbose output."""
+    return settings.verbose == 0 and settings.block_size >= X.shape[0]
+
+
+def _compiled_iterations(X, sample_weight, parameters, settings, lower_bound, max_iter):
+    """Run up to max_iter iterations in one serial compiled call.
+
+    Returns (parameters, lower_bounds, status, converged) like _one_iteration.
+    """
+    covariance_type = settings.covariance_type
+    n_features = X.shape[1]
+    precisions_chol = parameters.precisions_chol
+    if covariance_type in ("full", "tied"):
+        if covariance_type == "tied":
+            precisions_chol = precisions_chol[np.newaxis]
+        weights, means, covariances, precisions_chol, status, bounds, converged = (
+            _kernels_loop.dense_em(
+                X, sample_weight, parameters.weights, parameters.means,
+                np.ascontiguousarray(precisions_chol), settings.reg_covar, max_iter,
+                settings.tol, lower_bound,
+            )
+        )
+    else:
+        if covariance_type == "spherical":
+            precisions_chol = np.repeat(precisions_chol[:, np.newaxis], n_features, axis=1)
+        weights, means, covariances, precisions_chol, status, bounds, converged = (
+            _kernels_loop.diagonal_em(
+                X, sample_weight, parameters.weights, parameters.means,
+                np.ascontiguousarray(precisions_chol), settings.reg_covar, max_iter,
+                settings.tol, lower_bound, covariance_type == "spherical",
+            )
+        )
+    if not math.isfinite(bounds[-1]):
+        return parameters, list(bounds), status, False
+    covariances, precisions_chol = _layout(covariances, precisions_chol, covariance_type)
+    return Parameters(weights, means, covariances, precisions_chol), list(bounds), status, converged
+
+
+def _one_iteration(X, sample_weight, parameters, settings, lower_bound):
+    """One E+M iteration through the parallel kernels.
+
+    Returns (parameters, [lower_bound], status, converged); with a
+    non-finite lower bound the parameters are returned unchanged.
+    """
+    covariance_type = settings.covariance_type
+    nk, sum_x, scatter, log_likelihood, centres = sufficient_statistics(
+        X, sample_weight, parameters, covariance_type, settings.block_size
+    )
+    new_bound = log_likelihood / sample_weight.sum()
+    if not math.isfinite(new_bound):
+        return parameters, [new_bound], np.zeros(settings.n_components, np.int64), False
+    parameters, status = maximization(
+        nk, sum_x, scatter, centres, covariance_type, settings.reg_covar
+    )
+    return parameters, [new_bound], status, abs(new_bound - lower_bound) < settings.tol
+
+
 def run_em(X, sample_weight, parameters, settings, random_state, context, lower_bound):
     """Iterate E+M from ``parameters`` until convergence or max_iter.
 
+    Small problems run in serial compiled stretches (see SERIAL_WORK_LIMIT),
+    larger ones one parallel iteration at a time; both hand flagged
+    components to the fallback between iterations.
     Returns (parameters, lower_bound, lower_bounds, n_iter, converged).
     Raises _Breakdown when the likelihood stops being finite.
     """
-    covariance_type = settings.covariance_type
-    total_weight = sample_weight.sum()
+    compiled = _uses_compiled_loop(X, settings)
     lower_bounds = []
     converged = False
-    n_iter = 0
-    for n_iter in range(1, settings.max_iter + 1):
-        previous = lower_bound
-        nk, sum_x, scatter, log_likelihood, centres = sufficient_statistics(
-            X, sample_weight, parameters, covariance_type, settings.block_size
-        )
-        lower_bound = log_likelihood / total_weight
-        if not math.isfinite(lower_bound):
-            raise _Breakdown(f"log-likelihood is {lower_bound} at iteration {n_iter}")
-        parameters, status = maximization(
-            nk, sum_x, scatter, centres, covariance_type, settings.reg_covar
-        )
+    while len(lower_bounds) < settings.max_iter and not converged:
+        if compiled:
+            parameters, bounds, status, converged = _compiled_iterations(
+                X, sample_weight, parameters, settings, lower_bound,
+                settings.max_iter - len(lower_bounds),
+            )
+        else:
+            parameters, bounds, status, converged = _one_iteration(
+                X, sample_weight, parameters, settings, lower_bound
+            )
+        for bound in bounds:
+            previous, lower_bound = lower_bound, bound
+            lower_bounds.append(bound)
+            n_iter = len(lower_bounds)
+            if not math.isfinite(bound):
+                raise _Breakdown(f"log-likelihood is {bound} at iteration {n_iter}")
+            if settings.verbose >= 1 and n_iter % settings.verbose_interval == 0:
+                message = f"  Iteration {n_iter}"
+                if settings.verbose >= 2:
+                    message += f"\t ll change {bound - previous:.5g}"
+                print(message)
         if np.any(status != STATUS_OK):
             _repair(parameters, status, X, sample_weight, settings, random_state, context,
-                    n_iter)
-        lower_bounds.append(lower_bound)
-        change = lower_bound - previous
-        if settings.verbose >= 1 and n_iter % settings.verbose_interval == 0:
-            message = f"  Iteration {n_iter}"
-            if settings.verbose >= 2:
-                message += f"\t ll change {change:.5g}"
-            print(message)
-        if abs(change) < settings.tol:
-            converged = True
-            break
-    return parameters, lower_bound, lower_bounds, n_iter, converged
+                    len(lower_bounds))
+    return parameters, lower_bound, lower_bounds, len(lower_bounds), converged
 
 
 def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_lower_bound=None):

@@ -159,7 +159,7 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, total):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _dense_scatter(weighted_diff, diff, scatter_parts, block, slot):
+def _dense_scatter(weighted_diff, diff, scatter, slot):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
     n_padded = diff.shape[0]
     for i0 in range(0, n_padded, BLOCK):
@@ -194,22 +194,22 @@ def _dense_scatter(weighted_diff, diff, scatter_parts, block, slot):
                 a31 += u3 * v1
                 a32 += u3 * v2
                 a33 += u3 * v3
-            scatter_parts[block, slot, i0, j0] += a00
-            scatter_parts[block, slot, i0, j0 + 1] += a01
-            scatter_parts[block, slot, i0, j0 + 2] += a02
-            scatter_parts[block, slot, i0, j0 + 3] += a03
-            scatter_parts[block, slot, i0 + 1, j0] += a10
-            scatter_parts[block, slot, i0 + 1, j0 + 1] += a11
-            scatter_parts[block, slot, i0 + 1, j0 + 2] += a12
-            scatter_parts[block, slot, i0 + 1, j0 + 3] += a13
-            scatter_parts[block, slot, i0 + 2, j0] += a20
-            scatter_parts[block, slot, i0 + 2, j0 + 1] += a21
-            scatter_parts[block, slot, i0 + 2, j0 + 2] += a22
-            scatter_parts[block, slot, i0 + 2, j0 + 3] += a23
-            scatter_parts[block, slot, i0 + 3, j0] += a30
-            scatter_parts[block, slot, i0 + 3, j0 + 1] += a31
-            scatter_parts[block, slot, i0 + 3, j0 + 2] += a32
-            scatter_parts[block, slot, i0 + 3, j0 + 3] += a33
+            scatter[slot, i0, j0] += a00
+            scatter[slot, i0, j0 + 1] += a01
+            scatter[slot, i0, j0 + 2] += a02
+            scatter[slot, i0, j0 + 3] += a03
+            scatter[slot, i0 + 1, j0] += a10
+            scatter[slot, i0 + 1, j0 + 1] += a11
+            scatter[slot, i0 + 1, j0 + 2] += a12
+            scatter[slot, i0 + 1, j0 + 3] += a13
+            scatter[slot, i0 + 2, j0] += a20
+            scatter[slot, i0 + 2, j0 + 1] += a21
+            scatter[slot, i0 + 2, j0 + 2] += a22
+            scatter[slot, i0 + 2, j0 + 3] += a23
+            scatter[slot, i0 + 3, j0] += a30
+            scatter[slot, i0 + 3, j0 + 1] += a31
+            scatter[slot, i0 + 3, j0 + 2] += a32
+            scatter[slot, i0 + 3, j0 + 3] += a33
 
 
 @njit(cache=True)
@@ -224,75 +224,71 @@ def _pad_dense(means, precisions_chol):
     return means_padded, factors
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
-    """Fused E-step and sufficient statistics for 'full' and 'tied'.
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
+                 nk, sum_x, scatter):
+    """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter.
 
-    Returns ``(nk, sum_x, scatter, log_likelihood)``: nk (K,), sum_x (K, D),
-    scatter (n_factors, D, D) (for 'tied' the sum over components) and the
-    weighted total log-likelihood sum_i w_i log p(x_i) under the parameters
-    passed in.
+    Returns the rows' weighted log-likelihood. ``means_padded`` and
+    ``factors`` are padded to a multiple of 4 features (see _pad_dense).
     """
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    n_factors = precisions_chol.shape[0]
-    shared = n_factors == 1
-    means_padded, factors = _pad_dense(means, precisions_chol)
-    n_padded = means_padded.shape[1]
-    n_blocks = _n_blocks(n_samples, block_size)
-    nk_parts = np.zeros((n_blocks, n_components))
-    sum_x_parts = np.zeros((n_blocks, n_components, n_padded))
-    scatter_parts = np.zeros((n_blocks, n_factors, n_padded, n_padded))
-    log_likelihood_parts = np.zeros(n_blocks)
-    for block in prange(n_blocks):
-        X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
-        diff = np.empty((n_padded, TILE), dtype=X.dtype)
-        projection = np.empty((n_padded, TILE), dtype=X.dtype)
-        weighted_diff = np.empty((n_padded, TILE), dtype=X.dtype)
-        mahalanobis = np.empty(TILE, dtype=X.dtype)
-        resp = np.empty((n_components, TILE))
-        log_prob_norm = np.empty(TILE)
-        tile_peak = np.empty(TILE)
-        tile_scale = np.empty(TILE)
-        weighted_resp = np.empty(TILE, dtype=X.dtype)
-        block_end = min(n_samples, (block + 1) * block_size)
-        for start in range(block * block_size, block_end, TILE):
-            n_points = min(TILE, block_end - start)
-            _transpose_tile(X, start, n_points, X_tile)
-            for k in range(n_components):
-                slot = 0 if shared else k
-                _centre_tile(X_tile, means_padded, k, diff)
-                _dense_mahalanobis(diff, factors, slot, projection, mahalanobis)
-                offset = log_norm[k]
-                for t in range(TILE):
-                    resp[k, t] = offset - 0.5 * mahalanobis[t]
-                for t in range(n_points, TILE):
-                    resp[k, t] = -np.inf
-            _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
+    n_components, n_padded = means_padded.shape
+    shared = factors.shape[0] == 1
+    X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
+    diff = np.empty((n_padded, TILE), dtype=X.dtype)
+    projection = np.empty((n_padded, TILE), dtype=X.dtype)
+    weighted_diff = np.empty((n_padded, TILE), dtype=X.dtype)
+    mahalanobis = np.empty(TILE, dtype=X.dtype)
+    resp = np.empty((n_components, TILE))
+    log_prob_norm = np.empty(TILE)
+    tile_peak = np.empty(TILE)
+    tile_scale = np.empty(TILE)
+    weighted_resp = np.empty(TILE, dtype=X.dtype)
+    log_likelihood = 0.0
+    for start in range(first_row, end_row, TILE):
+        n_points = min(TILE, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile)
+        for k in range(n_components):
+            _centre_tile(X_tile, means_padded, k, diff)
+            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis)
+            offset = log_norm[k]
+            for t in range(TILE):
+                resp[k, t] = offset - 0.5 * mahalanobis[t]
+            for t in range(n_points, TILE):
+                resp[k, t] = -np.inf
+        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
+        for t in range(n_points):
+            weight = sample_weight[start + t]
+            if weight > 0.0:
+                log_likelihood += weight * log_prob_norm[t]
+        for k in range(n_components):
+            total = 0.0
             for t in range(n_points):
-                weight = sample_weight[start + t]
-                if weight > 0.0:
-                    log_likelihood_parts[block] += weight * log_prob_norm[t]
-            for k in range(n_components):
-                total = 0.0
-                for t in range(n_points):
-                    value = sample_weight[start + t] * resp[k, t]
-                    weighted_resp[t] = value
-                    total += value
-                for t in range(n_points, TILE):
-                    weighted_resp[t] = 0.0
-                nk_parts[block, k] += total
-                if total == 0.0:
-                    continue
-                _centre_tile(X_tile, means_padded, k, diff)
-                for i in range(n_padded):
-                    first = weighted_resp[0] - weighted_resp[0]
-                    for t in range(TILE):
-                        value = weighted_resp[t] * diff[i, t]
-                        weighted_diff[i, t] = value
-                        first += value
-                    sum_x_parts[block, k, i] += first
-                _dense_scatter(weighted_diff, diff, scatter_parts, block, 0 if shared else k)
+                value = sample_weight[start + t] * resp[k, t]
+                weighted_resp[t] = value
+                total += value
+            for t in range(n_points, TILE):
+                weighted_resp[t] = 0.0
+            nk[k] += total
+            if total == 0.0:
+                continue
+            _centre_tile(X_tile, means_padded, k, diff)
+            for i in range(n_padded):
+                first = weighted_resp[0] - weighted_resp[0]
+                for t in range(TILE):
+                    value = weighted_resp[t] * diff[i, t]
+                    weighted_diff[i, t] = value
+                    first += value
+                sum_x[k, i] += first
+            _dense_scatter(weighted_diff, diff, scatter, 0 if shared else k)
+    return log_likelihood
+
+
+@njit(cache=True, inline="always")
+def _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts, n_features):
+    """Sum the blocks' partial statistics in block order; mirror the scatter."""
+    n_blocks, n_components = nk_parts.shape
+    n_factors = scatter_parts.shape[1]
     nk = np.zeros(n_components)
     sum_x = np.zeros((n_components, n_features))
     scatter = np.zeros((n_factors, n_features, n_features))
@@ -309,6 +305,40 @@ def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_s
     return nk, sum_x, scatter, log_likelihood
 
 
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
+    """Fused E-step and sufficient statistics for 'full' and 'tied'.
+
+    Returns ``(nk, sum_x, scatter, log_likelihood)``: nk (K,), sum_x (K, D),
+    scatter (n_factors, D, D) (for 'tied' the sum over components) and the
+    weighted total log-likelihood sum_i w_i log p(x_i) under the parameters
+    passed in.
+    """
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    means_padded, factors = _pad_dense(means, precisions_chol)
+    n_padded = means_padded.shape[1]
+    n_blocks = _n_blocks(n_samples, block_size)
+    nk_parts = np.zeros((n_blocks, n_components))
+    sum_x_parts = np.zeros((n_blocks, n_components, n_padded))
+    scatter_parts = np.zeros((n_blocks, factors.shape[0], n_padded, n_padded))
+    log_likelihood_parts = np.zeros(n_blocks)
+    if n_blocks == 1:  # small data: no parallel launch
+        log_likelihood_parts[0] = _dense_block(
+            X, sample_weight, 0, n_samples, means_padded, factors, log_norm,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0],
+        )
+    else:
+        for block in prange(n_blocks):
+            log_likelihood_parts[block] = _dense_block(
+                X, sample_weight, block * block_size,
+                min(n_samples, (block + 1) * block_size), means_padded, factors, log_norm,
+                nk_parts[block], sum_x_parts[block], scatter_parts[block],
+            )
+    return _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts,
+                         n_features)
+
+
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis):
     """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
@@ -320,6 +350,78 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis):
         for t in range(TILE):
             scaled = (X_tile[i, t] - centre) * entry
             mahalanobis[t] += scaled * scaled
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol, log_norm,
+                    nk, sum_x, scatter):
+    """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D).
+
+    Returns the rows' weighted log-likelihood.
+    """
+    n_features = X.shape[1]
+    n_components = means.shape[0]
+    X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
+    mahalanobis = np.empty(TILE, dtype=X.dtype)
+    resp = np.empty((n_components, TILE))
+    log_prob_norm = np.empty(TILE)
+    tile_peak = np.empty(TILE)
+    tile_scale = np.empty(TILE)
+    weighted_resp = np.empty(TILE, dtype=X.dtype)
+    log_likelihood = 0.0
+    for start in range(first_row, end_row, TILE):
+        n_points = min(TILE, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile)
+        for k in range(n_components):
+            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
+            offset = log_norm[k]
+            for t in range(TILE):
+                resp[k, t] = offset - 0.5 * mahalanobis[t]
+            for t in range(n_points, TILE):
+                resp[k, t] = -np.inf
+        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
+        for t in range(n_points):
+            weight = sample_weight[start + t]
+            if weight > 0.0:
+                log_likelihood += weight * log_prob_norm[t]
+        for k in range(n_components):
+            total = 0.0
+            for t in range(n_points):
+                value = sample_weight[start + t] * resp[k, t]
+                weighted_resp[t] = value
+                total += value
+            for t in range(n_points, TILE):
+                weighted_resp[t] = 0.0
+            nk[k] += total
+            if total == 0.0:
+                continue
+            for i in range(n_features):
+                centre = means[k, i]
+                first = weighted_resp[0] - weighted_resp[0]
+                second = first
+                for t in range(TILE):
+                    deviation = X_tile[i, t] - centre
+                    weighted = weighted_resp[t] * deviation
+                    first += weighted
+                    second += weighted * deviation
+                sum_x[k, i] += first
+                scatter[k, i] += second
+    return log_likelihood
+
+
+@njit(cache=True, inline="always")
+def _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts):
+    """Sum the blocks' partial statistics in block order."""
+    nk = np.zeros(nk_parts.shape[1])
+    sum_x = np.zeros(sum_x_parts.shape[1:])
+    scatter = np.zeros(scatter_parts.shape[1:])
+    log_likelihood = 0.0
+    for block in range(nk_parts.shape[0]):
+        nk += nk_parts[block]
+        sum_x += sum_x_parts[block]
+        scatter += scatter_parts[block]
+        log_likelihood += log_likelihood_parts[block]
+    return nk, sum_x, scatter, log_likelihood
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -336,108 +438,110 @@ def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, bloc
     sum_x_parts = np.zeros((n_blocks, n_components, n_features))
     scatter_parts = np.zeros((n_blocks, n_components, n_features))
     log_likelihood_parts = np.zeros(n_blocks)
-    for block in prange(n_blocks):
-        X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
-        mahalanobis = np.empty(TILE, dtype=X.dtype)
-        resp = np.empty((n_components, TILE))
-        log_prob_norm = np.empty(TILE)
-        tile_peak = np.empty(TILE)
-        tile_scale = np.empty(TILE)
-        weighted_resp = np.empty(TILE, dtype=X.dtype)
-        block_end = min(n_samples, (block + 1) * block_size)
-        for start in range(block * block_size, block_end, TILE):
-            n_points = min(TILE, block_end - start)
-            _transpose_tile(X, start, n_points, X_tile)
-            for k in range(n_components):
-                _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
-                offset = log_norm[k]
-                for t in range(TILE):
-                    resp[k, t] = offset - 0.5 * mahalanobis[t]
-                for t in range(n_points, TILE):
-                    resp[k, t] = -np.inf
-            _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
+    if n_blocks == 1:  # small data: no parallel launch
+        log_likelihood_parts[0] = _diagonal_block(
+            X, sample_weight, 0, n_samples, means, precisions_chol, log_norm,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0],
+        )
+    else:
+        for block in prange(n_blocks):
+            log_likelihood_parts[block] = _diagonal_block(
+                X, sample_weight, block * block_size,
+                min(n_samples, (block + 1) * block_size), means, precisions_chol, log_norm,
+                nk_parts[block], sum_x_parts[block], scatter_parts[block],
+            )
+    return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
+    """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
+    n_components, n_padded = means_padded.shape
+    shared = factors.shape[0] == 1
+    X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
+    diff = np.empty((n_padded, TILE), dtype=X.dtype)
+    projection = np.empty((n_padded, TILE), dtype=X.dtype)
+    mahalanobis = np.empty(TILE, dtype=X.dtype)
+    for start in range(first_row, end_row, TILE):
+        n_points = min(TILE, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile)
+        for k in range(n_components):
+            _centre_tile(X_tile, means_padded, k, diff)
+            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis)
             for t in range(n_points):
-                weight = sample_weight[start + t]
-                if weight > 0.0:
-                    log_likelihood_parts[block] += weight * log_prob_norm[t]
-            for k in range(n_components):
-                total = 0.0
-                for t in range(n_points):
-                    value = sample_weight[start + t] * resp[k, t]
-                    weighted_resp[t] = value
-                    total += value
-                for t in range(n_points, TILE):
-                    weighted_resp[t] = 0.0
-                nk_parts[block, k] += total
-                if total == 0.0:
-                    continue
-                for i in range(n_features):
-                    centre = means[k, i]
-                    first = weighted_resp[0] - weighted_resp[0]
-                    second = first
-                    for t in range(TILE):
-                        deviation = X_tile[i, t] - centre
-                        weighted = weighted_resp[t] * deviation
-                        first += weighted
-                        second += weighted * deviation
-                    sum_x_parts[block, k, i] += first
-                    scatter_parts[block, k, i] += second
-    nk = np.zeros(n_components)
-    sum_x = np.zeros((n_components, n_features))
-    scatter = np.zeros((n_components, n_features))
-    log_likelihood = 0.0
-    for block in range(n_blocks):
-        nk += nk_parts[block]
-        sum_x += sum_x_parts[block]
-        scatter += scatter_parts[block]
-        log_likelihood += log_likelihood_parts[block]
-    return nk, sum_x, scatter, log_likelihood
+                out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'."""
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    shared = precisions_chol.shape[0] == 1
+    n_samples = X.shape[0]
     means_padded, factors = _pad_dense(means, precisions_chol)
-    n_padded = means_padded.shape[1]
-    out = np.empty((n_samples, n_components))
-    for block in prange(_n_blocks(n_samples, block_size)):
-        X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
-        diff = np.empty((n_padded, TILE), dtype=X.dtype)
-        projection = np.empty((n_padded, TILE), dtype=X.dtype)
-        mahalanobis = np.empty(TILE, dtype=X.dtype)
-        block_end = min(n_samples, (block + 1) * block_size)
-        for start in range(block * block_size, block_end, TILE):
-            n_points = min(TILE, block_end - start)
-            _transpose_tile(X, start, n_points, X_tile)
-            for k in range(n_components):
-                _centre_tile(X_tile, means_padded, k, diff)
-                _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis)
-                for t in range(n_points):
-                    out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
+    out = np.empty((n_samples, means.shape[0]))
+    n_blocks = _n_blocks(n_samples, block_size)
+    if n_blocks == 1:
+        _dense_log_prob_block(X, 0, n_samples, means_padded, factors, log_norm, out)
+    else:
+        for block in prange(n_blocks):
+            _dense_log_prob_block(
+                X, block * block_size, min(n_samples, (block + 1) * block_size),
+                means_padded, factors, log_norm, out,
+            )
     return out
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_norm, out):
+    """out[i, k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2 for rows [first_row, end_row)."""
+    n_features = X.shape[1]
+    X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
+    mahalanobis = np.empty(TILE, dtype=X.dtype)
+    for start in range(first_row, end_row, TILE):
+        n_points = min(TILE, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile)
+        for k in range(means.shape[0]):
+            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
+            for t in range(n_points):
+                out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'."""
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    out = np.empty((n_samples, n_components))
-    for block in prange(_n_blocks(n_samples, block_size)):
-        X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
-        mahalanobis = np.empty(TILE, dtype=X.dtype)
-        block_end = min(n_samples, (block + 1) * block_size)
-        for start in range(block * block_size, block_end, TILE):
-            n_points = min(TILE, block_end - start)
-            _transpose_tile(X, start, n_points, X_tile)
-            for k in range(n_components):
-                _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
-                for t in range(n_points):
-                    out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
+    n_samples = X.shape[0]
+    out = np.empty((n_samples, means.shape[0]))
+    n_blocks = _n_blocks(n_samples, block_size)
+    if n_blocks == 1:
+        _diagonal_log_prob_block(X, 0, n_samples, means, precisions_chol, log_norm, out)
+    else:
+        for block in prange(n_blocks):
+            _diagonal_log_prob_block(
+                X, block * block_size, min(n_samples, (block + 1) * block_size),
+                means, precisions_chol, log_norm, out,
+            )
     return out
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_resp):
+    n_components = weighted_log_prob.shape[1]
+    uniform = -math.log(n_components)
+    for i in range(first_row, end_row):
+        peak = -np.inf
+        for k in range(n_components):
+            peak = max(peak, weighted_log_prob[i, k])
+        if peak == -np.inf:
+            log_prob_norm[i] = -np.inf
+            for k in range(n_components):
+                log_resp[i, k] = uniform
+            continue
+        total = 0.0
+        for k in range(n_components):
+            total += exp64(weighted_log_prob[i, k] - peak)
+        norm = peak + math.log(total)
+        log_prob_norm[i] = norm
+        for k in range(n_components):
+            log_resp[i, k] = weighted_log_prob[i, k] - norm
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -450,24 +554,13 @@ def log_resp_from_weighted(weighted_log_prob, block_size):
     n_samples, n_components = weighted_log_prob.shape
     log_prob_norm = np.empty(n_samples)
     log_resp = np.empty((n_samples, n_components))
-    uniform = -math.log(n_components)
-    for block in prange(_n_blocks(n_samples, block_size)):
-        block_end = min(n_samples, (block + 1) * block_size)
-        for i in range(block * block_size, block_end):
-            row = weighted_log_prob[i]
-            peak = -np.inf
-            for k in range(n_components):
-                peak = max(peak, row[k])
-            if peak == -np.inf:
-                log_prob_norm[i] = -np.inf
-                for k in range(n_components):
-                    log_resp[i, k] = uniform
-                continue
-            total = 0.0
-            for k in range(n_components):
-                total += math.exp(row[k] - peak)
-            norm = peak + math.log(total)
-            log_prob_norm[i] = norm
-            for k in range(n_components):
-                log_resp[i, k] = row[k] - norm
+    n_blocks = _n_blocks(n_samples, block_size)
+    if n_blocks == 1:
+        _normalise_rows(weighted_log_prob, 0, n_samples, log_prob_norm, log_resp)
+    else:
+        for block in prange(n_blocks):
+            _normalise_rows(
+                weighted_log_prob, block * block_size,
+                min(n_samples, (block + 1) * block_size), log_prob_norm, log_resp,
+            )
     return log_prob_norm, log_resp

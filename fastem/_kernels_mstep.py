@@ -48,7 +48,8 @@ def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
 
     Returns ``(weights, means, covariances, precisions_chol, status)``, where
     covariances and precisions_chol have the scatter's shape and status has
-    one entry per covariance matrix.
+    one entry per component (for 'tied', a singular shared covariance flags
+    every component that is not empty).
     """
     n_components, n_features = sum_x.shape
     n_factors = scatter.shape[0]
@@ -64,11 +65,13 @@ def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
                 means[k, i] += sum_x[k, i] / nk[k]
     covariances = np.zeros((n_factors, n_features, n_features))
     precisions_chol = np.zeros((n_factors, n_features, n_features))
-    status = np.full(n_factors, STATUS_OK, dtype=np.int64)
+    status = np.full(n_components, STATUS_OK, dtype=np.int64)
+    for k in range(n_components):
+        if empty[k]:
+            status[k] = STATUS_EMPTY
     if n_factors == n_components:
         for k in range(n_components):
             if empty[k]:
-                status[k] = STATUS_EMPTY
                 for i in range(n_features):
                     covariances[k, i, i] = 1.0
                 continue
@@ -90,12 +93,17 @@ def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
             for j in range(n_features):
                 covariances[0, i, j] = (covariances[0, i, j] + scatter[0, i, j]) / mass
     for slot in range(n_factors):
-        if status[slot] != STATUS_OK:
+        if n_factors == n_components and status[slot] != STATUS_OK:
             continue
         for i in range(n_features):
             covariances[slot, i, i] += reg_covar
         if not precision_cholesky_from_covariance(covariances[slot], precisions_chol[slot]):
-            status[slot] = STATUS_SINGULAR
+            if n_factors == n_components:
+                status[slot] = STATUS_SINGULAR
+            else:
+                for k in range(n_components):
+                    if not empty[k]:
+                        status[k] = STATUS_SINGULAR
     if n_factors == n_components:
         for k in range(n_components):
             if status[k] == STATUS_EMPTY:

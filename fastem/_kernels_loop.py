@@ -1,0 +1,108 @@
+"""Whole EM iterations in one compiled, serial call, for small data.
+
+For a few thousand samples, launching a parallel region and returning to
+Python every iteration costs more than the arithmetic. These functions run
+the iterations back to back on the calling thread, with the same E-step
+(as one block, so without a parallel launch) and M-step as the parallel path, until the convergence test
+passes, ``max_iter`` is reached, or something needs the driver:
+
+* a non-finite log-likelihood (the driver abandons the restart), or
+* a component flagged by the M-step (the driver repairs it, then calls
+  again for the remaining iterations).
+
+Each returns ``(weights, means, covariances, precisions_chol, status,
+lower_bounds, converged)`` where ``lower_bounds`` holds the mean
+log-likelihood of every iteration run (its last entry may be non-finite).
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from fastem._kernels_estep import dense_statistics, diagonal_statistics
+from fastem._kernels_mstep import STATUS_OK, dense_mstep, diagonal_mstep
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@njit(cache=True)
+def _log_norm(weights, log_det, n_features):
+    out = np.empty(weights.shape[0])
+    for k in range(weights.shape[0]):
+        out[k] = math.log(weights[k]) + log_det[k] - n_features * HALF_LOG_2PI
+    return out
+
+
+@njit(cache=True)
+def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
+             lower_bound):
+    """Up to ``max_iter`` EM iterations of a 'full' (K factors) or 'tied' (1 factor) model."""
+    n_components, n_features = means.shape
+    n_factors = precisions_chol.shape[0]
+    total_weight = sample_weight.sum()
+    lower_bounds = np.empty(max_iter)
+    covariances = np.zeros_like(precisions_chol)
+    status = np.full(n_components, STATUS_OK, dtype=np.int64)
+    converged = False
+    n_iter = 0
+    while n_iter < max_iter:
+        log_det = np.zeros(n_components)
+        for k in range(n_components):
+            slot = k if n_factors == n_components else 0
+            for i in range(n_features):
+                log_det[k] += math.log(precisions_chol[slot, i, i])
+        centres = means.astype(X.dtype)
+        nk, sum_x, scatter, log_likelihood = dense_statistics(
+            X, sample_weight, centres, precisions_chol.astype(X.dtype),
+            _log_norm(weights, log_det, n_features), X.shape[0],
+        )
+        previous = lower_bound
+        lower_bound = log_likelihood / total_weight
+        lower_bounds[n_iter] = lower_bound
+        n_iter += 1
+        if not math.isfinite(lower_bound):
+            break
+        weights, means, covariances, precisions_chol, status = dense_mstep(
+            nk, sum_x, scatter, centres.astype(np.float64), reg_covar
+        )
+        converged = abs(lower_bound - previous) < tol
+        if converged or np.any(status != STATUS_OK):
+            break
+    return weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter], converged
+
+
+@njit(cache=True)
+def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
+                lower_bound, spherical):
+    """Up to ``max_iter`` EM iterations of a 'diag' or 'spherical' model (precisions (K, D))."""
+    n_components, n_features = means.shape
+    total_weight = sample_weight.sum()
+    lower_bounds = np.empty(max_iter)
+    variances = np.ones_like(precisions_chol)
+    status = np.full(n_components, STATUS_OK, dtype=np.int64)
+    converged = False
+    n_iter = 0
+    while n_iter < max_iter:
+        log_det = np.zeros(n_components)
+        for k in range(n_components):
+            for i in range(n_features):
+                log_det[k] += math.log(precisions_chol[k, i])
+        centres = means.astype(X.dtype)
+        nk, sum_x, scatter, log_likelihood = diagonal_statistics(
+            X, sample_weight, centres, precisions_chol.astype(X.dtype),
+            _log_norm(weights, log_det, n_features), X.shape[0],
+        )
+        previous = lower_bound
+        lower_bound = log_likelihood / total_weight
+        lower_bounds[n_iter] = lower_bound
+        n_iter += 1
+        if not math.isfinite(lower_bound):
+            break
+        weights, means, variances, precisions_chol, status = diagonal_mstep(
+            nk, sum_x, scatter, centres.astype(np.float64), reg_covar, spherical
+        )
+        converged = abs(lower_bound - previous) < tol
+        if converged or np.any(status != STATUS_OK):
+            break
+    return weights, means, variances, precisions_chol, status, lower_bounds[:n_iter], converged

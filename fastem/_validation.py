@@ -5,9 +5,11 @@ type) and never modifies the caller's arrays: anything that has to change is
 copied first.
 """
 
+import math
 import numbers
 
 import numpy as np
+from scipy import sparse
 from sklearn.utils.validation import validate_data
 
 from fastem._driver import COVARIANCE_TYPES, INIT_PARAMS, ON_SINGULAR
@@ -38,12 +40,126 @@ def check_finite(X, name="X"):
         )
 
 
+_SHAPE_HELP = "X must be a 2-D array of shape (n_samples, n_features)"
+
+
+def _first_non_number(array):
+    """(index, value, reason) of the first element of an object array that is not a number.
+
+    Strings are not numbers here, even when float() would parse them: a column
+    of text is a data problem to fix before fitting, as for string dtypes.
+    """
+    try:
+        np.asarray(array, dtype=np.float64)
+        convertible = True
+    except (TypeError, ValueError):
+        convertible = False
+    for index in np.ndindex(array.shape):
+        value = array[index]
+        if isinstance(value, (str, bytes)):
+            return index, value, "a string"
+        if not convertible:
+            try:
+                float(value)
+            except (TypeError, ValueError) as error:
+                return index, value, error
+    return None
+
+
+def _where(index):
+    if len(index) == 2:
+        return f"row {index[0]}, column {index[1]}"
+    return f"index {index}"
+
+
+def _check_kind(dtype, what):
+    """Reject booleans, complex numbers, strings, dates and records with a clear error."""
+    kind = getattr(dtype, "kind", "O")
+    if kind == "b":
+        raise TypeError(
+            f"{what} is boolean (dtype {dtype}); a Gaussian mixture models real-valued "
+            "data. Convert it explicitly (X.astype(float)) if 0/1 values are meant."
+        )
+    if kind == "c":
+        # "Complex data not supported" is the phrase scikit-learn's checks expect.
+        raise ValueError(
+            f"Complex data not supported: {what} has dtype {dtype}. Fit the real part "
+            "(X.real), or the real and imaginary parts as separate features."
+        )
+    if kind in "US":
+        raise TypeError(
+            f"{what} holds strings (dtype {dtype}); fastem needs numbers. Convert the "
+            "data to a numeric array first."
+        )
+    if kind in "MmV":
+        raise TypeError(
+            f"{what} has dtype {dtype}, which is not numeric; fastem needs a real-valued "
+            "float or integer array."
+        )
+
+
+def _as_numeric_array(X):
+    """Array-likes other than DataFrames and sparse matrices, checked before conversion.
+
+    Returns the input itself when it is already a numeric ndarray (never a
+    copy), a new float64 array for object arrays of numbers, or the result of
+    ``np.asarray`` for lists and other array-likes.
+    """
+    try:
+        array = X if isinstance(X, np.ndarray) else np.asarray(X)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(f"{_SHAPE_HELP}; could not make an array of X: {error}") from None
+    if array.ndim != 2:
+        got = "a scalar" if array.ndim == 0 else f"a {array.ndim}-D array of shape {array.shape}"
+        advice = (
+            " Reshape your data: X.reshape(-1, 1) if it holds one feature, or "
+            "X.reshape(1, -1) if it holds one sample."
+            if array.ndim == 1
+            else ""
+        )
+        raise ValueError(f"{_SHAPE_HELP}; got {got}.{advice}")
+    if array.dtype.kind == "O":
+        bad = _first_non_number(array)
+        if bad is not None:
+            index, value, error = bad
+            raise TypeError(
+                f"X has dtype object and its element at {_where(index)} ({value!r:.50}) "
+                f"is not a number ({error}). Convert X to a numeric array first."
+            )
+        return np.asarray(array, dtype=np.float64)
+    _check_kind(array.dtype, "X")
+    return array
+
+
+def _check_dataframe(X):
+    """Column-wise dtype checks for a pandas DataFrame (converted later by scikit-learn)."""
+    for name, dtype in X.dtypes.items():
+        what = f"column {name!r} of X"
+        if getattr(dtype, "kind", "O") in "OUS":
+            column = np.asarray(X[name], dtype=object)
+            bad = _first_non_number(column.reshape(-1, 1))
+            if bad is not None:
+                (row, _), value, error = bad
+                raise TypeError(
+                    f"{what} holds a value that is not a number at row {row} "
+                    f"({value!r:.50}: {error}). Convert the column to numbers first."
+                )
+        else:
+            _check_kind(dtype, what)
+
+
 def check_data(estimator, X, *, reset, ensure_min_samples=1):
     """Validate X: a 2-D real array; returns a C-contiguous float32/float64 array.
 
     Integers are converted to float64; float32 stays float32. The returned
     array is a copy whenever the input was not already C-contiguous float.
+    Booleans, strings, complex numbers and object arrays holding anything but
+    numbers are rejected with an error naming the problem.
     """
+    if hasattr(X, "dtypes") and hasattr(X, "columns"):
+        _check_dataframe(X)
+    elif not sparse.issparse(X):  # scikit-learn rejects sparse input with a TypeError
+        X = _as_numeric_array(X)
     X = validate_data(
         estimator,
         X,
@@ -72,15 +188,34 @@ def check_sample_weight(sample_weight, n_samples):
             f"sample_weight must have shape ({n_samples},) to match X, got {weights.shape}."
         )
     if not np.all(np.isfinite(weights)):
-        raise ValueError("sample_weight contains NaN or infinity.")
+        index = int(np.flatnonzero(~np.isfinite(weights))[0])
+        raise ValueError(
+            f"sample_weight contains {weights[index]} at index {index}; weights must be "
+            "finite."
+        )
     if np.any(weights < 0):
         raise ValueError(
             f"sample_weight must be non-negative; found {weights.min()} at index "
             f"{int(np.argmin(weights))}."
         )
-    if not weights.sum() > 0:
+    largest = weights.max()
+    if not largest > 0:
         raise ValueError("sample_weight sums to zero: at least one sample must have weight.")
-    return weights
+    return _normalise_weights(weights, largest)
+
+
+def _normalise_weights(weights, largest):
+    """Scale weights by a power of two (exact) so that their mean lies in [1, 2).
+
+    Only relative weights matter to the fit, but the mixture weights are
+    padded by an absolute 10 * eps (as scikit-learn pads counts); weights in
+    sample units keep that padding negligible, and keep sums finite for
+    weights near the float64 limits.
+    """
+    top = math.frexp(largest)[1]
+    mean = np.ldexp(weights, -top).sum() / weights.shape[0]  # in (0, 1]: no overflow
+    exponent = top + math.frexp(mean)[1] - 1
+    return np.ldexp(weights, -exponent) if exponent else weights
 
 
 def _check_integer(value, name, minimum):

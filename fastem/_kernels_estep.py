@@ -40,14 +40,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fastem._kernels_exp import exp64
+from fastem._kernels_exp import exp64, log64
 
 # Points per tile: a (32-feature x 64-point) float64 tile is 16 KiB.
 TILE = 64
 BLOCK = 4  # register block of the O(D^2) loops
 
 # Reassociation lets LLVM vectorise the reductions over a tile; no nnan/ninf:
-# log-densities legitimately reach -inf.
+# log-densities legitimately reach -inf. Every kernel also uses numpy's error
+# model: a division by zero gives inf/NaN instead of a check-and-raise branch
+# that would stop the loop from vectorising (the kernels guard their divisions).
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
@@ -56,7 +58,7 @@ def _n_blocks(n_samples, block_size):
     return (n_samples + block_size - 1) // block_size
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _transpose_tile(X, start, n_points, X_tile):
     """X_tile[i, t] = X[start + t, i]; columns past n_points repeat point 0.
 
@@ -71,7 +73,7 @@ def _transpose_tile(X, start, n_points, X_tile):
             X_tile[i, t] = X_tile[i, 0]
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _centre_tile(X_tile, means, k, diff):
     """diff[i, t] = X_tile[i, t] - means[k, i] over the whole (padded) tile."""
     for i in range(X_tile.shape[0]):
@@ -80,7 +82,7 @@ def _centre_tile(X_tile, means, k, diff):
             diff[i, t] = X_tile[i, t] - centre
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis):
     """mahalanobis[t] = |diff[:, t]^T P|^2 with P upper triangular, padded to 4s.
 
@@ -125,7 +127,7 @@ def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis):
             mahalanobis[t] += projection[j, t] * projection[j, t]
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _responsibilities(log_prob, n_points, log_prob_norm, peak, total):
     """Weighted log-probabilities (K, TILE) -> responsibilities, in place.
 
@@ -148,17 +150,15 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, total):
             log_prob[k, t] = value
             total[t] += value
     for t in range(TILE):
-        scale = 1.0 / total[t] if total[t] > 0.0 else 0.0
-        total[t] = scale
+        # log64(0) is -inf: an unexplained point gets -inf.
+        log_prob_norm[t] = peak[t] + log64(total[t])
+        total[t] = 1.0 / total[t] if total[t] > 0.0 else 0.0
     for k in range(n_components):
         for t in range(TILE):
             log_prob[k, t] *= total[t]
-    for t in range(n_points):
-        scale = total[t]
-        log_prob_norm[t] = peak[t] - math.log(scale) if scale > 0.0 else -np.inf
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_scatter(weighted_diff, diff, scatter, slot):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
     n_padded = diff.shape[0]
@@ -224,7 +224,7 @@ def _pad_dense(means, precisions_chol):
     return means_padded, factors
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
                  nk, sum_x, scatter):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter.
@@ -305,7 +305,7 @@ def _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts, n_
     return nk, sum_x, scatter, log_likelihood
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
     """Fused E-step and sufficient statistics for 'full' and 'tied'.
 
@@ -339,7 +339,7 @@ def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_s
                          n_features)
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis):
     """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
     for t in range(TILE):
@@ -352,7 +352,7 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis):
             mahalanobis[t] += scaled * scaled
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol, log_norm,
                     nk, sum_x, scatter):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D).
@@ -424,7 +424,7 @@ def _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
     return nk, sum_x, scatter, log_likelihood
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
     """Fused E-step and sufficient statistics for 'diag' and 'spherical'.
 
@@ -453,7 +453,7 @@ def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, bloc
     return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
     """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
     n_components, n_padded = means_padded.shape
@@ -472,7 +472,7 @@ def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'."""
     n_samples = X.shape[0]
@@ -490,7 +490,7 @@ def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     return out
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_norm, out):
     """out[i, k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2 for rows [first_row, end_row)."""
     n_features = X.shape[1]
@@ -505,7 +505,7 @@ def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'."""
     n_samples = X.shape[0]
@@ -522,7 +522,7 @@ def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     return out
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_resp):
     n_components = weighted_log_prob.shape[1]
     uniform = -math.log(n_components)
@@ -538,13 +538,13 @@ def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_re
         total = 0.0
         for k in range(n_components):
             total += exp64(weighted_log_prob[i, k] - peak)
-        norm = peak + math.log(total)
+        norm = peak + log64(total)
         log_prob_norm[i] = norm
         for k in range(n_components):
             log_resp[i, k] = weighted_log_prob[i, k] - norm
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def log_resp_from_weighted(weighted_log_prob, block_size):
     """Log-sum-exp normalisation: returns ``(log_prob_norm, log_resp)``.
 

@@ -1,0 +1,345 @@
+"""Time fastem and scikit-learn side by side on P1-P5 and print a markdown table.
+
+Run from the repository root::
+
+    python benchmarks/compare.py                          # P1-P5, full size, float64
+    python benchmarks/compare.py --scale 100 --problems P1 P4
+    python benchmarks/compare.py --float32                # + fastem float32 columns
+    python benchmarks/compare.py --onedal-python /work/onedal-venv/bin/python
+
+Both implementations run in this one process, one after the other on the same
+data and from the same start (``benchmarks/problems.py``), with their default
+threads (numba's for fastem, the BLAS's for scikit-learn). Figures are medians
+of ``--repeats`` (>= 5 by default):
+
+* seconds per EM iteration: the marginal cost, (time of a fit of n_hi
+  iterations - time of a fit of 1 iteration) / (n_hi - 1), paired in each
+  repeat, n_hi calibrated so that the difference takes ``--target-seconds``
+  (``problems.seconds_per_iteration``); this leaves out what a ``fit`` call
+  does once (validation, scikit-learn's initialisation pass, the final
+  labelling E-step);
+* P4: milliseconds per whole ``fit`` call of 50 iterations.
+
+"log-lik. rel. diff." is |fastem - scikit-learn| / |scikit-learn| of the final
+mean log-likelihood (``lower_bound_``) of a fit of the problem's fixed
+iteration count (10; 50 for P4) from the same start. ``--onedal-python``
+times oneDAL (``daal4py.em_gmm``, same start, fixed iterations, accuracy
+threshold 0) through that interpreter in a subprocess on the same data,
+passed as a temporary .npy file; oneDAL adds its regularisation only to
+ill-conditioned covariances, where the others always add reg_covar = 1e-6,
+so its log-likelihood differs a little (a lot on P4, which collapses).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+
+try:
+    from . import problems
+except ImportError:  # run as a script: python benchmarks/compare.py
+    import problems
+
+# issue 3's targets: fastem float64 against scikit-learn 1.9
+SKLEARN_TARGETS = {"P1": 100, "P2": 70, "P3": 25, "P4": 50, "P5": 25}
+ONEDAL_TARGET = 1.5  # fastem >= 1.5x oneDAL on P1, P2, P3, P5
+FLOAT32_TARGETS = {"P2": 1.6, "P3": 1.6}  # float32 >= 1.6x float64
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Time fastem and scikit-learn side by side on the problems P1-P5 "
+        "of issue 3 and print a markdown table."
+    )
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        default=list(problems.PROBLEM_NAMES),
+        choices=problems.PROBLEM_NAMES,
+        metavar="P",
+        help="problems to run (default: P1 P2 P3 P4 P5)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="repeats per figure; the median is reported (default: 5)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=problems.DTYPES,
+        default="float64",
+        help="dtype of X for both implementations (default: float64)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help="divide n_samples by this (P4 is never scaled; default: "
+        f"${problems.SCALE_ENV} or 1, the full problems)",
+    )
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="also time fastem on float32 X: speed-up over float64 and "
+        "the log-likelihood's relative difference",
+    )
+    parser.add_argument(
+        "--onedal-python",
+        metavar="PATH",
+        help="a Python with daal4py 2024.7: also time oneDAL through it",
+    )
+    parser.add_argument(
+        "--target-seconds",
+        type=float,
+        default=0.2,
+        help="calibrate each timed difference to about this long (default: 0.2)",
+    )
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.scale is None:
+        args.scale = problems.scale_from_env(default=1)
+    if args.scale < 1:
+        parser.error("--scale must be >= 1")
+    if args.float32 and args.dtype != "float64":
+        parser.error(
+            "--float32 compares fastem float32 with float64: use --dtype float64"
+        )
+    return args
+
+
+# --------------------------------------------------------------------------
+# the machine
+
+
+def _lscpu():
+    try:
+        output = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    fields = {}
+    for line in output.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _git_commit():
+    repository = problems.REPOSITORY
+    try:
+        commit = subprocess.run(
+            ["git", "-C", repository, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", repository, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" (with uncommitted changes)" if dirty else "")
+
+
+def machine_lines(args, onedal_versions):
+    """The header: machine, threads, versions, command, date, load."""
+    import llvmlite
+    import numba
+    import numpy
+    import scipy
+    import sklearn
+    from threadpoolctl import threadpool_info
+
+    cpu = _lscpu()
+    model = cpu.get("Model name", platform.processor() or "unknown CPU")
+    sockets = int(cpu.get("Socket(s)", "1") or 1)
+    cores = int(cpu.get("Core(s) per socket", "0") or 0) * sockets
+    flags = cpu.get("Flags", "").split()
+    simd = [flag for flag in ("avx2", "avx512f") if flag in flags]
+    blas = [
+        f"{pool['internal_api']} {pool['version']} ({pool['num_threads']} threads)"
+        for pool in threadpool_info()
+        if pool["user_api"] == "blas"
+    ]
+    fastem = problems.import_fastem()
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    machine = (
+        f"{model}, {cores or os.cpu_count()} cores ({os.cpu_count()} logical CPUs)"
+    )
+    if simd:
+        machine += ", " + " ".join(simd)
+    lines = [
+        f"- machine: {machine}, {platform.system()} {platform.release()}",
+        f"- threads: fastem numba {numba.get_num_threads()} "
+        f"(threading layer {numba.threading_layer()}); scikit-learn BLAS: "
+        + ("; ".join(blas) or "unknown"),
+        f"- versions: fastem {fastem.__version__} (commit {_git_commit()}), "
+        f"scikit-learn {sklearn.__version__}, numpy {numpy.__version__}, "
+        f"scipy {scipy.__version__}, numba {numba.__version__}, "
+        f"llvmlite {llvmlite.__version__}, Python {platform.python_version()}",
+    ]
+    if onedal_versions:
+        lines.append(
+            f"- oneDAL: daal4py {onedal_versions['daal4py']} "
+            f"({onedal_versions['oneDAL threads']} threads) via "
+            f"{args.onedal_python}"
+        )
+    command = shlex.join(["python", "benchmarks/compare.py", *sys.argv[1:]])
+    lines += [
+        f"- command: `{command}`",
+        f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
+        f"load average at start: {load}",
+        f"- figures: median of {args.repeats} repeats; seconds per EM iteration "
+        "(marginal: difference of two fits of n_hi and 1 iterations / (n_hi - 1)); "
+        "P4: milliseconds per whole fit call of 50 iterations",
+    ]
+    return lines
+
+
+# --------------------------------------------------------------------------
+# the table
+
+
+def _time_cell(timing):
+    if timing.per_fit:
+        return f"{timing.seconds * 1e3:.3g} ms/fit"
+    return f"{timing.seconds:.3g}"
+
+
+def _ratio(numerator, denominator):
+    if denominator.seconds <= 0:
+        return "n/a"
+    return f"{numerator.seconds / denominator.seconds:.3g}x"
+
+
+def _relative_difference(value, reference):
+    return f"{abs(value - reference) / abs(reference):.1e}"
+
+
+def run(args, out=print):
+    onedal = (
+        problems.OneDALSubprocess(args.onedal_python) if args.onedal_python else None
+    )
+    onedal_versions = onedal.versions() if onedal else None
+    fastem = problems.IMPLEMENTATIONS["fastem"]
+    sklearn = problems.IMPLEMENTATIONS["sklearn"]
+    # compile fastem's kernels (and start numba's threads) before anything is timed
+    fastem.fit(problems.make_problem("P4", 1, args.dtype), 2)
+
+    columns = [
+        "problem",
+        "N",
+        "D",
+        "K",
+        "covariance",
+        "sklearn s/iter",
+        "fastem s/iter",
+        "sklearn/fastem (target)",
+        "log-lik. rel. diff.",
+    ]
+    if onedal:
+        columns += [
+            "oneDAL s/iter",
+            "oneDAL/fastem (target)",
+            "oneDAL log-lik. rel. diff.",
+        ]
+    if args.float32:
+        columns += [
+            "fastem float32 s/iter",
+            "float64/float32 (target)",
+            "float32 log-lik. rel. diff.",
+        ]
+    rows = []
+    notes = []
+    for name in args.problems:
+        problem = problems.make_problem(name, args.scale, args.dtype)
+        measured = {
+            "sklearn": problems.measure(
+                sklearn.fit, problem, args.repeats, args.target_seconds
+            ),
+            "fastem": problems.measure(
+                fastem.fit, problem, args.repeats, args.target_seconds
+            ),
+        }
+        if onedal:
+            measured["onedal"] = onedal.measure(
+                problem, args.repeats, args.target_seconds
+            )
+        if args.float32:
+            problem32 = problems.make_problem(name, args.scale, "float32")
+            measured["float32"] = problems.measure(
+                fastem.fit, problem32, args.repeats, args.target_seconds
+            )
+        spec = problem.spec
+        row = [
+            problem.label,
+            f"{problem.n_samples:,}",
+            str(problem.n_features),
+            str(problem.n_components),
+            problem.covariance_type,
+            _time_cell(measured["sklearn"]),
+            _time_cell(measured["fastem"]),
+            f"{_ratio(measured['sklearn'], measured['fastem'])} "
+            f"(>= {SKLEARN_TARGETS[name]}x)",
+            _relative_difference(
+                measured["fastem"].log_likelihood, measured["sklearn"].log_likelihood
+            ),
+        ]
+        if onedal:
+            target = "" if spec.per_fit else f" (>= {ONEDAL_TARGET}x)"
+            row += [
+                _time_cell(measured["onedal"]),
+                _ratio(measured["onedal"], measured["fastem"]) + target,
+                _relative_difference(
+                    measured["onedal"].log_likelihood,
+                    measured["sklearn"].log_likelihood,
+                ),
+            ]
+        if args.float32:
+            target = (
+                f" (>= {FLOAT32_TARGETS[name]}x)" if name in FLOAT32_TARGETS else ""
+            )
+            row += [
+                _time_cell(measured["float32"]),
+                _ratio(measured["fastem"], measured["float32"]) + target,
+                _relative_difference(
+                    measured["float32"].log_likelihood,
+                    measured["fastem"].log_likelihood,
+                ),
+            ]
+        rows.append(row)
+        notes += [
+            f"{problem.label}: {timing.note}"
+            for timing in measured.values()
+            if timing.note
+        ]
+        print(f"# {problem.label} done", file=sys.stderr, flush=True)
+
+    for line in machine_lines(args, onedal_versions):
+        out(line)
+    out("")
+    out("| " + " | ".join(columns) + " |")
+    out("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        out("| " + " | ".join(row) + " |")
+    if notes:
+        out("")
+        for note in notes:
+            out(f"- {note}")
+
+
+def main(argv=None):
+    run(parse_arguments(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+def pytest_addoption(parser):
+    parser.addoption(
+        "--full-size",
+        action="store_true",
+        default=False,
+        help="tests/test_benchmarks.py: the full problems P1-P5 of issue 3 "
+        "(default: n_samples / 1000, or / $FASTEM_BENCH_SCALE)",
+    )

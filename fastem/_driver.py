@@ -9,6 +9,7 @@ Parameters are held in float64 in scikit-learn's layouts (see
 data's dtype.
 """
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -41,6 +42,19 @@ SERIAL_WORK_LIMIT = 2_000_000
 
 # Rows per chunk when parameters are computed from responsibilities with numpy.
 INIT_CHUNK = 65536
+
+# Data whose largest per-feature spread is 2**e with |e| above this limit is
+# fitted as X * 2**-e (exact: a power of two) and the parameters scaled back:
+# then no sum of squares in the kernels or in k-means can overflow or
+# underflow. The limits leave ordinary data alone (no copy, same arithmetic).
+SCALE_EXPONENT_LIMIT = {np.dtype(np.float64): 400, np.dtype(np.float32): 40}
+
+# A component whose precision factor has an entry above 2**limit is treated as
+# singular (and repaired): its precision matrix would overflow float64, or the
+# factor would not fit the float32 data's kernels.
+PRECISION_EXPONENT_LIMIT = {np.dtype(np.float64): 500, np.dtype(np.float32): 100}
+
+LOG_2 = math.log(2.0)
 
 
 class SingularCovarianceWarning(UserWarning):
@@ -172,7 +186,13 @@ def kernel_inputs(parameters, covariance_type, dtype):
 
 
 def estimate_weighted_log_prob(X, parameters, covariance_type, block_size):
-    """(n_samples, K) log weights + log-densities, computed by the kernels."""
+    """(n_samples, K) log weights + log-densities, computed by the kernels.
+
+    float32 data is computed in float64 when a precision factor would not fit
+    float32 (a model fitted on data near the float32 limits).
+    """
+    if X.dtype != np.float64 and np.any(_too_large(parameters.precisions_chol, X.dtype)):
+        X = X.astype(np.float64)
     means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, X.dtype)
     if covariance_type in ("full", "tied"):
         kernel = _kernels_estep.dense_weighted_log_prob
@@ -270,6 +290,112 @@ def precisions_from_cholesky(precisions_chol, covariance_type):
     return precisions_chol**2
 
 
+def _too_large(precisions_chol, dtype):
+    """Entries of precision factors above 2**PRECISION_EXPONENT_LIMIT[dtype] (or NaN)."""
+    limit = math.ldexp(1.0, PRECISION_EXPONENT_LIMIT[np.dtype(dtype)])
+    return ~(np.abs(precisions_chol) <= limit)
+
+
+def _flag_unrepresentable(parameters, status, covariance_type, dtype):
+    """Mark as singular the components whose precision factor is too large (see above)."""
+    too_large = _too_large(parameters.precisions_chol, dtype)
+    if covariance_type == "tied":
+        too_large = np.full(len(status), too_large.any())
+    elif too_large.ndim > 1:
+        too_large = too_large.reshape(len(status), -1).any(axis=1)
+    flagged = (status == STATUS_OK) & too_large
+    if flagged.any():
+        status = status.copy()
+        status[flagged] = STATUS_SINGULAR
+    return status
+
+
+def _check_representable(parameters, covariance_type):
+    """Raise a ValueError if a fitted covariance or precision is not a finite float64."""
+    covariances = np.asarray(parameters.covariances)
+    with np.errstate(over="ignore", under="ignore"):  # what this function checks
+        precisions = precisions_from_cholesky(parameters.precisions_chol, covariance_type)
+    diagonal = (
+        np.diagonal(precisions, axis1=-2, axis2=-1)
+        if covariance_type in ("full", "tied")
+        else precisions
+    )
+    if not np.all(np.isfinite(covariances)):
+        raise ValueError(
+            "X's spread is too extreme for float64: a fitted covariance overflows. Divide "
+            "X by a constant (so that its values are of order one) before fitting."
+        )
+    if not (np.all(np.isfinite(precisions)) and np.all(diagonal > 0)):
+        raise ValueError(
+            "X's spread is too extreme for float64: a fitted precision (inverse "
+            "covariance) overflows. Multiply X by a constant (so that its values are of "
+            "order one), or increase reg_covar."
+        )
+
+
+# --------------------------------------------------------------------------
+# Fitting extreme data at unit scale
+
+
+def scale_exponent(X, reg_covar):
+    """e such that X is fitted as X * 2**-e; 0 when X needs no rescaling.
+
+    The scale of the model is s = max(largest per-feature spread of X,
+    sqrt(reg_covar)) (reg_covar bounds the covariances from below), and
+    s is in [2**(e-1), 2**e). X is rescaled only when |e| exceeds
+    SCALE_EXPONENT_LIMIT for its dtype.
+    """
+    if X.shape[0] == 0:
+        return 0
+    high = X.max(axis=0).astype(np.float64)
+    low = X.min(axis=0).astype(np.float64)
+    half_spread = float(np.max(0.5 * high - 0.5 * low))  # halves: no overflow
+    half_scale = max(half_spread, 0.5 * math.sqrt(reg_covar))
+    if not half_scale > 0:
+        return 0  # every row identical and no regularisation: nothing to rescale
+    exponent = math.frexp(half_scale)[1] + 1
+    if abs(exponent) <= SCALE_EXPONENT_LIMIT[X.dtype]:
+        return 0
+    return exponent
+
+
+def scale_parameters(parameters, shift):
+    """Parameters of the data multiplied by 2**shift (exact unless they leave float64's
+    range, which _check_representable reports)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return Parameters(
+            np.array(parameters.weights, dtype=np.float64),
+            np.ldexp(parameters.means, shift),
+            np.ldexp(parameters.covariances, 2 * shift),
+            np.ldexp(parameters.precisions_chol, -shift),
+        )
+
+
+def _to_unit_scale(X, settings, warm_parameters, warm_lower_bound, exponent):
+    """X * 2**-exponent with the settings and warm start that go with it."""
+    changes = {"reg_covar": math.ldexp(settings.reg_covar, -2 * exponent)}
+    if settings.means_init is not None:
+        changes["means_init"] = np.ldexp(settings.means_init, -exponent)
+    if settings.precisions_init is not None:
+        changes["precisions_init"] = np.ldexp(settings.precisions_init, 2 * exponent)
+    if warm_parameters is not None:
+        warm_parameters = scale_parameters(warm_parameters, -exponent)
+        warm_lower_bound = warm_lower_bound + X.shape[1] * exponent * LOG_2
+    X = np.ldexp(X, -exponent)
+    return X, dataclasses.replace(settings, **changes), warm_parameters, warm_lower_bound
+
+
+def _from_unit_scale(result, exponent, n_features):
+    """Scale a FitResult (and its events) back to the data's units, in place."""
+    result.parameters = scale_parameters(result.parameters, exponent)
+    offset = n_features * exponent * LOG_2  # log densities: log p(x) = log p'(x') - D e log 2
+    result.lower_bound = result.lower_bound - offset
+    result.lower_bounds = [bound - offset for bound in result.lower_bounds]
+    for event in result.singular_events:
+        if "loading" in event:
+            event["loading"] = math.ldexp(event["loading"], 2 * exponent)
+
+
 # --------------------------------------------------------------------------
 # Initialisation
 
@@ -345,6 +471,12 @@ def initial_resp(X, sample_weight, settings, random_state):
     n_samples = X.shape[0]
     n_components = settings.n_components
     method = settings.init_params
+    if method in ("kmeans", "k-means++"):
+        # k-means' squared distances must not underflow either (data far
+        # below the scale reg_covar sets is not rescaled for EM): the labels
+        # and chosen points of X * 2**-e are those of X.
+        exponent = scale_exponent(X, 0.0)
+        X = np.ldexp(X, -exponent) if exponent else X
     if method == "kmeans":
         labels = (
             KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
@@ -398,7 +530,7 @@ def initialize(X, sample_weight, settings, random_state, context):
         covariances = covariances_from_precisions_chol(precisions_chol, covariance_type)
         return Parameters(weights, means, covariances, precisions_chol)
     precisions_chol, status = _factors_and_status(
-        covariances, covariance_type, settings.n_components
+        covariances, covariance_type, settings.n_components, X.dtype
     )
     parameters = Parameters(weights, means, covariances, precisions_chol)
     if np.any(status != STATUS_OK):
@@ -406,18 +538,18 @@ def initialize(X, sample_weight, settings, random_state, context):
     return parameters
 
 
-def _factors_and_status(covariances, covariance_type, n_components):
+def _factors_and_status(covariances, covariance_type, n_components, dtype=np.float64):
     """Precision factors of every component, with STATUS_SINGULAR where none exists."""
     status = np.full(n_components, STATUS_OK)
     if covariance_type == "tied":
-        factor = _factor(covariances, "tied")
+        factor = _factor(covariances, "tied", dtype)
         if factor is None:
             status[:] = STATUS_SINGULAR
             factor = np.zeros_like(covariances)
         return factor, status
     factors = np.zeros_like(covariances)
     for k in range(n_components):
-        factor = _factor(covariances[k], covariance_type)
+        factor = _factor(covariances[k], covariance_type, dtype)
         if factor is None:
             status[k] = STATUS_SINGULAR
         else:
@@ -437,6 +569,8 @@ class _FitContext:
         self.sample_weight = sample_weight
         self.restart = restart
         self.events = []
+        self.reseeded_empty = set()  # components re-seeded because they lost their mass
+        self.parked = set()  # ... and parked when they lost it again
         self._data_covariance = None
 
     def data_covariance(self):
@@ -452,6 +586,7 @@ class _FitContext:
             for start, stop in _chunks(X.shape[0]):
                 diff = X[start:stop].astype(np.float64) - mean
                 covariance += (weights[start:stop, np.newaxis] * diff).T @ diff
+            covariance = 0.5 * (covariance + covariance.T)  # exactly symmetric
             self._data_covariance = covariance / total
         return self._data_covariance
 
@@ -494,12 +629,16 @@ def _data_covariance_as(context, covariance_type, reg_covar):
     return covariance
 
 
-def _factor(covariance, covariance_type):
-    """Precision factor of one component's covariance, or None."""
+def _factor(covariance, covariance_type, dtype=np.float64):
+    """Precision factor of one component's covariance, or None (also if too large)."""
     if covariance_type in ("full", "tied"):
-        return precision_cholesky(covariance, "tied")
-    factor = precision_cholesky(np.atleast_1d(covariance), "diag")
-    return None if factor is None else factor.reshape(np.shape(covariance))
+        factor = precision_cholesky(covariance, "tied")
+    else:
+        factor = precision_cholesky(np.atleast_1d(covariance), "diag")
+        factor = None if factor is None else factor.reshape(np.shape(covariance))
+    if factor is None or np.any(_too_large(factor, dtype)):
+        return None
+    return factor
 
 
 def _repair(parameters, status, X, sample_weight, settings, random_state, context, iteration):
@@ -525,7 +664,7 @@ def _repair(parameters, status, X, sample_weight, settings, random_state, contex
             while loading <= LOADING_LIMIT * scale:
                 loading *= 10.0
                 loaded = _loaded(covariance, loading - reg_covar, covariance_type)
-                factor = _factor(loaded, covariance_type)
+                factor = _factor(loaded, covariance_type, X.dtype)
                 if factor is not None:
                     _set_component(parameters, k, covariance_type, loaded, factor)
                     event.update(action="diagonal loading", loading=loading)
@@ -533,8 +672,18 @@ def _repair(parameters, status, X, sample_weight, settings, random_state, contex
             else:
                 _reseed(parameters, k, X, sample_weight, settings, random_state, context)
                 event.update(action="re-seeded", reason="singular covariance")
+        elif k in context.reseeded_empty:
+            # Re-seeded once and emptied again (more components than the data
+            # supports): park it with the data's covariance and a weight of
+            # ~1e-16 instead of re-seeding it at every iteration.
+            _park(parameters, k, X, settings, context)
+            if k in context.parked:
+                continue  # recorded when first parked
+            context.parked.add(k)
+            event.update(action="parked", reason="lost all its mass again after a re-seed")
         else:
             _reseed(parameters, k, X, sample_weight, settings, random_state, context)
+            context.reseeded_empty.add(k)
             event.update(action="re-seeded", reason="lost all its mass")
         context.events.append(event)
 
@@ -549,17 +698,31 @@ def _reseed(parameters, k, X, sample_weight, settings, random_state, context):
         if precision_cholesky(parameters.covariances, "tied") is not None:
             return
         k = 0
-    covariance = _data_covariance_as(context, covariance_type, settings.reg_covar)
-    factor = _factor(covariance, covariance_type)
-    if factor is None:
-        # Constant data with reg_covar = 0: fall back to the loading limit.
-        covariance = _loaded(covariance, LOADING_LIMIT * context.scale(), covariance_type)
-        factor = _factor(covariance, covariance_type)
-    _set_component(parameters, k, covariance_type, covariance, factor)
+    _set_data_covariance(parameters, k, X, settings, context)
     # Give the component a share of the weight so that it can pick up mass.
     share = 1.0 / settings.n_components
     parameters.weights = parameters.weights * (1.0 - share)
     parameters.weights[k] += share
+
+
+def _set_data_covariance(parameters, k, X, settings, context):
+    """Give component k (slot 0 for 'tied') the data's covariance plus reg_covar."""
+    covariance_type = settings.covariance_type
+    covariance = _data_covariance_as(context, covariance_type, settings.reg_covar)
+    factor = _factor(covariance, covariance_type, X.dtype)
+    if factor is None:
+        # Constant data with reg_covar = 0: fall back to the loading limit.
+        covariance = _loaded(covariance, LOADING_LIMIT * context.scale(), covariance_type)
+        factor = _factor(covariance, covariance_type, X.dtype)
+    if factor is None:
+        raise _Breakdown("the data's covariance has no usable precision factor")
+    _set_component(parameters, k, covariance_type, covariance, factor)
+
+
+def _park(parameters, k, X, settings, context):
+    """Keep an empty component where it is, with the data's covariance (its weight stays ~0)."""
+    if settings.covariance_type != "tied":  # a tied model's shared covariance is fine
+        _set_data_covariance(parameters, k, X, settings, context)
 
 
 # --------------------------------------------------------------------------
@@ -657,6 +820,7 @@ def run_em(X, sample_weight, parameters, settings, random_state, context, lower_
                 if settings.verbose >= 2:
                     message += f"\t ll change {bound - previous:.5g}"
                 print(message)
+        status = _flag_unrepresentable(parameters, status, settings.covariance_type, X.dtype)
         if np.any(status != STATUS_OK):
             _repair(parameters, status, X, sample_weight, settings, random_state, context,
                     len(lower_bounds))
@@ -667,8 +831,15 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
     """Fit with restarts; returns the best restart as a FitResult.
 
     ``warm_parameters`` (warm start) replaces initialisation and restarts.
-    Raises ValueError when every restart broke down.
+    Raises ValueError when every restart broke down, or when the fitted
+    parameters cannot be represented in float64. Data whose spread is near
+    the float64 (float32) limits is fitted at unit scale (see scale_exponent).
     """
+    exponent = scale_exponent(X, settings.reg_covar)
+    if exponent:
+        X, settings, warm_parameters, warm_lower_bound = _to_unit_scale(
+            X, settings, warm_parameters, warm_lower_bound, exponent
+        )
     best = None
     events = []
     failures = []
@@ -707,6 +878,9 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
         )
     best.singular_events = events
     best.n_failed_restarts = len(failures)
+    if exponent:
+        _from_unit_scale(best, exponent, X.shape[1])
+    _check_representable(best.parameters, settings.covariance_type)
     if events:
         warnings.warn(_events_summary(events), SingularCovarianceWarning, stacklevel=3)
     if not best.converged and settings.max_iter > 0:

@@ -49,10 +49,14 @@ INIT_CHUNK = 65536
 # underflow. The limits leave ordinary data alone (no copy, same arithmetic).
 SCALE_EXPONENT_LIMIT = {np.dtype(np.float64): 400, np.dtype(np.float32): 40}
 
-# A component whose precision factor has an entry above 2**limit is treated as
-# singular (and repaired): its precision matrix would overflow float64, or the
-# factor would not fit the float32 data's kernels.
-PRECISION_EXPONENT_LIMIT = {np.dtype(np.float64): 500, np.dtype(np.float32): 100}
+# A component whose precision factor has an entry above
+# min(2**absolute, 2**relative / spread of X) is treated as singular (and
+# repaired): beyond 2**absolute its precision matrix would overflow float64,
+# or the factor would not fit float32; beyond 2**relative / spread, the
+# squared distances of the data to it would overflow the kernels' arithmetic
+# (in float32 for float32 data) and the component is far narrower than the
+# data's resolution anyway.
+PRECISION_LIMIT_EXPONENTS = {np.dtype(np.float64): (500, 200), np.dtype(np.float32): (100, 56)}
 
 LOG_2 = math.log(2.0)
 
@@ -191,7 +195,8 @@ def estimate_weighted_log_prob(X, parameters, covariance_type, block_size):
     float32 data is computed in float64 when a precision factor would not fit
     float32 (a model fitted on data near the float32 limits).
     """
-    if X.dtype != np.float64 and np.any(_too_large(parameters.precisions_chol, X.dtype)):
+    float32_limit = math.ldexp(1.0, PRECISION_LIMIT_EXPONENTS[np.dtype(np.float32)][0])
+    if X.dtype != np.float64 and np.any(_too_large(parameters.precisions_chol, float32_limit)):
         X = X.astype(np.float64)
     means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, X.dtype)
     if covariance_type in ("full", "tied"):
@@ -290,15 +295,25 @@ def precisions_from_cholesky(precisions_chol, covariance_type):
     return precisions_chol**2
 
 
-def _too_large(precisions_chol, dtype):
-    """Entries of precision factors above 2**PRECISION_EXPONENT_LIMIT[dtype] (or NaN)."""
-    limit = math.ldexp(1.0, PRECISION_EXPONENT_LIMIT[np.dtype(dtype)])
+def _too_large(precisions_chol, limit):
+    """Entries of precision factors above ``limit`` (or NaN)."""
     return ~(np.abs(precisions_chol) <= limit)
 
 
-def _flag_unrepresentable(parameters, status, covariance_type, dtype):
+def precision_limit(X):
+    """Largest precision-factor entry a component of a model of X may have (see
+    PRECISION_LIMIT_EXPONENTS)."""
+    absolute, relative = PRECISION_LIMIT_EXPONENTS[X.dtype]
+    limit = math.ldexp(1.0, absolute)
+    half_spread = _half_spread(X)
+    if half_spread > 0:
+        limit = min(limit, math.ldexp(1.0, relative - 1) / half_spread)
+    return limit
+
+
+def _flag_unrepresentable(parameters, status, covariance_type, limit):
     """Mark as singular the components whose precision factor is too large (see above)."""
-    too_large = _too_large(parameters.precisions_chol, dtype)
+    too_large = _too_large(parameters.precisions_chol, limit)
     if covariance_type == "tied":
         too_large = np.full(len(status), too_large.any())
     elif too_large.ndim > 1:
@@ -337,6 +352,15 @@ def _check_representable(parameters, covariance_type):
 # Fitting extreme data at unit scale
 
 
+def _half_spread(X):
+    """Half the largest per-feature spread (max - min) of X, as a float64 (no overflow)."""
+    if X.shape[0] == 0:
+        return 0.0
+    high = X.max(axis=0).astype(np.float64)
+    low = X.min(axis=0).astype(np.float64)
+    return float(np.max(0.5 * high - 0.5 * low))
+
+
 def scale_exponent(X, reg_covar):
     """e such that X is fitted as X * 2**-e; 0 when X needs no rescaling.
 
@@ -345,12 +369,7 @@ def scale_exponent(X, reg_covar):
     s is in [2**(e-1), 2**e). X is rescaled only when |e| exceeds
     SCALE_EXPONENT_LIMIT for its dtype.
     """
-    if X.shape[0] == 0:
-        return 0
-    high = X.max(axis=0).astype(np.float64)
-    low = X.min(axis=0).astype(np.float64)
-    half_spread = float(np.max(0.5 * high - 0.5 * low))  # halves: no overflow
-    half_scale = max(half_spread, 0.5 * math.sqrt(reg_covar))
+    half_scale = max(_half_spread(X), 0.5 * math.sqrt(reg_covar))
     if not half_scale > 0:
         return 0  # every row identical and no regularisation: nothing to rescale
     exponent = math.frexp(half_scale)[1] + 1
@@ -530,7 +549,7 @@ def initialize(X, sample_weight, settings, random_state, context):
         covariances = covariances_from_precisions_chol(precisions_chol, covariance_type)
         return Parameters(weights, means, covariances, precisions_chol)
     precisions_chol, status = _factors_and_status(
-        covariances, covariance_type, settings.n_components, X.dtype
+        covariances, covariance_type, settings.n_components, context.precision_limit
     )
     parameters = Parameters(weights, means, covariances, precisions_chol)
     if np.any(status != STATUS_OK):
@@ -538,18 +557,18 @@ def initialize(X, sample_weight, settings, random_state, context):
     return parameters
 
 
-def _factors_and_status(covariances, covariance_type, n_components, dtype=np.float64):
+def _factors_and_status(covariances, covariance_type, n_components, limit=np.inf):
     """Precision factors of every component, with STATUS_SINGULAR where none exists."""
     status = np.full(n_components, STATUS_OK)
     if covariance_type == "tied":
-        factor = _factor(covariances, "tied", dtype)
+        factor = _factor(covariances, "tied", limit)
         if factor is None:
             status[:] = STATUS_SINGULAR
             factor = np.zeros_like(covariances)
         return factor, status
     factors = np.zeros_like(covariances)
     for k in range(n_components):
-        factor = _factor(covariances[k], covariance_type, dtype)
+        factor = _factor(covariances[k], covariance_type, limit)
         if factor is None:
             status[k] = STATUS_SINGULAR
         else:
@@ -564,10 +583,11 @@ def _factors_and_status(covariances, covariance_type, n_components, dtype=np.flo
 class _FitContext:
     """Per-fit state the fallback needs: data covariance (lazily), events."""
 
-    def __init__(self, X, sample_weight, restart):
+    def __init__(self, X, sample_weight, restart, precision_limit=np.inf):
         self.X = X
         self.sample_weight = sample_weight
         self.restart = restart
+        self.precision_limit = precision_limit
         self.events = []
         self.reseeded_empty = set()  # components re-seeded because they lost their mass
         self.parked = set()  # ... and parked when they lost it again
@@ -629,14 +649,14 @@ def _data_covariance_as(context, covariance_type, reg_covar):
     return covariance
 
 
-def _factor(covariance, covariance_type, dtype=np.float64):
+def _factor(covariance, covariance_type, limit=np.inf):
     """Precision factor of one component's covariance, or None (also if too large)."""
     if covariance_type in ("full", "tied"):
         factor = precision_cholesky(covariance, "tied")
     else:
         factor = precision_cholesky(np.atleast_1d(covariance), "diag")
         factor = None if factor is None else factor.reshape(np.shape(covariance))
-    if factor is None or np.any(_too_large(factor, dtype)):
+    if factor is None or np.any(_too_large(factor, limit)):
         return None
     return factor
 
@@ -664,7 +684,7 @@ def _repair(parameters, status, X, sample_weight, settings, random_state, contex
             while loading <= LOADING_LIMIT * scale:
                 loading *= 10.0
                 loaded = _loaded(covariance, loading - reg_covar, covariance_type)
-                factor = _factor(loaded, covariance_type, X.dtype)
+                factor = _factor(loaded, covariance_type, context.precision_limit)
                 if factor is not None:
                     _set_component(parameters, k, covariance_type, loaded, factor)
                     event.update(action="diagonal loading", loading=loading)
@@ -709,11 +729,11 @@ def _set_data_covariance(parameters, k, X, settings, context):
     """Give component k (slot 0 for 'tied') the data's covariance plus reg_covar."""
     covariance_type = settings.covariance_type
     covariance = _data_covariance_as(context, covariance_type, settings.reg_covar)
-    factor = _factor(covariance, covariance_type, X.dtype)
+    factor = _factor(covariance, covariance_type, context.precision_limit)
     if factor is None:
         # Constant data with reg_covar = 0: fall back to the loading limit.
         covariance = _loaded(covariance, LOADING_LIMIT * context.scale(), covariance_type)
-        factor = _factor(covariance, covariance_type, X.dtype)
+        factor = _factor(covariance, covariance_type, context.precision_limit)
     if factor is None:
         raise _Breakdown("the data's covariance has no usable precision factor")
     _set_component(parameters, k, covariance_type, covariance, factor)
@@ -820,7 +840,8 @@ def run_em(X, sample_weight, parameters, settings, random_state, context, lower_
                 if settings.verbose >= 2:
                     message += f"\t ll change {bound - previous:.5g}"
                 print(message)
-        status = _flag_unrepresentable(parameters, status, settings.covariance_type, X.dtype)
+        status = _flag_unrepresentable(parameters, status, settings.covariance_type,
+                                       context.precision_limit)
         if np.any(status != STATUS_OK):
             _repair(parameters, status, X, sample_weight, settings, random_state, context,
                     len(lower_bounds))
@@ -840,6 +861,7 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
         X, settings, warm_parameters, warm_lower_bound = _to_unit_scale(
             X, settings, warm_parameters, warm_lower_bound, exponent
         )
+    limit = precision_limit(X)
     best = None
     events = []
     failures = []
@@ -847,7 +869,7 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
     for restart in range(n_init):
         if settings.verbose:
             print(f"Initialization {restart}")
-        context = _FitContext(X, sample_weight, restart)
+        context = _FitContext(X, sample_weight, restart, limit)
         try:
             if warm_parameters is not None:
                 parameters, lower_bound = warm_parameters, warm_lower_bound

@@ -122,6 +122,12 @@ def offset_tiny_spread(rng, dtype):
     return 1e4 + rng.normal(0.0, 1e-2, size=(200, 2))
 
 
+def one_point_per_component(rng, dtype):
+    """6 points in 6-D for 5 components started at single points (k-means++): the initial
+    covariances are ~1e-30 (found by hypothesis: float32 'tied' broke down)."""
+    return rng.normal(scale=5.0, size=(6, 6))
+
+
 FAR_COMPONENT_START = {
     "means_init": [[0.0, 0.0], [6.0, 6.0], [1e3, 1e3]],
     "weights_init": [1 / 3, 1 / 3, 1 / 3],
@@ -145,6 +151,9 @@ CASES = [
     Case("scaled by 1e-150, reg_covar=0", tiny, {"n_components": 2, "reg_covar": 0.0}, False),
     Case("scaled by 1e150", huge, {"n_components": 2}, False),
     Case("scaled by 1e150, reg_covar=0", huge, {"n_components": 2, "reg_covar": 0.0}, False),
+    Case("one point per component, reg_covar=0", one_point_per_component,
+         {"n_components": 5, "reg_covar": 0.0, "init_params": "k-means++"}, True,
+         "diagonal loading"),
     Case("component loses all responsibility", two_blobs_2d,
          {"n_components": 3, **FAR_COMPONENT_START}, True, "re-seeded"),
     Case("sklearn #30382", sklearn_30382, {"n_components": 2, "reg_covar": 0.1}, False),

@@ -714,11 +714,10 @@ def _reseed(parameters, k, X, sample_weight, settings, random_state, context):
     candidates = np.flatnonzero(sample_weight > 0)
     row = candidates[random_state.randint(len(candidates))]
     parameters.means[k] = X[row].astype(np.float64)
-    if covariance_type == "tied":
-        if precision_cholesky(parameters.covariances, "tied") is not None:
-            return
-        k = 0
-    _set_data_covariance(parameters, k, X, settings, context)
+    if covariance_type != "tied":
+        _set_data_covariance(parameters, k, X, settings, context)
+    elif precision_cholesky(parameters.covariances, "tied") is None:
+        _set_data_covariance(parameters, 0, X, settings, context)  # the shared one
     # Give the component a share of the weight so that it can pick up mass.
     share = 1.0 / settings.n_components
     parameters.weights = parameters.weights * (1.0 - share)
@@ -804,7 +803,7 @@ def _one_iteration(X, sample_weight, parameters, settings, lower_bound):
     parameters, status = maximization(
         nk, sum_x, scatter, centres, covariance_type, settings.reg_covar
     )
-    return parameters, [new_bound], status, abs(new_bound - lower_bound) < settings.tol
+    return parameters, [new_bound], status, bool(abs(new_bound - lower_bound) < settings.tol)
 
 
 def run_em(X, sample_weight, parameters, settings, random_state, context, lower_bound):

@@ -64,15 +64,6 @@ SKLEARN_TIED_QUIRK_REASON = (
     "not the responsibility-weighted estimate fastem computes (see "
     "test_tied_start_from_seed_points_is_the_weighted_estimate)"
 )
-TIED_RESEED_REASON = (
-    "BUG: _driver._reseed returns early for 'tied' (shared covariance still PD) "
-    "before giving the re-seeded component its weight share, so it stays at weight "
-    "~1e-16, loses its mass again and is parked"
-)
-CONVERGED_TYPE_REASON = (
-    "DEVIATION: on the parallel path (_driver._one_iteration) converged_ is a "
-    "numpy.bool_; scikit-learn's is a Python bool"
-)
 
 
 # --------------------------------------------------------------------------
@@ -710,18 +701,7 @@ def test_component_that_loses_all_its_mass(rng, seed, covariance_type, chunk_siz
 
 @pytest.mark.parametrize(
     "covariance_type",
-    [
-        "full",
-        pytest.param(
-            "tied",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=TIED_RESEED_REASON,
-            ),
-        ),
-        "diag",
-        "spherical",
-    ],
+    ["full", "tied", "diag", "spherical"],
 )
 def test_reseeded_component_picks_up_mass(rng, seed, covariance_type):
     X = two_blobs(rng)
@@ -909,16 +889,7 @@ def test_warm_start_continues_from_the_previous_solution(rng, covariance_type):
 
 @pytest.mark.parametrize(
     "chunk_size",
-    [
-        None,
-        pytest.param(
-            64,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=CONVERGED_TYPE_REASON,
-            ),
-        ),
-    ],
+    [None, 64],
     ids=["default", "blocks64"],
 )
 def test_fitted_attribute_types_match_sklearn(rng, seed, chunk_size):

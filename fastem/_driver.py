@@ -412,7 +412,8 @@ def _from_unit_scale(result, exponent, n_features):
     result.lower_bounds = [bound - offset for bound in result.lower_bounds]
     for event in result.singular_events:
         if "loading" in event:
-            event["loading"] = math.ldexp(event["loading"], 2 * exponent)
+            with np.errstate(over="ignore", under="ignore"):
+                event["loading"] = float(np.ldexp(event["loading"], 2 * exponent))
 
 
 # --------------------------------------------------------------------------
@@ -611,9 +612,17 @@ class _FitContext:
         return self._data_covariance
 
     def scale(self):
-        """Mean per-feature variance of the data (positive; 1 for constant data)."""
+        """Mean per-feature variance of the data (positive; 1 for constant data).
+
+        A variance below the rounding of the data's magnitude (identical rows
+        whose mean was rounded) counts as constant data.
+        """
         value = float(np.trace(self.data_covariance()) / self.X.shape[1])
-        return value if value > 0 and math.isfinite(value) else 1.0
+        magnitude = float(np.max(np.abs(self.X))) if self.X.size else 0.0
+        resolution = 4.0 * np.finfo(self.X.dtype).eps * magnitude
+        if not (value > resolution * resolution and math.isfinite(value)):
+            return 1.0
+        return value
 
 
 def _component_covariance(parameters, k, covariance_type):

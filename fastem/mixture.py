@@ -366,8 +366,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 if self.covariance_type == "full"
                 else [self.covariances_] * self.n_components
             )
+            # The covariances are positive definite by construction; numpy's check
+            # (absolute and relative tolerances of 1e-8 on the entries) would warn
+            # about ill-conditioned ones at large scales. Same draws as with it.
             blocks = [
-                rng.multivariate_normal(mean, covariance, int(count))
+                rng.multivariate_normal(mean, covariance, int(count), check_valid="ignore")
                 for mean, covariance, count in zip(self.means_, covariances, counts)
             ]
         else:

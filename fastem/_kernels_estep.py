@@ -159,6 +159,40 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, total):
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob):
+    """log_prob[k, t] = log_norm[k] - mahalanobis[t] / 2; -inf past the tile's points."""
+    offset = log_norm[k]
+    for t in range(TILE):
+        log_prob[k, t] = offset - 0.5 * mahalanobis[t]
+    for t in range(n_points, TILE):
+        log_prob[k, t] = -np.inf
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm):
+    """sum_t w_t log p(x_t) over the tile (zero-weight points left out, even at -inf)."""
+    log_likelihood = 0.0
+    for t in range(n_points):
+        weight = sample_weight[start + t]
+        if weight > 0.0:
+            log_likelihood += weight * log_prob_norm[t]
+    return log_likelihood
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _weight_responsibilities(sample_weight, start, n_points, resp, k, weighted_resp):
+    """weighted_resp[t] = w_t r_tk (zero past the tile's points); returns their float64 sum."""
+    total = 0.0
+    for t in range(n_points):
+        value = sample_weight[start + t] * resp[k, t]
+        weighted_resp[t] = value
+        total += value
+    for t in range(n_points, TILE):
+        weighted_resp[t] = 0.0
+    return total
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_scatter(weighted_diff, diff, scatter, slot):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
     n_padded = diff.shape[0]
@@ -251,24 +285,12 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
         for k in range(n_components):
             _centre_tile(X_tile, means_padded, k, diff)
             _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis)
-            offset = log_norm[k]
-            for t in range(TILE):
-                resp[k, t] = offset - 0.5 * mahalanobis[t]
-            for t in range(n_points, TILE):
-                resp[k, t] = -np.inf
+            _store_log_prob(log_norm, k, mahalanobis, n_points, resp)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
-        for t in range(n_points):
-            weight = sample_weight[start + t]
-            if weight > 0.0:
-                log_likelihood += weight * log_prob_norm[t]
+        log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
         for k in range(n_components):
-            total = 0.0
-            for t in range(n_points):
-                value = sample_weight[start + t] * resp[k, t]
-                weighted_resp[t] = value
-                total += value
-            for t in range(n_points, TILE):
-                weighted_resp[t] = 0.0
+            total = _weight_responsibilities(sample_weight, start, n_points, resp, k,
+                                             weighted_resp)
             nk[k] += total
             if total == 0.0:
                 continue
@@ -374,24 +396,12 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
         _transpose_tile(X, start, n_points, X_tile)
         for k in range(n_components):
             _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
-            offset = log_norm[k]
-            for t in range(TILE):
-                resp[k, t] = offset - 0.5 * mahalanobis[t]
-            for t in range(n_points, TILE):
-                resp[k, t] = -np.inf
+            _store_log_prob(log_norm, k, mahalanobis, n_points, resp)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
-        for t in range(n_points):
-            weight = sample_weight[start + t]
-            if weight > 0.0:
-                log_likelihood += weight * log_prob_norm[t]
+        log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
         for k in range(n_components):
-            total = 0.0
-            for t in range(n_points):
-                value = sample_weight[start + t] * resp[k, t]
-                weighted_resp[t] = value
-                total += value
-            for t in range(n_points, TILE):
-                weighted_resp[t] = 0.0
+            total = _weight_responsibilities(sample_weight, start, n_points, resp, k,
+                                             weighted_resp)
             nk[k] += total
             if total == 0.0:
                 continue

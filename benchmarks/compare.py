@@ -150,7 +150,7 @@ def _git_commit():
     return commit + (" (with uncommitted changes)" if dirty else "")
 
 
-def machine_lines(args, onedal_versions):
+def machine_lines(args, onedal_versions, load_at_start):
     """The header: machine, threads, versions, command, date, load."""
     import llvmlite
     import numba
@@ -171,7 +171,7 @@ def machine_lines(args, onedal_versions):
         if pool["user_api"] == "blas"
     ]
     fastem = problems.import_fastem()
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load_at_end = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     machine = (
         f"{model}, {cores or os.cpu_count()} cores ({os.cpu_count()} logical CPUs)"
     )
@@ -197,7 +197,7 @@ def machine_lines(args, onedal_versions):
     lines += [
         f"- command: `{command}`",
         f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
-        f"load average at start: {load}",
+        f"load average (1, 5, 15 min) at start: {load_at_start}, at end: {load_at_end}",
         f"- figures: median of {args.repeats} repeats; seconds per EM iteration "
         "(marginal: difference of two fits of n_hi and 1 iterations / (n_hi - 1)); "
         "P4: milliseconds per whole fit call of 50 iterations",
@@ -226,6 +226,7 @@ def _relative_difference(value, reference):
 
 
 def run(args, out=print):
+    load_at_start = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     onedal = (
         problems.OneDALSubprocess(args.onedal_python) if args.onedal_python else None
     )
@@ -324,7 +325,7 @@ def run(args, out=print):
         ]
         print(f"# {problem.label} done", file=sys.stderr, flush=True)
 
-    for line in machine_lines(args, onedal_versions):
+    for line in machine_lines(args, onedal_versions, load_at_start):
         out(line)
     out("")
     out("| " + " | ".join(columns) + " |")

@@ -53,6 +53,21 @@ BLOCK = 4  # register block of the O(D^2) loops
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
+
+def _prange_only():
+    """numba's parallel options with only ``prange`` loops parallelised.
+
+    By default ``parallel=True`` also turns every array expression (np.zeros,
+    ``a += b``, ...) outside the prange into a parallel loop of its own: a
+    thread-pool launch each, which on small data or a busy machine costs far
+    more than the work. (A fresh dict each time: numba consumes it.)
+    """
+    return {
+        "prange": True, "comprehension": False, "reduction": False,
+        "inplace_binop": False, "setitem": False, "numpy": False, "stencil": False,
+        "fusion": False,
+    }
+
 @njit(cache=True, inline="always")
 def _n_blocks(n_samples, block_size):
     return (n_samples + block_size - 1) // block_size
@@ -327,7 +342,7 @@ def _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts, n_
     return nk, sum_x, scatter, log_likelihood
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
 def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
     """Fused E-step and sufficient statistics for 'full' and 'tied'.
 
@@ -434,7 +449,7 @@ def _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
     return nk, sum_x, scatter, log_likelihood
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
 def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
     """Fused E-step and sufficient statistics for 'diag' and 'spherical'.
 
@@ -482,7 +497,7 @@ def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
 def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'."""
     n_samples = X.shape[0]
@@ -515,7 +530,7 @@ def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
 def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'."""
     n_samples = X.shape[0]
@@ -554,7 +569,7 @@ def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_re
             log_resp[i, k] = weighted_log_prob[i, k] - norm
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
 def log_resp_from_weighted(weighted_log_prob, block_size):
     """Log-sum-exp normalisation: returns ``(log_prob_norm, log_resp)``.
 

@@ -91,7 +91,7 @@ def make_input(n_elements, dtype, seed=0, function="exp"):
     return rng.uniform(low, high, n_elements).astype(dtype)
 
 
-def time_inplace(function, data, repeats):
+def measure_inplace(function, data, repeats):
     """Median seconds of ``function(work)`` over ``repeats`` fresh copies."""
     work = data.copy()
     function(work)  # warm-up: compiles or loads from numba's cache
@@ -128,7 +128,7 @@ def main(argv=None):
         for (function_name, dtype), variants in VARIANTS.items():
             data = make_input(n_elements, dtype, function=function_name)
             ns_per_element = {
-                name: time_inplace(function, data, args.repeats) / n_elements * 1e9
+                name: measure_inplace(function, data, args.repeats) / n_elements * 1e9
                 for name, function in variants
             }
             numpy_ns = ns_per_element[variants[0][0]]

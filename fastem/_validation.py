@@ -256,7 +256,9 @@ def check_hyperparameters(estimator):
 
 
 def _as_float_array(value, name, shape):
-    array = np.array(value, dtype=np.float64, copy=True)
+    # A C-ordered copy: the kernels then see one memory layout (a Fortran-ordered
+    # means_init used to compile, and cache, a second specialisation of them).
+    array = np.array(value, dtype=np.float64, order="C", copy=True)
     if array.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {array.shape}.")
     if not np.all(np.isfinite(array)):

@@ -409,3 +409,16 @@ def test_on_singular_raise_names_the_component(rng, case, covariance_type):
             model.fit(X)
     assert re.search(r"component \d+ has an ill-defined empirical covariance at iteration \d+",
                      str(error.value))
+
+
+def test_data_beyond_float64_through_the_cli_is_one_line_and_exit_2(rng, tmp_path, capsys):
+    from fastem.cli import main
+
+    path = tmp_path / "huge.npy"
+    np.save(path, blobs(rng) * 1e160)
+    status = main(["fit", str(path)])
+    captured = capsys.readouterr()
+    assert status == 2
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastem: error: "), captured.err
+    assert "too extreme for float64: a fitted covariance overflows" in lines[0]

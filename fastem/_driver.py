@@ -619,7 +619,7 @@ class _FitContext:
         """
         value = float(np.trace(self.data_covariance()) / self.X.shape[1])
         magnitude = float(np.max(np.abs(self.X))) if self.X.size else 0.0
-        resolution = 4.0 * np.finfo(self.X.dtype).eps * magnitude
+        resolution = 4.0 * float(np.finfo(self.X.dtype).eps) * magnitude  # Python float
         if not (value > resolution * resolution and math.isfinite(value)):
             return 1.0
         return value

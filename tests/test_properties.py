@@ -154,6 +154,11 @@ FOUND_BY_HYPOTHESIS = [
      np.array([7.559779775880585, 5.427618800870854]),
      {"n_components": 1, "covariance_type": "full", "init_params": "kmeans",
       "reg_covar": 0.0, "n_init": 1, "max_iter": 5, "random_state": 878748453}),
+    # identical float32 rows at -5e30: the rounding threshold overflowed float32
+    (np.array([[-4.7227802e30], [-4.7227802e30]], dtype=np.float32),
+     None,
+     {"n_components": 1, "covariance_type": "full", "init_params": "kmeans",
+      "reg_covar": 0.0, "n_init": 1, "max_iter": 5, "random_state": 72124473}),
     # two points in 4-D at 1e30: numpy's multivariate_normal warned in sample()
     (np.array([[-1.31477266e30, 3.0e30, -3.36364603e30, -2.22846160e30],
                [-2.44350554e30, 3.0e30, 6.24615665e30, 1.32625972e30]]),
@@ -168,6 +173,7 @@ FOUND_BY_HYPOTHESIS = [
 @example(FOUND_BY_HYPOTHESIS[0])
 @example(FOUND_BY_HYPOTHESIS[1])
 @example(FOUND_BY_HYPOTHESIS[2])
+@example(FOUND_BY_HYPOTHESIS[3])
 def test_fit_gives_a_valid_model(problem):
     X, sample_weight, params = problem
     model, labels, resp, log_prob, predicted, score = fit_checked(params, X, sample_weight)
@@ -204,7 +210,7 @@ def test_fit_gives_a_valid_model(problem):
 
 @settings(PROFILE, max_examples=max(PROFILE.max_examples // 3, 1))
 @given(problems(), st.integers(1, 300))
-@example(FOUND_BY_HYPOTHESIS[2], 1)
+@example(FOUND_BY_HYPOTHESIS[3], 1)
 def test_sample_has_the_right_shape_and_dtype(problem, n_draws):
     X, sample_weight, params = problem
     model, *_ = fit_checked(params, X, sample_weight)

@@ -599,10 +599,13 @@ class _FitContext:
         if self._data_covariance is None:
             X, weights = self.X, self.sample_weight
             total = weights.sum()
+            # The mean is accumulated around a data row, so identical rows have
+            # their own value as mean and an exactly zero covariance.
+            shift = X[int(np.argmax(weights > 0))].astype(np.float64)
             mean = np.zeros(X.shape[1])
             for start, stop in _chunks(X.shape[0]):
-                mean += weights[start:stop] @ X[start:stop].astype(np.float64)
-            mean /= total
+                mean += weights[start:stop] @ (X[start:stop].astype(np.float64) - shift)
+            mean = shift + mean / total
             covariance = np.zeros((X.shape[1], X.shape[1]))
             for start, stop in _chunks(X.shape[0]):
                 diff = X[start:stop].astype(np.float64) - mean

@@ -58,6 +58,12 @@ SCALE_EXPONENT_LIMIT = {np.dtype(np.float64): 400, np.dtype(np.float32): 40}
 # data's resolution anyway.
 PRECISION_LIMIT_EXPONENTS = {np.dtype(np.float64): (500, 200), np.dtype(np.float32): (100, 56)}
 
+# A 'full' or 'tied' covariance whose condition number (estimated as
+# max_i C_ii * max_ij P_ij**2) exceeds this is numerically singular: the
+# M-step's Cholesky may still succeed on it where LAPACK's fails (found by
+# hypothesis), so it is repaired like a singular one. 1/eps is ~4.5e15.
+CONDITION_LIMIT = 2.0**44
+
 LOG_2 = math.log(2.0)
 
 
@@ -300,22 +306,37 @@ def _too_large(precisions_chol, limit):
     return ~(np.abs(precisions_chol) <= limit)
 
 
-def precision_limit(X):
+def precision_limit(X, sample_weight):
     """Largest precision-factor entry a component of a model of X may have (see
-    PRECISION_LIMIT_EXPONENTS)."""
+    PRECISION_LIMIT_EXPONENTS); the spread is that of the rows with weight."""
     absolute, relative = PRECISION_LIMIT_EXPONENTS[X.dtype]
     limit = math.ldexp(1.0, absolute)
-    half_spread = _half_spread(X)
+    weighted = sample_weight > 0
+    half_spread = _half_spread(X if weighted.all() else X[weighted])
     if half_spread > 0:
         limit = min(limit, math.ldexp(1.0, relative - 1) / half_spread)
     return limit
 
 
+def _ill_conditioned(covariances, precisions_chol):
+    """Per matrix of a (K, D, D) stack: condition number estimate above CONDITION_LIMIT."""
+    largest_variance = np.diagonal(covariances, axis1=-2, axis2=-1).max(axis=-1)
+    largest_precision = (precisions_chol**2).reshape(len(precisions_chol), -1).max(axis=-1)
+    return ~(largest_variance * largest_precision <= CONDITION_LIMIT)
+
+
 def _flag_unrepresentable(parameters, status, covariance_type, limit):
-    """Mark as singular the components whose precision factor is too large (see above)."""
+    """Mark as singular the components whose precision factor is too large, or (full,
+    tied) whose covariance is numerically singular (see the limits above)."""
     too_large = _too_large(parameters.precisions_chol, limit)
-    if covariance_type == "tied":
-        too_large = np.full(len(status), too_large.any())
+    if covariance_type in ("full", "tied"):
+        covariances = np.reshape(parameters.covariances, (-1, *np.shape(too_large)[-2:]))
+        factors = np.reshape(parameters.precisions_chol, covariances.shape)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ill = _ill_conditioned(covariances, factors)
+        too_large = too_large.reshape(len(covariances), -1).any(axis=1) | ill
+        if covariance_type == "tied":
+            too_large = np.full(len(status), too_large.any())
     elif too_large.ndim > 1:
         too_large = too_large.reshape(len(status), -1).any(axis=1)
     flagged = (status == STATUS_OK) & too_large
@@ -434,14 +455,18 @@ def parameters_from_resp(X, sample_weight, resp_of, n_components, covariance_typ
     Returns (weights, means, covariances) in scikit-learn's layouts.
     """
     n_samples, n_features = X.shape
+    # Sums are taken around a data row: the 10 eps padding of nk then biases the
+    # means by 1e-15 of the data's spread, not of its magnitude (identical rows at
+    # 1e100 got a covariance of ~1e171 from that bias).
+    shift = X[int(np.argmax(sample_weight > 0))].astype(np.float64)
     nk = np.zeros(n_components)
     weighted_sum = np.zeros((n_components, n_features))
     for start, stop in _chunks(n_samples):
         weighted_resp = resp_of(start, stop) * sample_weight[start:stop, np.newaxis]
         nk += weighted_resp.sum(axis=0)
-        weighted_sum += weighted_resp.T @ X[start:stop].astype(np.float64)
+        weighted_sum += weighted_resp.T @ (X[start:stop].astype(np.float64) - shift)
     nk += _kernels_mstep.WEIGHT_FLOOR
-    means = weighted_sum / nk[:, np.newaxis]
+    means = shift + weighted_sum / nk[:, np.newaxis]
     if covariance_type == "full":
         covariances = np.zeros((n_components, n_features, n_features))
     elif covariance_type == "tied":
@@ -492,11 +517,15 @@ def initial_resp(X, sample_weight, settings, random_state):
     n_components = settings.n_components
     method = settings.init_params
     if method in ("kmeans", "k-means++"):
-        # k-means' squared distances must not underflow either (data far
-        # below the scale reg_covar sets is not rescaled for EM): the labels
-        # and chosen points of X * 2**-e are those of X.
-        exponent = scale_exponent(X, 0.0)
-        X = np.ldexp(X, -exponent) if exponent else X
+        # k-means squares raw values (k-means++ the norms of the rows, KMeans the
+        # deviations behind its tolerance), which must neither overflow nor
+        # underflow even where EM needs no rescaling (data far below the scale
+        # reg_covar sets, or identical rows): the labels and chosen points of
+        # X * 2**-e are those of X.
+        magnitude = float(np.max(np.abs(X))) if X.size else 0.0
+        exponent = math.frexp(magnitude)[1] if magnitude > 0 else 0
+        if abs(exponent) > SCALE_EXPONENT_LIMIT[X.dtype]:
+            X = np.ldexp(X, -exponent)
     if method == "kmeans":
         labels = (
             KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
@@ -670,6 +699,10 @@ def _factor(covariance, covariance_type, limit=np.inf):
         factor = None if factor is None else factor.reshape(np.shape(covariance))
     if factor is None or np.any(_too_large(factor, limit)):
         return None
+    if covariance_type in ("full", "tied"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            if _ill_conditioned(covariance[np.newaxis], factor[np.newaxis])[0]:
+                return None
     return factor
 
 
@@ -872,7 +905,7 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
         X, settings, warm_parameters, warm_lower_bound = _to_unit_scale(
             X, settings, warm_parameters, warm_lower_bound, exponent
         )
-    limit = precision_limit(X)
+    limit = precision_limit(X, sample_weight)
     best = None
     events = []
     failures = []

@@ -173,6 +173,21 @@ FOUND_BY_HYPOTHESIS = [
      np.array([1.4374554, 7.24273457]),
      {"n_components": 1, "covariance_type": "full", "init_params": "kmeans",
       "reg_covar": 0.0, "n_init": 1, "max_iter": 5, "random_state": 823941273}),
+    # one weighted row and a zero-weight row 7e100 away: every loading was "too narrow"
+    (np.array([[-1.79862572e100], [5.68684198e100]]),
+     np.array([1.0, 0.0]),
+     {"n_components": 1, "covariance_type": "full", "init_params": "kmeans",
+      "reg_covar": 0.0, "n_init": 1, "max_iter": 5, "random_state": 1437305003}),
+    # identical rows at 4.5e100: the 10 eps padding of nk gave them a ~1e171 covariance
+    (np.array([[4.51262868e100, -1.15032320e100], [4.51262868e100, -1.15032320e100]]),
+     None,
+     {"n_components": 1, "covariance_type": "tied", "init_params": "kmeans",
+      "reg_covar": 0.0, "n_init": 1, "max_iter": 5, "random_state": 907713895}),
+    # identical float32 rows at 2e30: k-means' variance overflowed float32
+    (np.array([[1.9713636e30], [1.9713636e30], [1.9713636e30]], dtype=np.float32),
+     None,
+     {"n_components": 1, "covariance_type": "full", "init_params": "kmeans",
+      "reg_covar": 0.0, "n_init": 1, "max_iter": 5, "random_state": 1799343697}),
     # two points in 4-D at 1e30: numpy's multivariate_normal warned in sample()
     (np.array([[-1.31477266e30, 3.0e30, -3.36364603e30, -2.22846160e30],
                [-2.44350554e30, 3.0e30, 6.24615665e30, 1.32625972e30]]),
@@ -189,6 +204,9 @@ FOUND_BY_HYPOTHESIS = [
 @example(FOUND_BY_HYPOTHESIS[2])
 @example(FOUND_BY_HYPOTHESIS[3])
 @example(FOUND_BY_HYPOTHESIS[4])
+@example(FOUND_BY_HYPOTHESIS[5])
+@example(FOUND_BY_HYPOTHESIS[6])
+@example(FOUND_BY_HYPOTHESIS[7])
 def test_fit_gives_a_valid_model(problem):
     X, sample_weight, params = problem
     model, labels, resp, log_prob, predicted, score = fit_checked(params, X, sample_weight)
@@ -229,7 +247,8 @@ def test_fit_gives_a_valid_model(problem):
 
 @settings(PROFILE, max_examples=max(PROFILE.max_examples // 3, 1))
 @given(problems(), st.integers(1, 300))
-@example(FOUND_BY_HYPOTHESIS[4], 1)
+@example(FOUND_BY_HYPOTHESIS[6], 1)
+@example(FOUND_BY_HYPOTHESIS[7], 1)
 def test_sample_has_the_right_shape_and_dtype(problem, n_draws):
     X, sample_weight, params = problem
     model, *_ = fit_checked(params, X, sample_weight)

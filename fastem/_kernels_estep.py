@@ -40,6 +40,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from fastem._kernels_cache import CACHE
 from fastem._kernels_exp import exp64, log64
 
 # Points per tile: a (32-feature x 64-point) float64 tile is 16 KiB.
@@ -68,12 +69,12 @@ def _prange_only():
         "fusion": False,
     }
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, nogil=True, inline="always")
 def _n_blocks(n_samples, block_size):
     return (n_samples + block_size - 1) // block_size
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _transpose_tile(X, start, n_points, X_tile):
     """X_tile[i, t] = X[start + t, i]; columns past n_points repeat point 0.
 
@@ -88,7 +89,7 @@ def _transpose_tile(X, start, n_points, X_tile):
             X_tile[i, t] = X_tile[i, 0]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _centre_tile(X_tile, means, k, diff):
     """diff[i, t] = X_tile[i, t] - means[k, i] over the whole (padded) tile."""
     for i in range(X_tile.shape[0]):
@@ -97,7 +98,7 @@ def _centre_tile(X_tile, means, k, diff):
             diff[i, t] = X_tile[i, t] - centre
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis):
     """mahalanobis[t] = |diff[:, t]^T P|^2 with P upper triangular, padded to 4s.
 
@@ -142,7 +143,7 @@ def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis):
             mahalanobis[t] += projection[j, t] * projection[j, t]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _responsibilities(log_prob, n_points, log_prob_norm, peak, total):
     """Weighted log-probabilities (K, TILE) -> responsibilities, in place.
 
@@ -173,7 +174,7 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, total):
             log_prob[k, t] *= total[t]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob):
     """log_prob[k, t] = log_norm[k] - mahalanobis[t] / 2; -inf past the tile's points."""
     offset = log_norm[k]
@@ -183,7 +184,7 @@ def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob):
         log_prob[k, t] = -np.inf
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm):
     """sum_t w_t log p(x_t) over the tile (zero-weight points left out, even at -inf)."""
     log_likelihood = 0.0
@@ -194,12 +195,23 @@ def _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm):
     return log_likelihood
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _weight_responsibilities(sample_weight, start, n_points, resp, k, weighted_resp):
-    """weighted_resp[t] = w_t r_tk (zero past the tile's points); returns their float64 sum."""
+    """weighted_resp[t] = w_t r_tk (zero past the tile's points); returns their float64 sum.
+
+    Values below the square root of the smallest normal number of the data's
+    dtype (1.1e-19 in float32, 1.5e-154 in float64) are counted as zero: their
+    products with deviations would be subnormal, and every arithmetic
+    instruction with a subnormal lane takes a microcode assist (~100 cycles),
+    which made float32 fits with many well-separated components ten times
+    slower than float64. What is dropped is below the dtype's rounding of any
+    component that still has mass.
+    """
+    negligible = math.sqrt(np.finfo(weighted_resp.dtype).tiny)
     total = 0.0
     for t in range(n_points):
         value = sample_weight[start + t] * resp[k, t]
+        value = value if value >= negligible else 0.0
         weighted_resp[t] = value
         total += value
     for t in range(n_points, TILE):
@@ -207,7 +219,7 @@ def _weight_responsibilities(sample_weight, start, n_points, resp, k, weighted_r
     return total
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_scatter(weighted_diff, diff, scatter, slot):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
     n_padded = diff.shape[0]
@@ -261,7 +273,7 @@ def _dense_scatter(weighted_diff, diff, scatter, slot):
             scatter[slot, i0 + 3, j0 + 3] += a33
 
 
-@njit(cache=True)
+@njit(cache=CACHE, nogil=True)
 def _pad_dense(means, precisions_chol):
     n_components, n_features = means.shape
     n_padded = (n_features + BLOCK - 1) // BLOCK * BLOCK
@@ -273,7 +285,7 @@ def _pad_dense(means, precisions_chol):
     return means_padded, factors
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
                  nk, sum_x, scatter):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter.
@@ -321,7 +333,7 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     return log_likelihood
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, nogil=True, inline="always")
 def _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts, n_features):
     """Sum the blocks' partial statistics in block order; mirror the scatter."""
     n_blocks, n_components = nk_parts.shape
@@ -342,7 +354,7 @@ def _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts, n_
     return nk, sum_x, scatter, log_likelihood
 
 
-@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
     """Fused E-step and sufficient statistics for 'full' and 'tied'.
 
@@ -376,7 +388,7 @@ def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_s
                          n_features)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis):
     """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
     for t in range(TILE):
@@ -389,7 +401,7 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis):
             mahalanobis[t] += scaled * scaled
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol, log_norm,
                     nk, sum_x, scatter):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D).
@@ -434,7 +446,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     return log_likelihood
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, nogil=True, inline="always")
 def _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts):
     """Sum the blocks' partial statistics in block order."""
     nk = np.zeros(nk_parts.shape[1])
@@ -449,7 +461,7 @@ def _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
     return nk, sum_x, scatter, log_likelihood
 
 
-@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
     """Fused E-step and sufficient statistics for 'diag' and 'spherical'.
 
@@ -478,7 +490,7 @@ def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, bloc
     return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
     """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
     n_components, n_padded = means_padded.shape
@@ -497,7 +509,7 @@ def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
-@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'."""
     n_samples = X.shape[0]
@@ -515,7 +527,7 @@ def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     return out
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_norm, out):
     """out[i, k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2 for rows [first_row, end_row)."""
     n_features = X.shape[1]
@@ -530,7 +542,7 @@ def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
-@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'."""
     n_samples = X.shape[0]
@@ -547,7 +559,7 @@ def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     return out
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_resp):
     n_components = weighted_log_prob.shape[1]
     uniform = -math.log(n_components)
@@ -563,13 +575,18 @@ def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_re
         total = 0.0
         for k in range(n_components):
             total += exp64(weighted_log_prob[i, k] - peak)
-        norm = peak + log64(total)
-        log_prob_norm[i] = norm
+        log_total = log64(total)
+        log_prob_norm[i] = peak + log_total
+        # (w - peak) - log(total), not w - (peak + log(total)): far from every
+        # component |peak| is large and peak + log(total) would round log(total)
+        # away, leaving responsibilities that do not sum to one.
         for k in range(n_components):
-            log_resp[i, k] = weighted_log_prob[i, k] - norm
+            log_resp[i, k] = (weighted_log_prob[i, k] - peak) - log_total
 
 
-@njit(parallel=_prange_only(), cache=True, fastmath=FASTMATH, error_model="numpy")
+# No fastmath here: reassociation could turn (w - peak) - log(total) back into
+# w - (peak + log(total)) (see _normalise_rows).
+@njit(parallel=_prange_only(), cache=CACHE, nogil=True, error_model="numpy")
 def log_resp_from_weighted(weighted_log_prob, block_size):
     """Log-sum-exp normalisation: returns ``(log_prob_norm, log_resp)``.
 

@@ -11,8 +11,10 @@ import math
 import numpy as np
 from numba import njit
 
+from fastem._kernels_cache import CACHE
 
-@njit(cache=True)
+
+@njit(cache=CACHE, nogil=True)
 def cholesky_lower(matrix, out):
     """Write the lower Cholesky factor of ``matrix`` into ``out``.
 
@@ -38,7 +40,7 @@ def cholesky_lower(matrix, out):
     return True
 
 
-@njit(cache=True)
+@njit(cache=CACHE, nogil=True)
 def precision_cholesky_from_covariance(covariance, out):
     """Upper-triangular P with P P^T = inv(covariance), as scikit-learn's.
 

@@ -20,13 +20,14 @@ import math
 import numpy as np
 from numba import njit
 
+from fastem._kernels_cache import CACHE
 from fastem._kernels_estep import dense_statistics, diagonal_statistics
 from fastem._kernels_mstep import STATUS_OK, dense_mstep, diagonal_mstep
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-@njit(cache=True)
+@njit(cache=CACHE, nogil=True)
 def _log_norm(weights, log_det, n_features):
     out = np.empty(weights.shape[0])
     for k in range(weights.shape[0]):
@@ -34,7 +35,7 @@ def _log_norm(weights, log_det, n_features):
     return out
 
 
-@njit(cache=True)
+@njit(cache=CACHE, nogil=True)
 def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
              lower_bound):
     """Up to ``max_iter`` EM iterations of a 'full' (K factors) or 'tied' (1 factor) model."""
@@ -72,7 +73,7 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
     return weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter], converged
 
 
-@njit(cache=True)
+@njit(cache=CACHE, nogil=True)
 def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
                 lower_bound, spherical):
     """Up to ``max_iter`` EM iterations of a 'diag' or 'spherical' model (precisions (K, D))."""

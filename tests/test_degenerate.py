@@ -374,14 +374,6 @@ def test_points_far_from_the_model_are_improbable_never_nan(rng, covariance_type
     assert_allclose(resp[:3], 0.5, rtol=0, atol=ATOL_RESP_SUM)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KERNEL: _kernels_estep._normalise_rows computes log_resp = w - (peak + "
-    "log(total)), which carries |peak| * eps of rounding: on a 'tied' model's decision "
-    "boundary, responsibilities sum to 1 +- 7e-11 at 1e3 sigma, +- 0.6% at 1e7 sigma, "
-    "and to 2 beyond 1e8 sigma (|peak| > 2**53 absorbs log(total)). "
-    "Fix: log_resp = (w - peak) - log(total).",
-)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda dtype: dtype.__name__)
 def test_far_point_responsibilities_sum_to_one(rng, dtype):
     """A 'tied' model ties both components at a point 1e9 away (float32 distances) or

@@ -147,13 +147,6 @@ def test_concurrent_fits_equal_sequential_fits(rng, seed):
         assert_array_equal(resp, expected_resp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KERNEL: the driver's kernels are compiled without nogil=True, so fits in a "
-    "thread pool are correct but serialised on the GIL. Add nogil=True to the parallel "
-    "kernels and _kernels_loop.*_em; with numba's 'workqueue' layer (no TBB/OpenMP) "
-    "concurrent parallel launches then abort, so also select a threadsafe layer.",
-)
 def test_kernels_release_the_gil():
     from fastem import _kernels_estep, _kernels_loop
 
@@ -351,14 +344,6 @@ def test_unusable_numba_cache_dir_does_not_break_fitting(small_data, tmp_path):
         assert_fits_close(fits, expected, RTOL_COMPILED_OR_CACHED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KERNEL: with no writable numba cache anywhere (read-only installation, "
-    "NUMBA_CACHE_DIR and the user cache unusable), every @njit(cache=True) raises "
-    "RuntimeError('cannot cache function ...: no locator available') when "
-    "fastem._kernels_* are imported. Fix: decide cache=True/False once, in the kernel "
-    "modules, by probing the locations numba would use.",
-)
 def test_read_only_installation_without_any_cache_location_can_fit(small_data, tmp_path):
     package = tmp_path / "site-packages"
     (package / "fastem").mkdir(parents=True)

@@ -11,12 +11,14 @@ data's dtype.
 
 import dataclasses
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 
 from fastem import _kernels_estep, _kernels_loop, _kernels_mstep
 from fastem._kernels_linalg import precision_cholesky_from_covariance
@@ -131,6 +133,40 @@ class FitResult:
     converged: bool
     singular_events: list = field(default_factory=list)
     n_failed_restarts: int = 0
+    precisions: object = None  # of the parameters, set once fit has checked them
+
+
+class LazyRandomState:
+    """``check_random_state(seed)``, called when a draw is first needed.
+
+    Seeding a ``RandomState`` from an integer costs ~50 us, more than a whole
+    small fit; a fit started from a complete user-given start that needs no
+    repair never draws. The draws are those of ``check_random_state(seed)``
+    whenever it is called. A seed that ``check_random_state`` would reject is
+    passed to it at once, so the error is raised where it always was.
+    """
+
+    def __init__(self, seed):
+        self._seed = seed
+        self._state = None
+        if not (
+            seed is None
+            or isinstance(seed, np.random.RandomState)
+            or (isinstance(seed, numbers.Integral) and 0 <= seed < 2**32)
+        ):
+            self._state = check_random_state(seed)
+
+    def get(self):
+        if self._state is None:
+            self._state = check_random_state(self._seed)
+        return self._state
+
+
+def _random_state(random_state):
+    """A RandomState from a LazyRandomState or a RandomState."""
+    if isinstance(random_state, LazyRandomState):
+        return random_state.get()
+    return random_state
 
 
 class _Breakdown(Exception):
@@ -306,13 +342,19 @@ def _too_large(precisions_chol, limit):
     return ~(np.abs(precisions_chol) <= limit)
 
 
-def precision_limit(X, sample_weight):
+def precision_limit(X, sample_weight, half_spread=None):
     """Largest precision-factor entry a component of a model of X may have (see
-    PRECISION_LIMIT_EXPONENTS); the spread is that of the rows with weight."""
+    PRECISION_LIMIT_EXPONENTS); the spread is that of the rows with weight.
+
+    ``half_spread``: ``_half_spread(X)`` if already known (used only when
+    every row has weight)."""
     absolute, relative = PRECISION_LIMIT_EXPONENTS[X.dtype]
     limit = math.ldexp(1.0, absolute)
     weighted = sample_weight > 0
-    half_spread = _half_spread(X if weighted.all() else X[weighted])
+    if weighted.all():
+        half_spread = _half_spread(X) if half_spread is None else half_spread
+    else:
+        half_spread = _half_spread(X[weighted])
     if half_spread > 0:
         limit = min(limit, math.ldexp(1.0, relative - 1) / half_spread)
     return limit
@@ -325,9 +367,33 @@ def _ill_conditioned(covariances, precisions_chol):
     return ~(largest_variance * largest_precision <= CONDITION_LIMIT)
 
 
+def _all_representable(parameters, covariance_type, limit):
+    """True only if _flag_unrepresentable would flag nothing, in a few numpy calls.
+
+    With b the largest |entry| of all the factors and v the largest variance
+    of all the covariances, b <= limit means no factor is too large, and
+    v * b**2 <= CONDITION_LIMIT bounds every matrix's estimate (products of
+    rounded non-negative numbers are monotone, and a negative variance gives
+    a product <= 0). NaN fails the comparisons: False sends the caller to
+    the exact per-component test.
+    """
+    largest_factor = float(np.abs(parameters.precisions_chol).max())
+    if not largest_factor <= limit:
+        return False
+    if covariance_type not in ("full", "tied"):
+        return True
+    largest_variance = float(
+        np.diagonal(parameters.covariances, axis1=-2, axis2=-1).max()
+    )
+    # Python floats: an overflow gives inf (and False), never a warning
+    return largest_variance * (largest_factor * largest_factor) <= CONDITION_LIMIT
+
+
 def _flag_unrepresentable(parameters, status, covariance_type, limit):
     """Mark as singular the components whose precision factor is too large, or (full,
     tied) whose covariance is numerically singular (see the limits above)."""
+    if _all_representable(parameters, covariance_type, limit):
+        return status
     too_large = _too_large(parameters.precisions_chol, limit)
     if covariance_type in ("full", "tied"):
         covariances = np.reshape(parameters.covariances, (-1, *np.shape(too_large)[-2:]))
@@ -347,7 +413,10 @@ def _flag_unrepresentable(parameters, status, covariance_type, limit):
 
 
 def _check_representable(parameters, covariance_type):
-    """Raise a ValueError if a fitted covariance or precision is not a finite float64."""
+    """Raise a ValueError if a fitted covariance or precision is not a finite float64.
+
+    Returns the precisions (see precisions_from_cholesky).
+    """
     covariances = np.asarray(parameters.covariances)
     with np.errstate(over="ignore", under="ignore"):  # what this function checks
         precisions = precisions_from_cholesky(parameters.precisions_chol, covariance_type)
@@ -356,17 +425,18 @@ def _check_representable(parameters, covariance_type):
         if covariance_type in ("full", "tied")
         else precisions
     )
-    if not np.all(np.isfinite(covariances)):
+    if not np.isfinite(covariances).all():
         raise ValueError(
             "X's spread is too extreme for float64: a fitted covariance overflows. Divide "
             "X by a constant (so that its values are of order one) before fitting."
         )
-    if not (np.all(np.isfinite(precisions)) and np.all(diagonal > 0)):
+    if not (np.isfinite(precisions).all() and (diagonal > 0).all()):
         raise ValueError(
             "X's spread is too extreme for float64: a fitted precision (inverse "
             "covariance) overflows. Multiply X by a constant (so that its values are of "
             "order one), or increase reg_covar."
         )
+    return precisions
 
 
 # --------------------------------------------------------------------------
@@ -382,15 +452,18 @@ def _half_spread(X):
     return float(np.max(0.5 * high - 0.5 * low))
 
 
-def scale_exponent(X, reg_covar):
+def scale_exponent(X, reg_covar, half_spread=None):
     """e such that X is fitted as X * 2**-e; 0 when X needs no rescaling.
 
     The scale of the model is s = max(largest per-feature spread of X,
     sqrt(reg_covar)) (reg_covar bounds the covariances from below), and
     s is in [2**(e-1), 2**e). X is rescaled only when |e| exceeds
-    SCALE_EXPONENT_LIMIT for its dtype.
+    SCALE_EXPONENT_LIMIT for its dtype. ``half_spread``: ``_half_spread(X)``
+    if already known.
     """
-    half_scale = max(_half_spread(X), 0.5 * math.sqrt(reg_covar))
+    if half_spread is None:
+        half_spread = _half_spread(X)
+    half_scale = max(half_spread, 0.5 * math.sqrt(reg_covar))
     if not half_scale > 0:
         return 0  # every row identical and no regularisation: nothing to rescale
     exponent = math.frexp(half_scale)[1] + 1
@@ -513,6 +586,7 @@ def _one_hot(labels, n_components):
 
 def initial_resp(X, sample_weight, settings, random_state):
     """scikit-learn's initialisations, as a ``resp_of(start, stop)`` function."""
+    random_state = _random_state(random_state)
     n_samples = X.shape[0]
     n_components = settings.n_components
     method = settings.init_params
@@ -757,7 +831,7 @@ def _reseed(parameters, k, X, sample_weight, settings, random_state, context):
     """Move component k to a random data point with the data's covariance."""
     covariance_type = settings.covariance_type
     candidates = np.flatnonzero(sample_weight > 0)
-    row = candidates[random_state.randint(len(candidates))]
+    row = candidates[_random_state(random_state).randint(len(candidates))]
     parameters.means[k] = X[row].astype(np.float64)
     if covariance_type != "tied":
         _set_data_covariance(parameters, k, X, settings, context)
@@ -873,6 +947,10 @@ def run_em(X, sample_weight, parameters, settings, random_state, context, lower_
             parameters, bounds, status, converged = _one_iteration(
                 X, sample_weight, parameters, settings, lower_bound
             )
+        if settings.verbose == 0 and bounds and all(map(math.isfinite, bounds)):
+            lower_bounds += bounds
+            lower_bound = bounds[-1]
+            bounds = ()  # recorded; the loop below prints and checks one at a time
         for bound in bounds:
             previous, lower_bound = lower_bound, bound
             lower_bounds.append(bound)
@@ -900,12 +978,14 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
     parameters cannot be represented in float64. Data whose spread is near
     the float64 (float32) limits is fitted at unit scale (see scale_exponent).
     """
-    exponent = scale_exponent(X, settings.reg_covar)
+    half_spread = _half_spread(X)
+    exponent = scale_exponent(X, settings.reg_covar, half_spread)
     if exponent:
         X, settings, warm_parameters, warm_lower_bound = _to_unit_scale(
             X, settings, warm_parameters, warm_lower_bound, exponent
         )
-    limit = precision_limit(X, sample_weight)
+        half_spread = None  # that of the rescaled X is computed afresh
+    limit = precision_limit(X, sample_weight, half_spread)
     best = None
     events = []
     failures = []
@@ -946,7 +1026,7 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
     best.n_failed_restarts = len(failures)
     if exponent:
         _from_unit_scale(best, exponent, X.shape[1])
-    _check_representable(best.parameters, settings.covariance_type)
+    best.precisions = _check_representable(best.parameters, settings.covariance_type)
     if events:
         warnings.warn(_events_summary(events), SingularCovarianceWarning, stacklevel=3)
     if not best.converged and settings.max_iter > 0:

@@ -195,7 +195,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         settings = self._settings(X)
         warm = self.warm_start and hasattr(self, "converged_")
-        random_state = check_random_state(self.random_state)
+        random_state = _driver.LazyRandomState(self.random_state)
         with thread_limit(self.n_threads):
             result = _driver.fit(
                 X,
@@ -253,9 +253,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.means_ = parameters.means
         self.covariances_ = parameters.covariances
         self.precisions_cholesky_ = parameters.precisions_chol
-        self.precisions_ = _driver.precisions_from_cholesky(
-            parameters.precisions_chol, self.covariance_type
-        )
+        self.precisions_ = result.precisions
+        if self.precisions_ is None:
+            self.precisions_ = _driver.precisions_from_cholesky(
+                parameters.precisions_chol, self.covariance_type
+            )
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.lower_bound_ = result.lower_bound

@@ -584,6 +584,96 @@ def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_re
             log_resp[i, k] = (weighted_log_prob[i, k] - peak) - log_total
 
 
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels):
+    """Where component k's weighted log-density beats best[t], record it (first wins ties)."""
+    offset = log_norm[k]
+    for t in range(n_points):
+        value = offset - 0.5 * mahalanobis[t]
+        if value > best[t]:
+            best[t] = value
+            labels[start + t] = k
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _dense_labels_block(X, first_row, end_row, means_padded, factors, log_norm, labels):
+    n_components, n_padded = means_padded.shape
+    shared = factors.shape[0] == 1
+    X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
+    diff = np.empty((n_padded, TILE), dtype=X.dtype)
+    projection = np.empty((n_padded, TILE), dtype=X.dtype)
+    mahalanobis = np.empty(TILE, dtype=X.dtype)
+    best = np.empty(TILE)
+    for start in range(first_row, end_row, TILE):
+        n_points = min(TILE, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile)
+        for t in range(n_points):
+            best[t] = -np.inf
+            labels[start + t] = 0
+        for k in range(n_components):
+            _centre_tile(X_tile, means_padded, k, diff)
+            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis)
+            _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels)
+
+
+@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH,
+      error_model="numpy")
+def dense_labels(X, means, precisions_chol, log_norm, block_size):
+    """argmax_k of the weighted log-densities ('full'/'tied'), without the (n, K) array.
+
+    The same labels as ``dense_weighted_log_prob(...).argmax(axis=1)``: the
+    values compared are computed identically, and the first maximum wins.
+    """
+    n_samples = X.shape[0]
+    means_padded, factors = _pad_dense(means, precisions_chol)
+    labels = np.zeros(n_samples, dtype=np.int64)
+    n_blocks = _n_blocks(n_samples, block_size)
+    if n_blocks == 1:
+        _dense_labels_block(X, 0, n_samples, means_padded, factors, log_norm, labels)
+    else:
+        for block in prange(n_blocks):
+            _dense_labels_block(
+                X, block * block_size, min(n_samples, (block + 1) * block_size),
+                means_padded, factors, log_norm, labels,
+            )
+    return labels
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _diagonal_labels_block(X, first_row, end_row, means, precisions_chol, log_norm, labels):
+    n_features = X.shape[1]
+    X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
+    mahalanobis = np.empty(TILE, dtype=X.dtype)
+    best = np.empty(TILE)
+    for start in range(first_row, end_row, TILE):
+        n_points = min(TILE, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile)
+        for t in range(n_points):
+            best[t] = -np.inf
+            labels[start + t] = 0
+        for k in range(means.shape[0]):
+            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
+            _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels)
+
+
+@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH,
+      error_model="numpy")
+def diagonal_labels(X, means, precisions_chol, log_norm, block_size):
+    """argmax_k of the weighted log-densities ('diag'/'spherical'); see dense_labels."""
+    n_samples = X.shape[0]
+    labels = np.zeros(n_samples, dtype=np.int64)
+    n_blocks = _n_blocks(n_samples, block_size)
+    if n_blocks == 1:
+        _diagonal_labels_block(X, 0, n_samples, means, precisions_chol, log_norm, labels)
+    else:
+        for block in prange(n_blocks):
+            _diagonal_labels_block(
+                X, block * block_size, min(n_samples, (block + 1) * block_size),
+                means, precisions_chol, log_norm, labels,
+            )
+    return labels
+
+
 # No fastmath here: reassociation could turn (w - peak) - log(total) back into
 # w - (peak + log(total)) (see _normalise_rows).
 @njit(parallel=_prange_only(), cache=CACHE, nogil=True, error_model="numpy")

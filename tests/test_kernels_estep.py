@@ -10,7 +10,7 @@ covariance type, so they are what is called here.
 import numpy as np
 import pytest
 
-from fastem import _driver, reference
+from fastem import _driver, _kernels_estep, reference
 from fastem._kernels_threads import thread_limit
 
 # float64: the kernels and the oracle differ only by summation order.
@@ -91,6 +91,45 @@ def test_weighted_log_prob_matches_reference(rng, covariance_type, dtype, shape)
     rtol, atol = tolerances(dtype)
     # float32 log-densities are compared relative to their magnitude.
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("block_size", [None, 64], ids=["default blocks", "64-row blocks"])
+def test_labels_are_the_argmax_of_the_weighted_log_prob(
+    rng, covariance_type, dtype, shape, block_size
+):
+    """The labels kernels pick the same component as the (n, K) array's argmax, and as
+    the oracle's wherever its best two components are not tied to rounding."""
+    n_samples, n_features, n_components = shape
+    X, parameters = random_problem(rng, covariance_type, *shape)
+    X = X.astype(dtype)
+    if block_size is None:
+        block_size = block_size_for(X, covariance_type, n_components)
+    means, precisions_chol, log_norm = _driver.kernel_inputs(
+        parameters, covariance_type, X.dtype
+    )
+    if covariance_type in ("full", "tied"):
+        labels_kernel, log_prob_kernel = _kernels_estep.dense_labels, \
+            _kernels_estep.dense_weighted_log_prob
+    else:
+        labels_kernel, log_prob_kernel = _kernels_estep.diagonal_labels, \
+            _kernels_estep.diagonal_weighted_log_prob
+    labels = labels_kernel(X, means, precisions_chol, log_norm, block_size)
+    assert labels.dtype == np.int64 and labels.shape == (n_samples,)
+    weighted = log_prob_kernel(X, means, precisions_chol, log_norm, block_size)
+    np.testing.assert_array_equal(labels, weighted.argmax(axis=1))
+    expected = reference.estimate_weighted_log_prob(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    top_two = np.sort(expected, axis=1)[:, -2:] if n_components > 1 else None
+    clear = (
+        np.ones(n_samples, bool) if top_two is None
+        else top_two[:, 1] - top_two[:, 0] > (1e-6 if dtype == np.float64 else 1e-1)
+    )
+    assert clear.mean() > 0.5
+    np.testing.assert_array_equal(labels[clear], expected.argmax(axis=1)[clear])
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

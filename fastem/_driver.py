@@ -447,8 +447,8 @@ def _half_spread(X):
     """Half the largest per-feature spread (max - min) of X, as a float64 (no overflow)."""
     if X.shape[0] == 0:
         return 0.0
-    high = X.max(axis=0).astype(np.float64)
-    low = X.min(axis=0).astype(np.float64)
+    high = X.max(axis=0).astype(np.float64, copy=False)
+    low = X.min(axis=0).astype(np.float64, copy=False)
     return float(np.max(0.5 * high - 0.5 * low))
 
 

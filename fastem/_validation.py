@@ -258,16 +258,23 @@ def _normalise_weights(weights, largest):
 
 
 def _check_integer(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    # type(...) is int: the common case, without the ABC look-ups
+    if type(value) is not int and (
+        isinstance(value, bool) or not isinstance(value, numbers.Integral)
+    ):
         raise TypeError(f"{name} must be an integer, got {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}.")
 
 
 def _check_real(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) is float:  # the common case: no ABC look-ups, no numpy call
+        finite = math.isfinite(value)
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}.")
-    if not np.isfinite(value) or value < minimum:
+    else:
+        finite = np.isfinite(value)
+    if not finite or value < minimum:
         raise ValueError(f"{name} must be a finite number >= {minimum}, got {value}.")
 
 
@@ -344,9 +351,12 @@ def check_precisions_init(precisions, covariance_type, n_components, n_features)
     # Symmetry is np.allclose(matrix, matrix.T) (the entries are finite here);
     # eigvalsh reads one triangle only, as it does for a single matrix.
     transposed = np.swapaxes(stack, 1, 2)
-    symmetric = (
-        (np.abs(stack - transposed) <= 1e-8 + 1e-5 * np.abs(transposed)).all(axis=(1, 2))
-    )
+    if (stack == transposed).all():  # exactly symmetric, so also np.allclose-symmetric
+        symmetric = np.ones(len(stack), dtype=bool)
+    else:
+        symmetric = (
+            (np.abs(stack - transposed) <= 1e-8 + 1e-5 * np.abs(transposed)).all(axis=(1, 2))
+        )
     definite = (np.linalg.eigvalsh(stack) > 0).all(axis=1)
     if not (symmetric.all() and definite.all()):
         k = int(np.argmin(symmetric & definite))

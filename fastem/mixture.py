@@ -184,8 +184,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         _validation.check_hyperparameters(self)
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
         n_samples, n_features = X.shape
+        sample_weight_given = sample_weight
         sample_weight = _validation.check_sample_weight(sample_weight, n_samples)
-        n_present = int(np.count_nonzero(sample_weight))
+        # every row has weight when none is given (check_sample_weight gives ones)
+        n_present = n_samples if sample_weight_given is None else int(
+            np.count_nonzero(sample_weight)
+        )
         if n_present < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components but got "

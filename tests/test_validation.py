@@ -403,3 +403,61 @@ def test_fit_and_inference_never_modify_the_callers_arrays(X, rng, covariance_ty
     for attribute in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         for value in inputs.values():
             assert not np.shares_memory(getattr(model, attribute), value), attribute
+
+
+# --------------------------------------------------------------------------
+# Fast paths: an already valid float array skips scikit-learn's validate_data,
+# and the RandomState is seeded only when a draw is needed. Both must behave
+# exactly as the full path does.
+
+
+def test_refit_on_an_array_drops_the_feature_names_of_a_dataframe(X):
+    model = GaussianMixture(2, random_state=0).fit(pd.DataFrame(X, columns=["a", "b", "c"]))
+    model.fit(X)  # the fast path
+    assert not hasattr(model, "feature_names_in_")
+    assert model.n_features_in_ == N_FEATURES
+    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3"):
+        model.predict(X[:, :2])
+
+
+def test_predict_on_an_array_warns_when_fitted_with_feature_names(X):
+    model = GaussianMixture(2, random_state=0).fit(pd.DataFrame(X, columns=["a", "b", "c"]))
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        model.predict(X)
+
+
+def test_too_few_samples_in_a_valid_float_array_is_rejected(X):
+    with pytest.raises(ValueError, match=r"Found array with 1 sample\(s\)"):
+        GaussianMixture(1).fit(X[:1])
+
+
+@pytest.mark.parametrize("seed", ["zero", -1, 2**32, np.random.default_rng(0)])
+def test_an_invalid_random_state_is_rejected_even_from_a_complete_start(X, seed):
+    start = dict(
+        weights_init=[0.5, 0.5], means_init=X[[0, -1]], precisions_init=np.array([np.eye(3)] * 2)
+    )
+    with pytest.raises(ValueError, match="RandomState|Seed"):
+        GaussianMixture(2, random_state=seed, **start).fit(X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("init_params", ["kmeans", "random"])
+def test_a_lazily_seeded_fit_draws_what_an_eager_one_draws(X, init_params):
+    params = dict(n_components=2, init_params=init_params, max_iter=5)
+    eager = GaussianMixture(random_state=np.random.RandomState(7), **params).fit(X)
+    lazy = GaussianMixture(random_state=7, **params).fit(X)
+    assert_same_model(lazy, eager)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_first_bad_precision_matrix_is_reported(X):
+    precisions = np.array([np.eye(3)] * 3)
+    precisions[1, 0, 0] = -1.0  # symmetric, not positive definite
+    precisions[2, 0, 1] = 0.5  # not symmetric
+    with pytest.raises(ValueError, match=r"\(component 1\) is not positive definite"):
+        GaussianMixture(3, precisions_init=precisions).fit(X)
+    precisions[1, 0, 0] = 1.0
+    with pytest.raises(ValueError, match=r"\(component 2\) is not symmetric"):
+        GaussianMixture(3, precisions_init=precisions).fit(X)
+    precisions[2, 0, 1] = precisions[2, 1, 0] * (1 + 1e-9)  # allclose: symmetric enough
+    GaussianMixture(3, precisions_init=precisions, max_iter=1).fit(X)

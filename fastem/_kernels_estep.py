@@ -99,43 +99,118 @@ def _centre_tile(X_tile, means, k, diff):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _project_rows8(diff, precisions_chol, slot, i0, j0, projection):
+    """projection[j0:j0+4, t] += sum over rows i0:i0+8 of diff[i, t] P[i, j]."""
+    p00 = precisions_chol[slot, i0, j0]
+    p01 = precisions_chol[slot, i0, j0 + 1]
+    p02 = precisions_chol[slot, i0, j0 + 2]
+    p03 = precisions_chol[slot, i0, j0 + 3]
+    p10 = precisions_chol[slot, i0 + 1, j0]
+    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
+    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
+    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
+    p20 = precisions_chol[slot, i0 + 2, j0]
+    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
+    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
+    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
+    p30 = precisions_chol[slot, i0 + 3, j0]
+    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
+    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
+    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
+    p40 = precisions_chol[slot, i0 + 4, j0]
+    p41 = precisions_chol[slot, i0 + 4, j0 + 1]
+    p42 = precisions_chol[slot, i0 + 4, j0 + 2]
+    p43 = precisions_chol[slot, i0 + 4, j0 + 3]
+    p50 = precisions_chol[slot, i0 + 5, j0]
+    p51 = precisions_chol[slot, i0 + 5, j0 + 1]
+    p52 = precisions_chol[slot, i0 + 5, j0 + 2]
+    p53 = precisions_chol[slot, i0 + 5, j0 + 3]
+    p60 = precisions_chol[slot, i0 + 6, j0]
+    p61 = precisions_chol[slot, i0 + 6, j0 + 1]
+    p62 = precisions_chol[slot, i0 + 6, j0 + 2]
+    p63 = precisions_chol[slot, i0 + 6, j0 + 3]
+    p70 = precisions_chol[slot, i0 + 7, j0]
+    p71 = precisions_chol[slot, i0 + 7, j0 + 1]
+    p72 = precisions_chol[slot, i0 + 7, j0 + 2]
+    p73 = precisions_chol[slot, i0 + 7, j0 + 3]
+    for t in range(TILE):
+        d0 = diff[i0, t]
+        d1 = diff[i0 + 1, t]
+        d2 = diff[i0 + 2, t]
+        d3 = diff[i0 + 3, t]
+        d4 = diff[i0 + 4, t]
+        d5 = diff[i0 + 5, t]
+        d6 = diff[i0 + 6, t]
+        d7 = diff[i0 + 7, t]
+        projection[j0, t] += (
+            d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30
+            + d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70
+        )
+        projection[j0 + 1, t] += (
+            d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31
+            + d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71
+        )
+        projection[j0 + 2, t] += (
+            d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32
+            + d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72
+        )
+        projection[j0 + 3, t] += (
+            d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33
+            + d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73
+        )
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _project_rows4(diff, precisions_chol, slot, i0, j0, projection):
+    """projection[j0:j0+4, t] += sum over rows i0:i0+4 of diff[i, t] P[i, j]."""
+    p00 = precisions_chol[slot, i0, j0]
+    p01 = precisions_chol[slot, i0, j0 + 1]
+    p02 = precisions_chol[slot, i0, j0 + 2]
+    p03 = precisions_chol[slot, i0, j0 + 3]
+    p10 = precisions_chol[slot, i0 + 1, j0]
+    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
+    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
+    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
+    p20 = precisions_chol[slot, i0 + 2, j0]
+    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
+    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
+    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
+    p30 = precisions_chol[slot, i0 + 3, j0]
+    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
+    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
+    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
+    for t in range(TILE):
+        d0 = diff[i0, t]
+        d1 = diff[i0 + 1, t]
+        d2 = diff[i0 + 2, t]
+        d3 = diff[i0 + 3, t]
+        projection[j0, t] += d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30
+        projection[j0 + 1, t] += d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31
+        projection[j0 + 2, t] += d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32
+        projection[j0 + 3, t] += d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis):
     """mahalanobis[t] = |diff[:, t]^T P|^2 with P upper triangular, padded to 4s.
 
-    projection[j, t] = sum_{i <= j} diff[i, t] P[i, j], computed four rows of
-    i and four columns of j at a time.
+    projection[j, t] = sum_{i <= j} diff[i, t] P[i, j], computed four columns
+    j at a time, from eight rows i at a time while they last (then four): 32
+    multiply-adds per 8 + 4 + 4 vector loads and stores of diff and projection.
     """
     n_padded = diff.shape[0]
-    for j in range(n_padded):
+    for j0 in range(0, n_padded, BLOCK):
         for t in range(TILE):
-            projection[j, t] = 0.0
-    for i0 in range(0, n_padded, BLOCK):
-        for j0 in range(i0, n_padded, BLOCK):
-            p00 = precisions_chol[slot, i0, j0]
-            p01 = precisions_chol[slot, i0, j0 + 1]
-            p02 = precisions_chol[slot, i0, j0 + 2]
-            p03 = precisions_chol[slot, i0, j0 + 3]
-            p10 = precisions_chol[slot, i0 + 1, j0]
-            p11 = precisions_chol[slot, i0 + 1, j0 + 1]
-            p12 = precisions_chol[slot, i0 + 1, j0 + 2]
-            p13 = precisions_chol[slot, i0 + 1, j0 + 3]
-            p20 = precisions_chol[slot, i0 + 2, j0]
-            p21 = precisions_chol[slot, i0 + 2, j0 + 1]
-            p22 = precisions_chol[slot, i0 + 2, j0 + 2]
-            p23 = precisions_chol[slot, i0 + 2, j0 + 3]
-            p30 = precisions_chol[slot, i0 + 3, j0]
-            p31 = precisions_chol[slot, i0 + 3, j0 + 1]
-            p32 = precisions_chol[slot, i0 + 3, j0 + 2]
-            p33 = precisions_chol[slot, i0 + 3, j0 + 3]
-            for t in range(TILE):
-                d0 = diff[i0, t]
-                d1 = diff[i0 + 1, t]
-                d2 = diff[i0 + 2, t]
-                d3 = diff[i0 + 3, t]
-                projection[j0, t] += d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30
-                projection[j0 + 1, t] += d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31
-                projection[j0 + 2, t] += d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32
-                projection[j0 + 3, t] += d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33
+            projection[j0, t] = 0.0
+            projection[j0 + 1, t] = 0.0
+            projection[j0 + 2, t] = 0.0
+            projection[j0 + 3, t] = 0.0
+        i0 = 0
+        while i0 + 2 * BLOCK <= j0 + BLOCK:
+            _project_rows8(diff, precisions_chol, slot, i0, j0, projection)
+            i0 += 2 * BLOCK
+        if i0 < j0 + BLOCK:
+            _project_rows4(diff, precisions_chol, slot, i0, j0, projection)
     for t in range(TILE):
         mahalanobis[t] = 0.0
     for j in range(n_padded):
@@ -354,6 +429,24 @@ def _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts, n_
     return nk, sum_x, scatter, log_likelihood
 
 
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def dense_statistics_serial(X, sample_weight, means, precisions_chol, log_norm):
+    """``dense_statistics`` as one block, inlined into its caller (see _kernels_loop)."""
+    n_features = X.shape[1]
+    means_padded, factors = _pad_dense(means, precisions_chol)
+    n_padded = means_padded.shape[1]
+    nk_parts = np.zeros((1, means.shape[0]))
+    sum_x_parts = np.zeros((1, means.shape[0], n_padded))
+    scatter_parts = np.zeros((1, factors.shape[0], n_padded, n_padded))
+    log_likelihood_parts = np.zeros(1)
+    log_likelihood_parts[0] = _dense_block(
+        X, sample_weight, 0, X.shape[0], means_padded, factors, log_norm,
+        nk_parts[0], sum_x_parts[0], scatter_parts[0],
+    )
+    return _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts,
+                         n_features)
+
+
 @njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
     """Fused E-step and sufficient statistics for 'full' and 'tied'.
@@ -459,6 +552,21 @@ def _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
         scatter += scatter_parts[block]
         log_likelihood += log_likelihood_parts[block]
     return nk, sum_x, scatter, log_likelihood
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def diagonal_statistics_serial(X, sample_weight, means, precisions_chol, log_norm):
+    """``diagonal_statistics`` as one block, inlined into its caller (see _kernels_loop)."""
+    n_components, n_features = means.shape
+    nk_parts = np.zeros((1, n_components))
+    sum_x_parts = np.zeros((1, n_components, n_features))
+    scatter_parts = np.zeros((1, n_components, n_features))
+    log_likelihood_parts = np.zeros(1)
+    log_likelihood_parts[0] = _diagonal_block(
+        X, sample_weight, 0, X.shape[0], means, precisions_chol, log_norm,
+        nk_parts[0], sum_x_parts[0], scatter_parts[0],
+    )
+    return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
 
 
 @njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")

@@ -21,7 +21,9 @@ import numpy as np
 from numba import njit
 
 from fastem._kernels_cache import CACHE
-from fastem._kernels_estep import dense_statistics, diagonal_statistics
+from fastem._kernels_estep import (
+    FASTMATH, dense_statistics_serial, diagonal_statistics_serial,
+)
 from fastem._kernels_mstep import STATUS_OK, dense_mstep, diagonal_mstep
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -35,7 +37,15 @@ def _log_norm(weights, log_det, n_features):
     return out
 
 
-@njit(cache=CACHE, nogil=True)
+# The E-step is inlined at numba level (inline="always": lowered with this
+# function's flags, hence FASTMATH and numpy's error model here) instead of
+# calling the separately compiled dense_statistics. A separately compiled callee
+# is linked into this module as a linkonce_odr copy and re-optimised with it;
+# with 'reassoc' that copy rounds differently from the callee's own library, and
+# which of the two runs depended on the process: one that compiled the kernels
+# had dense_statistics' own library loaded first (its definition wins at link
+# time), one that loaded this function from numba's cache had only the copy.
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
              lower_bound):
     """Up to ``max_iter`` EM iterations of a 'full' (K factors) or 'tied' (1 factor) model."""
@@ -54,9 +64,9 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
             for i in range(n_features):
                 log_det[k] += math.log(precisions_chol[slot, i, i])
         centres = means.astype(X.dtype)
-        nk, sum_x, scatter, log_likelihood = dense_statistics(
+        nk, sum_x, scatter, log_likelihood = dense_statistics_serial(
             X, sample_weight, centres, precisions_chol.astype(X.dtype),
-            _log_norm(weights, log_det, n_features), X.shape[0],
+            _log_norm(weights, log_det, n_features),
         )
         previous = lower_bound
         lower_bound = log_likelihood / total_weight
@@ -73,7 +83,7 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
     return weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter], converged
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")  # see dense_em
 def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
                 lower_bound, spherical):
     """Up to ``max_iter`` EM iterations of a 'diag' or 'spherical' model (precisions (K, D))."""
@@ -90,9 +100,9 @@ def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, ma
             for i in range(n_features):
                 log_det[k] += math.log(precisions_chol[k, i])
         centres = means.astype(X.dtype)
-        nk, sum_x, scatter, log_likelihood = diagonal_statistics(
+        nk, sum_x, scatter, log_likelihood = diagonal_statistics_serial(
             X, sample_weight, centres, precisions_chol.astype(X.dtype),
-            _log_norm(weights, log_det, n_features), X.shape[0],
+            _log_norm(weights, log_det, n_features),
         )
         previous = lower_bound
         lower_bound = log_likelihood / total_weight

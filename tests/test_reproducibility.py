@@ -37,10 +37,10 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 FITTED = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_X = np.array([[1.0, 2.0], [4.0, 2.0], [1.0, 3.0], [4.0, 3.0]])
-# Kernels compiled in one process and loaded from numba's cache in another differ
-# in the rounding of fused multiply-adds (see the xfail below): a few ulps after a
-# fit, which this bounds; everything else is compared bit for bit.
-RTOL_COMPILED_OR_CACHED = 1e-12
+# Kernels compiled in one process and loaded from numba's cache in another give the
+# same bits (the EM loop inlines its E-step instead of linking a re-optimised copy of
+# the separately compiled kernel, see fastem/_kernels_loop.py): compared exactly.
+RTOL_COMPILED_OR_CACHED = 0.0
 
 
 @pytest.fixture
@@ -304,14 +304,6 @@ def test_fresh_process_compiling_into_an_absent_cache_dir_fits(
     assert_fits_close(fits, fits_here(small_data), RTOL_COMPILED_OR_CACHED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KERNEL: numba's JIT and the object code it caches contract multiply-adds "
-    "differently (llvm.fmuladd in _kernels_exp, fastmath 'contract' in _kernels_estep), "
-    "so a process that compiled the kernels and one that loaded them from the cache "
-    "differ in the last bits (e.g. _kernels_loop.dense_em covariances). Fix: plain "
-    "fmul + fadd (or always-fused llvm.fma) and no 'contract' flag.",
-)
 def test_process_that_compiled_and_process_that_loaded_the_kernels_fit_identically(
     small_data, compiled_in_absent_cache_dir
 ):

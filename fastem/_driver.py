@@ -231,8 +231,8 @@ def kernel_inputs(parameters, covariance_type, dtype):
     return means, precisions_chol, log_norm
 
 
-def estimate_weighted_log_prob(X, parameters, covariance_type, block_size):
-    """(n_samples, K) log weights + log-densities, computed by the kernels.
+def _inference_inputs(X, parameters, covariance_type):
+    """(X, means, precisions_chol, log_norm) for the inference kernels.
 
     float32 data is computed in float64 when a precision factor would not fit
     float32 (a model fitted on data near the float32 limits).
@@ -240,11 +240,30 @@ def estimate_weighted_log_prob(X, parameters, covariance_type, block_size):
     float32_limit = math.ldexp(1.0, PRECISION_LIMIT_EXPONENTS[np.dtype(np.float32)][0])
     if X.dtype != np.float64 and np.any(_too_large(parameters.precisions_chol, float32_limit)):
         X = X.astype(np.float64)
-    means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, X.dtype)
+    return (X, *kernel_inputs(parameters, covariance_type, X.dtype))
+
+
+def estimate_weighted_log_prob(X, parameters, covariance_type, block_size):
+    """(n_samples, K) log weights + log-densities, computed by the kernels."""
+    X, means, precisions_chol, log_norm = _inference_inputs(X, parameters, covariance_type)
     if covariance_type in ("full", "tied"):
         kernel = _kernels_estep.dense_weighted_log_prob
     else:
         kernel = _kernels_estep.diagonal_weighted_log_prob
+    return kernel(X, means, precisions_chol, log_norm, block_size)
+
+
+def estimate_labels(X, parameters, covariance_type, block_size):
+    """The most probable component of each sample, int64 (n_samples,).
+
+    ``estimate_weighted_log_prob(...).argmax(axis=1)`` in one pass, without
+    the (n_samples, K) array.
+    """
+    X, means, precisions_chol, log_norm = _inference_inputs(X, parameters, covariance_type)
+    if covariance_type in ("full", "tied"):
+        kernel = _kernels_estep.dense_labels
+    else:
+        kernel = _kernels_estep.diagonal_labels
     return kernel(X, means, precisions_chol, log_norm, block_size)
 
 

@@ -210,10 +210,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 warm_lower_bound=self.lower_bound_ if warm else None,
             )
             self._set_result(result)
-            _, log_resp = _driver.estimate_log_prob_resp(
+            # The final labelling pass (as scikit-learn's, so that the labels
+            # agree with fit().predict()): one pass, no (n_samples, K) arrays.
+            return _driver.estimate_labels(
                 X, result.parameters, self.covariance_type, self._block_size(X)
             )
-        return log_resp.argmax(axis=1)
 
     def _settings(self, X):
         n_features = X.shape[1]
@@ -342,7 +343,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return self._weighted_log_prob(X).argmax(axis=1)
+        return self._estimate(X, _driver.estimate_labels)
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted mixture.

@@ -162,7 +162,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         self : GaussianMixture
         """
-        self.fit_predict(X, y, sample_weight=sample_weight)
+        self._fit(X, sample_weight, labels=False)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -180,6 +180,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+        """
+        return self._fit(X, sample_weight, labels=True)
+
+    def _fit(self, X, sample_weight, labels):
+        """Fit; with ``labels`` also run the final labelling pass and return its result.
+
+        ``fit`` skips that pass: it only serves the returned labels (the fitted
+        parameters are the same either way).
         """
         _validation.check_hyperparameters(self)
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
@@ -210,6 +218,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 warm_lower_bound=self.lower_bound_ if warm else None,
             )
             self._set_result(result)
+            if not labels:
+                return None
             # The final labelling pass (as scikit-learn's, so that the labels
             # agree with fit().predict()): one pass, no (n_samples, K) arrays.
             return _driver.estimate_labels(

@@ -45,6 +45,9 @@ from fastem._kernels_exp import exp64, log64
 
 # Points per tile: a (32-feature x 64-point) float64 tile is 16 KiB.
 TILE = 64
+# Tile width for data of at most this many rows (the compiled EM loop's small fits):
+# a whole 64-point tile would be mostly padding.
+SMALL_TILE = 8
 BLOCK = 4  # register block of the O(D^2) loops
 
 # Reassociation lets LLVM vectorise the reductions over a tile; no nnan/ninf:
@@ -75,7 +78,7 @@ def _n_blocks(n_samples, block_size):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _transpose_tile(X, start, n_points, X_tile):
+def _transpose_tile(X, start, n_points, X_tile, width):
     """X_tile[i, t] = X[start + t, i]; columns past n_points repeat point 0.
 
     Rows past the data's features (padding) are left as they are (zero).
@@ -85,21 +88,21 @@ def _transpose_tile(X, start, n_points, X_tile):
         for i in range(n_features):
             X_tile[i, t] = X[start + t, i]
     for i in range(n_features):
-        for t in range(n_points, TILE):
+        for t in range(n_points, width):
             X_tile[i, t] = X_tile[i, 0]
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _centre_tile(X_tile, means, k, diff):
+def _centre_tile(X_tile, means, k, diff, width):
     """diff[i, t] = X_tile[i, t] - means[k, i] over the whole (padded) tile."""
     for i in range(X_tile.shape[0]):
         centre = means[k, i]
-        for t in range(TILE):
+        for t in range(width):
             diff[i, t] = X_tile[i, t] - centre
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _project_rows8(diff, precisions_chol, slot, i0, j0, projection):
+def _project_rows8(diff, precisions_chol, slot, i0, j0, projection, width):
     """projection[j0:j0+4, t] += sum over rows i0:i0+8 of diff[i, t] P[i, j]."""
     p00 = precisions_chol[slot, i0, j0]
     p01 = precisions_chol[slot, i0, j0 + 1]
@@ -133,7 +136,7 @@ def _project_rows8(diff, precisions_chol, slot, i0, j0, projection):
     p71 = precisions_chol[slot, i0 + 7, j0 + 1]
     p72 = precisions_chol[slot, i0 + 7, j0 + 2]
     p73 = precisions_chol[slot, i0 + 7, j0 + 3]
-    for t in range(TILE):
+    for t in range(width):
         d0 = diff[i0, t]
         d1 = diff[i0 + 1, t]
         d2 = diff[i0 + 2, t]
@@ -161,7 +164,7 @@ def _project_rows8(diff, precisions_chol, slot, i0, j0, projection):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _project_rows4(diff, precisions_chol, slot, i0, j0, projection):
+def _project_rows4(diff, precisions_chol, slot, i0, j0, projection, width):
     """projection[j0:j0+4, t] += sum over rows i0:i0+4 of diff[i, t] P[i, j]."""
     p00 = precisions_chol[slot, i0, j0]
     p01 = precisions_chol[slot, i0, j0 + 1]
@@ -179,7 +182,7 @@ def _project_rows4(diff, precisions_chol, slot, i0, j0, projection):
     p31 = precisions_chol[slot, i0 + 3, j0 + 1]
     p32 = precisions_chol[slot, i0 + 3, j0 + 2]
     p33 = precisions_chol[slot, i0 + 3, j0 + 3]
-    for t in range(TILE):
+    for t in range(width):
         d0 = diff[i0, t]
         d1 = diff[i0 + 1, t]
         d2 = diff[i0 + 2, t]
@@ -191,7 +194,7 @@ def _project_rows4(diff, precisions_chol, slot, i0, j0, projection):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis):
+def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis, width):
     """mahalanobis[t] = |diff[:, t]^T P|^2 with P upper triangular, padded to 4s.
 
     projection[j, t] = sum_{i <= j} diff[i, t] P[i, j], computed four columns
@@ -200,62 +203,62 @@ def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis):
     """
     n_padded = diff.shape[0]
     for j0 in range(0, n_padded, BLOCK):
-        for t in range(TILE):
+        for t in range(width):
             projection[j0, t] = 0.0
             projection[j0 + 1, t] = 0.0
             projection[j0 + 2, t] = 0.0
             projection[j0 + 3, t] = 0.0
         i0 = 0
         while i0 + 2 * BLOCK <= j0 + BLOCK:
-            _project_rows8(diff, precisions_chol, slot, i0, j0, projection)
+            _project_rows8(diff, precisions_chol, slot, i0, j0, projection, width)
             i0 += 2 * BLOCK
         if i0 < j0 + BLOCK:
-            _project_rows4(diff, precisions_chol, slot, i0, j0, projection)
-    for t in range(TILE):
+            _project_rows4(diff, precisions_chol, slot, i0, j0, projection, width)
+    for t in range(width):
         mahalanobis[t] = 0.0
     for j in range(n_padded):
-        for t in range(TILE):
+        for t in range(width):
             mahalanobis[t] += projection[j, t] * projection[j, t]
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _responsibilities(log_prob, n_points, log_prob_norm, peak, total):
-    """Weighted log-probabilities (K, TILE) -> responsibilities, in place.
+def _responsibilities(log_prob, n_points, log_prob_norm, peak, total, width):
+    """Weighted log-probabilities (K, width) -> responsibilities, in place.
 
     ``log_prob_norm[t]`` receives log sum_k exp(log_prob[k, t]); a point
     whose entries are all -inf gets zero responsibilities and -inf.
     """
     n_components = log_prob.shape[0]
-    for t in range(TILE):
+    for t in range(width):
         peak[t] = -np.inf
         total[t] = 0.0
     for k in range(n_components):
-        for t in range(TILE):
+        for t in range(width):
             peak[t] = max(peak[t], log_prob[k, t])
-    for t in range(TILE):
+    for t in range(width):
         # A point that no component can explain: every exp below gives 0.
         peak[t] = 0.0 if peak[t] == -np.inf else peak[t]
     for k in range(n_components):
-        for t in range(TILE):
+        for t in range(width):
             value = exp64(log_prob[k, t] - peak[t])
             log_prob[k, t] = value
             total[t] += value
-    for t in range(TILE):
+    for t in range(width):
         # log64(0) is -inf: an unexplained point gets -inf.
         log_prob_norm[t] = peak[t] + log64(total[t])
         total[t] = 1.0 / total[t] if total[t] > 0.0 else 0.0
     for k in range(n_components):
-        for t in range(TILE):
+        for t in range(width):
             log_prob[k, t] *= total[t]
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob):
+def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob, width):
     """log_prob[k, t] = log_norm[k] - mahalanobis[t] / 2; -inf past the tile's points."""
     offset = log_norm[k]
-    for t in range(TILE):
+    for t in range(width):
         log_prob[k, t] = offset - 0.5 * mahalanobis[t]
-    for t in range(n_points, TILE):
+    for t in range(n_points, width):
         log_prob[k, t] = -np.inf
 
 
@@ -271,7 +274,7 @@ def _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _weight_responsibilities(sample_weight, start, n_points, resp, k, weighted_resp):
+def _weight_responsibilities(sample_weight, start, n_points, resp, k, weighted_resp, width):
     """weighted_resp[t] = w_t r_tk (zero past the tile's points); returns their float64 sum.
 
     Values below the square root of the smallest normal number of the data's
@@ -289,13 +292,13 @@ def _weight_responsibilities(sample_weight, start, n_points, resp, k, weighted_r
         value = value if value >= negligible else 0.0
         weighted_resp[t] = value
         total += value
-    for t in range(n_points, TILE):
+    for t in range(n_points, width):
         weighted_resp[t] = 0.0
     return total
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _dense_scatter(weighted_diff, diff, scatter, slot):
+def _dense_scatter(weighted_diff, diff, scatter, slot, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
     n_padded = diff.shape[0]
     for i0 in range(0, n_padded, BLOCK):
@@ -305,7 +308,7 @@ def _dense_scatter(weighted_diff, diff, scatter, slot):
             a10 = a11 = a12 = a13 = zero
             a20 = a21 = a22 = a23 = zero
             a30 = a31 = a32 = a33 = zero
-            for t in range(TILE):
+            for t in range(width):
                 u0 = weighted_diff[i0, t]
                 u1 = weighted_diff[i0 + 1, t]
                 u2 = weighted_diff[i0 + 2, t]
@@ -362,7 +365,7 @@ def _pad_dense(means, precisions_chol):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
-                 nk, sum_x, scatter):
+                 nk, sum_x, scatter, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter.
 
     Returns the rows' weighted log-likelihood. ``means_padded`` and
@@ -370,41 +373,42 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     """
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
-    X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
-    diff = np.empty((n_padded, TILE), dtype=X.dtype)
-    projection = np.empty((n_padded, TILE), dtype=X.dtype)
-    weighted_diff = np.empty((n_padded, TILE), dtype=X.dtype)
-    mahalanobis = np.empty(TILE, dtype=X.dtype)
-    resp = np.empty((n_components, TILE))
-    log_prob_norm = np.empty(TILE)
-    tile_peak = np.empty(TILE)
-    tile_scale = np.empty(TILE)
-    weighted_resp = np.empty(TILE, dtype=X.dtype)
+    X_tile = np.zeros((n_padded, width), dtype=X.dtype)
+    diff = np.empty((n_padded, width), dtype=X.dtype)
+    projection = np.empty((n_padded, width), dtype=X.dtype)
+    weighted_diff = np.empty((n_padded, width), dtype=X.dtype)
+    mahalanobis = np.empty(width, dtype=X.dtype)
+    resp = np.empty((n_components, width))
+    log_prob_norm = np.empty(width)
+    tile_peak = np.empty(width)
+    tile_scale = np.empty(width)
+    weighted_resp = np.empty(width, dtype=X.dtype)
     log_likelihood = 0.0
-    for start in range(first_row, end_row, TILE):
-        n_points = min(TILE, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile)
+    for start in range(first_row, end_row, width):
+        n_points = min(width, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile, width)
         for k in range(n_components):
-            _centre_tile(X_tile, means_padded, k, diff)
-            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis)
-            _store_log_prob(log_norm, k, mahalanobis, n_points, resp)
-        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
+            _centre_tile(X_tile, means_padded, k, diff, width)
+            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis,
+                               width)
+            _store_log_prob(log_norm, k, mahalanobis, n_points, resp, width)
+        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, width)
         log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
         for k in range(n_components):
             total = _weight_responsibilities(sample_weight, start, n_points, resp, k,
-                                             weighted_resp)
+                                             weighted_resp, width)
             nk[k] += total
             if total == 0.0:
                 continue
-            _centre_tile(X_tile, means_padded, k, diff)
+            _centre_tile(X_tile, means_padded, k, diff, width)
             for i in range(n_padded):
                 first = weighted_resp[0] - weighted_resp[0]
-                for t in range(TILE):
+                for t in range(width):
                     value = weighted_resp[t] * diff[i, t]
                     weighted_diff[i, t] = value
                     first += value
                 sum_x[k, i] += first
-            _dense_scatter(weighted_diff, diff, scatter, 0 if shared else k)
+            _dense_scatter(weighted_diff, diff, scatter, 0 if shared else k, width)
     return log_likelihood
 
 
@@ -439,10 +443,17 @@ def dense_statistics_serial(X, sample_weight, means, precisions_chol, log_norm):
     sum_x_parts = np.zeros((1, means.shape[0], n_padded))
     scatter_parts = np.zeros((1, factors.shape[0], n_padded, n_padded))
     log_likelihood_parts = np.zeros(1)
-    log_likelihood_parts[0] = _dense_block(
-        X, sample_weight, 0, X.shape[0], means_padded, factors, log_norm,
-        nk_parts[0], sum_x_parts[0], scatter_parts[0],
-    )
+    # Two inlined copies, each with a constant tile width (constant trip counts).
+    if X.shape[0] <= SMALL_TILE:
+        log_likelihood_parts[0] = _dense_block(
+            X, sample_weight, 0, X.shape[0], means_padded, factors, log_norm,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], SMALL_TILE,
+        )
+    else:
+        log_likelihood_parts[0] = _dense_block(
+            X, sample_weight, 0, X.shape[0], means_padded, factors, log_norm,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], TILE,
+        )
     return _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts,
                          n_features)
 
@@ -468,60 +479,60 @@ def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_s
     if n_blocks == 1:  # small data: no parallel launch
         log_likelihood_parts[0] = _dense_block(
             X, sample_weight, 0, n_samples, means_padded, factors, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0],
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], TILE,
         )
     else:
         for block in prange(n_blocks):
             log_likelihood_parts[block] = _dense_block(
                 X, sample_weight, block * block_size,
                 min(n_samples, (block + 1) * block_size), means_padded, factors, log_norm,
-                nk_parts[block], sum_x_parts[block], scatter_parts[block],
+                nk_parts[block], sum_x_parts[block], scatter_parts[block], TILE,
             )
     return _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts,
                          n_features)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis):
+def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width):
     """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
-    for t in range(TILE):
+    for t in range(width):
         mahalanobis[t] = 0.0
     for i in range(X_tile.shape[0]):
         centre = means[k, i]
         entry = precisions_chol[k, i]
-        for t in range(TILE):
+        for t in range(width):
             scaled = (X_tile[i, t] - centre) * entry
             mahalanobis[t] += scaled * scaled
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol, log_norm,
-                    nk, sum_x, scatter):
+                    nk, sum_x, scatter, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D).
 
     Returns the rows' weighted log-likelihood.
     """
     n_features = X.shape[1]
     n_components = means.shape[0]
-    X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
-    mahalanobis = np.empty(TILE, dtype=X.dtype)
-    resp = np.empty((n_components, TILE))
-    log_prob_norm = np.empty(TILE)
-    tile_peak = np.empty(TILE)
-    tile_scale = np.empty(TILE)
-    weighted_resp = np.empty(TILE, dtype=X.dtype)
+    X_tile = np.zeros((n_features, width), dtype=X.dtype)
+    mahalanobis = np.empty(width, dtype=X.dtype)
+    resp = np.empty((n_components, width))
+    log_prob_norm = np.empty(width)
+    tile_peak = np.empty(width)
+    tile_scale = np.empty(width)
+    weighted_resp = np.empty(width, dtype=X.dtype)
     log_likelihood = 0.0
-    for start in range(first_row, end_row, TILE):
-        n_points = min(TILE, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile)
+    for start in range(first_row, end_row, width):
+        n_points = min(width, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile, width)
         for k in range(n_components):
-            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
-            _store_log_prob(log_norm, k, mahalanobis, n_points, resp)
-        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale)
+            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
+            _store_log_prob(log_norm, k, mahalanobis, n_points, resp, width)
+        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, width)
         log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
         for k in range(n_components):
             total = _weight_responsibilities(sample_weight, start, n_points, resp, k,
-                                             weighted_resp)
+                                             weighted_resp, width)
             nk[k] += total
             if total == 0.0:
                 continue
@@ -529,7 +540,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
                 centre = means[k, i]
                 first = weighted_resp[0] - weighted_resp[0]
                 second = first
-                for t in range(TILE):
+                for t in range(width):
                     deviation = X_tile[i, t] - centre
                     weighted = weighted_resp[t] * deviation
                     first += weighted
@@ -562,10 +573,16 @@ def diagonal_statistics_serial(X, sample_weight, means, precisions_chol, log_nor
     sum_x_parts = np.zeros((1, n_components, n_features))
     scatter_parts = np.zeros((1, n_components, n_features))
     log_likelihood_parts = np.zeros(1)
-    log_likelihood_parts[0] = _diagonal_block(
-        X, sample_weight, 0, X.shape[0], means, precisions_chol, log_norm,
-        nk_parts[0], sum_x_parts[0], scatter_parts[0],
-    )
+    if X.shape[0] <= SMALL_TILE:  # see dense_statistics_serial
+        log_likelihood_parts[0] = _diagonal_block(
+            X, sample_weight, 0, X.shape[0], means, precisions_chol, log_norm,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], SMALL_TILE,
+        )
+    else:
+        log_likelihood_parts[0] = _diagonal_block(
+            X, sample_weight, 0, X.shape[0], means, precisions_chol, log_norm,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], TILE,
+        )
     return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
 
 
@@ -586,14 +603,14 @@ def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, bloc
     if n_blocks == 1:  # small data: no parallel launch
         log_likelihood_parts[0] = _diagonal_block(
             X, sample_weight, 0, n_samples, means, precisions_chol, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0],
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], TILE,
         )
     else:
         for block in prange(n_blocks):
             log_likelihood_parts[block] = _diagonal_block(
                 X, sample_weight, block * block_size,
                 min(n_samples, (block + 1) * block_size), means, precisions_chol, log_norm,
-                nk_parts[block], sum_x_parts[block], scatter_parts[block],
+                nk_parts[block], sum_x_parts[block], scatter_parts[block], TILE,
             )
     return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
 
@@ -601,18 +618,20 @@ def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, bloc
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
     """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
+    width = TILE
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
-    X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
-    diff = np.empty((n_padded, TILE), dtype=X.dtype)
-    projection = np.empty((n_padded, TILE), dtype=X.dtype)
-    mahalanobis = np.empty(TILE, dtype=X.dtype)
-    for start in range(first_row, end_row, TILE):
-        n_points = min(TILE, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile)
+    X_tile = np.zeros((n_padded, width), dtype=X.dtype)
+    diff = np.empty((n_padded, width), dtype=X.dtype)
+    projection = np.empty((n_padded, width), dtype=X.dtype)
+    mahalanobis = np.empty(width, dtype=X.dtype)
+    for start in range(first_row, end_row, width):
+        n_points = min(width, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile, width)
         for k in range(n_components):
-            _centre_tile(X_tile, means_padded, k, diff)
-            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis)
+            _centre_tile(X_tile, means_padded, k, diff, width)
+            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis,
+                               width)
             for t in range(n_points):
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
@@ -638,14 +657,15 @@ def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_norm, out):
     """out[i, k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2 for rows [first_row, end_row)."""
+    width = TILE
     n_features = X.shape[1]
-    X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
-    mahalanobis = np.empty(TILE, dtype=X.dtype)
-    for start in range(first_row, end_row, TILE):
-        n_points = min(TILE, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile)
+    X_tile = np.zeros((n_features, width), dtype=X.dtype)
+    mahalanobis = np.empty(width, dtype=X.dtype)
+    for start in range(first_row, end_row, width):
+        n_points = min(width, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile, width)
         for k in range(means.shape[0]):
-            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
+            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
             for t in range(n_points):
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
@@ -705,22 +725,24 @@ def _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_labels_block(X, first_row, end_row, means_padded, factors, log_norm, labels):
+    width = TILE
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
-    X_tile = np.zeros((n_padded, TILE), dtype=X.dtype)
-    diff = np.empty((n_padded, TILE), dtype=X.dtype)
-    projection = np.empty((n_padded, TILE), dtype=X.dtype)
-    mahalanobis = np.empty(TILE, dtype=X.dtype)
-    best = np.empty(TILE)
-    for start in range(first_row, end_row, TILE):
-        n_points = min(TILE, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile)
+    X_tile = np.zeros((n_padded, width), dtype=X.dtype)
+    diff = np.empty((n_padded, width), dtype=X.dtype)
+    projection = np.empty((n_padded, width), dtype=X.dtype)
+    mahalanobis = np.empty(width, dtype=X.dtype)
+    best = np.empty(width)
+    for start in range(first_row, end_row, width):
+        n_points = min(width, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile, width)
         for t in range(n_points):
             best[t] = -np.inf
             labels[start + t] = 0
         for k in range(n_components):
-            _centre_tile(X_tile, means_padded, k, diff)
-            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis)
+            _centre_tile(X_tile, means_padded, k, diff, width)
+            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis,
+                               width)
             _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels)
 
 
@@ -749,18 +771,19 @@ def dense_labels(X, means, precisions_chol, log_norm, block_size):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_labels_block(X, first_row, end_row, means, precisions_chol, log_norm, labels):
+    width = TILE
     n_features = X.shape[1]
-    X_tile = np.zeros((n_features, TILE), dtype=X.dtype)
-    mahalanobis = np.empty(TILE, dtype=X.dtype)
-    best = np.empty(TILE)
-    for start in range(first_row, end_row, TILE):
-        n_points = min(TILE, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile)
+    X_tile = np.zeros((n_features, width), dtype=X.dtype)
+    mahalanobis = np.empty(width, dtype=X.dtype)
+    best = np.empty(width)
+    for start in range(first_row, end_row, width):
+        n_points = min(width, end_row - start)
+        _transpose_tile(X, start, n_points, X_tile, width)
         for t in range(n_points):
             best[t] = -np.inf
             labels[start + t] = 0
         for k in range(means.shape[0]):
-            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis)
+            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
             _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels)
 
 

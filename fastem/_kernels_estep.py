@@ -102,8 +102,17 @@ def _centre_tile(X_tile, means, k, diff, width):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _project_rows8(diff, precisions_chol, slot, i0, j0, projection, width):
-    """projection[j0:j0+4, t] += sum over rows i0:i0+8 of diff[i, t] P[i, j]."""
+def _project_first8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                    mahalanobis, width):
+    """projection[j, t] = sum over rows i0:i0+8 of (x_i - m_i) P[i, j], j0 <= j < j0+4."""
+    m0 = means[k, i0]
+    m1 = means[k, i0 + 1]
+    m2 = means[k, i0 + 2]
+    m3 = means[k, i0 + 3]
+    m4 = means[k, i0 + 4]
+    m5 = means[k, i0 + 5]
+    m6 = means[k, i0 + 6]
+    m7 = means[k, i0 + 7]
     p00 = precisions_chol[slot, i0, j0]
     p01 = precisions_chol[slot, i0, j0 + 1]
     p02 = precisions_chol[slot, i0, j0 + 2]
@@ -137,35 +146,183 @@ def _project_rows8(diff, precisions_chol, slot, i0, j0, projection, width):
     p72 = precisions_chol[slot, i0 + 7, j0 + 2]
     p73 = precisions_chol[slot, i0 + 7, j0 + 3]
     for t in range(width):
-        d0 = diff[i0, t]
-        d1 = diff[i0 + 1, t]
-        d2 = diff[i0 + 2, t]
-        d3 = diff[i0 + 3, t]
-        d4 = diff[i0 + 4, t]
-        d5 = diff[i0 + 5, t]
-        d6 = diff[i0 + 6, t]
-        d7 = diff[i0 + 7, t]
-        projection[j0, t] += (
-            d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30
-            + d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70
+        d0 = X_tile[i0, t] - m0
+        d1 = X_tile[i0 + 1, t] - m1
+        d2 = X_tile[i0 + 2, t] - m2
+        d3 = X_tile[i0 + 3, t] - m3
+        d4 = X_tile[i0 + 4, t] - m4
+        d5 = X_tile[i0 + 5, t] - m5
+        d6 = X_tile[i0 + 6, t] - m6
+        d7 = X_tile[i0 + 7, t] - m7
+        projection[j0, t] = (
+            (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
+            + (d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70)
         )
-        projection[j0 + 1, t] += (
-            d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31
-            + d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71
+        projection[j0 + 1, t] = (
+            (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
+            + (d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71)
         )
-        projection[j0 + 2, t] += (
-            d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32
-            + d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72
+        projection[j0 + 2, t] = (
+            (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
+            + (d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72)
         )
-        projection[j0 + 3, t] += (
-            d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33
-            + d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73
+        projection[j0 + 3, t] = (
+            (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
+            + (d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73)
         )
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _project_rows4(diff, precisions_chol, slot, i0, j0, projection, width):
-    """projection[j0:j0+4, t] += sum over rows i0:i0+4 of diff[i, t] P[i, j]."""
+def _project_add8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                  mahalanobis, width):
+    """projection[j, t] += sum over rows i0:i0+8 of (x_i - m_i) P[i, j], j0 <= j < j0+4."""
+    m0 = means[k, i0]
+    m1 = means[k, i0 + 1]
+    m2 = means[k, i0 + 2]
+    m3 = means[k, i0 + 3]
+    m4 = means[k, i0 + 4]
+    m5 = means[k, i0 + 5]
+    m6 = means[k, i0 + 6]
+    m7 = means[k, i0 + 7]
+    p00 = precisions_chol[slot, i0, j0]
+    p01 = precisions_chol[slot, i0, j0 + 1]
+    p02 = precisions_chol[slot, i0, j0 + 2]
+    p03 = precisions_chol[slot, i0, j0 + 3]
+    p10 = precisions_chol[slot, i0 + 1, j0]
+    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
+    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
+    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
+    p20 = precisions_chol[slot, i0 + 2, j0]
+    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
+    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
+    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
+    p30 = precisions_chol[slot, i0 + 3, j0]
+    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
+    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
+    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
+    p40 = precisions_chol[slot, i0 + 4, j0]
+    p41 = precisions_chol[slot, i0 + 4, j0 + 1]
+    p42 = precisions_chol[slot, i0 + 4, j0 + 2]
+    p43 = precisions_chol[slot, i0 + 4, j0 + 3]
+    p50 = precisions_chol[slot, i0 + 5, j0]
+    p51 = precisions_chol[slot, i0 + 5, j0 + 1]
+    p52 = precisions_chol[slot, i0 + 5, j0 + 2]
+    p53 = precisions_chol[slot, i0 + 5, j0 + 3]
+    p60 = precisions_chol[slot, i0 + 6, j0]
+    p61 = precisions_chol[slot, i0 + 6, j0 + 1]
+    p62 = precisions_chol[slot, i0 + 6, j0 + 2]
+    p63 = precisions_chol[slot, i0 + 6, j0 + 3]
+    p70 = precisions_chol[slot, i0 + 7, j0]
+    p71 = precisions_chol[slot, i0 + 7, j0 + 1]
+    p72 = precisions_chol[slot, i0 + 7, j0 + 2]
+    p73 = precisions_chol[slot, i0 + 7, j0 + 3]
+    for t in range(width):
+        d0 = X_tile[i0, t] - m0
+        d1 = X_tile[i0 + 1, t] - m1
+        d2 = X_tile[i0 + 2, t] - m2
+        d3 = X_tile[i0 + 3, t] - m3
+        d4 = X_tile[i0 + 4, t] - m4
+        d5 = X_tile[i0 + 5, t] - m5
+        d6 = X_tile[i0 + 6, t] - m6
+        d7 = X_tile[i0 + 7, t] - m7
+        projection[j0, t] += (
+            (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
+            + (d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70)
+        )
+        projection[j0 + 1, t] += (
+            (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
+            + (d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71)
+        )
+        projection[j0 + 2, t] += (
+            (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
+            + (d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72)
+        )
+        projection[j0 + 3, t] += (
+            (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
+            + (d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73)
+        )
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _project_last8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                   mahalanobis, width):
+    """mahalanobis[t] += sum_j (projection[j, t] + rows i0:i0+8)^2, j0 <= j < j0+4."""
+    m0 = means[k, i0]
+    m1 = means[k, i0 + 1]
+    m2 = means[k, i0 + 2]
+    m3 = means[k, i0 + 3]
+    m4 = means[k, i0 + 4]
+    m5 = means[k, i0 + 5]
+    m6 = means[k, i0 + 6]
+    m7 = means[k, i0 + 7]
+    p00 = precisions_chol[slot, i0, j0]
+    p01 = precisions_chol[slot, i0, j0 + 1]
+    p02 = precisions_chol[slot, i0, j0 + 2]
+    p03 = precisions_chol[slot, i0, j0 + 3]
+    p10 = precisions_chol[slot, i0 + 1, j0]
+    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
+    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
+    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
+    p20 = precisions_chol[slot, i0 + 2, j0]
+    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
+    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
+    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
+    p30 = precisions_chol[slot, i0 + 3, j0]
+    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
+    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
+    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
+    p40 = precisions_chol[slot, i0 + 4, j0]
+    p41 = precisions_chol[slot, i0 + 4, j0 + 1]
+    p42 = precisions_chol[slot, i0 + 4, j0 + 2]
+    p43 = precisions_chol[slot, i0 + 4, j0 + 3]
+    p50 = precisions_chol[slot, i0 + 5, j0]
+    p51 = precisions_chol[slot, i0 + 5, j0 + 1]
+    p52 = precisions_chol[slot, i0 + 5, j0 + 2]
+    p53 = precisions_chol[slot, i0 + 5, j0 + 3]
+    p60 = precisions_chol[slot, i0 + 6, j0]
+    p61 = precisions_chol[slot, i0 + 6, j0 + 1]
+    p62 = precisions_chol[slot, i0 + 6, j0 + 2]
+    p63 = precisions_chol[slot, i0 + 6, j0 + 3]
+    p70 = precisions_chol[slot, i0 + 7, j0]
+    p71 = precisions_chol[slot, i0 + 7, j0 + 1]
+    p72 = precisions_chol[slot, i0 + 7, j0 + 2]
+    p73 = precisions_chol[slot, i0 + 7, j0 + 3]
+    for t in range(width):
+        d0 = X_tile[i0, t] - m0
+        d1 = X_tile[i0 + 1, t] - m1
+        d2 = X_tile[i0 + 2, t] - m2
+        d3 = X_tile[i0 + 3, t] - m3
+        d4 = X_tile[i0 + 4, t] - m4
+        d5 = X_tile[i0 + 5, t] - m5
+        d6 = X_tile[i0 + 6, t] - m6
+        d7 = X_tile[i0 + 7, t] - m7
+        s0 = projection[j0, t] + (
+            (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
+            + (d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70)
+        )
+        s1 = projection[j0 + 1, t] + (
+            (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
+            + (d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71)
+        )
+        s2 = projection[j0 + 2, t] + (
+            (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
+            + (d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72)
+        )
+        s3 = projection[j0 + 3, t] + (
+            (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
+            + (d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73)
+        )
+        mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _project_last4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                   mahalanobis, width):
+    """mahalanobis[t] += sum_j (projection[j, t] + rows i0:i0+4)^2, j0 <= j < j0+4."""
+    m0 = means[k, i0]
+    m1 = means[k, i0 + 1]
+    m2 = means[k, i0 + 2]
+    m3 = means[k, i0 + 3]
     p00 = precisions_chol[slot, i0, j0]
     p01 = precisions_chol[slot, i0, j0 + 1]
     p02 = precisions_chol[slot, i0, j0 + 2]
@@ -183,42 +340,162 @@ def _project_rows4(diff, precisions_chol, slot, i0, j0, projection, width):
     p32 = precisions_chol[slot, i0 + 3, j0 + 2]
     p33 = precisions_chol[slot, i0 + 3, j0 + 3]
     for t in range(width):
-        d0 = diff[i0, t]
-        d1 = diff[i0 + 1, t]
-        d2 = diff[i0 + 2, t]
-        d3 = diff[i0 + 3, t]
-        projection[j0, t] += d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30
-        projection[j0 + 1, t] += d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31
-        projection[j0 + 2, t] += d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32
-        projection[j0 + 3, t] += d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33
+        d0 = X_tile[i0, t] - m0
+        d1 = X_tile[i0 + 1, t] - m1
+        d2 = X_tile[i0 + 2, t] - m2
+        d3 = X_tile[i0 + 3, t] - m3
+        s0 = projection[j0, t] + (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
+        s1 = projection[j0 + 1, t] + (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
+        s2 = projection[j0 + 2, t] + (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
+        s3 = projection[j0 + 3, t] + (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
+        mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _dense_mahalanobis(diff, precisions_chol, slot, projection, mahalanobis, width):
-    """mahalanobis[t] = |diff[:, t]^T P|^2 with P upper triangular, padded to 4s.
+def _project_only8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                   mahalanobis, width):
+    """mahalanobis[t] += sum_j (rows i0:i0+8 of (x_i - m_i) P[i, j])^2, j0 <= j < j0+4."""
+    m0 = means[k, i0]
+    m1 = means[k, i0 + 1]
+    m2 = means[k, i0 + 2]
+    m3 = means[k, i0 + 3]
+    m4 = means[k, i0 + 4]
+    m5 = means[k, i0 + 5]
+    m6 = means[k, i0 + 6]
+    m7 = means[k, i0 + 7]
+    p00 = precisions_chol[slot, i0, j0]
+    p01 = precisions_chol[slot, i0, j0 + 1]
+    p02 = precisions_chol[slot, i0, j0 + 2]
+    p03 = precisions_chol[slot, i0, j0 + 3]
+    p10 = precisions_chol[slot, i0 + 1, j0]
+    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
+    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
+    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
+    p20 = precisions_chol[slot, i0 + 2, j0]
+    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
+    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
+    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
+    p30 = precisions_chol[slot, i0 + 3, j0]
+    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
+    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
+    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
+    p40 = precisions_chol[slot, i0 + 4, j0]
+    p41 = precisions_chol[slot, i0 + 4, j0 + 1]
+    p42 = precisions_chol[slot, i0 + 4, j0 + 2]
+    p43 = precisions_chol[slot, i0 + 4, j0 + 3]
+    p50 = precisions_chol[slot, i0 + 5, j0]
+    p51 = precisions_chol[slot, i0 + 5, j0 + 1]
+    p52 = precisions_chol[slot, i0 + 5, j0 + 2]
+    p53 = precisions_chol[slot, i0 + 5, j0 + 3]
+    p60 = precisions_chol[slot, i0 + 6, j0]
+    p61 = precisions_chol[slot, i0 + 6, j0 + 1]
+    p62 = precisions_chol[slot, i0 + 6, j0 + 2]
+    p63 = precisions_chol[slot, i0 + 6, j0 + 3]
+    p70 = precisions_chol[slot, i0 + 7, j0]
+    p71 = precisions_chol[slot, i0 + 7, j0 + 1]
+    p72 = precisions_chol[slot, i0 + 7, j0 + 2]
+    p73 = precisions_chol[slot, i0 + 7, j0 + 3]
+    for t in range(width):
+        d0 = X_tile[i0, t] - m0
+        d1 = X_tile[i0 + 1, t] - m1
+        d2 = X_tile[i0 + 2, t] - m2
+        d3 = X_tile[i0 + 3, t] - m3
+        d4 = X_tile[i0 + 4, t] - m4
+        d5 = X_tile[i0 + 5, t] - m5
+        d6 = X_tile[i0 + 6, t] - m6
+        d7 = X_tile[i0 + 7, t] - m7
+        s0 = (
+            (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
+            + (d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70)
+        )
+        s1 = (
+            (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
+            + (d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71)
+        )
+        s2 = (
+            (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
+            + (d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72)
+        )
+        s3 = (
+            (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
+            + (d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73)
+        )
+        mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
 
-    projection[j, t] = sum_{i <= j} diff[i, t] P[i, j], computed four columns
-    j at a time, from eight rows i at a time while they last (then four): 32
-    multiply-adds per 8 + 4 + 4 vector loads and stores of diff and projection.
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _project_only4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                   mahalanobis, width):
+    """mahalanobis[t] += sum_j (rows i0:i0+4 of (x_i - m_i) P[i, j])^2, j0 <= j < j0+4."""
+    m0 = means[k, i0]
+    m1 = means[k, i0 + 1]
+    m2 = means[k, i0 + 2]
+    m3 = means[k, i0 + 3]
+    p00 = precisions_chol[slot, i0, j0]
+    p01 = precisions_chol[slot, i0, j0 + 1]
+    p02 = precisions_chol[slot, i0, j0 + 2]
+    p03 = precisions_chol[slot, i0, j0 + 3]
+    p10 = precisions_chol[slot, i0 + 1, j0]
+    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
+    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
+    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
+    p20 = precisions_chol[slot, i0 + 2, j0]
+    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
+    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
+    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
+    p30 = precisions_chol[slot, i0 + 3, j0]
+    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
+    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
+    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
+    for t in range(width):
+        d0 = X_tile[i0, t] - m0
+        d1 = X_tile[i0 + 1, t] - m1
+        d2 = X_tile[i0 + 2, t] - m2
+        d3 = X_tile[i0 + 3, t] - m3
+        s0 = (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
+        s1 = (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
+        s2 = (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
+        s3 = (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
+        mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
+                       width):
+    """mahalanobis[t] = |(x_t - m_k)^T P|^2 with P upper triangular, padded to 4s.
+
+    The deviations x_t - m_k are formed on the fly from the transposed tile.
+    Column block j0:j0+4 of (x - m)^T P needs rows i < j0 + 4 of P; it is
+    summed from chunks of eight rows (then four): 32 multiply-adds per 8
+    loads of the tile. A block that needs at most eight rows (all of them
+    when D <= 8) goes straight into the squared norm; a longer one keeps its
+    partial sums in ``projection`` until its last chunk adds them in.
     """
-    n_padded = diff.shape[0]
-    for j0 in range(0, n_padded, BLOCK):
-        for t in range(width):
-            projection[j0, t] = 0.0
-            projection[j0 + 1, t] = 0.0
-            projection[j0 + 2, t] = 0.0
-            projection[j0 + 3, t] = 0.0
-        i0 = 0
-        while i0 + 2 * BLOCK <= j0 + BLOCK:
-            _project_rows8(diff, precisions_chol, slot, i0, j0, projection, width)
-            i0 += 2 * BLOCK
-        if i0 < j0 + BLOCK:
-            _project_rows4(diff, precisions_chol, slot, i0, j0, projection, width)
+    n_padded = X_tile.shape[0]
     for t in range(width):
         mahalanobis[t] = 0.0
-    for j in range(n_padded):
-        for t in range(width):
-            mahalanobis[t] += projection[j, t] * projection[j, t]
+    for j0 in range(0, n_padded, BLOCK):
+        n_rows = j0 + BLOCK
+        if n_rows == BLOCK:
+            _project_only4(X_tile, means, k, precisions_chol, slot, 0, j0, projection,
+                           mahalanobis, width)
+        elif n_rows == 2 * BLOCK:
+            _project_only8(X_tile, means, k, precisions_chol, slot, 0, j0, projection,
+                           mahalanobis, width)
+        else:
+            _project_first8(X_tile, means, k, precisions_chol, slot, 0, j0, projection,
+                            mahalanobis, width)
+            i0 = 2 * BLOCK
+            while n_rows - i0 > 2 * BLOCK:
+                _project_add8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                              mahalanobis, width)
+                i0 += 2 * BLOCK
+            if n_rows - i0 == 2 * BLOCK:
+                _project_last8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                               mahalanobis, width)
+            else:
+                _project_last4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                               mahalanobis, width)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -388,9 +665,8 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
         n_points = min(width, end_row - start)
         _transpose_tile(X, start, n_points, X_tile, width)
         for k in range(n_components):
-            _centre_tile(X_tile, means_padded, k, diff, width)
-            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis,
-                               width)
+            _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
+                               projection, mahalanobis, width)
             _store_log_prob(log_norm, k, mahalanobis, n_points, resp, width)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, width)
         log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
@@ -629,9 +905,8 @@ def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm
         n_points = min(width, end_row - start)
         _transpose_tile(X, start, n_points, X_tile, width)
         for k in range(n_components):
-            _centre_tile(X_tile, means_padded, k, diff, width)
-            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis,
-                               width)
+            _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
+                               projection, mahalanobis, width)
             for t in range(n_points):
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
@@ -740,9 +1015,8 @@ def _dense_labels_block(X, first_row, end_row, means_padded, factors, log_norm, 
             best[t] = -np.inf
             labels[start + t] = 0
         for k in range(n_components):
-            _centre_tile(X_tile, means_padded, k, diff, width)
-            _dense_mahalanobis(diff, factors, 0 if shared else k, projection, mahalanobis,
-                               width)
+            _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
+                               projection, mahalanobis, width)
             _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels)
 
 

@@ -24,7 +24,8 @@ Conventions shared by every kernel here:
   transposed (feature-major), so that the inner loops run over points and
   vectorise. Features are padded with zeros to a multiple of 4 so that the
   two O(D^2) loops (the triangular projection and the scatter update) work
-  on 4x4 blocks held in registers.
+  on 4x4 blocks held in registers (one or two features: padded to 2, with
+  their own 2x2 code).
 * Statistics are accumulated around the means passed in (the current ones):
   ``sum_x[k] = sum w r (x - m_k)``, ``scatter[k] = sum w r (x - m_k)(x - m_k)^T``.
 * Kernels never raise: a sample whose log-density is -inf under every
@@ -460,6 +461,23 @@ def _project_only4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
+                   width):
+    """mahalanobis[t] = |(x_t - m_k)^T P|^2 for two (padded) features."""
+    m0 = means[k, 0]
+    m1 = means[k, 1]
+    p00 = precisions_chol[slot, 0, 0]
+    p01 = precisions_chol[slot, 0, 1]
+    p11 = precisions_chol[slot, 1, 1]
+    for t in range(width):
+        d0 = X_tile[0, t] - m0
+        d1 = X_tile[1, t] - m1
+        s0 = d0 * p00
+        s1 = d0 * p01 + d1 * p11
+        mahalanobis[t] = s0 * s0 + s1 * s1
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
                        width):
     """mahalanobis[t] = |(x_t - m_k)^T P|^2 with P upper triangular, padded to 4s.
@@ -472,6 +490,10 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
     partial sums in ``projection`` until its last chunk adds them in.
     """
     n_padded = X_tile.shape[0]
+    if n_padded == 2:
+        _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
+                       width)
+        return
     for t in range(width):
         mahalanobis[t] = 0.0
     for j0 in range(0, n_padded, BLOCK):
@@ -575,9 +597,30 @@ def _weight_responsibilities(sample_weight, start, n_points, resp, k, weighted_r
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _dense_scatter2(weighted_diff, diff, scatter, slot, width):
+    """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t] for two (padded) features."""
+    zero = weighted_diff[0, 0] - weighted_diff[0, 0]
+    a00 = a01 = a11 = zero
+    for t in range(width):
+        u0 = weighted_diff[0, t]
+        u1 = weighted_diff[1, t]
+        v0 = diff[0, t]
+        v1 = diff[1, t]
+        a00 += u0 * v0
+        a01 += u0 * v1
+        a11 += u1 * v1
+    scatter[slot, 0, 0] += a00
+    scatter[slot, 0, 1] += a01
+    scatter[slot, 1, 1] += a11
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_scatter(weighted_diff, diff, scatter, slot, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
     n_padded = diff.shape[0]
+    if n_padded == 2:
+        _dense_scatter2(weighted_diff, diff, scatter, slot, width)
+        return
     for i0 in range(0, n_padded, BLOCK):
         for j0 in range(i0, n_padded, BLOCK):
             zero = weighted_diff[0, 0] - weighted_diff[0, 0]
@@ -628,10 +671,19 @@ def _dense_scatter(weighted_diff, diff, scatter, slot, width):
             scatter[slot, i0 + 3, j0 + 3] += a33
 
 
+@njit(cache=CACHE, nogil=True, inline="always")
+def _n_padded(n_features):
+    """Features padded to a multiple of 4 (the register blocks), or to 2 for D <= 2,
+    which has its own 2x2 code (a 4x4 block would be three-quarters padding)."""
+    if n_features <= 2:
+        return 2
+    return (n_features + BLOCK - 1) // BLOCK * BLOCK
+
+
 @njit(cache=CACHE, nogil=True)
 def _pad_dense(means, precisions_chol):
     n_components, n_features = means.shape
-    n_padded = (n_features + BLOCK - 1) // BLOCK * BLOCK
+    n_padded = _n_padded(n_features)
     means_padded = np.zeros((n_components, n_padded), dtype=means.dtype)
     means_padded[:, :n_features] = means
     factors = np.zeros((precisions_chol.shape[0], n_padded, n_padded),

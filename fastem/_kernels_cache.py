@@ -10,11 +10,23 @@ with a function defined in this file, which lives beside the kernel modules
 and therefore has the same candidate locations, tells which way to go: with
 no location the kernels are compiled in every process (correct, only slower
 to start) and a ``KernelCacheWarning`` says so once.
+
+numba checks a cached function only against its own source file, but a
+kernel's cached machine code also contains the callees it inlined from the
+other kernel modules: after an edit of ``_kernels_exp.py``, say, the cached
+``_kernels_estep`` kernels would keep the old ``exp64``. So the cache
+directory also holds a digest of all ``_kernels_*.py`` sources; when it does
+not match the sources being imported, fastem's cached kernels there are
+deleted (and recompiled on first use) before any kernel is loaded.
 """
 
+import hashlib
+import os
 import warnings
 
 from numba import njit
+
+DIGEST_FILE = "fastem_kernels.sha256"
 
 
 class KernelCacheWarning(UserWarning):
@@ -34,7 +46,68 @@ def cache_available():
     return True
 
 
+def kernel_sources_digest(package_directory=None):
+    """sha256 of every ``_kernels_*.py`` file of the package (names and contents)."""
+    package_directory = package_directory or os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(package_directory)):
+        if name.startswith("_kernels_") and name.endswith(".py"):
+            digest.update(name.encode())
+            with open(os.path.join(package_directory, name), "rb") as source:
+                digest.update(source.read())
+    return digest.hexdigest()
+
+
+def drop_stale_kernels(cache_directory, digest):
+    """Delete fastem's cached kernels in ``cache_directory`` unless they were compiled
+    from sources with this ``digest``; then record it. Returns True if it deleted.
+
+    Failures (a read-only directory, a file another process removed first) are
+    ignored: the worst outcome is a recompilation.
+    """
+    stamp = os.path.join(cache_directory, DIGEST_FILE)
+    try:
+        with open(stamp) as recorded:
+            if recorded.read().strip() == digest:
+                return False
+    except OSError:
+        pass
+    try:
+        names = os.listdir(cache_directory)
+    except OSError:
+        return False
+    for name in names:
+        if name.startswith("_kernels_") and name.endswith((".nbi", ".nbc")):
+            try:
+                os.remove(os.path.join(cache_directory, name))
+            except OSError:
+                pass
+    try:
+        partial = f"{stamp}.{os.getpid()}"
+        with open(partial, "w") as recorded:
+            recorded.write(digest + "\n")
+        os.replace(partial, stamp)
+    except OSError:
+        pass
+    return True
+
+
+def _cache_directory():
+    """The directory numba caches this package's kernels in, or None if unknown."""
+    try:
+        from numba.core.caching import FunctionCache
+
+        return FunctionCache(_probe)._cache_path  # numba internals: may change
+    except Exception:  # noqa: BLE001 -- the guard is optional, never fatal
+        return None
+
+
 CACHE = cache_available()
+
+if CACHE:
+    _directory = _cache_directory()
+    if _directory is not None and os.path.isdir(_directory):
+        drop_stale_kernels(_directory, kernel_sources_digest())
 
 if not CACHE:
     warnings.warn(

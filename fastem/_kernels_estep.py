@@ -94,15 +94,6 @@ def _transpose_tile(X, start, n_points, X_tile, width):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _centre_tile(X_tile, means, k, diff, width):
-    """diff[i, t] = X_tile[i, t] - means[k, i] over the whole (padded) tile."""
-    for i in range(X_tile.shape[0]):
-        centre = means[k, i]
-        for t in range(width):
-            diff[i, t] = X_tile[i, t] - centre
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _project_first8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                     mahalanobis, width):
     """projection[j, t] = sum over rows i0:i0+8 of (x_i - m_i) P[i, j], j0 <= j < j0+4."""
@@ -728,11 +719,13 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
             nk[k] += total
             if total == 0.0:
                 continue
-            _centre_tile(X_tile, means_padded, k, diff, width)
-            for i in range(n_padded):
+            for i in range(n_padded):  # centre, weight and sum in one pass
+                centre = means_padded[k, i]
                 first = weighted_resp[0] - weighted_resp[0]
                 for t in range(width):
-                    value = weighted_resp[t] * diff[i, t]
+                    deviation = X_tile[i, t] - centre
+                    diff[i, t] = deviation
+                    value = weighted_resp[t] * deviation
                     weighted_diff[i, t] = value
                     first += value
                 sum_x[k, i] += first

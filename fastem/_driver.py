@@ -231,8 +231,8 @@ def kernel_inputs(parameters, covariance_type, dtype):
     return means, precisions_chol, log_norm
 
 
-def _inference_inputs(X, parameters, covariance_type):
-    """(X, means, precisions_chol, log_norm) for the inference kernels.
+def _infer(kernels, X, parameters, covariance_type, block_size):
+    """Run the (dense, diagonal) inference kernel that fits the covariance type.
 
     float32 data is computed in float64 when a precision factor would not fit
     float32 (a model fitted on data near the float32 limits).
@@ -240,17 +240,17 @@ def _inference_inputs(X, parameters, covariance_type):
     float32_limit = math.ldexp(1.0, PRECISION_LIMIT_EXPONENTS[np.dtype(np.float32)][0])
     if X.dtype != np.float64 and np.any(_too_large(parameters.precisions_chol, float32_limit)):
         X = X.astype(np.float64)
-    return (X, *kernel_inputs(parameters, covariance_type, X.dtype))
+    means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, X.dtype)
+    dense, diagonal = kernels
+    kernel = dense if covariance_type in ("full", "tied") else diagonal
+    return kernel(X, means, precisions_chol, log_norm, block_size)
 
 
 def estimate_weighted_log_prob(X, parameters, covariance_type, block_size):
     """(n_samples, K) log weights + log-densities, computed by the kernels."""
-    X, means, precisions_chol, log_norm = _inference_inputs(X, parameters, covariance_type)
-    if covariance_type in ("full", "tied"):
-        kernel = _kernels_estep.dense_weighted_log_prob
-    else:
-        kernel = _kernels_estep.diagonal_weighted_log_prob
-    return kernel(X, means, precisions_chol, log_norm, block_size)
+    kernels = (_kernels_estep.dense_weighted_log_prob,
+               _kernels_estep.diagonal_weighted_log_prob)
+    return _infer(kernels, X, parameters, covariance_type, block_size)
 
 
 def estimate_labels(X, parameters, covariance_type, block_size):
@@ -259,12 +259,8 @@ def estimate_labels(X, parameters, covariance_type, block_size):
     ``estimate_weighted_log_prob(...).argmax(axis=1)`` in one pass, without
     the (n_samples, K) array.
     """
-    X, means, precisions_chol, log_norm = _inference_inputs(X, parameters, covariance_type)
-    if covariance_type in ("full", "tied"):
-        kernel = _kernels_estep.dense_labels
-    else:
-        kernel = _kernels_estep.diagonal_labels
-    return kernel(X, means, precisions_chol, log_norm, block_size)
+    kernels = (_kernels_estep.dense_labels, _kernels_estep.diagonal_labels)
+    return _infer(kernels, X, parameters, covariance_type, block_size)
 
 
 def estimate_log_prob_resp(X, parameters, covariance_type, block_size):

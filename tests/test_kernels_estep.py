@@ -190,6 +190,62 @@ def test_statistics_match_reference(rng, covariance_type, dtype, shape, weighted
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_features", [5, 17])
+def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, dtype,
+                                                          n_features):
+    """Clusters 100 sigma apart: every point has exactly zero responsibility for all
+    but its own component, so in most tiles a component has at most SPARSE_TILE
+    points, and from SPARSE_MIN_FEATURES (padded) features on the dense kernel
+    gathers them for their statistics; in the other tiles (a run of one cluster,
+    zero weights) it does not. Both paths must give the oracle's statistics."""
+    n_samples, n_components = 4096, 6
+    X, parameters = random_problem(rng, covariance_type, n_samples, n_features,
+                                   n_components)
+    labels = rng.integers(n_components, size=n_samples)
+    # a run of one cluster gives tiles where its component has > SPARSE_TILE points
+    labels[640:1280] = 0
+    means = rng.normal(scale=100.0, size=(n_components, n_features))
+    X = (means[labels] + rng.normal(size=(n_samples, n_features))).astype(dtype)
+    parameters = _driver.Parameters(parameters.weights, means, parameters.covariances,
+                                    parameters.precisions_chol)
+    sample_weight = rng.uniform(0, 3, size=n_samples)
+    sample_weight[2000:2100] = 0.0
+    _, log_resp = reference.e_step(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    resp = np.exp(log_resp)
+    nonzero = (resp * sample_weight[:, np.newaxis] > 0).reshape(
+        -1, _kernels_estep.TILE, n_components).sum(axis=1)
+    assert np.any((nonzero > 0) & (nonzero <= _kernels_estep.SPARSE_TILE))
+    assert np.any(nonzero > _kernels_estep.SPARSE_TILE)
+    assert np.mean(resp > 0) < 1.5 / n_components  # the clusters are separated
+    block_size = block_size_for(X, covariance_type, n_components)
+    nk, sum_x, scatter, log_likelihood, centres = _driver.sufficient_statistics(
+        X, sample_weight, parameters, covariance_type, block_size
+    )
+    expected = reference.sufficient_statistics(
+        X, resp, centres, covariance_type, sample_weight=sample_weight
+    )
+    if covariance_type == "spherical":
+        scatter = scatter.sum(axis=1)
+    elif covariance_type == "tied":
+        scatter = scatter[0]
+    rtol, atol = tolerances(dtype)
+    scale = sample_weight.sum()
+    np.testing.assert_allclose(nk, expected[0], rtol=rtol, atol=atol * scale)
+    np.testing.assert_allclose(sum_x, expected[1], rtol=rtol, atol=atol * scale)
+    np.testing.assert_allclose(scatter, expected[2], rtol=rtol, atol=atol * scale)
+    np.testing.assert_allclose(
+        log_likelihood,
+        reference.log_likelihood(X, parameters.weights, parameters.means,
+                                 parameters.covariances, covariance_type,
+                                 sample_weight=sample_weight),
+        rtol=rtol,
+    )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_mstep_matches_reference(rng, covariance_type, dtype, shape):
     """Statistics -> parameters equals the oracle's two-pass M-step."""

@@ -196,6 +196,27 @@ def test_parity_with_sklearn_from_explicit_start(rng, covariance_type, chunk_siz
     assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
+@CHUNK_SIZES
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_parity_with_sklearn_on_separated_clusters(rng, covariance_type, chunk_size):
+    """17 features, clusters ~200 sigma apart, shuffled: after the first iterations
+    most responsibilities are exactly zero and the dense kernel takes its gathered
+    (sparse) path for most tiles and components (see _kernels_estep.SPARSE_TILE)."""
+    X = rng.permutation(make_blobs(rng, n_components=5, n_features=17, spread=30.0))
+    params = dict(
+        n_components=5,
+        covariance_type=covariance_type,
+        tol=0.0,
+        max_iter=N_ITER,
+        **explicit_start(rng, X, 5, covariance_type),
+    )
+    ours = fit_quietly(GaussianMixture(chunk_size=chunk_size, **params), X)
+    theirs = fit_quietly(SklearnGaussianMixture(**params), X)
+    assert np.mean(theirs.predict_proba(X) > 0) < 0.3  # the path is taken
+    assert_same_fit(ours, theirs, RTOL_SKLEARN)
+    assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
 SKLEARN_TIED_QUIRK = pytest.mark.xfail(
     strict=True,
     reason=SKLEARN_TIED_QUIRK_REASON,

@@ -527,19 +527,24 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _responsibilities(log_prob, n_points, log_prob_norm, peak, total, width):
-    """Weighted log-probabilities (K, width) -> responsibilities, in place.
+def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, sample_weight, start,
+                      width):
+    """Weighted log-probabilities (K, width) -> unnormalised responsibilities, in place.
 
+    ``peak[t]``: the largest log_prob[., t], from _store_log_prob.
+
+    log_prob[k, t] becomes exp(log_prob[k, t] - peak_t) and scale[t] the
+    factor w_t / sum_k of them that turns it into the weighted responsibility
+    w_t r_tk (see _weight_responsibilities; no separate normalising pass).
     ``log_prob_norm[t]`` receives log sum_k exp(log_prob[k, t]); a point
     whose entries are all -inf gets zero responsibilities and -inf.
     """
+    total = scale
     n_components = log_prob.shape[0]
     for t in range(width):
-        peak[t] = -np.inf
         total[t] = 0.0
-    for k in range(n_components):
-        for t in range(width):
-            peak[t] = max(peak[t], log_prob[k, t])
+    for t in range(n_points, width):
+        peak[t] = -np.inf  # (_store_log_prob has put -inf there)
     for t in range(width):
         # A point that no component can explain: every exp below gives 0.
         peak[t] = 0.0 if peak[t] == -np.inf else peak[t]
@@ -552,17 +557,23 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, total, width):
         # log64(0) is -inf: an unexplained point gets -inf.
         log_prob_norm[t] = peak[t] + log64(total[t])
         total[t] = 1.0 / total[t] if total[t] > 0.0 else 0.0
-    for k in range(n_components):
-        for t in range(width):
-            log_prob[k, t] *= total[t]
+    for t in range(n_points):
+        scale[t] = sample_weight[start + t] * total[t]
+    for t in range(n_points, width):
+        scale[t] = 0.0
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob, width):
-    """log_prob[k, t] = log_norm[k] - mahalanobis[t] / 2; -inf past the tile's points."""
+def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob, peak, width):
+    """log_prob[k, t] = log_norm[k] - mahalanobis[t] / 2; -inf past the tile's points.
+
+    peak[t] becomes the largest log_prob[., t] so far (start it at -inf).
+    """
     offset = log_norm[k]
     for t in range(width):
-        log_prob[k, t] = offset - 0.5 * mahalanobis[t]
+        value = offset - 0.5 * mahalanobis[t]
+        log_prob[k, t] = value
+        peak[t] = max(peak[t], value)
     for t in range(n_points, width):
         log_prob[k, t] = -np.inf
 
@@ -579,9 +590,9 @@ def _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _weight_responsibilities(sample_weight, start, n_points, resp, k, weighted_resp, width):
-    """weighted_resp[t] = w_t r_tk (zero past the tile's points); returns their float64
-    sum and how many are non-zero.
+def _weight_responsibilities(scale, n_points, resp, k, weighted_resp, width):
+    """weighted_resp[t] = w_t r_tk = resp[k, t] scale[t] (see _responsibilities; zero
+    past the tile's points); returns their float64 sum and how many are non-zero.
 
     Values below the square root of the smallest normal number of the data's
     dtype (1.1e-19 in float32, 1.5e-154 in float64) are counted as zero: their
@@ -595,7 +606,7 @@ def _weight_responsibilities(sample_weight, start, n_points, resp, k, weighted_r
     total = 0.0
     count = 0
     for t in range(n_points):
-        value = sample_weight[start + t] * resp[k, t]
+        value = resp[k, t] * scale[t]
         value = value if value >= negligible else 0.0
         weighted_resp[t] = value
         total += value
@@ -835,14 +846,17 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
         _transpose_tile(X, start, n_points, X_tile, width)
+        for t in range(width):
+            tile_peak[t] = -np.inf
         for k in range(n_components):
             _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
                                projection, mahalanobis, width)
-            _store_log_prob(log_norm, k, mahalanobis, n_points, resp, width)
-        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, width)
+            _store_log_prob(log_norm, k, mahalanobis, n_points, resp, tile_peak, width)
+        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, sample_weight,
+                          start, width)
         log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
         for k in range(n_components):
-            total, count = _weight_responsibilities(sample_weight, start, n_points, resp, k,
+            total, count = _weight_responsibilities(tile_scale, n_points, resp, k,
                                                     weighted_resp, width)
             nk[k] += total
             if total == 0.0:
@@ -950,14 +964,33 @@ def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_s
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width):
     """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
+    n_features = X_tile.shape[0]
     for t in range(width):
         mahalanobis[t] = 0.0
-    for i in range(X_tile.shape[0]):
+    i = 0
+    while i + BLOCK <= n_features:  # four features per pass over the tile
+        c0 = means[k, i]
+        c1 = means[k, i + 1]
+        c2 = means[k, i + 2]
+        c3 = means[k, i + 3]
+        e0 = precisions_chol[k, i]
+        e1 = precisions_chol[k, i + 1]
+        e2 = precisions_chol[k, i + 2]
+        e3 = precisions_chol[k, i + 3]
+        for t in range(width):
+            s0 = (X_tile[i, t] - c0) * e0
+            s1 = (X_tile[i + 1, t] - c1) * e1
+            s2 = (X_tile[i + 2, t] - c2) * e2
+            s3 = (X_tile[i + 3, t] - c3) * e3
+            mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+        i += BLOCK
+    while i < n_features:
         centre = means[k, i]
         entry = precisions_chol[k, i]
         for t in range(width):
             scaled = (X_tile[i, t] - centre) * entry
             mahalanobis[t] += scaled * scaled
+        i += 1
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -980,18 +1013,41 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
         _transpose_tile(X, start, n_points, X_tile, width)
+        for t in range(width):
+            tile_peak[t] = -np.inf
         for k in range(n_components):
             _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
-            _store_log_prob(log_norm, k, mahalanobis, n_points, resp, width)
-        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, width)
+            _store_log_prob(log_norm, k, mahalanobis, n_points, resp, tile_peak, width)
+        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, sample_weight,
+                          start, width)
         log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
         for k in range(n_components):
-            total, _ = _weight_responsibilities(sample_weight, start, n_points, resp, k,
-                                                weighted_resp, width)
+            total, _ = _weight_responsibilities(tile_scale, n_points, resp, k, weighted_resp,
+                                                width)
             nk[k] += total
             if total == 0.0:
                 continue
-            for i in range(n_features):
+            i = 0
+            while i + 2 <= n_features:  # two features per pass over the tile
+                c0 = means[k, i]
+                c1 = means[k, i + 1]
+                first0 = weighted_resp[0] - weighted_resp[0]
+                second0 = first1 = second1 = first0
+                for t in range(width):
+                    deviation0 = X_tile[i, t] - c0
+                    deviation1 = X_tile[i + 1, t] - c1
+                    weighted0 = weighted_resp[t] * deviation0
+                    weighted1 = weighted_resp[t] * deviation1
+                    first0 += weighted0
+                    second0 += weighted0 * deviation0
+                    first1 += weighted1
+                    second1 += weighted1 * deviation1
+                sum_x[k, i] += first0
+                scatter[k, i] += second0
+                sum_x[k, i + 1] += first1
+                scatter[k, i + 1] += second1
+                i += 2
+            if i < n_features:
                 centre = means[k, i]
                 first = weighted_resp[0] - weighted_resp[0]
                 second = first

@@ -188,7 +188,7 @@ def default_block_size(n_samples, n_features, n_components, covariance_type, ite
     """
     if n_samples * n_components * (n_features + 1) ** 2 <= SERIAL_WORK_LIMIT:
         return int(max(n_samples, 1))  # one block: serial, no parallel launch
-    tile = _kernels_estep.TILE
+    tile = _kernels_estep.LARGEST_TILE
     if covariance_type == "full":
         per_block = n_components * (1 + n_features + n_features * n_features)
     elif covariance_type == "tied":

@@ -13,14 +13,15 @@ Conventions shared by every kernel here:
 
 * ``X`` is C-contiguous float32 or float64; ``means`` and ``precisions_chol``
   have the dtype of ``X`` (distances are computed in the data's precision).
-  Statistics are summed over a tile of ``TILE`` points in the data's dtype
+  Statistics are summed over a tile of points in the data's dtype
   and accumulated across tiles and blocks in float64.
 * ``log_norm[k] = log(weights[k]) + log_det_chol[k] - D/2 log(2 pi)`` is
   precomputed by the driver in float64.
 * Samples are split into blocks of ``block_size`` rows. Each block writes its
   own partial statistics; blocks are reduced in order afterwards, so the
   result does not depend on the number of threads.
-* Inside a block, samples are processed in tiles of ``TILE`` points stored
+* Inside a block, samples are processed in tiles (``STATISTICS_TILE`` points
+  by dtype in the statistics kernels, ``TILE`` in the others) stored
   transposed (feature-major), so that the inner loops run over points and
   vectorise. Features are padded with zeros to a multiple of 4 so that the
   two O(D^2) loops (the triangular projection and the scatter update) work
@@ -44,12 +45,21 @@ import math
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
 
 from fastem._kernels_cache import CACHE
 from fastem._kernels_exp import exp64, log64
 
-# Points per tile: a (32-feature x 64-point) float64 tile is 16 KiB.
+# Points per tile of the inference kernels (log-probabilities, labels).
 TILE = 64
+# Points per tile of the statistics kernels, by dtype: wider tiles spread the
+# per-tile costs (horizontal sums, loop set-up) over more points. Measured (one
+# E-step pass, one thread; widths 64 / 128 / 256): float64 P2 32.8 / 31.7 / 36.1 ms,
+# P5 48.3 / 43.8 / 44.2, P3 87.9 / 89.7 / 92.6; float32 P2 25.7 / 22.4 / 19.9,
+# P5 33.0 / 31.2 / 28.5, P3 53.3 / 42.9 / 38.8.
+STATISTICS_TILE = {np.dtype(np.float64): 128, np.dtype(np.float32): 256}
+LARGEST_TILE = max(STATISTICS_TILE.values())  # block sizes are multiples of it
 # Tile width for data of at most this many rows (the compiled EM loop's small fits):
 # a whole 64-point tile would be mostly padding.
 SMALL_TILE = 8
@@ -87,6 +97,17 @@ def _prange_only():
         "inplace_binop": False, "setitem": False, "numpy": False, "stencil": False,
         "fusion": False,
     }
+
+def statistics_tile(X):
+    """Tile width of the statistics kernels for X's dtype (a constant when compiled)."""
+    return STATISTICS_TILE[np.dtype(X.dtype)]
+
+
+@overload(statistics_tile, inline="always")
+def _statistics_tile_compiled(X):
+    width = STATISTICS_TILE[np.dtype(as_dtype(X.dtype))]
+    return lambda X: width
+
 
 @njit(cache=CACHE, nogil=True, inline="always")
 def _n_blocks(n_samples, block_size):
@@ -921,7 +942,7 @@ def dense_statistics_serial(X, sample_weight, means, precisions_chol, log_norm):
     else:
         log_likelihood_parts[0] = _dense_block(
             X, sample_weight, 0, X.shape[0], means_padded, factors, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0], TILE,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], statistics_tile(X),
         )
     return _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts,
                          n_features)
@@ -948,14 +969,14 @@ def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_s
     if n_blocks == 1:  # small data: no parallel launch
         log_likelihood_parts[0] = _dense_block(
             X, sample_weight, 0, n_samples, means_padded, factors, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0], TILE,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], statistics_tile(X),
         )
     else:
         for block in prange(n_blocks):
             log_likelihood_parts[block] = _dense_block(
                 X, sample_weight, block * block_size,
                 min(n_samples, (block + 1) * block_size), means_padded, factors, log_norm,
-                nk_parts[block], sum_x_parts[block], scatter_parts[block], TILE,
+                nk_parts[block], sum_x_parts[block], scatter_parts[block], statistics_tile(X),
             )
     return _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts,
                          n_features)
@@ -1092,7 +1113,7 @@ def diagonal_statistics_serial(X, sample_weight, means, precisions_chol, log_nor
     else:
         log_likelihood_parts[0] = _diagonal_block(
             X, sample_weight, 0, X.shape[0], means, precisions_chol, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0], TILE,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], statistics_tile(X),
         )
     return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
 
@@ -1114,14 +1135,14 @@ def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, bloc
     if n_blocks == 1:  # small data: no parallel launch
         log_likelihood_parts[0] = _diagonal_block(
             X, sample_weight, 0, n_samples, means, precisions_chol, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0], TILE,
+            nk_parts[0], sum_x_parts[0], scatter_parts[0], statistics_tile(X),
         )
     else:
         for block in prange(n_blocks):
             log_likelihood_parts[block] = _diagonal_block(
                 X, sample_weight, block * block_size,
                 min(n_samples, (block + 1) * block_size), means, precisions_chol, log_norm,
-                nk_parts[block], sum_x_parts[block], scatter_parts[block], TILE,
+                nk_parts[block], sum_x_parts[block], scatter_parts[block], statistics_tile(X),
             )
     return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
 

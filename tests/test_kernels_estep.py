@@ -198,7 +198,7 @@ def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, 
     points, and from SPARSE_MIN_FEATURES (padded) features on the dense kernel
     gathers them for their statistics; in the other tiles (a run of one cluster,
     zero weights) it does not. Both paths must give the oracle's statistics."""
-    n_samples, n_components = 4096, 6
+    n_samples, n_components = 4096, 20
     X, parameters = random_problem(rng, covariance_type, n_samples, n_features,
                                    n_components)
     labels = rng.integers(n_components, size=n_samples)
@@ -215,7 +215,7 @@ def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, 
     )
     resp = np.exp(log_resp)
     nonzero = (resp * sample_weight[:, np.newaxis] > 0).reshape(
-        -1, _kernels_estep.TILE, n_components).sum(axis=1)
+        -1, _kernels_estep.statistics_tile(X), n_components).sum(axis=1)
     assert np.any((nonzero > 0) & (nonzero <= _kernels_estep.SPARSE_TILE))
     assert np.any(nonzero > _kernels_estep.SPARSE_TILE)
     assert np.mean(resp > 0) < 1.5 / n_components  # the clusters are separated

@@ -573,6 +573,11 @@ def parameters_from_resp(X, sample_weight, resp_of, n_components, covariance_typ
                 covariances += weighted_diff.T @ diff
             else:
                 covariances[k] += (weighted_diff * diff).sum(axis=0)
+    if covariance_type in ("full", "tied"):
+        # (w d)^T d rounds entry (i, j) differently from (j, i): make it exactly
+        # symmetric, as the M-step's mirrored scatter is (a model that keeps its
+        # initial covariance, e.g. max_iter=0, must return a symmetric one).
+        covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
     if covariance_type == "tied":
         covariances /= nk.sum()
         covariances.flat[:: n_features + 1] += reg_covar

@@ -1046,6 +1046,12 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
     best.n_failed_restarts = len(failures)
     if exponent:
         _from_unit_scale(best, exponent, X.shape[1])
+    if settings.covariance_type in ("full", "tied"):
+        # Exactly symmetric, whatever path produced them: a clean-clone CI run
+        # returned a 'tied' covariance 1 ulp from symmetric that a local replay of the
+        # same example did not (cause open, see the issue notes).
+        covariances = best.parameters.covariances
+        best.parameters.covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
     best.precisions = _check_representable(best.parameters, settings.covariance_type)
     if events:
         warnings.warn(_events_summary(events), SingularCovarianceWarning, stacklevel=3)

@@ -639,11 +639,10 @@ def _weight_responsibilities(scale, n_points, resp, k, weighted_resp, width):
 
 @njit(cache=CACHE, nogil=True, inline="always")
 def _gather_points(weighted_resp, n_points, index, gathered_resp):
-    """The points of the tile with non-zero weighted_resp, padded to a multiple of 4.
+    """The points of the tile with non-zero weighted_resp; returns how many.
 
     index[c] is the tile column of the c-th of them and gathered_resp[c] its
-    weighted responsibility; padding entries have index -1 and weight 0.
-    Returns the padded count.
+    weighted responsibility.
     """
     count = 0
     for t in range(n_points):
@@ -651,10 +650,6 @@ def _gather_points(weighted_resp, n_points, index, gathered_resp):
             index[count] = t
             gathered_resp[count] = weighted_resp[t]
             count += 1
-    while count % BLOCK != 0:
-        index[count] = -1
-        gathered_resp[count] = 0.0
-        count += 1
     return count
 
 
@@ -663,22 +658,18 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
                        weighted_diff, sum_x, scatter, slot):
     """sum_x[k] and scatter[slot] of the gathered points (see _gather_points), point-major.
 
-    diff[c, i] = x_i - m_i of the c-th gathered point (zero for padding and
-    padded features), weighted_diff[c, i] = w r diff[c, i]. The scatter rows
-    are updated four points at a time, vectorised along the row, from the
-    diagonal's 4-block on (like _dense_scatter, it also writes entries below
-    the diagonal inside diagonal blocks, which _reduce_dense overwrites).
+    diff[c, i] = x_i - m_i of the c-th gathered point (zero for padded
+    features), weighted_diff[c, i] = w r diff[c, i]. The scatter is summed over
+    the gathered points in 4x4 register blocks on and above the diagonal, like
+    _dense_scatter's but point-major, so there is no horizontal sum per block
+    (it also writes entries below the diagonal inside diagonal blocks, which
+    _reduce_dense overwrites).
     """
     n_features = X.shape[1]
     n_padded = means_padded.shape[1]
     for c in range(count):
         t = index[c]
         weight = gathered_resp[c]
-        if t < 0:
-            for i in range(n_padded):
-                diff[c, i] = 0.0
-                weighted_diff[c, i] = 0.0
-            continue
         for i in range(n_features):
             deviation = X[start + t, i] - means_padded[k, i]
             diff[c, i] = deviation

@@ -80,6 +80,15 @@ SPARSE_MIN_FEATURES = 16
 # log-densities legitimately reach -inf. Every kernel also uses numpy's error
 # model: a division by zero gives inf/NaN instead of a check-and-raise branch
 # that would stop the loop from vectorising (the kernels guard their divisions).
+#
+# Every kernel that is not inline="always" states both fastmath and error_model,
+# also where it wants neither (fastmath=False). numba compiles a jitted callee
+# that leaves them unset with its *caller's* flags, and keeps that compilation as
+# the callee's only one for those argument types, in memory and in the disk
+# cache. The M-step called from the compiled EM loop then ran with this FASTMATH,
+# and so did every later call of it from Python in that process: whether the
+# M-step reassociated (and a 'tied' covariance came out 1 ulp from symmetric)
+# depended on which caller happened to compile it first.
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
@@ -816,7 +825,7 @@ def _n_padded(n_features):
     return (n_features + BLOCK - 1) // BLOCK * BLOCK
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _pad_dense(means, precisions_chol):
     n_components, n_features = means.shape
     n_padded = _n_padded(n_features)
@@ -1328,7 +1337,7 @@ def diagonal_labels(X, means, precisions_chol, log_norm, block_size):
 
 # No fastmath here: reassociation could turn (w - peak) - log(total) back into
 # w - (peak + log(total)) (see _normalise_rows).
-@njit(parallel=_prange_only(), cache=CACHE, nogil=True, error_model="numpy")
+@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def log_resp_from_weighted(weighted_log_prob, block_size):
     """Log-sum-exp normalisation: returns ``(log_prob_norm, log_resp)``.
 

@@ -73,7 +73,7 @@ For float32 data use ``exp32`` on float32 values and make every constant
 in the expression ``np.float32``: a Python float literal turns the
 arithmetic into float64 and halves the vector width.
 
-The functions are plain ``@njit(cache=CACHE, nogil=True)``, not ``inline="always"``.
+The functions are plain ``@njit``, not ``inline="always"``.
 Both vectorise (checked), but with plain ``njit`` LLVM inlines the
 already-optimised function body from numba's cache (the cache stores
 bitcode for this purpose), so it is compiled once here instead of being
@@ -82,8 +82,10 @@ re-typed inside every caller.
 No ``fastmath`` flags are used.  The only relaxation is ``llvm.fmuladd``
 (the per-operation form of ``fastmath={'contract'}``): LLVM emits an FMA
 where the target has one and a separate multiply and add where it does
-not; both stay within 2 ulp.  Because it is per operation, the callers'
-own ``fastmath`` setting does not change these functions.
+not; both stay within 2 ulp.  The decorators say ``fastmath=False``
+explicitly: numba would otherwise compile them with the flags of whichever
+fastmath caller reached them first (see ``FASTMATH`` in
+``_kernels_estep``), so callers' settings do not change these functions.
 
 log
 ---
@@ -262,7 +264,7 @@ _Q64_8 = 2.7621338669142925e-07
 _Q64_9 = 2.510134692835034e-08
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def exp64(x):
     """Vectorisable ``exp`` of a float64 scalar (max error 1.04 ulp).
 
@@ -308,7 +310,7 @@ def exp64(x):
     return x + _INF if overflow_or_nan else result
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def exp_inplace64(a):
     """Replace each element of a 1-D float64 array by its exponential.
 
@@ -346,7 +348,7 @@ _ONE32 = np.float32(1.0)
 _ZERO32 = np.float32(0.0)
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def exp32(x):
     """Vectorisable ``exp`` of a float32 scalar.
 
@@ -383,7 +385,7 @@ def exp32(x):
     return x + _INF32 if overflow_or_nan else result
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def exp_inplace32(a):
     """Replace each element of a 1-D float32 array by its exponential."""
     for i in range(a.shape[0]):
@@ -428,7 +430,7 @@ _LG64_6 = 1.531383769920937332e-01
 _LG64_7 = 1.479819860511658591e-01
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def log64(x):
     """Vectorisable natural log of a float64 scalar (max error 0.8 ulp).
 
@@ -471,7 +473,7 @@ def log64(x):
     return x + x if not (x < _INF) else result
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def log_inplace64(a):
     """Replace each element of a 1-D float64 array by its natural log."""
     for i in range(a.shape[0]):
@@ -497,7 +499,7 @@ _LN2_HI32_LOG = np.float32(6.9313812256e-01)
 _LN2_LO32_LOG = np.float32(9.0580006145e-06)
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def log32(x):
     """Vectorisable natural logarithm of a float32 scalar.
 
@@ -536,7 +538,7 @@ def log32(x):
     return x + x if not (x < _INF32) else result
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def log_inplace32(a):
     """Replace each element of a 1-D float32 array by its natural log."""
     for i in range(a.shape[0]):
@@ -550,28 +552,28 @@ def log_inplace32(a):
 # --------------------------------------------------------------------------
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _libm_exp_inplace64(a):
     """``exp_inplace64`` with ``np.exp`` (libm ``exp``) per element."""
     for i in range(a.shape[0]):
         a[i] = np.exp(a[i])
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _libm_exp_inplace32(a):
     """``exp_inplace32`` with ``np.exp`` (libm ``expf``) per element."""
     for i in range(a.shape[0]):
         a[i] = np.exp(a[i])
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _libm_log_inplace64(a):
     """``log_inplace64`` with ``np.log`` (libm ``log``) per element."""
     for i in range(a.shape[0]):
         a[i] = np.log(a[i])
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _libm_log_inplace32(a):
     """``log_inplace32`` with ``np.log`` (libm ``logf``) per element."""
     for i in range(a.shape[0]):

@@ -14,7 +14,7 @@ from numba import njit
 from fastem._kernels_cache import CACHE
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def cholesky_lower(matrix, out):
     """Write the lower Cholesky factor of ``matrix`` into ``out``.
 
@@ -40,7 +40,7 @@ def cholesky_lower(matrix, out):
     return True
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def precision_cholesky_from_covariance(covariance, out):
     """Upper-triangular P with P P^T = inv(covariance), as scikit-learn's.
 

@@ -29,7 +29,7 @@ from fastem._kernels_mstep import STATUS_OK, dense_mstep, diagonal_mstep
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _log_norm(weights, log_det, n_features):
     out = np.empty(weights.shape[0])
     for k in range(weights.shape[0]):
@@ -45,6 +45,9 @@ def _log_norm(weights, log_det, n_features):
 # which of the two runs depended on the process: one that compiled the kernels
 # had dense_statistics' own library loaded first (its definition wins at link
 # time), one that loaded this function from numba's cache had only the copy.
+# The M-step and _log_norm are called, not inlined: they state fastmath=False, so
+# they are compiled once, without reassociation, whoever calls them first (see
+# FASTMATH in _kernels_estep).
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
              lower_bound):

@@ -29,21 +29,21 @@ STATUS_SINGULAR = 2
 WEIGHT_FLOOR = 10.0 * np.finfo(np.float64).eps
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def mixture_weights(nk):
     """weights_k = (nk + 10 eps) / sum(nk + 10 eps), as scikit-learn."""
     padded = nk + WEIGHT_FLOOR
     return padded / padded.sum()
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _component_is_empty(mass, total_mass):
     # A component has lost its mass when what is left is below rounding level
     # of the total: its mean would be a ratio of round-off.
     return not mass > 1e-13 * total_mass
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
     """Parameters of a 'full' (scatter (K, D, D)) or 'tied' (scatter (1, D, D)) model.
 
@@ -113,7 +113,7 @@ def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
     return weights, means, covariances, precisions_chol, status
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def diagonal_mstep(nk, sum_x, scatter, centres, reg_covar, spherical):
     """Parameters of a 'diag' or (``spherical=True``) 'spherical' model.
 

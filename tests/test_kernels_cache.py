@@ -71,3 +71,102 @@ def test_the_package_cache_directory_records_the_current_sources():
     assert directory is not None
     recorded = (Path(directory) / DIGEST_FILE).read_text().strip()
     assert recorded == kernel_sources_digest()
+
+
+# --------------------------------------------------------------------------
+# compilation flags: one compiled version of every kernel, whoever calls it first
+
+
+def kernel_dispatchers():
+    import importlib
+
+    from numba.core.registry import CPUDispatcher
+
+    for source in sorted(PACKAGE.glob("_kernels_*.py")):
+        module = importlib.import_module(f"fastem.{source.stem}")
+        for name, value in vars(module).items():
+            if isinstance(value, CPUDispatcher) and value.__module__ == module.__name__:
+                yield f"{source.stem}.{name}", value
+
+
+def test_every_called_kernel_states_its_floating_point_flags():
+    # numba compiles a jitted callee that leaves fastmath / error_model unset with
+    # its caller's flags and keeps that as its only compilation for those argument
+    # types; the first caller would decide whether the M-step reassociates.
+    # Functions inlined at numba level are lowered inside their caller by design.
+    checked = []
+    for name, dispatcher in kernel_dispatchers():
+        options = dispatcher.targetoptions
+        if options.get("inline", "never") == "always":
+            continue
+        checked.append(name)
+        assert "fastmath" in options, f"{name} does not state fastmath"
+        assert "error_model" in options, f"{name} does not state error_model"
+    assert {"_kernels_mstep.dense_mstep", "_kernels_exp.exp64",
+            "_kernels_linalg.cholesky_lower", "_kernels_loop.dense_em"} <= set(checked)
+
+
+ORDER_OF_FIRST_CALLS = """
+import json, sys
+import numpy as np
+from numba import njit
+from fastem._kernels_estep import FASTMATH
+from fastem._kernels_exp import exp_inplace64
+from fastem._kernels_mstep import dense_mstep
+
+@njit(fastmath=FASTMATH, error_model="numpy")
+def fastmath_caller(nk, sum_x, scatter, centres, values):
+    exp_inplace64(values)
+    return dense_mstep(nk, sum_x, scatter, centres, 0.0)
+
+rng = np.random.default_rng(7)
+n_components, n_features = 3, 7
+resp = rng.dirichlet(np.ones(n_components), size=200)
+X = rng.normal(size=(200, n_features)) * rng.uniform(0.1, 10.0, size=n_features)
+centres = resp.T @ X / resp.sum(axis=0)[:, None] + 0.01
+nk = resp.sum(axis=0)
+sum_x = np.stack([resp[:, k] @ (X - centres[k]) for k in range(n_components)])
+scatter = sum(
+    (resp[:, k, None] * (X - centres[k])).T @ (X - centres[k]) for k in range(n_components)
+)[None]
+values = rng.uniform(-700.0, 700.0, size=1000)
+
+def from_python():
+    out = values.copy()
+    exp_inplace64(out)
+    return [out, *dense_mstep(nk, sum_x, scatter, centres, 0.0)]
+
+if sys.argv[1] == "fastmath-caller-first":
+    fastmath_caller(nk, sum_x, scatter, centres, values.copy())
+results = from_python()
+print(json.dumps([np.asarray(r).tobytes().hex() for r in results]))
+"""
+
+
+def test_kernels_compute_the_same_bits_whichever_caller_compiled_them_first(tmp_path):
+    """A fresh process (empty numba cache) whose first call of the M-step and exp
+    comes from a fastmath kernel, against one whose first call comes from Python."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    outputs = {}
+    for order in ("python-first", "fastmath-caller-first"):
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("NUMBA_")}
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / order)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", ORDER_OF_FIRST_CALLS, order], env=env,
+            capture_output=True, text=True, timeout=600, cwd=PACKAGE.parent,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[order] = json.loads(result.stdout)
+    names = ["exp", "weights", "means", "covariances", "precisions_chol", "status"]
+    for name, python_first, caller_first in zip(
+        names, outputs["python-first"], outputs["fastmath-caller-first"]
+    ):
+        assert caller_first == python_first, name

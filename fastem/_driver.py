@@ -182,12 +182,12 @@ def default_block_size(n_samples, n_features, n_components, covariance_type, ite
 
     The partition must not depend on the thread count (results are then
     bitwise identical for any number of threads). Small problems (see
-    SERIAL_WORK_LIMIT) get a single block and run serially; others up to 64
+    SERIAL_WORK_LIMIT) get a single block, so one thread; others up to 64
     blocks, fewer when the per-block partial statistics would exceed 1/16 of
     the data's size.
     """
     if n_samples * n_components * (n_features + 1) ** 2 <= SERIAL_WORK_LIMIT:
-        return int(max(n_samples, 1))  # one block: serial, no parallel launch
+        return int(max(n_samples, 1))  # one block: one thread (and the compiled EM loop)
     tile = _kernels_estep.LARGEST_TILE
     if covariance_type == "full":
         per_block = n_components * (1 + n_features + n_features * n_features)

@@ -907,6 +907,19 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     return log_likelihood
 
 
+# The compiled EM loop (through dense_statistics_serial) calls the block code
+# through this function instead of inlining it at numba level: numba's inlining
+# copies and re-types the whole block at each call site, which made the EM loop
+# the slowest kernel to compile. Compiled once per tile width and dtype, with the
+# block inlined into it; forceinline has LLVM inline it into the caller, so no
+# call is left to resolve (and no copy of it can differ between processes).
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _dense_block_compiled(X, sample_weight, first_row, end_row, means_padded, factors,
+                          log_norm, nk, sum_x, scatter, width):
+    return _dense_block(X, sample_weight, first_row, end_row, means_padded, factors,
+                        log_norm, nk, sum_x, scatter, width)
+
+
 @njit(cache=CACHE, nogil=True, inline="always")
 def _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts, n_features):
     """Sum the blocks' partial statistics in block order; mirror the scatter."""
@@ -930,7 +943,11 @@ def _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts, n_
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def dense_statistics_serial(X, sample_weight, means, precisions_chol, log_norm):
-    """``dense_statistics`` as one block, inlined into its caller (see _kernels_loop)."""
+    """``dense_statistics`` as one block, inlined into its caller (see _kernels_loop).
+
+    Two tile widths, each compiled once: 8 points for data of at most 8 rows
+    (the notebook's four points), the statistics tile for the rest.
+    """
     n_features = X.shape[1]
     means_padded, factors = _pad_dense(means, precisions_chol)
     n_padded = means_padded.shape[1]
@@ -940,12 +957,12 @@ def dense_statistics_serial(X, sample_weight, means, precisions_chol, log_norm):
     log_likelihood_parts = np.zeros(1)
     # Two inlined copies, each with a constant tile width (constant trip counts).
     if X.shape[0] <= SMALL_TILE:
-        log_likelihood_parts[0] = _dense_block(
+        log_likelihood_parts[0] = _dense_block_compiled(
             X, sample_weight, 0, X.shape[0], means_padded, factors, log_norm,
             nk_parts[0], sum_x_parts[0], scatter_parts[0], SMALL_TILE,
         )
     else:
-        log_likelihood_parts[0] = _dense_block(
+        log_likelihood_parts[0] = _dense_block_compiled(
             X, sample_weight, 0, X.shape[0], means_padded, factors, log_norm,
             nk_parts[0], sum_x_parts[0], scatter_parts[0], statistics_tile(X),
         )
@@ -1081,6 +1098,14 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     return log_likelihood
 
 
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _diagonal_block_compiled(X, sample_weight, first_row, end_row, means, precisions_chol,
+                             log_norm, nk, sum_x, scatter, width):
+    """See _dense_block_compiled."""
+    return _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol,
+                           log_norm, nk, sum_x, scatter, width)
+
+
 @njit(cache=CACHE, nogil=True, inline="always")
 def _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts):
     """Sum the blocks' partial statistics in block order."""
@@ -1105,12 +1130,12 @@ def diagonal_statistics_serial(X, sample_weight, means, precisions_chol, log_nor
     scatter_parts = np.zeros((1, n_components, n_features))
     log_likelihood_parts = np.zeros(1)
     if X.shape[0] <= SMALL_TILE:  # see dense_statistics_serial
-        log_likelihood_parts[0] = _diagonal_block(
+        log_likelihood_parts[0] = _diagonal_block_compiled(
             X, sample_weight, 0, X.shape[0], means, precisions_chol, log_norm,
             nk_parts[0], sum_x_parts[0], scatter_parts[0], SMALL_TILE,
         )
     else:
-        log_likelihood_parts[0] = _diagonal_block(
+        log_likelihood_parts[0] = _diagonal_block_compiled(
             X, sample_weight, 0, X.shape[0], means, precisions_chol, log_norm,
             nk_parts[0], sum_x_parts[0], scatter_parts[0], statistics_tile(X),
         )

@@ -37,17 +37,18 @@ def _log_norm(weights, log_det, n_features):
     return out
 
 
-# The E-step is inlined at numba level (inline="always": lowered with this
-# function's flags, hence FASTMATH and numpy's error model here) instead of
-# calling the separately compiled dense_statistics. A separately compiled callee
-# is linked into this module as a linkonce_odr copy and re-optimised with it;
-# with 'reassoc' that copy rounds differently from the callee's own library, and
-# which of the two runs depended on the process: one that compiled the kernels
-# had dense_statistics' own library loaded first (its definition wins at link
-# time), one that loaded this function from numba's cache had only the copy.
-# The M-step and _log_norm are called, not inlined: they state fastmath=False, so
-# they are compiled once, without reassociation, whoever calls them first (see
-# FASTMATH in _kernels_estep).
+# The E-step (dense_statistics_serial) is inlined at numba level, and the block
+# code it runs is a separately compiled function that LLVM must inline
+# (forceinline, see _dense_block_compiled). Neither leaves a call to resolve at
+# run time. An ordinary call of a separately compiled fastmath kernel would: the
+# callee is linked into this module as a linkonce_odr copy and re-optimised with
+# it, with 'reassoc' that copy can round differently from the callee's own
+# library, and which of the two ran depended on the process (one that compiled
+# the kernels had the callee's own library loaded first, one that loaded this
+# function from numba's cache had only the copy).
+# The M-step and _log_norm are ordinary calls: they state fastmath=False, so they
+# are compiled once, without reassociation, whoever calls them first (see
+# FASTMATH in _kernels_estep), and every copy of them rounds the same.
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
              lower_bound):

@@ -1047,9 +1047,11 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
     if exponent:
         _from_unit_scale(best, exponent, X.shape[1])
     if settings.covariance_type in ("full", "tied"):
-        # Exactly symmetric, whatever path produced them: a clean-clone CI run
-        # returned a 'tied' covariance 1 ulp from symmetric that a local replay of the
-        # same example did not (cause open, see the issue notes).
+        # Exactly symmetric, whatever path produced them. The M-step's are (its
+        # scatter is mirrored, and its flags are stated: see FASTMATH in
+        # _kernels_estep, whose absence once made a 'tied' covariance 1 ulp from
+        # symmetric), but a covariance inverted from a user's precisions_init need
+        # not be.
         covariances = best.parameters.covariances
         best.parameters.covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
     best.precisions = _check_representable(best.parameters, settings.covariance_type)

@@ -156,34 +156,34 @@ def test_log_resp_matches_reference_e_step(rng, covariance_type, dtype, shape):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 def test_statistics_match_reference(rng, covariance_type, dtype, shape, weighted):
-    n_samples, n_features, n_components = shape
+    n_samples = shape[0]
     X, parameters = random_problem(rng, covariance_type, *shape)
     X = X.astype(dtype)
     sample_weight = rng.uniform(0, 3, size=n_samples) if weighted else np.ones(n_samples)
-    block_size = block_size_for(X, covariance_type, n_components)
+    _, log_resp = reference.e_step(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    assert_statistics_match_reference(X, sample_weight, parameters, covariance_type,
+                                      np.exp(log_resp))
+
+
+def assert_statistics_match_reference(X, sample_weight, parameters, covariance_type, resp):
+    """The fused kernel's (nk, sum_x, scatter, log_likelihood) against the oracle's,
+    whose statistics use the responsibilities ``resp``."""
+    dtype = X.dtype
+    block_size = block_size_for(X, covariance_type, parameters.means.shape[0])
     nk, sum_x, scatter, log_likelihood, centres = _driver.sufficient_statistics(
         X, sample_weight, parameters, covariance_type, block_size
     )
     # The kernel works around the means rounded to the data's dtype.
     np.testing.assert_array_equal(centres, parameters.means.astype(dtype))
-    _, log_resp = reference.e_step(
-        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
-    )
     expected = reference.sufficient_statistics(
-        X, np.exp(log_resp), centres, covariance_type, sample_weight=sample_weight
+        X, resp, centres, covariance_type, sample_weight=sample_weight
     )
     expected_log_likelihood = reference.log_likelihood(
         X, parameters.weights, parameters.means, parameters.covariances, covariance_type,
         sample_weight=sample_weight,
     )
-    assert_statistics_close((nk, sum_x, scatter, log_likelihood),
-                            (*expected, expected_log_likelihood),
-                            covariance_type, dtype, sample_weight)
-
-
-def assert_statistics_close(actual, expected, covariance_type, dtype, sample_weight):
-    """(nk, sum_x, scatter, log_likelihood) of the kernel against the oracle's."""
-    nk, sum_x, scatter, log_likelihood = actual
     if covariance_type == "spherical":
         scatter = scatter.sum(axis=1)  # the kernel returns per-feature diagonals
     elif covariance_type == "tied":
@@ -193,7 +193,7 @@ def assert_statistics_close(actual, expected, covariance_type, dtype, sample_wei
     np.testing.assert_allclose(nk, expected[0], rtol=rtol, atol=atol * scale)
     np.testing.assert_allclose(sum_x, expected[1], rtol=rtol, atol=atol * scale)
     np.testing.assert_allclose(scatter, expected[2], rtol=rtol, atol=atol * scale)
-    np.testing.assert_allclose(log_likelihood, expected[3], rtol=rtol)
+    np.testing.assert_allclose(log_likelihood, expected_log_likelihood, rtol=rtol)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -227,20 +227,7 @@ def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, 
     assert np.any((nonzero > 0) & (nonzero <= _kernels_estep.SPARSE_TILE))
     assert np.any(nonzero > _kernels_estep.SPARSE_TILE)
     assert np.mean(resp > 0) < 1.5 / n_components  # the clusters are separated
-    block_size = block_size_for(X, covariance_type, n_components)
-    nk, sum_x, scatter, log_likelihood, centres = _driver.sufficient_statistics(
-        X, sample_weight, parameters, covariance_type, block_size
-    )
-    expected = reference.sufficient_statistics(
-        X, resp, centres, covariance_type, sample_weight=sample_weight
-    )
-    expected_log_likelihood = reference.log_likelihood(
-        X, parameters.weights, parameters.means, parameters.covariances, covariance_type,
-        sample_weight=sample_weight,
-    )
-    assert_statistics_close((nk, sum_x, scatter, log_likelihood),
-                            (*expected, expected_log_likelihood),
-                            covariance_type, dtype, sample_weight)
+    assert_statistics_match_reference(X, sample_weight, parameters, covariance_type, resp)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

@@ -50,6 +50,7 @@ from numba.np.numpy_support import as_dtype
 
 from fastem._kernels_cache import CACHE
 from fastem._kernels_exp import exp64, log64
+from fastem._kernels_vector import prefer_512_bit_vectors
 
 # Points per tile of the inference kernels (log-probabilities, labels).
 TILE = 64
@@ -135,9 +136,14 @@ def _transpose_tile(X, start, n_points, X_tile, width):
     Rows past the data's features (padding) are left as they are (zero).
     """
     n_features = X.shape[1]
-    for t in range(n_points):
-        for i in range(n_features):
-            X_tile[i, t] = X[start + t, i]
+    if n_features == 2:  # a loop of two would not be unrolled: twice as fast
+        for t in range(n_points):
+            X_tile[0, t] = X[start + t, 0]
+            X_tile[1, t] = X[start + t, 1]
+    else:
+        for t in range(n_points):
+            for i in range(n_features):
+                X_tile[i, t] = X[start + t, i]
     for i in range(n_features):
         for t in range(n_points, width):
             X_tile[i, t] = X_tile[i, 0]
@@ -765,6 +771,46 @@ def _dense_scatter2(weighted_diff, diff, scatter, slot, width):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_x, scatter,
+                       slot, width):
+    """Component k's statistics of a tile of two (padded) features, in one pass.
+
+    What _weight_responsibilities, the centring pass and _dense_scatter2 do
+    for wider data, with the sums in registers: weighted_resp[t] = w_t r_tk
+    (negligible values counted as zero, as there), sum_x[k] += sum_t
+    weighted_resp[t] (x_t - m_k), scatter[slot] += the weighted outer
+    products. Returns the float64 sum of the weighted responsibilities.
+    """
+    negligible = math.sqrt(np.finfo(weighted_resp.dtype).tiny)
+    m0 = means_padded[k, 0]
+    m1 = means_padded[k, 1]
+    zero = X_tile[0, 0] - X_tile[0, 0]
+    total = 0.0
+    f0 = f1 = a00 = a01 = a11 = zero
+    for t in range(width):  # past the tile's points, resp[k, t] and scale[t] are 0
+        value = resp[k, t] * scale[t]
+        value = value if value >= negligible else 0.0
+        weighted_resp[t] = value
+        total += value
+        u = weighted_resp[t]  # in the data's dtype
+        d0 = X_tile[0, t] - m0
+        d1 = X_tile[1, t] - m1
+        u0 = u * d0
+        u1 = u * d1
+        f0 += u0
+        f1 += u1
+        a00 += u0 * d0
+        a01 += u0 * d1
+        a11 += u1 * d1
+    sum_x[k, 0] += f0
+    sum_x[k, 1] += f1
+    scatter[slot, 0, 0] += a00
+    scatter[slot, 0, 1] += a01
+    scatter[slot, 1, 1] += a11
+    return total
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_scatter(weighted_diff, diff, scatter, slot, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
     n_padded = diff.shape[0]
@@ -850,6 +896,7 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     Returns the rows' weighted log-likelihood. ``means_padded`` and
     ``factors`` are padded to a multiple of 4 features (see _pad_dense).
     """
+    prefer_512_bit_vectors()
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
     X_tile = np.zeros((n_padded, width), dtype=X.dtype)
@@ -882,6 +929,11 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
                           start, width)
         log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
         for k in range(n_components):
+            if n_padded == 2:
+                nk[k] += _dense_statistics2(tile_scale, resp, k, X_tile, means_padded,
+                                            weighted_resp, sum_x, scatter,
+                                            0 if shared else k, width)
+                continue
             total, count = _weight_responsibilities(tile_scale, n_points, resp, k,
                                                     weighted_resp, width)
             nk[k] += total
@@ -1037,6 +1089,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
 
     Returns the rows' weighted log-likelihood.
     """
+    prefer_512_bit_vectors()
     n_features = X.shape[1]
     n_components = means.shape[0]
     X_tile = np.zeros((n_features, width), dtype=X.dtype)
@@ -1168,6 +1221,7 @@ def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, bloc
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
     """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
+    prefer_512_bit_vectors()
     width = TILE
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
@@ -1203,6 +1257,7 @@ def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_norm, out):
     """out[i, k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2 for rows [first_row, end_row)."""
+    prefer_512_bit_vectors()
     width = TILE
     n_features = X.shape[1]
     X_tile = np.zeros((n_features, width), dtype=X.dtype)
@@ -1268,6 +1323,7 @@ def _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_labels_block(X, first_row, end_row, means_padded, factors, log_norm, labels):
+    prefer_512_bit_vectors()
     width = TILE
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
@@ -1310,6 +1366,7 @@ def dense_labels(X, means, precisions_chol, log_norm, block_size):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_labels_block(X, first_row, end_row, means, precisions_chol, log_norm, labels):
+    prefer_512_bit_vectors()
     width = TILE
     n_features = X.shape[1]
     X_tile = np.zeros((n_features, width), dtype=X.dtype)

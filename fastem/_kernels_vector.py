@@ -1,0 +1,46 @@
+"""Let LLVM use 512-bit vectors in the function that calls ``prefer_512_bit_vectors``.
+
+LLVM's tuning for the Intel cores that have AVX-512 (Skylake-X through
+Sapphire Rapids; this project's build machine reports itself as
+'rocketlake') prefers 256-bit vectors: its loop vectoriser then widens a
+float64 loop to 4 lanes, not 8, although the 512-bit registers and
+instructions are there. The whole-program switch is numba's
+``NUMBA_CPU_FEATURES`` with ``-prefer-256-bit`` appended, which a library
+cannot set for its users (it must be set before numba starts, and it changes
+every numba function in the process). LLVM also reads the preference per
+function, from the string attribute ``"prefer-vector-width"``; this
+intrinsic adds that attribute to the function being compiled and emits no
+code.
+
+Call it once at the top of a kernel's block function (inlined at numba level
+into the parallel loop body, or into the compiled EM loop's block function).
+The attribute only states a preference: on a CPU without AVX-512 the widest
+legal vectors are still used, so the code stays portable, and the compiled
+(cached) code records the CPU it was built for as before.
+
+Measured (one fused E-step pass, N/4, one thread, median of 9): P1 float64
+2.7 -> 2.2 ms, P3 float64 83 -> 76 ms, float32 P2 20.2 -> 18.8 ms, P5 29.4 ->
+27.3 ms; P2 and P5 float64 unchanged.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+PREFERRED_VECTOR_BITS = 512
+
+_ATTRIBUTE = f'"prefer-vector-width"="{PREFERRED_VECTOR_BITS}"'
+
+
+@intrinsic
+def prefer_512_bit_vectors(typingctx):
+    """Mark the calling (compiled) function as preferring 512-bit vectors."""
+
+    def codegen(context, builder, signature, args):
+        attributes = builder.function.attributes
+        # llvmlite checks attribute names against the keyword attributes it
+        # knows; a string attribute ("key"="value") is written as given.
+        set.add(attributes, _ATTRIBUTE)
+        return context.get_dummy_value()
+
+    return types.none(), codegen

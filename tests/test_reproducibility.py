@@ -3,7 +3,9 @@
 * The same ``random_state`` gives bitwise-identical fitted parameters across
   runs, across thread counts 1 and 2, between this process and a fresh one
   that loads the compiled kernels from the cache, and a fresh one that
-  compiles them.
+  compiles them -- on the compiled serial path. On the parallel kernels a
+  process that compiled them and one that loaded them differ in the last
+  bits (a strict xfail below documents it).
 * Fits running at once in a ThreadPoolExecutor give exactly the sequential
   results; numba's thread count is restored after a fit that raised.
 * A fitted model round-trips through pickle, and through the CLI's JSON
@@ -314,6 +316,47 @@ def test_process_that_compiled_and_process_that_loaded_the_kernels_fit_identical
 ):
     compiled, cache = compiled_in_absent_cache_dir
     loaded = fit_in_subprocess(small_data, {"NUMBA_CACHE_DIR": str(cache)})
+    assert loaded == compiled
+
+
+PARALLEL_FIT = """
+import json, warnings
+import numpy as np
+import fastem
+rng = np.random.default_rng(7)
+centres = rng.normal(scale=5.0, size=(3, 3))
+X = np.concatenate([centre + rng.normal(size=(20_000, 3)) for centre in centres])
+model = fastem.GaussianMixture(3, covariance_type="diag", random_state=5, max_iter=10, tol=0)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model.fit(X)
+print(json.dumps({name: np.asarray(getattr(model, name)).tobytes().hex()
+                  for name in ("weights_", "means_", "covariances_")}))
+"""
+
+
+def run_in_subprocess(script, env_changes, timeout=600):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
+    env.update(env_changes)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=timeout, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known: numba optimises a parallel loop's body twice when it is linked into the "
+    "cached kernel, and the process that compiled it runs the once-optimised copy; "
+    "reductions differ in the last bits (see the README, Robustness)"))
+def test_parallel_kernels_compiled_and_loaded_fit_identically(tmp_path):
+    """60,000 x 3 'diag' goes through the parallel kernels (prange), not the compiled
+    serial loop that the small_data tests use."""
+    cache = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    compiled = run_in_subprocess(PARALLEL_FIT, cache)
+    loaded = run_in_subprocess(PARALLEL_FIT, cache)
     assert loaded == compiled
 
 

@@ -1118,6 +1118,39 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             if total == 0.0:
                 continue
             i = 0
+            while i + 4 <= n_features:  # four features per pass over the tile
+                c0 = means[k, i]
+                c1 = means[k, i + 1]
+                c2 = means[k, i + 2]
+                c3 = means[k, i + 3]
+                first0 = weighted_resp[0] - weighted_resp[0]
+                second0 = first1 = second1 = first2 = second2 = first3 = second3 = first0
+                for t in range(width):
+                    deviation0 = X_tile[i, t] - c0
+                    deviation1 = X_tile[i + 1, t] - c1
+                    deviation2 = X_tile[i + 2, t] - c2
+                    deviation3 = X_tile[i + 3, t] - c3
+                    weighted0 = weighted_resp[t] * deviation0
+                    weighted1 = weighted_resp[t] * deviation1
+                    weighted2 = weighted_resp[t] * deviation2
+                    weighted3 = weighted_resp[t] * deviation3
+                    first0 += weighted0
+                    second0 += weighted0 * deviation0
+                    first1 += weighted1
+                    second1 += weighted1 * deviation1
+                    first2 += weighted2
+                    second2 += weighted2 * deviation2
+                    first3 += weighted3
+                    second3 += weighted3 * deviation3
+                sum_x[k, i] += first0
+                scatter[k, i] += second0
+                sum_x[k, i + 1] += first1
+                scatter[k, i + 1] += second1
+                sum_x[k, i + 2] += first2
+                scatter[k, i + 2] += second2
+                sum_x[k, i + 3] += first3
+                scatter[k, i + 3] += second3
+                i += 4
             while i + 2 <= n_features:  # two features per pass over the tile
                 c0 = means[k, i]
                 c1 = means[k, i + 1]

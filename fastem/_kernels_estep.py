@@ -130,23 +130,37 @@ def _n_blocks(n_samples, block_size):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _transpose_tile(X, start, n_points, X_tile, width):
+def _transpose_tile(X_flat, n_features, start, n_points, X_tile, width):
     """X_tile[i, t] = X[start + t, i]; columns past n_points repeat point 0.
 
-    Rows past the data's features (padding) are left as they are (zero).
+    ``X_flat`` is X's rows end to end (``_rows_end_to_end``): indexing a 1-D
+    array, LLVM knows the stride of two features is two elements and
+    vectorises their transposition; through X's runtime row stride it stays
+    scalar (a tenth of a P1 iteration). Rows past the data's features
+    (padding) are left as they are (zero).
     """
-    n_features = X.shape[1]
-    if n_features == 2:  # a loop of two would not be unrolled: twice as fast
+    # Unsigned indices: numba wraps negative signed indices around, a select per
+    # load that also keeps LLVM from vectorising.
+    first = np.uint64(start * n_features)
+    if n_features == 2:
         for t in range(n_points):
-            X_tile[0, t] = X[start + t, 0]
-            X_tile[1, t] = X[start + t, 1]
+            X_tile[0, t] = X_flat[first + np.uint64(2 * t)]
+            X_tile[1, t] = X_flat[first + np.uint64(2 * t + 1)]
     else:
         for t in range(n_points):
+            row = first + np.uint64(t * n_features)
             for i in range(n_features):
-                X_tile[i, t] = X[start + t, i]
+                X_tile[i, t] = X_flat[row + np.uint64(i)]
     for i in range(n_features):
         for t in range(n_points, width):
             X_tile[i, t] = X_tile[i, 0]
+
+
+@njit(cache=CACHE, nogil=True, inline="always")
+def _rows_end_to_end(X):
+    """A 1-D view of C-contiguous X (made once per block: a view costs a reference
+    count update that parallel threads contend for)."""
+    return X.reshape(X.shape[0] * X.shape[1])
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -897,6 +911,7 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     ``factors`` are padded to a multiple of 4 features (see _pad_dense).
     """
     prefer_512_bit_vectors()
+    X_flat = _rows_end_to_end(X)
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
     X_tile = np.zeros((n_padded, width), dtype=X.dtype)
@@ -918,7 +933,7 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     log_likelihood = 0.0
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile, width)
+        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
         for t in range(width):
             tile_peak[t] = -np.inf
         for k in range(n_components):
@@ -1057,6 +1072,35 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
     for t in range(width):
         mahalanobis[t] = 0.0
     i = 0
+    while i + 2 * BLOCK <= n_features:  # eight features per pass over the tile
+        c0 = means[k, i]
+        c1 = means[k, i + 1]
+        c2 = means[k, i + 2]
+        c3 = means[k, i + 3]
+        c4 = means[k, i + 4]
+        c5 = means[k, i + 5]
+        c6 = means[k, i + 6]
+        c7 = means[k, i + 7]
+        e0 = precisions_chol[k, i]
+        e1 = precisions_chol[k, i + 1]
+        e2 = precisions_chol[k, i + 2]
+        e3 = precisions_chol[k, i + 3]
+        e4 = precisions_chol[k, i + 4]
+        e5 = precisions_chol[k, i + 5]
+        e6 = precisions_chol[k, i + 6]
+        e7 = precisions_chol[k, i + 7]
+        for t in range(width):
+            s0 = (X_tile[i, t] - c0) * e0
+            s1 = (X_tile[i + 1, t] - c1) * e1
+            s2 = (X_tile[i + 2, t] - c2) * e2
+            s3 = (X_tile[i + 3, t] - c3) * e3
+            s4 = (X_tile[i + 4, t] - c4) * e4
+            s5 = (X_tile[i + 5, t] - c5) * e5
+            s6 = (X_tile[i + 6, t] - c6) * e6
+            s7 = (X_tile[i + 7, t] - c7) * e7
+            mahalanobis[t] += (((s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3))
+                               + ((s4 * s4 + s5 * s5) + (s6 * s6 + s7 * s7)))
+        i += 2 * BLOCK
     while i + BLOCK <= n_features:  # four features per pass over the tile
         c0 = means[k, i]
         c1 = means[k, i + 1]
@@ -1090,6 +1134,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     Returns the rows' weighted log-likelihood.
     """
     prefer_512_bit_vectors()
+    X_flat = _rows_end_to_end(X)
     n_features = X.shape[1]
     n_components = means.shape[0]
     X_tile = np.zeros((n_features, width), dtype=X.dtype)
@@ -1102,7 +1147,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     log_likelihood = 0.0
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile, width)
+        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
         for t in range(width):
             tile_peak[t] = -np.inf
         for k in range(n_components):
@@ -1255,6 +1300,7 @@ def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, bloc
 def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
     """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
     prefer_512_bit_vectors()
+    X_flat = _rows_end_to_end(X)
     width = TILE
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
@@ -1264,7 +1310,7 @@ def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm
     mahalanobis = np.empty(width, dtype=X.dtype)
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile, width)
+        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
         for k in range(n_components):
             _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
                                projection, mahalanobis, width)
@@ -1291,13 +1337,14 @@ def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
 def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_norm, out):
     """out[i, k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2 for rows [first_row, end_row)."""
     prefer_512_bit_vectors()
+    X_flat = _rows_end_to_end(X)
     width = TILE
     n_features = X.shape[1]
     X_tile = np.zeros((n_features, width), dtype=X.dtype)
     mahalanobis = np.empty(width, dtype=X.dtype)
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile, width)
+        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
         for k in range(means.shape[0]):
             _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
             for t in range(n_points):
@@ -1357,6 +1404,7 @@ def _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels):
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _dense_labels_block(X, first_row, end_row, means_padded, factors, log_norm, labels):
     prefer_512_bit_vectors()
+    X_flat = _rows_end_to_end(X)
     width = TILE
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
@@ -1367,7 +1415,7 @@ def _dense_labels_block(X, first_row, end_row, means_padded, factors, log_norm, 
     best = np.empty(width)
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile, width)
+        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
         for t in range(n_points):
             best[t] = -np.inf
             labels[start + t] = 0
@@ -1400,6 +1448,7 @@ def dense_labels(X, means, precisions_chol, log_norm, block_size):
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _diagonal_labels_block(X, first_row, end_row, means, precisions_chol, log_norm, labels):
     prefer_512_bit_vectors()
+    X_flat = _rows_end_to_end(X)
     width = TILE
     n_features = X.shape[1]
     X_tile = np.zeros((n_features, width), dtype=X.dtype)
@@ -1407,7 +1456,7 @@ def _diagonal_labels_block(X, first_row, end_row, means, precisions_chol, log_no
     best = np.empty(width)
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
-        _transpose_tile(X, start, n_points, X_tile, width)
+        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
         for t in range(n_points):
             best[t] = -np.inf
             labels[start + t] = 0

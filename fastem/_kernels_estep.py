@@ -612,8 +612,9 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, sample_wei
         # log64(0) is -inf: an unexplained point gets -inf.
         log_prob_norm[t] = peak[t] + log64(total[t])
         total[t] = 1.0 / total[t] if total[t] > 0.0 else 0.0
+    first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
-        scale[t] = sample_weight[start + t] * total[t]
+        scale[t] = sample_weight[first + np.uint64(t)] * total[t]
     for t in range(n_points, width):
         scale[t] = 0.0
 
@@ -637,8 +638,9 @@ def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob, peak, width):
 def _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm):
     """sum_t w_t log p(x_t) over the tile (zero-weight points left out, even at -inf)."""
     log_likelihood = 0.0
+    first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
-        weight = sample_weight[start + t]
+        weight = sample_weight[first + np.uint64(t)]
         if weight > 0.0:
             log_likelihood += weight * log_prob_norm[t]
     return log_likelihood

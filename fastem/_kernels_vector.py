@@ -18,9 +18,10 @@ The attribute only states a preference: on a CPU without AVX-512 the widest
 legal vectors are still used, so the code stays portable, and the compiled
 (cached) code records the CPU it was built for as before.
 
-Measured (one fused E-step pass, N/4, one thread, median of 9): P1 float64
-2.7 -> 2.2 ms, P3 float64 83 -> 76 ms, float32 P2 20.2 -> 18.8 ms, P5 29.4 ->
-27.3 ms; P2 and P5 float64 unchanged.
+Measured (one fused E-step pass, N/4, one thread, median of 9), float64 /
+float32 ms: P1 2.7 / 2.8 -> 2.3 / 2.2, P2 31.7 / 20.2 -> 27.3 / 18.7, P3
+83.2 / 39.1 -> 78.0 / 38.4, P5 44.0 / 29.4 -> 39.9 / 25.9. The process-wide
+switch measured less on P2 and P5 float64 (31.4 and 43.6 ms).
 """
 
 from llvmlite import ir

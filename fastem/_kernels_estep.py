@@ -646,26 +646,40 @@ def _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm):
     return log_likelihood
 
 
+@njit(cache=CACHE, nogil=True, inline="always")
+def _negligible_weight(weighted_resp):
+    """The largest weighted responsibility counted as zero (see _weighted_responsibility)."""
+    return math.sqrt(np.finfo(weighted_resp.dtype).tiny)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp):
+    """weighted_resp[t] = w_t r_tk = resp[k, t] scale[t] (see _responsibilities);
+    returns it in float64 (before its rounding to the data's dtype).
+
+    Values below ``negligible``, the square root of the smallest normal number
+    of the data's dtype (1.1e-19 in float32, 1.5e-154 in float64), are counted
+    as zero: their products with deviations would be subnormal, and every
+    arithmetic instruction with a subnormal lane takes a microcode assist (~100
+    cycles), which made float32 fits with many well-separated components ten
+    times slower than float64. What is dropped is below the dtype's rounding of
+    any component that still has mass.
+    """
+    value = resp[k, t] * scale[t]
+    value = value if value >= negligible else 0.0
+    weighted_resp[t] = value
+    return value
+
+
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _weight_responsibilities(scale, n_points, resp, k, weighted_resp, width):
-    """weighted_resp[t] = w_t r_tk = resp[k, t] scale[t] (see _responsibilities; zero
-    past the tile's points); returns their float64 sum and how many are non-zero.
-
-    Values below the square root of the smallest normal number of the data's
-    dtype (1.1e-19 in float32, 1.5e-154 in float64) are counted as zero: their
-    products with deviations would be subnormal, and every arithmetic
-    instruction with a subnormal lane takes a microcode assist (~100 cycles),
-    which made float32 fits with many well-separated components ten times
-    slower than float64. What is dropped is below the dtype's rounding of any
-    component that still has mass.
-    """
-    negligible = math.sqrt(np.finfo(weighted_resp.dtype).tiny)
+    """weighted_resp[t] = w_t r_tk for the tile (_weighted_responsibility; zero past
+    the tile's points); returns their float64 sum and how many are non-zero."""
+    negligible = _negligible_weight(weighted_resp)
     total = 0.0
     count = 0
     for t in range(n_points):
-        value = resp[k, t] * scale[t]
-        value = value if value >= negligible else 0.0
-        weighted_resp[t] = value
+        value = _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp)
         total += value
         count += 1 if value != 0.0 else 0
     for t in range(n_points, width):
@@ -793,21 +807,18 @@ def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_
 
     What _weight_responsibilities, the centring pass and _dense_scatter2 do
     for wider data, with the sums in registers: weighted_resp[t] = w_t r_tk
-    (negligible values counted as zero, as there), sum_x[k] += sum_t
+    (see _weighted_responsibility), sum_x[k] += sum_t
     weighted_resp[t] (x_t - m_k), scatter[slot] += the weighted outer
     products. Returns the float64 sum of the weighted responsibilities.
     """
-    negligible = math.sqrt(np.finfo(weighted_resp.dtype).tiny)
+    negligible = _negligible_weight(weighted_resp)
     m0 = means_padded[k, 0]
     m1 = means_padded[k, 1]
     zero = X_tile[0, 0] - X_tile[0, 0]
     total = 0.0
     f0 = f1 = a00 = a01 = a11 = zero
     for t in range(width):  # past the tile's points, resp[k, t] and scale[t] are 0
-        value = resp[k, t] * scale[t]
-        value = value if value >= negligible else 0.0
-        weighted_resp[t] = value
-        total += value
+        total += _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp)
         u = weighted_resp[t]  # in the data's dtype
         d0 = X_tile[0, t] - m0
         d1 = X_tile[1, t] - m1

@@ -179,8 +179,11 @@ def as_sklearn(model, **params):
 
 @CHUNK_SIZES
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_parity_with_sklearn_from_explicit_start(rng, covariance_type, chunk_size):
-    X = make_blobs(rng)
+@pytest.mark.parametrize("n_features", [2, 3, 17])
+def test_parity_with_sklearn_from_explicit_start(rng, covariance_type, chunk_size, n_features):
+    # Two features have their own one-pass statistics; 17 runs the eight-feature
+    # passes of the diagonal kernel and the 4x4 blocks of the dense one.
+    X = make_blobs(rng, n_features=n_features)
     params = dict(
         n_components=3,
         covariance_type=covariance_type,

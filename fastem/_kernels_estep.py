@@ -49,7 +49,7 @@ from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from fastem._kernels_cache import CACHE
-from fastem._kernels_exp import exp64, log64
+from fastem._kernels_exp import exp64, exp_typed, log64, log_typed
 from fastem._kernels_vector import prefer_512_bit_vectors
 
 # Points per tile of the inference kernels (log-probabilities, labels).
@@ -593,25 +593,30 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, sample_wei
     w_t r_tk (see _weight_responsibilities; no separate normalising pass).
     ``log_prob_norm[t]`` receives log sum_k exp(log_prob[k, t]); a point
     whose entries are all -inf gets zero responsibilities and -inf.
+
+    All of it is computed in log_prob's dtype, the data's (exp32/log32 for
+    float32 data: 16 lanes per vector and half the memory of float64).
     """
     total = scale
     n_components = log_prob.shape[0]
+    zero = log_prob.dtype.type(0.0)  # typed constants: no float64 arithmetic
+    one = log_prob.dtype.type(1.0)
     for t in range(width):
-        total[t] = 0.0
+        total[t] = zero
     for t in range(n_points, width):
         peak[t] = -np.inf  # (_store_log_prob has put -inf there)
     for t in range(width):
         # A point that no component can explain: every exp below gives 0.
-        peak[t] = 0.0 if peak[t] == -np.inf else peak[t]
+        peak[t] = zero if peak[t] == -np.inf else peak[t]
     for k in range(n_components):
         for t in range(width):
-            value = exp64(log_prob[k, t] - peak[t])
+            value = exp_typed(log_prob[k, t] - peak[t])
             log_prob[k, t] = value
             total[t] += value
     for t in range(width):
-        # log64(0) is -inf: an unexplained point gets -inf.
-        log_prob_norm[t] = peak[t] + log64(total[t])
-        total[t] = 1.0 / total[t] if total[t] > 0.0 else 0.0
+        # log(0) is -inf: an unexplained point gets -inf.
+        log_prob_norm[t] = peak[t] + log_typed(total[t])
+        total[t] = one / total[t] if total[t] > zero else zero
     first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
         scale[t] = sample_weight[first + np.uint64(t)] * total[t]
@@ -619,15 +624,37 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, sample_wei
         scale[t] = 0.0
 
 
+@njit(cache=CACHE, nogil=True, inline="always")
+def _log_norm_shift(log_norm):
+    """The largest entry of log_norm (0 if all are -inf), subtracted from them all
+    before the log-probabilities are rounded to the data's dtype.
+
+    log_norm holds log weights, log-determinants and -D log(2 pi) / 2, which
+    can be large (D log 2 per factor of 2 in the data's scale): rounded to
+    float32 as they are, they would shift every log-probability of a
+    component by up to half a float32 ulp of that size, and the
+    log-likelihood with them. Their differences are what the responsibilities
+    need; the shift goes back into the log-likelihood in float64
+    (_tile_log_likelihood).
+    """
+    shift = -np.inf
+    for k in range(log_norm.shape[0]):
+        shift = max(shift, log_norm[k])
+    return 0.0 if shift == -np.inf else shift
+
+
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob, peak, width):
-    """log_prob[k, t] = log_norm[k] - mahalanobis[t] / 2; -inf past the tile's points.
+def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, width):
+    """log_prob[k, t] = log_norm[k] - shift - mahalanobis[t] / 2; -inf past the
+    tile's points (see _log_norm_shift).
 
     peak[t] becomes the largest log_prob[., t] so far (start it at -inf).
+    Computed in log_prob's dtype (log_norm and shift are float64).
     """
-    offset = log_norm[k]
+    offset = log_prob.dtype.type(log_norm[k] - shift)
+    half = log_prob.dtype.type(0.5)
     for t in range(width):
-        value = offset - 0.5 * mahalanobis[t]
+        value = offset - half * mahalanobis[t]
         log_prob[k, t] = value
         peak[t] = max(peak[t], value)
     for t in range(n_points, width):
@@ -635,27 +662,30 @@ def _store_log_prob(log_norm, k, mahalanobis, n_points, log_prob, peak, width):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm):
-    """sum_t w_t log p(x_t) over the tile (zero-weight points left out, even at -inf)."""
+def _tile_log_likelihood(sample_weight, start, n_points, shift, log_prob_norm):
+    """sum_t w_t log p(x_t) over the tile, in float64, from log_prob_norm[t] =
+    log p(x_t) - shift (see _log_norm_shift); zero-weight points are left out,
+    even at -inf."""
     log_likelihood = 0.0
     first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
         weight = sample_weight[first + np.uint64(t)]
         if weight > 0.0:
-            log_likelihood += weight * log_prob_norm[t]
+            log_likelihood += weight * (shift + log_prob_norm[t])
     return log_likelihood
 
 
 @njit(cache=CACHE, nogil=True, inline="always")
 def _negligible_weight(weighted_resp):
-    """The largest weighted responsibility counted as zero (see _weighted_responsibility)."""
-    return math.sqrt(np.finfo(weighted_resp.dtype).tiny)
+    """The largest weighted responsibility counted as zero (see _weighted_responsibility),
+    in weighted_resp's dtype (2**-63 resp. 2**-511, exact)."""
+    return weighted_resp.dtype.type(math.sqrt(np.finfo(weighted_resp.dtype).tiny))
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp):
-    """weighted_resp[t] = w_t r_tk = resp[k, t] scale[t] (see _responsibilities);
-    returns it in float64 (before its rounding to the data's dtype).
+    """weighted_resp[t] = w_t r_tk = resp[k, t] scale[t] (see _responsibilities),
+    in the data's dtype; returns it as a float64 (for nk's float64 sum).
 
     Values below ``negligible``, the square root of the smallest normal number
     of the data's dtype (1.1e-19 in float32, 1.5e-154 in float64), are counted
@@ -666,9 +696,9 @@ def _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp):
     any component that still has mass.
     """
     value = resp[k, t] * scale[t]
-    value = value if value >= negligible else 0.0
+    value = value if value >= negligible else weighted_resp.dtype.type(0.0)
     weighted_resp[t] = value
-    return value
+    return np.float64(value)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -932,11 +962,12 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     projection = np.empty((n_padded, width), dtype=X.dtype)
     weighted_diff = np.empty((n_padded, width), dtype=X.dtype)
     mahalanobis = np.empty(width, dtype=X.dtype)
-    resp = np.empty((n_components, width))
-    log_prob_norm = np.empty(width)
-    tile_peak = np.empty(width)
-    tile_scale = np.empty(width)
+    resp = np.empty((n_components, width), dtype=X.dtype)
+    log_prob_norm = np.empty(width, dtype=X.dtype)
+    tile_peak = np.empty(width, dtype=X.dtype)
+    tile_scale = np.empty(width, dtype=X.dtype)
     weighted_resp = np.empty(width, dtype=X.dtype)
+    shift = _log_norm_shift(log_norm)
     # the narrow tile of a component with few non-zero responsibilities
     sparse = width > SPARSE_TILE and n_padded >= SPARSE_MIN_FEATURES
     index = np.zeros(SPARSE_TILE, dtype=np.int64)
@@ -952,10 +983,12 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
         for k in range(n_components):
             _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
                                projection, mahalanobis, width)
-            _store_log_prob(log_norm, k, mahalanobis, n_points, resp, tile_peak, width)
+            _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
+                            width)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, sample_weight,
                           start, width)
-        log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
+        log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, shift,
+                                               log_prob_norm)
         for k in range(n_components):
             if n_padded == 2:
                 nk[k] += _dense_statistics2(tile_scale, resp, k, X_tile, means_padded,
@@ -1152,11 +1185,12 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     n_components = means.shape[0]
     X_tile = np.zeros((n_features, width), dtype=X.dtype)
     mahalanobis = np.empty(width, dtype=X.dtype)
-    resp = np.empty((n_components, width))
-    log_prob_norm = np.empty(width)
-    tile_peak = np.empty(width)
-    tile_scale = np.empty(width)
+    resp = np.empty((n_components, width), dtype=X.dtype)
+    log_prob_norm = np.empty(width, dtype=X.dtype)
+    tile_peak = np.empty(width, dtype=X.dtype)
+    tile_scale = np.empty(width, dtype=X.dtype)
     weighted_resp = np.empty(width, dtype=X.dtype)
+    shift = _log_norm_shift(log_norm)
     log_likelihood = 0.0
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
@@ -1165,10 +1199,12 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             tile_peak[t] = -np.inf
         for k in range(n_components):
             _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
-            _store_log_prob(log_norm, k, mahalanobis, n_points, resp, tile_peak, width)
+            _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
+                            width)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, sample_weight,
                           start, width)
-        log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, log_prob_norm)
+        log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, shift,
+                                               log_prob_norm)
         for k in range(n_components):
             total, _ = _weight_responsibilities(tile_scale, n_points, resp, k, weighted_resp,
                                                 width)

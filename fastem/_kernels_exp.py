@@ -111,7 +111,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from fastem._kernels_cache import CACHE
 
@@ -124,6 +124,8 @@ __all__ = [
     "log32",
     "log_inplace64",
     "log_inplace32",
+    "exp_typed",
+    "log_typed",
 ]
 
 
@@ -543,6 +545,37 @@ def log_inplace32(a):
     """Replace each element of a 1-D float32 array by its natural log."""
     for i in range(a.shape[0]):
         a[i] = log32(a[i])
+
+
+# --------------------------------------------------------------------------
+# In the argument's own precision: exp32/log32 for float32, exp64/log64
+# otherwise, chosen when the caller is compiled (one kernel body serves both
+# dtypes, and float32 data keeps 16 lanes per vector).
+# --------------------------------------------------------------------------
+
+
+def exp_typed(x):
+    """``exp`` in the precision of ``x``: exp32 for float32, exp64 for float64."""
+    return exp32(x) if isinstance(x, np.float32) else exp64(x)
+
+
+@overload(exp_typed, inline="always")
+def _exp_typed_compiled(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: exp64(x)
+
+
+def log_typed(x):
+    """``log`` in the precision of ``x``: log32 for float32, log64 for float64."""
+    return log32(x) if isinstance(x, np.float32) else log64(x)
+
+
+@overload(log_typed, inline="always")
+def _log_typed_compiled(x):
+    if x == types.float32:
+        return lambda x: log32(x)
+    return lambda x: log64(x)
 
 
 # --------------------------------------------------------------------------

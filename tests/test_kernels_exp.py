@@ -44,10 +44,12 @@ from fastem._kernels_exp import (
     exp64,
     exp_inplace32,
     exp_inplace64,
+    exp_typed,
     log32,
     log64,
     log_inplace32,
     log_inplace64,
+    log_typed,
 )
 
 # Smallest arguments with a normal result, largest with a finite result.
@@ -646,3 +648,61 @@ def test_log_loop_is_vectorised(dtype, scalar_type, widths):
     assert re.search(rf"\tvdiv{suffix}\t.*%[yz]mm", asm)
     packed = re.compile(rf"\tv(fmadd\d+|fmsub\d+|mul|add){suffix}\t.*%[yz]mm")
     assert packed.search(asm)
+
+
+# ==========================================================================
+# exp_typed / log_typed: the precision of the argument, chosen at compile time
+# ==========================================================================
+
+
+def _typed_loops():
+    numba = pytest.importorskip("numba")
+
+    def exp_loop(a, out):
+        for i in range(a.shape[0]):
+            out[i] = exp_typed(a[i])
+
+    def log_loop(a, out):
+        for i in range(a.shape[0]):
+            out[i] = log_typed(a[i])
+
+    return numba.njit(exp_loop), numba.njit(log_loop)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_typed_exp_and_log_are_the_dtypes_own(rng, dtype):
+    exp_loop, log_loop = _typed_loops()
+    values = rng.uniform(-80.0, 80.0, 4099).astype(dtype)
+    positive = np.abs(values) + dtype(1e-3)
+    expected_exp, expected_log = values.copy(), positive.copy()
+    if dtype == np.float64:
+        exp_inplace64(expected_exp)
+        log_inplace64(expected_log)
+    else:
+        exp_inplace32(expected_exp)
+        log_inplace32(expected_log)
+    got_exp = np.empty_like(values)
+    got_log = np.empty_like(positive)
+    exp_loop(values, got_exp)
+    log_loop(positive, got_log)
+    # the same bits as the dtype's own function (float32 would differ from exp64's
+    # rounding in about a third of the values)
+    np.testing.assert_array_equal(got_exp, expected_exp)
+    np.testing.assert_array_equal(got_log, expected_log)
+    # outside compiled code they fall back to the same functions
+    np.testing.assert_array_equal(exp_typed(values[0]), expected_exp[0])
+    np.testing.assert_array_equal(log_typed(positive[0]), expected_log[0])
+
+
+def test_typed_exp_of_float32_keeps_sixteen_lanes():
+    if not _host_has_avx2():
+        pytest.skip("CPU without AVX2: no 256-bit vector units to check for")
+    numba = pytest.importorskip("numba")
+    exp_loop, _ = _typed_loops()
+    signature = (numba.types.float32[::1], numba.types.float32[::1])
+    exp_loop.compile(signature)
+    llvm_ir = exp_loop.inspect_llvm(signature)
+    # float32 arithmetic throughout: no float64 polynomial, no conversions
+    assert re.search(r"<(8|16) x float> @llvm\.fmuladd", llvm_ir)
+    assert "double> @llvm.fmuladd" not in llvm_ir
+    assert "fpext" not in llvm_ir

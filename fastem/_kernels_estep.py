@@ -595,11 +595,13 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, sample_wei
     whose entries are all -inf gets zero responsibilities and -inf.
 
     All of it is computed in log_prob's dtype, the data's (exp32/log32 for
-    float32 data: 16 lanes per vector and half the memory of float64).
+    float32 data: 16 lanes per vector and half the memory of float64), except
+    scale[t]: the float64 sample weight times 1 / total, rounded once to the
+    data's dtype (per point, not per component).
     """
     total = scale
     n_components = log_prob.shape[0]
-    zero = log_prob.dtype.type(0.0)  # typed constants: no float64 arithmetic
+    zero = log_prob.dtype.type(0.0)  # typed constants: no float64 arithmetic per entry
     one = log_prob.dtype.type(1.0)
     for t in range(width):
         total[t] = zero

@@ -73,6 +73,11 @@ For float32 data use ``exp32`` on float32 values and make every constant
 in the expression ``np.float32``: a Python float literal turns the
 arithmetic into float64 and halves the vector width.
 
+Kernels written once for both dtypes call ``exp_typed``/``log_typed``:
+overloads that resolve, when the caller is compiled, to ``exp32``/``log32``
+for a float32 argument and to ``exp64``/``log64`` otherwise (the overloads
+themselves are inlined; the call they leave is the plain function's).
+
 The functions are plain ``@njit``, not ``inline="always"``.
 Both vectorise (checked), but with plain ``njit`` LLVM inlines the
 already-optimised function body from numba's cache (the cache stores

@@ -322,6 +322,35 @@ def test_offset_data_statistics(rng, covariance_type):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scaled_data_log_likelihood_moves_by_the_log_determinant(rng, covariance_type,
+                                                                  dtype):
+    """X and means times 2**k, covariances times 4**k: every distance and
+    responsibility is the same number, and the log-likelihood moves by exactly
+    -N D k log 2. The log_norm constants are then large (k = 60: -D k log 2 per
+    point), and rounding them to float32 with the log-probabilities would move
+    the float32 log-likelihood by ~1e-8 relative; the kernels subtract the
+    largest of them first and add it back in float64 (_log_norm_shift).
+    """
+    X, parameters = random_problem(rng, covariance_type, 3000, 3, 4)
+    X = X.astype(dtype)
+    exponent = 60
+    scaled_covariances = np.ldexp(parameters.covariances, 2 * exponent)
+    scaled = _driver.Parameters(
+        parameters.weights, np.ldexp(parameters.means, exponent), scaled_covariances,
+        reference.precisions_cholesky(scaled_covariances, covariance_type),
+    )
+    weights = np.ones(len(X))
+    unit = _driver.sufficient_statistics(X, weights, parameters, covariance_type, 1024)
+    moved = _driver.sufficient_statistics(np.ldexp(X, exponent), weights, scaled,
+                                          covariance_type, 1024)
+    shift = len(X) * X.shape[1] * exponent * np.log(2.0)
+    # float64 rounding of the log-determinants and of the sums only
+    np.testing.assert_allclose(moved[3] + shift, unit[3], rtol=1e-12)
+    np.testing.assert_allclose(moved[0], unit[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_empty_component_is_flagged(rng, covariance_type):
     """A component with no responsibility is reported EMPTY, not divided by zero."""
     X, parameters = random_problem(rng, covariance_type, 500, 2, 3)

@@ -58,7 +58,9 @@ TILE = 64
 # per-tile costs (horizontal sums, loop set-up) over more points. Measured (one
 # E-step pass, one thread; widths 64 / 128 / 256): float64 P2 32.8 / 31.7 / 36.1 ms,
 # P5 48.3 / 43.8 / 44.2, P3 87.9 / 89.7 / 92.6; float32 P2 25.7 / 22.4 / 19.9,
-# P5 33.0 / 31.2 / 28.5, P3 53.3 / 42.9 / 38.8.
+# P5 33.0 / 31.2 / 28.5, P3 53.3 / 42.9 / 38.8. Again for float32 once its
+# responsibilities were float32 (widths 128 / 256 / 512; 2, 3 and 1 runs): P2 16.2-18.3 /
+# 14.9-15.8 / 19.9, P3 39.7-40.1 / 33.6-37.0 / 41.1, P5 23.2-23.8 / 19.3-22.4 / 20.6.
 STATISTICS_TILE = {np.dtype(np.float64): 128, np.dtype(np.float32): 256}
 LARGEST_TILE = max(STATISTICS_TILE.values())  # block sizes are multiples of it
 # Tile width for data of at most this many rows (the compiled EM loop's small fits):

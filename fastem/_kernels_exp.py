@@ -559,28 +559,29 @@ def log_inplace32(a):
 # --------------------------------------------------------------------------
 
 
-def exp_typed(x):
-    """``exp`` in the precision of ``x``: exp32 for float32, exp64 for float64."""
-    return exp32(x) if isinstance(x, np.float32) else exp64(x)
+def _in_own_precision(name, single, double):
+    """A function of one float that calls ``single`` on a float32 argument and
+    ``double`` otherwise, in Python and, chosen at compile time, in kernels."""
+
+    def typed(x):
+        return single(x) if isinstance(x, np.float32) else double(x)
+
+    typed.__name__ = typed.__qualname__ = name
+    typed.__doc__ = (
+        f"``{name.split('_')[0]}`` in the precision of ``x``: "
+        f"{single.__name__} for float32, {double.__name__} for float64."
+    )
+
+    @overload(typed, inline="always")
+    def _compiled(x):
+        function = single if x == types.float32 else double
+        return lambda x: function(x)
+
+    return typed
 
 
-@overload(exp_typed, inline="always")
-def _exp_typed_compiled(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    return lambda x: exp64(x)
-
-
-def log_typed(x):
-    """``log`` in the precision of ``x``: log32 for float32, log64 for float64."""
-    return log32(x) if isinstance(x, np.float32) else log64(x)
-
-
-@overload(log_typed, inline="always")
-def _log_typed_compiled(x):
-    if x == types.float32:
-        return lambda x: log32(x)
-    return lambda x: log64(x)
+exp_typed = _in_own_precision("exp_typed", exp32, exp64)
+log_typed = _in_own_precision("log_typed", log32, log64)
 
 
 # --------------------------------------------------------------------------

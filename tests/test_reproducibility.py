@@ -249,18 +249,25 @@ print(json.dumps(fits))
 """
 
 
-def fit_in_subprocess(X, env_changes, package_root=REPO, timeout=600):
+def run_in_subprocess(script, env_changes, args=(), package_root=REPO, timeout=600):
+    """Run ``script`` in a fresh interpreter (no inherited NUMBA_* settings, the
+    package importable from ``package_root``) and return its JSON output."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
     env.update(env_changes)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(package_root), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     result = subprocess.run(
-        [sys.executable, "-c", SUBPROCESS_FIT, json.dumps([x.tolist() for x in X])],
+        [sys.executable, "-c", script, *args],
         env=env, capture_output=True, text=True, timeout=timeout, cwd=package_root,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
+
+
+def fit_in_subprocess(X, env_changes, package_root=REPO, timeout=600):
+    return run_in_subprocess(SUBPROCESS_FIT, env_changes,
+                             [json.dumps([x.tolist() for x in X])], package_root, timeout)
 
 
 def fits_here(datasets):
@@ -333,18 +340,6 @@ with warnings.catch_warnings():
 print(json.dumps({name: np.asarray(getattr(model, name)).tobytes().hex()
                   for name in ("weights_", "means_", "covariances_")}))
 """
-
-
-def run_in_subprocess(script, env_changes, timeout=600):
-    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
-    env.update(env_changes)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                            text=True, timeout=timeout, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
 
 
 @pytest.mark.xfail(strict=True, reason=(

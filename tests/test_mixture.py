@@ -381,6 +381,10 @@ def test_float32_fit_matches_float64_fit(rng, covariance_type, chunk_size):
     single = fit_quietly(GaussianMixture(**params), X32)
     double = fit_quietly(GaussianMixture(**params), X64)
     assert_same_fit(single, double, RTOL_FLOAT32)
+    # and scikit-learn on the same float32 data from the same start
+    del params["chunk_size"]
+    theirs = fit_quietly(SklearnGaussianMixture(**params), X32)
+    assert_same_fit(single, theirs, RTOL_FLOAT32)
     assert X32.dtype == np.float32 and X32.tobytes() == untouched.tobytes()
     assert_array_equal(single.predict(X32), double.predict(X64))
     assert_close(single.score_samples(X32), double.score_samples(X64), RTOL_FLOAT32)

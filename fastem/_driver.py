@@ -212,8 +212,13 @@ def log_det_cholesky(precisions_chol, covariance_type, n_features):
     return n_features * np.log(precisions_chol)
 
 
-def kernel_inputs(parameters, covariance_type, dtype):
-    """(means, precisions_chol, log_norm) as the kernels take them."""
+def kernel_inputs(parameters, covariance_type, dtype, log_weights=None):
+    """(means, precisions_chol, log_norm) as the kernels take them.
+
+    ``log_weights`` (K,) replaces log(parameters.weights) as the per-component
+    offset of the log-densities (the variational mixture's expected log
+    weights and precision terms, say).
+    """
     means = np.ascontiguousarray(parameters.means, dtype=dtype)
     n_components, n_features = means.shape
     precisions_chol = parameters.precisions_chol
@@ -223,8 +228,9 @@ def kernel_inputs(parameters, covariance_type, dtype):
         precisions_chol = np.repeat(precisions_chol[:, np.newaxis], n_features, axis=1)
     precisions_chol = np.ascontiguousarray(precisions_chol, dtype=dtype)
     log_det = log_det_cholesky(parameters.precisions_chol, covariance_type, n_features)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(parameters.weights)
+    if log_weights is None:
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(parameters.weights)
     log_norm = np.ascontiguousarray(
         log_weights + log_det - 0.5 * n_features * LOG_2PI, dtype=np.float64
     )
@@ -284,6 +290,54 @@ def sufficient_statistics(X, sample_weight, parameters, covariance_type, block_s
         X, sample_weight, means, precisions_chol, log_norm, block_size
     )
     return nk, sum_x, scatter, log_likelihood, means.astype(np.float64)
+
+
+@dataclass
+class Statistics:
+    """What one pass over the data gives for the current parameters.
+
+    nk (K,), sum_x (K, D) and scatter (K or 1, D, D; diagonal types (K, D)) are
+    weighted sums of r, r (x - c) and r (x - c)(x - c)^T around ``centres``
+    (the current means in the data's dtype, as float64); ``log_likelihood`` is
+    sum_i w_i log sum_k exp(weighted log-prob); ``resp_log_resp`` is
+    sum_i w_i sum_k r_ik log r_ik and ``log_max_resp`` sum_i w_i log max_k r_ik.
+    """
+
+    nk: np.ndarray
+    sum_x: np.ndarray
+    scatter: np.ndarray
+    log_likelihood: float
+    centres: np.ndarray
+    resp_log_resp: float
+    log_max_resp: float
+
+
+def estep_statistics(X, sample_weight, parameters, covariance_type, block_size,
+                     log_weights=None):
+    """One E-step pass: :class:`Statistics` of X under ``parameters``.
+
+    ``log_weights`` as in :func:`kernel_inputs` (default: log(parameters.weights)).
+    """
+    means, precisions_chol, log_norm = kernel_inputs(
+        parameters, covariance_type, X.dtype, log_weights
+    )
+    if covariance_type in ("full", "tied"):
+        kernel, infer = _kernels_estep.dense_statistics, _kernels_estep.dense_weighted_log_prob
+    else:
+        kernel = _kernels_estep.diagonal_statistics
+        infer = _kernels_estep.diagonal_weighted_log_prob
+    nk, sum_x, scatter, log_likelihood = kernel(
+        X, sample_weight, means, precisions_chol, log_norm, block_size
+    )
+    # TODO(issue 12/15): these two sums move into the fused pass.
+    weighted = infer(X, means, precisions_chol, log_norm, block_size)
+    _, log_resp = _kernels_estep.log_resp_from_weighted(weighted, block_size)
+    with np.errstate(invalid="ignore"):
+        resp_log_resp = np.where(np.isneginf(log_resp), 0.0, np.exp(log_resp) * log_resp)
+    resp_log_resp = float(sample_weight @ resp_log_resp.sum(axis=1))
+    log_max_resp = float(sample_weight @ log_resp.max(axis=1))
+    return Statistics(nk, sum_x, scatter, log_likelihood, means.astype(np.float64),
+                      resp_log_resp, log_max_resp)
 
 
 def _layout(covariances, precisions_chol, covariance_type):

@@ -24,6 +24,7 @@ _LAZY_IMPORTS = {
     "load_faithful": "fastem.datasets",
     "save_model": "fastem._io",
     "load_model": "fastem._io",
+    "warmup": "fastem._warmup",
 }
 # public submodules, also reachable as attributes after a bare ``import fastem``
 _SUBMODULES = ("datasets", "reference")
@@ -35,11 +36,13 @@ __all__ = [
     "load_faithful",
     "load_model",
     "save_model",
+    "warmup",
 ]
 
 if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
     from fastem._io import load_model, save_model
     from fastem.datasets import load_faithful
+    from fastem._warmup import warmup
     from fastem.mixture import GaussianMixture, SingularCovarianceWarning
 
 

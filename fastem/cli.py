@@ -2,7 +2,7 @@
 
 ``fastem fit`` fits the bundled Old Faithful data (2 components, full
 covariances) and prints a summary; ``fastem fit FILE`` fits a CSV or ``.npy``
-file. Errors in the input end with one line on stderr and exit status 2.
+file; ``fastem warmup`` compiles the kernels ahead of the first fit. Errors in the input end with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -186,7 +186,56 @@ def _build_parser():
         help="also write the fitted model to this JSON file (fastem.load_model)",
     )
     fit.set_defaults(handler=_run_fit)
+    _add_warmup_parser(commands)
     return parser
+
+
+def _add_warmup_parser(commands):
+    warmup = commands.add_parser(
+        "warmup",
+        help="compile the kernels now (once per installation) instead of on the first fit",
+        description=(
+            "Compile the numba kernels that fits of the given data types and "
+            "covariance types need, in parallel processes, into numba's cache, so "
+            "that later fits start at once. Prints one line per finished task."
+        ),
+    )
+    warmup.add_argument(
+        "--dtype",
+        dest="dtypes",
+        action="append",
+        choices=("float64", "float32"),
+        help="data type to compile for (repeat for both; default: float64)",
+    )
+    warmup.add_argument(
+        "--covariance-type",
+        dest="covariance_types",
+        action="append",
+        choices=COVARIANCE_TYPES,
+        help="covariance type to compile for (repeat; default: all four)",
+    )
+    warmup.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="processes compiling at once (default: one per CPU)",
+    )
+    warmup.set_defaults(handler=_run_warmup)
+
+
+def _run_warmup(args):
+    from fastem._warmup import warmup
+
+    start = time.perf_counter()
+    done = warmup(
+        dtypes=args.dtypes or ("float64",),
+        covariance_types=args.covariance_types or COVARIANCE_TYPES,
+        n_jobs=args.jobs,
+        progress=print,
+    )
+    print(f"{_plural(len(done), 'kernel set')} ready in {time.perf_counter() - start:.1f} s")
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------
@@ -486,6 +535,11 @@ def _run_fit(args):
         on_singular=args.on_singular,
         n_threads=args.n_threads,
     )
+    from fastem._warmup import kernels_need_compiling
+
+    if kernels_need_compiling(n_samples, n_features, args.n_components, args.covariance_type):
+        print("fastem: compiling kernels, once per installation (or run 'fastem warmup')...",
+              file=sys.stderr, flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()

@@ -346,6 +346,8 @@ def estep_statistics(X, sample_weight, parameters, covariance_type, block_size,
         means, precisions_chol, log_norm = kernel_inputs(
             parameters, covariance_type, np.float64, log_weights
         )
+        # around the means rounded to the data's dtype, as the block kernels
+        means = means.astype(X.dtype).astype(np.float64)
         kernel = (_kernels_small.dense_statistics_rows if dense
                   else _kernels_small.diagonal_statistics_rows)
         nk, sum_x, scatter, sums = kernel(X, sample_weight, means, precisions_chol, log_norm)

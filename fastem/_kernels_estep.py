@@ -123,6 +123,7 @@ def _transpose_tile(X_flat, n_features, start, n_points, X_tile, width):
     scalar (a tenth of a P1 iteration). Rows past the data's features
     (padding) are left as they are (zero).
     """
+    prefer_512_bit_vectors()
     # Unsigned indices: numba wraps negative signed indices around, a select per
     # load that also keeps LLVM from vectorising.
     first = np.uint64(start * n_features)
@@ -151,6 +152,7 @@ def _rows_end_to_end(X):
 def _project_first8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                     mahalanobis, width):
     """projection[j, t] = sum over rows i0:i0+8 of (x_i - m_i) P[i, j], j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -222,6 +224,7 @@ def _project_first8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
 def _project_add8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                   mahalanobis, width):
     """projection[j, t] += sum over rows i0:i0+8 of (x_i - m_i) P[i, j], j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -293,6 +296,7 @@ def _project_add8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
 def _project_last8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                    mahalanobis, width):
     """mahalanobis[t] += sum_j (projection[j, t] + rows i0:i0+8)^2, j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -365,6 +369,7 @@ def _project_last8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
 def _project_last4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                    mahalanobis, width):
     """mahalanobis[t] += sum_j (projection[j, t] + rows i0:i0+4)^2, j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -401,6 +406,7 @@ def _project_last4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
 def _project_only8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                    mahalanobis, width):
     """mahalanobis[t] += sum_j (rows i0:i0+8 of (x_i - m_i) P[i, j])^2, j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -473,6 +479,7 @@ def _project_only8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
 def _project_only4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                    mahalanobis, width):
     """mahalanobis[t] += sum_j (rows i0:i0+4 of (x_i - m_i) P[i, j])^2, j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -509,6 +516,7 @@ def _project_only4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
 def _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
                    width):
     """mahalanobis[t] = |(x_t - m_k)^T P|^2 for two (padded) features."""
+    prefer_512_bit_vectors()
     m0 = means[k, 0]
     m1 = means[k, 1]
     p00 = precisions_chol[slot, 0, 0]
@@ -534,6 +542,7 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
     when D <= 8) goes straight into the squared norm; a longer one keeps its
     partial sums in ``projection`` until its last chunk adds them in.
     """
+    prefer_512_bit_vectors()
     n_padded = X_tile.shape[0]
     if n_padded == 2:
         _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
@@ -589,6 +598,7 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, s
     scale[t]: the float64 sample weight times 1 / total, rounded once to the
     data's dtype (per point, not per component).
     """
+    prefer_512_bit_vectors()
     total = scale
     n_components = log_prob.shape[0]
     zero = log_prob.dtype.type(0.0)  # typed constants: no float64 arithmetic per entry
@@ -638,6 +648,7 @@ def _log_norm_shift(log_norm):
     need; the shift goes back into the log-likelihood in float64
     (_add_tile_sums).
     """
+    prefer_512_bit_vectors()
     shift = -np.inf
     for k in range(log_norm.shape[0]):
         shift = max(shift, log_norm[k])
@@ -652,6 +663,7 @@ def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, w
     peak[t] becomes the largest log_prob[., t] so far (start it at -inf).
     Computed in log_prob's dtype (log_norm and shift are float64).
     """
+    prefer_512_bit_vectors()
     offset = log_prob.dtype.type(log_norm[k] - shift)
     half = log_prob.dtype.type(0.5)
     for t in range(width):
@@ -669,6 +681,7 @@ def _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, entropy
     (from log_prob_norm[t] = log p(x_t) - shift, see _log_norm_shift), [1]
     sum_t w_t sum_k r log r and [2] sum_t w_t log max_k r (see _responsibilities).
     Zero-weight points are left out, even at -inf."""
+    prefer_512_bit_vectors()
     log_likelihood = 0.0
     resp_log_resp = 0.0
     log_max = 0.0
@@ -714,6 +727,7 @@ def _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp):
 def _weight_responsibilities(scale, n_points, resp, k, weighted_resp, width):
     """weighted_resp[t] = w_t r_tk for the tile (_weighted_responsibility; zero past
     the tile's points); returns their float64 sum and how many are non-zero."""
+    prefer_512_bit_vectors()
     negligible = _negligible_weight(weighted_resp)
     total = 0.0
     count = 0
@@ -733,6 +747,7 @@ def _gather_points(weighted_resp, n_points, index, gathered_resp):
     index[c] is the tile column of the c-th of them and gathered_resp[c] its
     weighted responsibility.
     """
+    prefer_512_bit_vectors()
     count = 0
     for t in range(n_points):
         if weighted_resp[t] != 0.0:
@@ -754,6 +769,7 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
     (it also writes entries below the diagonal inside diagonal blocks, which
     _reduce_dense overwrites).
     """
+    prefer_512_bit_vectors()
     n_features = X.shape[1]
     n_padded = means_padded.shape[1]
     for c in range(count):
@@ -824,6 +840,7 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _dense_scatter2(weighted_diff, diff, scatter, slot, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t] for two (padded) features."""
+    prefer_512_bit_vectors()
     zero = weighted_diff[0, 0] - weighted_diff[0, 0]
     a00 = a01 = a11 = zero
     for t in range(width):
@@ -850,6 +867,7 @@ def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_
     weighted_resp[t] (x_t - m_k), scatter[slot] += the weighted outer
     products. Returns the float64 sum of the weighted responsibilities.
     """
+    prefer_512_bit_vectors()
     negligible = _negligible_weight(weighted_resp)
     m0 = means_padded[k, 0]
     m1 = means_padded[k, 1]
@@ -879,6 +897,7 @@ def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _dense_scatter(weighted_diff, diff, scatter, slot, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
+    prefer_512_bit_vectors()
     n_padded = diff.shape[0]
     if n_padded == 2:
         _dense_scatter2(weighted_diff, diff, scatter, slot, width)
@@ -1121,6 +1140,7 @@ def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_s
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width):
     """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
+    prefer_512_bit_vectors()
     n_features = X_tile.shape[0]
     for t in range(width):
         mahalanobis[t] = 0.0
@@ -1454,6 +1474,7 @@ def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True)
 def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_resp):
+    prefer_512_bit_vectors()
     n_components = weighted_log_prob.shape[1]
     uniform = -math.log(n_components)
     for i in range(first_row, end_row):
@@ -1480,6 +1501,7 @@ def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_re
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels):
     """Where component k's weighted log-density beats best[t], record it (first wins ties)."""
+    prefer_512_bit_vectors()
     offset = log_norm[k]
     for t in range(n_points):
         value = offset - 0.5 * mahalanobis[t]

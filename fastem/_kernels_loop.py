@@ -59,7 +59,7 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
             slot = k if n_factors == n_components else 0
             for i in range(n_features):
                 log_det[k] += math.log(precisions_chol[slot, i, i])
-        centres = means.copy()
+        centres = means.astype(X.dtype).astype(np.float64)  # as the block path
         nk, sum_x, scatter, sums = dense_statistics_rows(
             X, sample_weight, centres, precisions_chol, _log_norm(weights, log_det, n_features),
         )
@@ -95,7 +95,7 @@ def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, ma
         for k in range(n_components):
             for i in range(n_features):
                 log_det[k] += math.log(precisions_chol[k, i])
-        centres = means.copy()
+        centres = means.astype(X.dtype).astype(np.float64)  # as the block path
         nk, sum_x, scatter, sums = diagonal_statistics_rows(
             X, sample_weight, centres, precisions_chol, _log_norm(weights, log_det, n_features),
         )

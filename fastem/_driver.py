@@ -50,6 +50,21 @@ SERIAL_WORK_LIMIT = 2_000_000
 SMALL_WORK_LIMIT = 250_000
 
 
+def read_only(array):
+    """A read-only view of ``array``, as every kernel call takes its data.
+
+    numba compiles a kernel separately for writable and read-only arrays;
+    handing it read-only views only (the kernels never write their data)
+    means one compiled version serves both a user's ndarray and a read-only
+    one (a memory-mapped .npy, say), not two.
+    """
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def is_small(n_samples, n_features, n_components):
     """Whether data of this shape takes the small-data kernels (see SMALL_WORK_LIMIT)."""
     return n_samples * n_components * (n_features + 1) ** 2 <= SMALL_WORK_LIMIT
@@ -261,7 +276,7 @@ def _infer(kernels, X, parameters, covariance_type, block_size):
     means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, X.dtype)
     dense, diagonal = kernels
     kernel = dense if covariance_type in ("full", "tied") else diagonal
-    return kernel(X, means, precisions_chol, log_norm, block_size)
+    return kernel(read_only(X), means, precisions_chol, log_norm, block_size)
 
 
 def _small_weighted_log_prob(X, parameters, covariance_type):
@@ -270,7 +285,7 @@ def _small_weighted_log_prob(X, parameters, covariance_type):
         kernel = _kernels_small.dense_weighted_log_prob_rows
     else:
         kernel = _kernels_small.diagonal_weighted_log_prob_rows
-    return kernel(X, means, precisions_chol, log_norm)
+    return kernel(read_only(X), means, precisions_chol, log_norm)
 
 
 def _is_small_data(X, parameters):
@@ -341,6 +356,7 @@ def estep_statistics(X, sample_weight, parameters, covariance_type, block_size,
 
     ``log_weights`` as in :func:`kernel_inputs` (default: log(parameters.weights)).
     """
+    X, sample_weight = read_only(X), read_only(sample_weight)
     dense = covariance_type in ("full", "tied")
     if _is_small_data(X, parameters):  # float64 parameters, the rows' kernels
         means, precisions_chol, log_norm = kernel_inputs(
@@ -977,6 +993,7 @@ def _compiled_iterations(X, sample_weight, parameters, settings, lower_bound, ma
     """
     covariance_type = settings.covariance_type
     n_features = X.shape[1]
+    X, sample_weight = read_only(X), read_only(sample_weight)
     precisions_chol = parameters.precisions_chol
     if covariance_type in ("full", "tied"):
         if covariance_type == "tied":

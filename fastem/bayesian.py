@@ -203,9 +203,22 @@ def _update(nk, xk, sk, priors, covariance_type, prior_type):
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         precisions_chol = _driver.precision_cholesky(covariances, covariance_type)
     if precisions_chol is None or not np.all(np.isfinite(precisions_chol)):
-        raise _Breakdown("a covariance is not positive definite")
+        raise _Breakdown(_singular_message(covariances, covariance_type))
     return _Posterior(weight_concentration, mean_precision, means, degrees_of_freedom,
                       covariances, precisions_chol)
+
+
+def _singular_message(covariances, covariance_type):
+    """Which covariance has no precision factor (an ill-defined empirical covariance)."""
+    if covariance_type == "tied":
+        return "the tied covariance is not positive definite"
+    for k, covariance in enumerate(covariances):
+        kind = "tied" if covariance_type == "full" else "diag"
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            factor = _driver.precision_cholesky(np.atleast_1d(covariance), kind)
+        if factor is None or not np.all(np.isfinite(factor)):
+            return f"the covariance of component {k} is not positive definite"
+    return "a covariance is not positive definite"
 
 
 def _lower_bound(posterior, resp_log_resp, covariance_type, prior_type, n_features):
@@ -460,7 +473,7 @@ default='dirichlet_process'
             self._check_warm_start(n_features)
         random_state = _driver.LazyRandomState(self.random_state)
         block_size = self._block_size(X)
-        with thread_limit(self.n_threads):
+        with thread_limit(self._threads(X, block_size)):
             best = self._fit_restarts(X, sample_weight, priors, warm, random_state,
                                       block_size)
             self._set_result(best)
@@ -642,6 +655,12 @@ default='dirichlet_process'
             print(f"Initialization {message}. time lapse "
                   f"{time.time() - self._init_start:.5f}s\t lower bound {lower_bound:.5f}.")
 
+    def _threads(self, X, block_size):
+        """n_threads, or 1 when X is one block: a parallel launch of a single
+        block only wakes threads that have nothing to do (per iteration, that
+        cost more than the work on small data)."""
+        return 1 if block_size >= X.shape[0] else self.n_threads
+
     def _block_size(self, X):
         if self.chunk_size is not None:
             return int(self.chunk_size)
@@ -698,6 +717,11 @@ default='dirichlet_process'
             self.means_.shape[1],
         )
 
+    def __sklearn_is_fitted__(self):
+        # not merely any attribute ending in "_": a fit that failed its checks
+        # has set n_features_in_ and the priors, but no posterior
+        return hasattr(self, "converged_")
+
     # ------------------------------------------------------------------
     # inference
 
@@ -706,9 +730,9 @@ default='dirichlet_process'
         check_is_fitted(self)
         X = _validation.check_data(self, X, reset=False)
         parameters, covariance_type = self._kernel_parameters()
-        with thread_limit(self.n_threads):
-            return function(X, parameters, covariance_type, self._block_size(X),
-                            self._offsets())
+        block_size = self._block_size(X)
+        with thread_limit(self._threads(X, block_size)):
+            return function(X, parameters, covariance_type, block_size, self._offsets())
 
     def score_samples(self, X):
         """Per-sample log of the variational weighted probabilities' sum.

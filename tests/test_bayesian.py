@@ -434,7 +434,8 @@ def test_caller_arrays_are_not_modified(rng, dtype):
         n_components=3, mean_prior=mean_prior, covariance_prior=covariance_prior,
         max_iter=3), X, sample_weight=sample_weight)
     model.predict(X), model.predict_proba(X), model.score_samples(X)
-    for array, original in zip((X, sample_weight, mean_prior, covariance_prior), originals):
+    arrays = (X, sample_weight, mean_prior, covariance_prior)
+    for array, original in zip(arrays, originals, strict=True):
         assert_array_equal(array, original)
         assert array.dtype == original.dtype
 

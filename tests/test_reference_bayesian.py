@@ -60,7 +60,8 @@ def sklearn_fit(X, n_components, covariance_type, prior_type, seed, n_iter, **pr
 
 def assert_parameters_match(parameters, model, prior_type, rtol):
     if prior_type == "dirichlet_process":
-        for ours, theirs in zip(parameters.weight_concentration, model.weight_concentration_):
+        for ours, theirs in zip(parameters.weight_concentration, model.weight_concentration_,
+                                strict=True):
             np.testing.assert_allclose(ours, theirs, rtol=rtol)
     else:
         np.testing.assert_allclose(parameters.weight_concentration,
@@ -140,7 +141,7 @@ def test_integer_sample_weights_equal_repeated_rows(rng):
             reference.variational_priors(repeated, 3, covariance_type), covariance_type,
             reg_covar=1e-6)
         np.testing.assert_allclose(weighted[1], plain[1], rtol=1e-10)
-        for ours, theirs in zip(weighted[0], plain[0]):
+        for ours, theirs in zip(weighted[0], plain[0], strict=True):
             np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-10)
 
 

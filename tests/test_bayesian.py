@@ -8,7 +8,11 @@ checks.
 """
 
 import copy
+import importlib
+import importlib.util
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -472,6 +476,32 @@ def test_an_impossible_fit_raises_instead_of_returning_nan(rng, case):
         X, params = np.r_[rng.normal(size=(29, 3)), [[1e8, -1e8, 1e8]]], {}
     with pytest.raises(ValueError, match="Every initialization of the variational fit"):
         BayesianGaussianMixture(n_components=4, random_state=0, **params).fit(X)
+
+
+# --------------------------------------------------------------------------
+# the benchmark's fits (benchmarks/compare_bayesian.py) give scikit-learn's answer
+
+
+def load_compare_bayesian():
+    """benchmarks/compare_bayesian.py, imported by path as part of its package."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if "benchmarks" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "benchmarks", folder / "__init__.py", submodule_search_locations=[str(folder)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["benchmarks"] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module("benchmarks.compare_bayesian")
+
+
+@pytest.mark.parametrize("name", ["P1", "P5"])
+@parametrize_priors
+def test_benchmarked_fits_agree_with_sklearn(name, prior_type):
+    compare_bayesian = load_compare_bayesian()
+    problem = compare_bayesian.problems.make_problem(name, 1000)
+    fits = compare_bayesian.implementations(prior_type)
+    ours, theirs = fits["fastem"](problem, 3), fits["sklearn"](problem, 3)
+    assert ours == pytest.approx(theirs, rel=RTOL_SKLEARN, abs=0)
 
 
 # --------------------------------------------------------------------------

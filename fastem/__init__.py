@@ -1,6 +1,7 @@
 """fastem: Gaussian mixture models fitted by EM with numba kernels.
 
-A drop-in for :class:`sklearn.mixture.GaussianMixture`::
+A drop-in for :class:`sklearn.mixture.GaussianMixture` and
+:class:`sklearn.mixture.BayesianGaussianMixture`::
 
     import fastem
     X = fastem.load_faithful()
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY_IMPORTS = {
+    "BayesianGaussianMixture": "fastem.bayesian",
     "GaussianMixture": "fastem.mixture",
     "SingularCovarianceWarning": "fastem.mixture",
     "load_faithful": "fastem.datasets",
@@ -30,6 +32,7 @@ _LAZY_IMPORTS = {
 _SUBMODULES = ("datasets", "reference")
 
 __all__ = [
+    "BayesianGaussianMixture",
     "GaussianMixture",
     "SingularCovarianceWarning",
     "__version__",
@@ -41,6 +44,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
     from fastem._io import load_model, save_model
+    from fastem.bayesian import BayesianGaussianMixture
     from fastem.datasets import load_faithful
     from fastem._warmup import warmup
     from fastem.mixture import GaussianMixture, SingularCovarianceWarning

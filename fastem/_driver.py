@@ -264,23 +264,27 @@ def kernel_inputs(parameters, covariance_type, dtype, log_weights=None):
     return means, precisions_chol, log_norm
 
 
-def _infer(kernels, X, parameters, covariance_type, block_size):
+def _infer(kernels, X, parameters, covariance_type, block_size, log_weights=None):
     """Run the (dense, diagonal) inference kernel that fits the covariance type.
 
     float32 data is computed in float64 when a precision factor would not fit
-    float32 (a model fitted on data near the float32 limits).
+    float32 (a model fitted on data near the float32 limits). ``log_weights``
+    as in :func:`kernel_inputs`.
     """
     float32_limit = math.ldexp(1.0, PRECISION_LIMIT_EXPONENTS[np.dtype(np.float32)][0])
     if X.dtype != np.float64 and np.any(_too_large(parameters.precisions_chol, float32_limit)):
         X = X.astype(np.float64)
-    means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, X.dtype)
+    means, precisions_chol, log_norm = kernel_inputs(
+        parameters, covariance_type, X.dtype, log_weights
+    )
     dense, diagonal = kernels
     kernel = dense if covariance_type in ("full", "tied") else diagonal
     return kernel(read_only(X), means, precisions_chol, log_norm, block_size)
 
 
-def _small_weighted_log_prob(X, parameters, covariance_type):
-    means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, np.float64)
+def _small_weighted_log_prob(X, parameters, covariance_type, log_weights=None):
+    means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, np.float64,
+                                                     log_weights)
     if covariance_type in ("full", "tied"):
         kernel = _kernels_small.dense_weighted_log_prob_rows
     else:
@@ -292,30 +296,36 @@ def _is_small_data(X, parameters):
     return is_small(X.shape[0], X.shape[1], parameters.means.shape[0])
 
 
-def estimate_weighted_log_prob(X, parameters, covariance_type, block_size):
-    """(n_samples, K) log weights + log-densities, computed by the kernels."""
+def estimate_weighted_log_prob(X, parameters, covariance_type, block_size, log_weights=None):
+    """(n_samples, K) log weights + log-densities, computed by the kernels.
+
+    ``log_weights`` (K,) replaces log(parameters.weights), as in :func:`kernel_inputs`.
+    """
     if _is_small_data(X, parameters):
-        return _small_weighted_log_prob(X, parameters, covariance_type)
+        return _small_weighted_log_prob(X, parameters, covariance_type, log_weights)
     kernels = (_kernels_estep.dense_weighted_log_prob,
                _kernels_estep.diagonal_weighted_log_prob)
-    return _infer(kernels, X, parameters, covariance_type, block_size)
+    return _infer(kernels, X, parameters, covariance_type, block_size, log_weights)
 
 
-def estimate_labels(X, parameters, covariance_type, block_size):
+def estimate_labels(X, parameters, covariance_type, block_size, log_weights=None):
     """The most probable component of each sample, int64 (n_samples,).
 
     ``estimate_weighted_log_prob(...).argmax(axis=1)`` (the first maximum
     wins); on large data in one pass, without the (n_samples, K) array.
     """
     if _is_small_data(X, parameters):
-        return _small_weighted_log_prob(X, parameters, covariance_type).argmax(axis=1)
+        return _small_weighted_log_prob(X, parameters, covariance_type,
+                                        log_weights).argmax(axis=1)
     kernels = (_kernels_estep.dense_labels, _kernels_estep.diagonal_labels)
-    return _infer(kernels, X, parameters, covariance_type, block_size)
+    return _infer(kernels, X, parameters, covariance_type, block_size, log_weights)
 
 
-def estimate_log_prob_resp(X, parameters, covariance_type, block_size):
+def estimate_log_prob_resp(X, parameters, covariance_type, block_size, log_weights=None):
     """(log_prob_norm, log_resp) for X under the parameters."""
-    weighted = estimate_weighted_log_prob(X, parameters, covariance_type, block_size)
+    weighted = estimate_weighted_log_prob(
+        X, parameters, covariance_type, block_size, log_weights
+    )
     return _kernels_estep.log_resp_from_weighted(weighted, block_size)
 
 

@@ -212,8 +212,13 @@ def check_data(estimator, X, *, reset, ensure_min_samples=1):
     return np.ascontiguousarray(X)
 
 
-def check_sample_weight(sample_weight, n_samples):
-    """A float64 copy of the sample weights, or ones; checks length, sign and finiteness."""
+def check_sample_weight(sample_weight, n_samples, normalise=True):
+    """A float64 copy of the sample weights, or ones; checks length, sign and finiteness.
+
+    With ``normalise`` the weights are scaled by a power of two (see
+    :func:`_normalise_weights`); without it they keep their values (the
+    variational mixture's posterior depends on the total weight).
+    """
     if sample_weight is None:
         return np.ones(n_samples)
     weights = np.asarray(sample_weight)
@@ -240,6 +245,8 @@ def check_sample_weight(sample_weight, n_samples):
     largest = weights.max()
     if not largest > 0:
         raise ValueError("sample_weight sums to zero: at least one sample must have weight.")
+    if not normalise:
+        return weights
     return _normalise_weights(weights, largest)
 
 
@@ -283,8 +290,8 @@ def _check_choice(value, name, choices):
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
 
 
-def check_hyperparameters(estimator):
-    """Validate the constructor parameters (at fit time, as scikit-learn does)."""
+def _check_common_hyperparameters(estimator):
+    """The constructor parameters GaussianMixture and BayesianGaussianMixture share."""
     _check_integer(estimator.n_components, "n_components", 1)
     _check_choice(estimator.covariance_type, "covariance_type", COVARIANCE_TYPES)
     _check_real(estimator.tol, "tol", 0.0)
@@ -292,7 +299,6 @@ def check_hyperparameters(estimator):
     _check_integer(estimator.max_iter, "max_iter", 0)
     _check_integer(estimator.n_init, "n_init", 1)
     _check_choice(estimator.init_params, "init_params", INIT_PARAMS)
-    _check_choice(estimator.on_singular, "on_singular", ON_SINGULAR)
     _check_integer(estimator.verbose, "verbose", 0)
     _check_integer(estimator.verbose_interval, "verbose_interval", 1)
     if estimator.n_threads is not None:
@@ -301,36 +307,139 @@ def check_hyperparameters(estimator):
         _check_integer(estimator.chunk_size, "chunk_size", 1)
 
 
-def _as_float_array(value, name, shape):
+def check_hyperparameters(estimator):
+    """Validate the constructor parameters (at fit time, as scikit-learn does)."""
+    _check_common_hyperparameters(estimator)
+    _check_choice(estimator.on_singular, "on_singular", ON_SINGULAR)
+
+
+WEIGHT_CONCENTRATION_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+
+
+def _check_positive_or_none(value, name):
+    if value is None:
+        return
+    _check_real(value, name, 0.0)
+    if not value > 0:
+        raise ValueError(f"{name} must be None or a finite number > 0, got {value}.")
+
+
+def check_bayesian_hyperparameters(estimator):
+    """Validate BayesianGaussianMixture's constructor parameters (the priors' values
+    that depend on X are checked by :func:`check_mean_prior`,
+    :func:`check_degrees_of_freedom_prior` and :func:`check_covariance_prior`)."""
+    _check_common_hyperparameters(estimator)
+    _check_choice(estimator.weight_concentration_prior_type,
+                  "weight_concentration_prior_type", WEIGHT_CONCENTRATION_PRIOR_TYPES)
+    _check_positive_or_none(estimator.weight_concentration_prior, "weight_concentration_prior")
+    _check_positive_or_none(estimator.mean_precision_prior, "mean_precision_prior")
+    _check_positive_or_none(estimator.degrees_of_freedom_prior, "degrees_of_freedom_prior")
+    if not isinstance(estimator.warm_start, (bool, np.bool_)):
+        raise TypeError(f"warm_start must be True or False, got {estimator.warm_start!r}.")
+
+
+def check_mean_prior(mean_prior, n_features):
+    """mean_prior as a float64 (n_features,) copy."""
+    return _as_float_array(mean_prior, "mean_prior", (n_features,), "means")
+
+
+def check_degrees_of_freedom_prior(degrees_of_freedom_prior, n_features):
+    """The Wishart prior needs more than n_features - 1 degrees of freedom."""
+    if not degrees_of_freedom_prior > n_features - 1.0:
+        raise ValueError(
+            f"degrees_of_freedom_prior must be greater than n_features - 1 = "
+            f"{n_features - 1} for the Wishart prior to exist; raise it or leave it None "
+            f"(n_features). The parameter 'degrees_of_freedom_prior' should be greater "
+            f"than {n_features - 1}, but got {degrees_of_freedom_prior:.3f}."
+        )
+
+
+def check_covariance_prior(covariance_prior, covariance_type, n_features):
+    """covariance_prior as a float64 copy: (D, D) symmetric positive definite for
+    'full' and 'tied', (D,) positive for 'diag', a positive number for 'spherical'."""
+    if covariance_type == "spherical":
+        value = np.asarray(covariance_prior)
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            raise ValueError(
+                "spherical covariance_prior must be a single positive number, got "
+                f"{covariance_prior!r:.80}."
+            )
+        value = float(value)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(
+                f"spherical covariance_prior must be a finite number > 0, got {value}."
+            )
+        return value
+    if covariance_type == "diag":
+        prior = _as_float_array(
+            covariance_prior, "covariance_prior", (n_features,), "diag covariance_prior"
+        )
+        if np.any(prior <= 0):
+            raise ValueError(
+                "diag covariance_prior must be positive (one variance per feature). "
+                "'diag precision' should be positive"
+            )
+        return prior
+    prior = _as_float_array(
+        covariance_prior, "covariance_prior", (n_features, n_features),
+        f"{covariance_type} covariance_prior",
+    )
+    symmetric = np.allclose(prior, prior.T)
+    if not (symmetric and np.all(np.linalg.eigvalsh(prior) > 0)):
+        problem = "positive definite" if symmetric else "symmetric"
+        raise ValueError(
+            f"{covariance_type} covariance_prior is not {problem}. "
+            f"'{covariance_type} precision' should be symmetric, positive-definite"
+        )
+    return prior
+
+
+def _as_float_array(value, name, shape, sklearn_name=None):
+    """A float64 C-ordered copy of the right shape, finite.
+
+    ``sklearn_name``: the name scikit-learn's own shape message uses ("The
+    parameter 'weights' should have the shape of ..."), appended to fastem's
+    so that code matching scikit-learn's wording keeps working.
+    """
     # A C-ordered copy: the kernels then see one memory layout (a Fortran-ordered
     # means_init used to compile, and cache, a second specialisation of them).
     array = np.array(value, dtype=np.float64, order="C", copy=True)
     if array.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {array.shape}.")
+        message = f"{name} must have shape {shape}, got {array.shape}."
+        if sklearn_name is not None:
+            message += (
+                f" The parameter '{sklearn_name}' should have the shape of {shape}, "
+                f"but got {array.shape}"
+            )
+        raise ValueError(message)
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinity.")
     return array
 
 
 def check_weights_init(weights, n_components):
-    weights = _as_float_array(weights, "weights_init", (n_components,))
+    weights = _as_float_array(weights, "weights_init", (n_components,), "weights")
     smallest, largest = weights.min(), weights.max()
     if smallest < 0 or largest > 1:
+        # scikit-learn's wording follows fastem's, its labels as scikit-learn has them
         raise ValueError(
             "weights_init must lie in [0, 1], got min "
-            f"{smallest:.5f} and max {largest:.5f}."
+            f"{smallest:.5f} and max {largest:.5f}. The parameter 'weights' should be "
+            f"in the range [0, 1], but got max value {smallest:.5f}, min value "
+            f"{largest:.5f}"
         )
     # np.isclose(total, 1.0, rtol=0, atol=1e-8), in Python floats
     total = weights.sum()
     if not abs(float(total) - 1.0) <= 1e-8:
         raise ValueError(
-            f"weights_init must sum to 1 (normalise it), got sum {total:.10g}."
+            f"weights_init must sum to 1 (normalise it), got sum {total:.10g}. The "
+            f"parameter 'weights' should be normalized, but got sum(weights) = {total:.5f}"
         )
     return weights
 
 
 def check_means_init(means, n_components, n_features):
-    return _as_float_array(means, "means_init", (n_components, n_features))
+    return _as_float_array(means, "means_init", (n_components, n_features), "means")
 
 
 def check_precisions_init(precisions, covariance_type, n_components, n_features):
@@ -340,10 +449,15 @@ def check_precisions_init(precisions, covariance_type, n_components, n_features)
         "diag": (n_components, n_features),
         "spherical": (n_components,),
     }
-    precisions = _as_float_array(precisions, "precisions_init", shapes[covariance_type])
+    precisions = _as_float_array(
+        precisions, "precisions_init", shapes[covariance_type], f"{covariance_type} precision"
+    )
     if covariance_type in ("diag", "spherical"):
         if np.any(precisions <= 0):
-            raise ValueError(f"{covariance_type} precisions_init must be positive.")
+            raise ValueError(
+                f"{covariance_type} precisions_init must be positive. "
+                f"'{covariance_type} precision' should be positive"
+            )
         return precisions
     stack = precisions if covariance_type == "full" else precisions[np.newaxis]
     # All matrices at once (a few numpy calls, not a few per matrix); the first
@@ -361,7 +475,9 @@ def check_precisions_init(precisions, covariance_type, n_components, n_features)
     if not (symmetric.all() and definite.all()):
         k = int(np.argmin(symmetric & definite))
         where = f" (component {k})" if covariance_type == "full" else ""
-        if not symmetric[k]:
-            raise ValueError(f"{covariance_type} precisions_init{where} is not symmetric.")
-        raise ValueError(f"{covariance_type} precisions_init{where} is not positive definite.")
+        problem = "symmetric" if not symmetric[k] else "positive definite"
+        raise ValueError(
+            f"{covariance_type} precisions_init{where} is not {problem}. "
+            f"'{covariance_type} precision' should be symmetric, positive-definite"
+        )
     return precisions

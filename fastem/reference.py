@@ -18,13 +18,17 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg
-from scipy.special import logsumexp, xlogy
+from scipy.special import betaln, digamma, gammaln, logsumexp, xlogy
 from scipy.stats import multivariate_normal
 
 __all__ = [
-    "COVARIANCE_TYPES", "FitResult", "dense_covariances", "e_step", "em",
-    "estimate_log_prob", "estimate_weighted_log_prob", "fit", "log_likelihood",
+    "COVARIANCE_TYPES", "FitResult", "VariationalParameters", "VariationalPriors",
+    "dense_covariances", "e_step", "em", "estimate_log_prob",
+    "estimate_weighted_log_prob", "expected_log_weights", "fit", "log_likelihood",
     "lower_bound", "m_step", "precisions_cholesky", "sufficient_statistics",
+    "variational_e_step", "variational_em", "variational_log_prob",
+    "variational_lower_bound", "variational_m_step", "variational_priors",
+    "variational_update", "variational_weights",
 ]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -511,3 +515,426 @@ def fit(X, n_components, covariance_type="full", tol=1e-3, max_iter=50, n_init=1
             n_failed += 1
     return best._replace(lower_bounds=list(best.lower_bounds),
                          n_failed_restarts=n_failed)
+
+
+# ------------------------------------------------ the variational (Bayesian) mixture
+#
+# scikit-learn's BayesianGaussianMixture, written out: the same priors, the same
+# padded counts (nk + 10 eps) and the same normalisation of the Wishart scale
+# (``covariances`` are W^-1 / nu, so that their inverse is the expected precision).
+# Log-densities again come from scipy's ``multivariate_normal.logpdf``.
+
+WEIGHT_CONCENTRATION_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+
+_COUNT_FLOOR = 10.0 * np.finfo(np.float64).eps
+
+
+class VariationalPriors(NamedTuple):
+    """Priors of the variational mixture (scikit-learn's ``*_prior_`` attributes)."""
+
+    weight_concentration: float
+    mean_precision: float
+    mean: np.ndarray
+    degrees_of_freedom: float
+    covariance: np.ndarray | float
+
+
+class VariationalParameters(NamedTuple):
+    """Variational posterior, in scikit-learn's layouts.
+
+    ``weight_concentration`` is ``(a, b)`` (two arrays (K,)) for the Dirichlet
+    process and an array (K,) for the Dirichlet distribution;
+    ``degrees_of_freedom`` is (K,), or a float for "tied"; ``covariances`` are
+    the Wishart scale matrices divided by the degrees of freedom.
+    """
+
+    weight_concentration: tuple | np.ndarray
+    mean_precision: np.ndarray
+    means: np.ndarray
+    degrees_of_freedom: np.ndarray | float
+    covariances: np.ndarray
+
+
+def _check_prior_type(weight_concentration_prior_type):
+    if weight_concentration_prior_type not in WEIGHT_CONCENTRATION_PRIOR_TYPES:
+        raise ValueError(f"weight_concentration_prior_type must be one of "
+                         f"{WEIGHT_CONCENTRATION_PRIOR_TYPES}, "
+                         f"got {weight_concentration_prior_type!r}.")
+
+
+def variational_priors(X, n_components, covariance_type, weight_concentration_prior=None,
+                       mean_precision_prior=None, mean_prior=None,
+                       degrees_of_freedom_prior=None, covariance_prior=None,
+                       sample_weight=None):
+    """The priors with scikit-learn's defaults, weighted by ``sample_weight``.
+
+    Defaults: weight concentration ``1 / n_components``, mean precision 1, mean
+    the weighted mean of X, ``n_features`` degrees of freedom, and the weighted
+    covariance of X with frequency weights (``sum w (x - m)(x - m)^T / (sum w - 1)``,
+    ``np.cov(X.T)`` for unit weights), its diagonal for "diag" and the mean of
+    that for "spherical".
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    weight_concentration_prior, mean_precision_prior, degrees_of_freedom_prior : float or None
+    mean_prior : array-like of shape (n_features,) or None
+    covariance_prior : array-like, float or None
+    sample_weight : array-like of shape (n_samples,), default=None
+
+    Returns
+    -------
+    priors : VariationalPriors
+    """
+    _check_covariance_type(covariance_type)
+    X = _check_X(X)
+    n_samples, n_features = X.shape
+    sample_weight = _check_sample_weight(sample_weight, n_samples)
+    total = sample_weight.sum()
+    data_mean = sample_weight @ X / total
+    if mean_prior is None:
+        mean_prior = data_mean
+    if covariance_prior is None:
+        diff = X - data_mean
+        covariance = (sample_weight[:, np.newaxis] * diff).T @ diff / (total - 1.0)
+        covariance_prior = {"full": covariance, "tied": covariance,
+                            "diag": np.diag(covariance).copy(),
+                            "spherical": float(np.mean(np.diag(covariance)))}[covariance_type]
+    return VariationalPriors(
+        float(1.0 / n_components if weight_concentration_prior is None
+              else weight_concentration_prior),
+        float(1.0 if mean_precision_prior is None else mean_precision_prior),
+        _checked("mean_prior", mean_prior, (n_features,)).copy(),
+        float(n_features if degrees_of_freedom_prior is None else degrees_of_freedom_prior),
+        (float(covariance_prior) if covariance_type == "spherical"
+         else np.array(covariance_prior, dtype=np.float64)),
+    )
+
+
+def _gaussian_statistics(X, resp, covariance_type, reg_covar, sample_weight):
+    """scikit-learn's ``_estimate_gaussian_parameters`` with sample weights.
+
+    Returns (nk + 10 eps, means, covariances + reg_covar); the covariances are
+    the weighted scatter around the means divided by the padded counts
+    ("tied": summed over components and divided by their sum).
+    """
+    weighted_resp = resp * sample_weight[:, np.newaxis]
+    nk = weighted_resp.sum(axis=0) + _COUNT_FLOOR
+    means = (weighted_resp.T @ X) / nk[:, np.newaxis]
+    _, _, scatter = sufficient_statistics(X, resp, means, covariance_type, sample_weight)
+    diagonal = np.arange(X.shape[1])
+    if covariance_type == "full":
+        covariances = scatter / nk[:, np.newaxis, np.newaxis]
+        covariances[:, diagonal, diagonal] += reg_covar
+    elif covariance_type == "tied":
+        covariances = scatter / nk.sum()
+        covariances[diagonal, diagonal] += reg_covar
+    elif covariance_type == "diag":
+        covariances = scatter / nk[:, np.newaxis] + reg_covar
+    else:
+        covariances = scatter / (nk * X.shape[1]) + reg_covar
+    return nk, means, covariances
+
+
+def variational_update(nk, xk, sk, priors, covariance_type,
+                       weight_concentration_prior_type="dirichlet_process"):
+    """The variational posterior from counts, means and covariances.
+
+    scikit-learn's ``_estimate_weights``, ``_estimate_means`` and
+    ``_estimate_wishart_*``: what its initialisation and its M-step do with
+    the output of ``_estimate_gaussian_parameters``.
+
+    Parameters
+    ----------
+    nk : array-like of shape (n_components,)
+        Weighted counts (padded by 10 eps, as scikit-learn pads them).
+    xk : array-like of shape (n_components, n_features)
+        Weighted means of the components.
+    sk : array-like
+        Their covariances (``reg_covar`` included), in the layout of
+        ``covariance_type``.
+    priors : VariationalPriors
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
+
+    Returns
+    -------
+    parameters : VariationalParameters
+    """
+    _check_prior_type(weight_concentration_prior_type)
+    nk = np.asarray(nk, dtype=np.float64)
+    xk = np.asarray(xk, dtype=np.float64)
+    n_components = len(nk)
+    if weight_concentration_prior_type == "dirichlet_process":
+        tail = np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))
+        weight_concentration = (1.0 + nk, priors.weight_concentration + tail)
+    else:
+        weight_concentration = priors.weight_concentration + nk
+    mean_precision = priors.mean_precision + nk
+    means = ((priors.mean_precision * priors.mean + nk[:, np.newaxis] * xk)
+             / mean_precision[:, np.newaxis])
+    diff = xk - priors.mean
+    shrink = priors.mean_precision / mean_precision  # beta_0 / beta_k
+    if covariance_type == "full":
+        degrees_of_freedom = priors.degrees_of_freedom + nk
+        covariances = (priors.covariance + nk[:, np.newaxis, np.newaxis] * sk
+                       + (nk * shrink)[:, np.newaxis, np.newaxis]
+                       * diff[:, :, np.newaxis] * diff[:, np.newaxis, :])
+        covariances = covariances / degrees_of_freedom[:, np.newaxis, np.newaxis]
+    elif covariance_type == "tied":
+        degrees_of_freedom = priors.degrees_of_freedom + nk.sum() / n_components
+        covariances = (priors.covariance + sk * nk.sum() / n_components
+                       + ((nk * shrink)[:, np.newaxis] * diff).T @ diff / n_components)
+        covariances = covariances / degrees_of_freedom
+    elif covariance_type == "diag":
+        degrees_of_freedom = priors.degrees_of_freedom + nk
+        covariances = priors.covariance + nk[:, np.newaxis] * (
+            sk + shrink[:, np.newaxis] * diff**2)
+        covariances = covariances / degrees_of_freedom[:, np.newaxis]
+    else:
+        degrees_of_freedom = priors.degrees_of_freedom + nk
+        covariances = priors.covariance + nk * (sk + shrink * np.mean(diff**2, axis=1))
+        covariances = covariances / degrees_of_freedom
+    return VariationalParameters(weight_concentration, mean_precision, means,
+                                 degrees_of_freedom, covariances)
+
+
+def variational_m_step(X, resp, priors, covariance_type,
+                       weight_concentration_prior_type="dirichlet_process", reg_covar=0.0,
+                       sample_weight=None):
+    """Variational M-step: the posterior for given responsibilities.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    resp : array-like of shape (n_samples, n_components)
+    priors : VariationalPriors
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
+    reg_covar : float, default=0.0
+    sample_weight : array-like of shape (n_samples,), default=None
+
+    Returns
+    -------
+    parameters : VariationalParameters
+    """
+    _check_covariance_type(covariance_type)
+    X = _check_X(X)
+    resp = _checked("resp", resp, (len(X), None))
+    sample_weight = _check_sample_weight(sample_weight, len(X))
+    nk, xk, sk = _gaussian_statistics(X, resp, covariance_type, reg_covar, sample_weight)
+    return variational_update(nk, xk, sk, priors, covariance_type,
+                              weight_concentration_prior_type)
+
+
+def expected_log_weights(weight_concentration, weight_concentration_prior_type):
+    """``E[log pi_k]`` under the variational posterior of the weights.
+
+    Parameters
+    ----------
+    weight_concentration : tuple of two arrays (K,) or array (K,)
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
+
+    Returns
+    -------
+    log_weights : ndarray of shape (n_components,)
+    """
+    _check_prior_type(weight_concentration_prior_type)
+    if weight_concentration_prior_type == "dirichlet_process":
+        a, b = (np.asarray(c, dtype=np.float64) for c in weight_concentration)
+        digamma_sum = digamma(a + b)
+        log_stick = digamma(a) - digamma_sum  # E[log v_k]
+        log_rest = digamma(b) - digamma_sum  # E[log (1 - v_k)]
+        return log_stick + np.hstack((0.0, np.cumsum(log_rest)[:-1]))
+    concentration = np.asarray(weight_concentration, dtype=np.float64)
+    return digamma(concentration) - digamma(concentration.sum())
+
+
+def variational_weights(weight_concentration, weight_concentration_prior_type):
+    """The mixture weights scikit-learn reports (``weights_``): posterior means.
+
+    Parameters
+    ----------
+    weight_concentration : tuple of two arrays (K,) or array (K,)
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components,), summing to one
+    """
+    _check_prior_type(weight_concentration_prior_type)
+    if weight_concentration_prior_type == "dirichlet_process":
+        a, b = (np.asarray(c, dtype=np.float64) for c in weight_concentration)
+        stick = a / (a + b)
+        weights = stick * np.hstack((1.0, np.cumprod(1.0 - stick)[:-1]))
+    else:
+        weights = np.asarray(weight_concentration, dtype=np.float64).copy()
+    return weights / weights.sum()
+
+
+def variational_log_prob(X, parameters, covariance_type):
+    """``E[log N(x_i | mu_k, Lambda_k^-1)]`` for every sample and component.
+
+    ``log N(x | means_k, covariances_k)`` plus the terms of the posterior's
+    spread: ``0.5 (sum_j digamma((nu_k - j) / 2) + D log 2 - D log nu_k - D / beta_k)``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    parameters : VariationalParameters
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+    """
+    X = _check_X(X)
+    n_features = X.shape[1]
+    degrees_of_freedom = np.asarray(parameters.degrees_of_freedom, dtype=np.float64)
+    log_gauss = estimate_log_prob(X, parameters.means, parameters.covariances,
+                                  covariance_type)
+    features = np.arange(n_features)[:, np.newaxis]
+    log_lambda = (n_features * np.log(2.0)
+                  + np.sum(digamma(0.5 * (degrees_of_freedom - features)), axis=0)
+                  - n_features * np.log(degrees_of_freedom))
+    return log_gauss + 0.5 * (log_lambda - n_features / parameters.mean_precision)
+
+
+def variational_e_step(X, parameters, covariance_type,
+                       weight_concentration_prior_type="dirichlet_process"):
+    """Variational E-step.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    parameters : VariationalParameters
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
+
+    Returns
+    -------
+    log_prob_norm : ndarray of shape (n_samples,)
+        logsumexp over components of the weighted log-probabilities.
+    log_resp : ndarray of shape (n_samples, n_components)
+    """
+    weighted = (variational_log_prob(X, parameters, covariance_type)
+                + expected_log_weights(parameters.weight_concentration,
+                                       weight_concentration_prior_type))
+    log_prob_norm = logsumexp(weighted, axis=1)
+    return log_prob_norm, weighted - log_prob_norm[:, np.newaxis]
+
+
+def _log_det(covariances, covariance_type):
+    """log det of each covariance (slogdet: independent of any Cholesky factor)."""
+    if covariance_type in ("full", "tied"):
+        sign, log_det = np.linalg.slogdet(covariances)
+        if np.any(sign <= 0):
+            raise np.linalg.LinAlgError("A covariance is not positive definite.")
+        return log_det
+    if covariance_type == "diag":
+        return np.sum(np.log(covariances), axis=1)
+    return covariances  # the caller multiplies the log by n_features
+
+
+def variational_lower_bound(resp, parameters, covariance_type, n_features,
+                            weight_concentration_prior_type="dirichlet_process",
+                            sample_weight=None):
+    """scikit-learn's variational lower bound (up to its constant terms).
+
+    ``-sum_i w_i sum_k r_ik log r_ik - sum_k log B(W_k, nu_k) - log C(alpha)
+    - D/2 sum_k log beta_k``, with the Wishart normaliser log B written with the
+    normalised covariances as scikit-learn writes it (``tied``: K times the
+    shared one) and log C the Dirichlet (or, for the Dirichlet process, minus the
+    sum of the Beta functions') normaliser.
+
+    Parameters
+    ----------
+    resp : array-like of shape (n_samples, n_components)
+        The responsibilities of the E-step that preceded the M-step.
+    parameters : VariationalParameters
+        The posterior of that M-step.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_features : int
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
+    sample_weight : array-like of shape (n_samples,), default=None
+
+    Returns
+    -------
+    lower_bound : float
+    """
+    _check_covariance_type(covariance_type)
+    _check_prior_type(weight_concentration_prior_type)
+    resp = _checked("resp", resp, (None, None))
+    sample_weight = _check_sample_weight(sample_weight, len(resp))
+    n_components = resp.shape[1]
+    entropy_term = _weighted_sum(np.sum(xlogy(resp, resp), axis=1), sample_weight)
+    degrees_of_freedom = np.asarray(parameters.degrees_of_freedom, dtype=np.float64)
+    covariances = np.asarray(parameters.covariances, dtype=np.float64)
+    log_det = _log_det(covariances, covariance_type)
+    if covariance_type == "spherical":
+        log_det = n_features * np.log(log_det)
+    # log det of the precision's Cholesky factor of W_k (not W_k / nu_k)
+    log_det_chol = -0.5 * log_det - 0.5 * n_features * np.log(degrees_of_freedom)
+    features = np.arange(n_features)[:, np.newaxis]
+    log_wishart = -(degrees_of_freedom * log_det_chol
+                    + degrees_of_freedom * n_features * 0.5 * np.log(2.0)
+                    + np.sum(gammaln(0.5 * (degrees_of_freedom - features)), axis=0))
+    log_wishart = (n_components * float(np.squeeze(log_wishart))
+                   if covariance_type == "tied" else float(np.sum(log_wishart)))
+    if weight_concentration_prior_type == "dirichlet_process":
+        a, b = parameters.weight_concentration
+        log_norm_weight = -float(np.sum(betaln(a, b)))
+    else:
+        concentration = np.asarray(parameters.weight_concentration, dtype=np.float64)
+        log_norm_weight = float(gammaln(concentration.sum()) - np.sum(gammaln(concentration)))
+    return (-entropy_term - log_wishart - log_norm_weight
+            - 0.5 * n_features * float(np.sum(np.log(parameters.mean_precision))))
+
+
+def variational_em(X, resp, n_iter, priors, covariance_type,
+                   weight_concentration_prior_type="dirichlet_process", reg_covar=0.0,
+                   sample_weight=None):
+    """Run exactly ``n_iter`` iterations of scikit-learn's variational loop.
+
+    The start is the M-step of ``resp`` (scikit-learn's ``_initialize``); each
+    iteration is a variational E-step, an M-step, and the lower bound from the
+    E-step's responsibilities and the M-step's posterior.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    resp : array-like of shape (n_samples, n_components)
+        Initial responsibilities (e.g. one-hot k-means labels).
+    n_iter : int
+    priors : VariationalPriors
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
+    reg_covar : float, default=0.0
+    sample_weight : array-like of shape (n_samples,), default=None
+
+    Returns
+    -------
+    parameters : VariationalParameters
+        After the last M-step.
+    lower_bounds : list of float
+        One per iteration.
+    """
+    X = _check_X(X)
+    sample_weight = _check_sample_weight(sample_weight, len(X))
+    parameters = variational_m_step(X, resp, priors, covariance_type,
+                                    weight_concentration_prior_type, reg_covar,
+                                    sample_weight)
+    lower_bounds = []
+    for _ in range(n_iter):
+        _, log_resp = variational_e_step(X, parameters, covariance_type,
+                                         weight_concentration_prior_type)
+        resp = np.exp(log_resp)
+        parameters = variational_m_step(X, resp, priors, covariance_type,
+                                        weight_concentration_prior_type, reg_covar,
+                                        sample_weight)
+        lower_bounds.append(variational_lower_bound(
+            resp, parameters, covariance_type, X.shape[1],
+            weight_concentration_prior_type, sample_weight))
+    return parameters, lower_bounds

@@ -1,0 +1,796 @@
+"""The scikit-learn compatible estimator :class:`BayesianGaussianMixture`.
+
+Variational inference for a Gaussian mixture, as scikit-learn's
+``BayesianGaussianMixture`` does it. Its E-step is the ordinary Gaussian
+E-step with other per-component constants, so each iteration is one pass of
+fastem's fused kernels (:func:`fastem._driver.estep_statistics` with
+``log_weights``); everything else works on K x D arrays in numpy here.
+
+With ``nu_k`` the degrees of freedom, ``beta_k`` the mean precisions and
+``covariances_`` the Wishart scale divided by ``nu_k`` (scikit-learn's
+normalisation), the weighted log-probability of sample ``x`` under component k
+is ``log N(x | means_k, covariances_k)`` plus the offset ::
+
+    E[log pi_k] + 0.5 (D log 2 + sum_j digamma((nu_k - j) / 2) - D log nu_k - D / beta_k)
+
+which :func:`_log_weight_offsets` computes and the kernels add where they would
+add ``log weights_k``. ``fastem.reference.variational_*`` is the oracle.
+"""
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+from scipy.special import betaln, digamma, gammaln, logsumexp
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from fastem import _driver, _validation
+from fastem._kernels_threads import thread_limit
+from fastem.mixture import GaussianMixture
+
+__all__ = ["BayesianGaussianMixture"]
+
+# scikit-learn pads every component's count by 10 eps (``_estimate_gaussian_parameters``)
+COUNT_FLOOR = 10.0 * np.finfo(np.float64).eps
+LOG_2 = math.log(2.0)
+
+
+@dataclass
+class _Priors:
+    """The priors, resolved against X (scikit-learn's ``*_prior_`` attributes)."""
+
+    weight_concentration: float
+    mean_precision: float
+    mean: np.ndarray
+    degrees_of_freedom: float
+    covariance: object  # (D, D), (D,) or float by covariance type
+
+
+@dataclass
+class _Posterior:
+    """The variational posterior in scikit-learn's layouts (float64)."""
+
+    weight_concentration: object  # (a, b) arrays for a Dirichlet process, else (K,)
+    mean_precision: np.ndarray
+    means: np.ndarray
+    degrees_of_freedom: object  # (K,), or a float for 'tied'
+    covariances: np.ndarray
+    precisions_chol: np.ndarray
+
+
+@dataclass
+class _Result:
+    posterior: _Posterior
+    lower_bound: float
+    lower_bounds: list
+    n_iter: int
+    converged: bool
+
+
+class _Breakdown(Exception):
+    """A restart cannot go on (a covariance without a precision factor, or a
+    non-finite lower bound)."""
+
+
+# --------------------------------------------------------------------------
+# The variational mathematics on K x D arrays
+
+
+def _mixture_weights(weight_concentration, prior_type):
+    """``weights_``: the posterior mean weights, as scikit-learn's ``_set_parameters``."""
+    if prior_type == "dirichlet_process":
+        a, b = weight_concentration
+        total = a + b
+        weights = a / total * np.hstack((1.0, np.cumprod(b / total)[:-1]))
+    else:
+        weights = np.array(weight_concentration, dtype=np.float64)
+    return weights / np.sum(weights)
+
+
+def _expected_log_weights(weight_concentration, prior_type):
+    """E[log pi_k] (scikit-learn's ``_estimate_log_weights``)."""
+    if prior_type == "dirichlet_process":
+        a, b = weight_concentration
+        digamma_sum = digamma(a + b)
+        return (digamma(a) - digamma_sum
+                + np.hstack((0.0, np.cumsum(digamma(b) - digamma_sum)[:-1])))
+    return digamma(weight_concentration) - digamma(np.sum(weight_concentration))
+
+
+def _log_weight_offsets(posterior, prior_type, n_components, n_features):
+    """Per-component offsets that turn the Gaussian log-density into the
+    variational weighted log-probability (see the module docstring)."""
+    degrees_of_freedom = posterior.degrees_of_freedom
+    features = np.arange(n_features)[:, np.newaxis]
+    log_lambda = n_features * LOG_2 + np.sum(
+        digamma(0.5 * (degrees_of_freedom - features)), axis=0
+    )
+    offsets = (
+        _expected_log_weights(posterior.weight_concentration, prior_type)
+        - 0.5 * n_features * np.log(degrees_of_freedom)
+        + 0.5 * (log_lambda - n_features / posterior.mean_precision)
+    )
+    return np.broadcast_to(offsets, (n_components,)).astype(np.float64)
+
+
+def _gaussian_statistics(statistics, covariance_type, reg_covar):
+    """(nk, xk, sk) of scikit-learn's ``_estimate_gaussian_parameters`` from the
+    E-step's sums around the current means.
+
+    nk is padded by 10 eps; xk = (sum_i w r x) / nk; sk the weighted scatter
+    around xk divided by nk ('tied': summed, divided by sum nk) plus reg_covar.
+    The scatter around ``centres`` c is moved to xk exactly:
+    S(xk) = S(c) - s d^T - d s^T + n d d^T with s = sum w r (x - c), d = xk - c.
+    """
+    nk = statistics.nk
+    padded = nk + COUNT_FLOOR
+    centres = statistics.centres
+    sum_x = statistics.sum_x
+    shift = (sum_x - COUNT_FLOOR * centres) / padded[:, np.newaxis]  # xk - c
+    xk = centres + shift
+    scatter = statistics.scatter
+    n_features = xk.shape[1]
+    diagonal = np.arange(n_features)
+    if covariance_type == "full":
+        cross = sum_x[:, :, np.newaxis] * shift[:, np.newaxis, :]
+        centred = (scatter - cross - np.swapaxes(cross, 1, 2)
+                   + nk[:, np.newaxis, np.newaxis] * shift[:, :, np.newaxis]
+                   * shift[:, np.newaxis, :])
+        centred = 0.5 * (centred + np.swapaxes(centred, 1, 2))
+        sk = centred / padded[:, np.newaxis, np.newaxis]
+        sk[:, diagonal, diagonal] += reg_covar
+    elif covariance_type == "tied":
+        cross = sum_x.T @ shift
+        centred = scatter[0] - cross - cross.T + (nk[:, np.newaxis] * shift).T @ shift
+        centred = 0.5 * (centred + centred.T)
+        sk = centred / padded.sum()
+        sk[diagonal, diagonal] += reg_covar
+    else:
+        centred = scatter - 2.0 * sum_x * shift + nk[:, np.newaxis] * shift**2
+        sk = centred / padded[:, np.newaxis] + reg_covar
+        if covariance_type == "spherical":
+            sk = sk.mean(axis=1)
+    return padded, xk, sk
+
+
+def _update(nk, xk, sk, priors, covariance_type, prior_type):
+    """The posterior from (nk, xk, sk): scikit-learn's ``_estimate_weights``,
+    ``_estimate_means`` and ``_estimate_wishart_*``. Raises _Breakdown when a
+    covariance has no precision factor."""
+    n_components = len(nk)
+    if prior_type == "dirichlet_process":
+        tail = np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))
+        weight_concentration = (1.0 + nk, priors.weight_concentration + tail)
+    else:
+        weight_concentration = priors.weight_concentration + nk
+    mean_precision = priors.mean_precision + nk
+    means = (
+        priors.mean_precision * priors.mean + nk[:, np.newaxis] * xk
+    ) / mean_precision[:, np.newaxis]
+    diff = xk - priors.mean
+    shrink = nk * priors.mean_precision / mean_precision
+    if covariance_type == "full":
+        degrees_of_freedom = priors.degrees_of_freedom + nk
+        covariances = (
+            priors.covariance
+            + nk[:, np.newaxis, np.newaxis] * sk
+            + shrink[:, np.newaxis, np.newaxis] * diff[:, :, np.newaxis] * diff[:, np.newaxis, :]
+        )
+        covariances /= degrees_of_freedom[:, np.newaxis, np.newaxis]
+        covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
+    elif covariance_type == "tied":
+        degrees_of_freedom = priors.degrees_of_freedom + nk.sum() / n_components
+        covariances = (
+            priors.covariance
+            + sk * nk.sum() / n_components
+            + (shrink[:, np.newaxis] * diff).T @ diff / n_components
+        )
+        covariances /= degrees_of_freedom
+        covariances = 0.5 * (covariances + covariances.T)
+    elif covariance_type == "diag":
+        degrees_of_freedom = priors.degrees_of_freedom + nk
+        covariances = priors.covariance + nk[:, np.newaxis] * sk + shrink[:, np.newaxis] * diff**2
+        covariances /= degrees_of_freedom[:, np.newaxis]
+    else:
+        degrees_of_freedom = priors.degrees_of_freedom + nk
+        covariances = priors.covariance + nk * sk + shrink * np.mean(diff**2, axis=1)
+        covariances /= degrees_of_freedom
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        precisions_chol = _driver.precision_cholesky(covariances, covariance_type)
+    if precisions_chol is None or not np.all(np.isfinite(precisions_chol)):
+        raise _Breakdown(_singular_message(covariances, covariance_type))
+    return _Posterior(weight_concentration, mean_precision, means, degrees_of_freedom,
+                      covariances, precisions_chol)
+
+
+def _singular_message(covariances, covariance_type):
+    """Which covariance has no precision factor (an ill-defined empirical covariance)."""
+    if covariance_type == "tied":
+        return "the tied covariance is not positive definite"
+    for k, covariance in enumerate(covariances):
+        kind = "tied" if covariance_type == "full" else "diag"
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            factor = _driver.precision_cholesky(np.atleast_1d(covariance), kind)
+        if factor is None or not np.all(np.isfinite(factor)):
+            return f"the covariance of component {k} is not positive definite"
+    return "a covariance is not positive definite"
+
+
+def _lower_bound(posterior, resp_log_resp, covariance_type, prior_type, n_features):
+    """scikit-learn's ``_compute_lower_bound`` (its constants left out, as there);
+    ``resp_log_resp`` is sum_i w_i sum_k r_ik log r_ik of the preceding E-step."""
+    degrees_of_freedom = posterior.degrees_of_freedom
+    n_components = len(posterior.mean_precision)
+    log_det_chol = _driver.log_det_cholesky(
+        posterior.precisions_chol, covariance_type, n_features
+    ) - 0.5 * n_features * np.log(degrees_of_freedom)
+    features = np.arange(n_features)[:, np.newaxis]
+    log_wishart = -(
+        degrees_of_freedom * log_det_chol
+        + degrees_of_freedom * n_features * 0.5 * LOG_2
+        + np.sum(gammaln(0.5 * (degrees_of_freedom - features)), axis=0)
+    )
+    if covariance_type == "tied":
+        log_wishart = n_components * float(np.squeeze(log_wishart))
+    else:
+        log_wishart = float(np.sum(log_wishart))
+    if prior_type == "dirichlet_process":
+        log_norm_weight = -float(np.sum(betaln(*posterior.weight_concentration)))
+    else:
+        concentration = posterior.weight_concentration
+        log_norm_weight = float(gammaln(np.sum(concentration)) - np.sum(gammaln(concentration)))
+    return (
+        -resp_log_resp
+        - log_wishart
+        - log_norm_weight
+        - 0.5 * n_features * float(np.sum(np.log(posterior.mean_precision)))
+    )
+
+
+def _weighted_mean_and_covariance(X, sample_weight):
+    """Weighted mean and covariance with frequency weights (divided by sum w - 1:
+    ``np.cov(X.T)`` for unit weights), in chunks, float64."""
+    total = float(sample_weight.sum())
+    shift = X[int(np.argmax(sample_weight > 0))].astype(np.float64)
+    mean = np.zeros(X.shape[1])
+    for start, stop in _driver._chunks(X.shape[0]):
+        mean += sample_weight[start:stop] @ (X[start:stop].astype(np.float64) - shift)
+    mean = shift + mean / total
+    covariance = np.zeros((X.shape[1], X.shape[1]))
+    for start, stop in _driver._chunks(X.shape[0]):
+        diff = X[start:stop].astype(np.float64) - mean
+        covariance += (sample_weight[start:stop, np.newaxis] * diff).T @ diff
+    covariance = 0.5 * (covariance + covariance.T)
+    return mean, covariance / (total - 1.0)
+
+
+class BayesianGaussianMixture(DensityMixin, BaseEstimator):
+    """Variational Bayesian estimation of a Gaussian mixture.
+
+    A drop-in for :class:`sklearn.mixture.BayesianGaussianMixture` (same
+    constructor parameters, methods and fitted attributes, the same answers
+    from the same start) whose per-sample work runs in fastem's parallel
+    numba kernels, one pass over the data per iteration. It adds per-sample
+    weights and control of threads and chunking. Components the data do not
+    need get weights near zero (more readily with the Dirichlet-process
+    prior), so ``n_components`` is an upper bound on the components used.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The (maximum) number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        As in :class:`fastem.GaussianMixture`.
+    tol : float, default=1e-3
+        Convergence threshold: iterations stop when the change of the lower
+        bound (a total over the samples, not a mean) is below ``tol``.
+    reg_covar : float, default=1e-6
+        Non-negative value added to the diagonal of every component's
+        empirical covariance.
+    max_iter : int, default=100
+        Maximum number of iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the one with the largest lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How the initial responsibilities are chosen, as in scikit-learn.
+    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}, \
+default='dirichlet_process'
+        The prior of the weights: a stick-breaking (truncated Dirichlet
+        process) or a finite Dirichlet distribution.
+    weight_concentration_prior : float or None, default=None
+        Concentration of the weight prior (gamma); smaller values leave more
+        components empty. None: ``1 / n_components``.
+    mean_precision_prior : float or None, default=None
+        Precision of the prior on the means (beta_0). None: 1.
+    mean_prior : array-like of shape (n_features,), default=None
+        Prior mean of the means (m_0). None: the (weighted) mean of X.
+    degrees_of_freedom_prior : float or None, default=None
+        Degrees of freedom of the Wishart prior (nu_0), greater than
+        ``n_features - 1``. None: ``n_features``.
+    covariance_prior : float or array-like, default=None
+        Covariance of the Wishart prior: (n_features, n_features) for 'full'
+        and 'tied', (n_features,) for 'diag', a float for 'spherical'. None:
+        the (weighted) covariance of X, divided by ``sum(sample_weight) - 1``.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation and of ``sample``.
+    warm_start : bool, default=False
+        If True, each ``fit`` continues from the previous solution (then one
+        initialisation).
+    verbose : int, default=0
+        1 prints the initialisation and every ``verbose_interval``-th
+        iteration; 2 also the time and the change of the lower bound.
+    verbose_interval : int, default=10
+        Iterations between two progress messages.
+    n_threads : int or None, default=None
+        Threads used by the kernels during this estimator's calls; None keeps
+        numba's current setting. Results do not depend on it.
+    chunk_size : int or None, default=None
+        Rows per parallel block; None picks it from the data's shape. Results
+        depend on it only through floating-point summation order.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Posterior mean of the weights.
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        Wishart scale matrices divided by the degrees of freedom (the inverse
+        of the expected precision), shaped by ``covariance_type``.
+    precisions_ : ndarray
+    precisions_cholesky_ : ndarray
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Variational lower bound of the best initialisation (a total over the
+        samples, up to constants, as scikit-learn reports it).
+    lower_bounds_ : list of float
+        The lower bound at every iteration of the best initialisation.
+    weight_concentration_prior_ : float
+    weight_concentration_ : tuple of two ndarrays or ndarray of shape (n_components,)
+        The Beta parameters of the sticks (Dirichlet process) or the
+        Dirichlet parameters.
+    mean_precision_prior_ : float
+    mean_precision_ : ndarray of shape (n_components,)
+    mean_prior_ : ndarray of shape (n_features,)
+    degrees_of_freedom_prior_ : float
+    degrees_of_freedom_ : ndarray of shape (n_components,), or float for 'tied'
+    covariance_prior_ : float or ndarray
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when X had string column names.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_components=1,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        n_threads=None,
+        chunk_size=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_threads = n_threads
+        self.chunk_size = chunk_size
+
+    # ------------------------------------------------------------------
+    # fitting
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the variational posterior by coordinate ascent on the lower bound.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, float32 or float64 (integers are converted to
+            float64). Never modified.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights: an integer weight is equivalent to
+            repeating the row that many times, a zero weight to leaving it
+            out. Unlike in a maximum-likelihood fit their scale matters (the
+            posterior counts samples).
+
+        Returns
+        -------
+        self : BayesianGaussianMixture
+        """
+        self._fit(X, sample_weight, labels=False)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of each sample.
+
+        Equivalent to ``fit(X).predict(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._fit(X, sample_weight, labels=True)
+
+    def _fit(self, X, sample_weight, labels):
+        _validation.check_bayesian_hyperparameters(self)
+        X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
+        n_samples, n_features = X.shape
+        sample_weight_given = sample_weight
+        sample_weight = _validation.check_sample_weight(sample_weight, n_samples,
+                                                        normalise=False)
+        n_present = n_samples if sample_weight_given is None else int(
+            np.count_nonzero(sample_weight)
+        )
+        if n_present < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {n_present}"
+                + (" (rows with positive sample_weight)" if n_present < n_samples else "")
+                + ". Use fewer components or more data."
+            )
+        priors = self._resolve_priors(X, sample_weight)
+        warm = self.warm_start and hasattr(self, "converged_")
+        if warm:
+            self._check_warm_start(n_features)
+        random_state = _driver.LazyRandomState(self.random_state)
+        block_size = self._block_size(X)
+        with thread_limit(self._threads(X, block_size)):
+            best = self._fit_restarts(X, sample_weight, priors, warm, random_state,
+                                      block_size)
+            self._set_result(best)
+            if not labels:
+                return None
+            return _driver.estimate_labels(X, *self._kernel_parameters(), block_size,
+                                           self._offsets())
+
+    def _resolve_priors(self, X, sample_weight):
+        """Check the priors against X, set the ``*_prior_`` attributes, return them."""
+        n_features = X.shape[1]
+        covariance_type = self.covariance_type
+        data_mean = data_covariance = None
+        if self.mean_prior is None or self.covariance_prior is None:
+            if self.covariance_prior is None and not sample_weight.sum() > 1.0:
+                raise ValueError(
+                    f"sample_weight sums to {sample_weight.sum():.6g}, but the default "
+                    "covariance_prior (the data's covariance, divided by the total "
+                    "weight - 1) needs a total weight above 1. Scale sample_weight "
+                    "(an integer weight counts a row that many times) or give "
+                    "covariance_prior."
+                )
+            data_mean, data_covariance = _weighted_mean_and_covariance(X, sample_weight)
+        self.weight_concentration_prior_ = (
+            1.0 / self.n_components if self.weight_concentration_prior is None
+            else self.weight_concentration_prior
+        )
+        self.mean_precision_prior_ = (
+            1.0 if self.mean_precision_prior is None else self.mean_precision_prior
+        )
+        self.mean_prior_ = (
+            data_mean if self.mean_prior is None
+            else _validation.check_mean_prior(self.mean_prior, n_features)
+        )
+        if self.degrees_of_freedom_prior is None:
+            self.degrees_of_freedom_prior_ = n_features
+        else:
+            _validation.check_degrees_of_freedom_prior(self.degrees_of_freedom_prior,
+                                                       n_features)
+            self.degrees_of_freedom_prior_ = self.degrees_of_freedom_prior
+        if self.covariance_prior is None:
+            self.covariance_prior_ = {
+                "full": data_covariance,
+                "tied": data_covariance,
+                "diag": np.diag(data_covariance).copy(),
+                "spherical": np.float64(np.diag(data_covariance).mean()),
+            }[covariance_type]
+        else:
+            self.covariance_prior_ = _validation.check_covariance_prior(
+                self.covariance_prior, covariance_type, n_features
+            )
+        return _Priors(
+            float(self.weight_concentration_prior_),
+            float(self.mean_precision_prior_),
+            np.asarray(self.mean_prior_, dtype=np.float64),
+            float(self.degrees_of_freedom_prior_),
+            self.covariance_prior_,
+        )
+
+    def _check_warm_start(self, n_features):
+        fitted_components, fitted_features = np.shape(self.means_)
+        if (fitted_components, fitted_features) != (self.n_components, n_features):
+            raise ValueError(
+                f"warm_start=True continues the previous fit, which had "
+                f"{fitted_components} components and {fitted_features} features; now "
+                f"n_components = {self.n_components} and X has {n_features} features. "
+                "Set warm_start=False to start afresh."
+            )
+
+    def _fit_restarts(self, X, sample_weight, priors, warm, random_state, block_size):
+        """Run the initialisations (one when warm); return the best _Result."""
+        best = None
+        failures = []
+        n_init = 1 if warm else self.n_init
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+                self._init_start = self._iteration_start = time.time()
+            try:
+                if warm:
+                    posterior, lower_bound = self._posterior(), self.lower_bound_
+                else:
+                    posterior = self._initial_posterior(X, sample_weight, priors,
+                                                        random_state)
+                    lower_bound = -np.inf
+                if self.max_iter == 0:
+                    result = _Result(posterior, -np.inf, [], 0, False)
+                else:
+                    result = self._iterate(X, sample_weight, priors, posterior,
+                                           lower_bound, block_size)
+            except _Breakdown as error:
+                failures.append(f"initialization {init}: {error}")
+                continue
+            if self.max_iter == 0:
+                best = result  # scikit-learn keeps the last start
+                continue
+            if best is None or result.lower_bound > best.lower_bound or (
+                best.lower_bound == -np.inf
+            ):
+                best = result
+        if best is None:
+            raise ValueError(
+                "Every initialization of the variational fit broke down ("
+                + "; ".join(failures)
+                + "). Check the data for extreme values or constant features, increase "
+                "reg_covar, or give a positive definite covariance_prior."
+            )
+        if not best.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        return best
+
+    def _initial_posterior(self, X, sample_weight, priors, random_state):
+        """scikit-learn's start: the posterior of the initial responsibilities."""
+        settings = SimpleNamespace(n_components=self.n_components,
+                                   init_params=self.init_params)
+        resp_of = _driver.initial_resp(X, sample_weight, settings, random_state)
+        weights, xk, sk = _driver.parameters_from_resp(
+            X, sample_weight, resp_of, self.n_components, self.covariance_type,
+            float(self.reg_covar),
+        )
+        nk = weights * sample_weight.sum()  # the padded counts
+        return _update(nk, xk, sk, priors, self.covariance_type,
+                       self.weight_concentration_prior_type)
+
+    def _iterate(self, X, sample_weight, priors, posterior, lower_bound, block_size):
+        """Variational E- and M-steps until the lower bound changes by less than tol."""
+        covariance_type = self.covariance_type
+        prior_type = self.weight_concentration_prior_type
+        n_features = X.shape[1]
+        reg_covar = float(self.reg_covar)
+        lower_bounds = []
+        converged = False
+        for n_iter in range(1, self.max_iter + 1):
+            previous = lower_bound
+            parameters = self._parameters_of(posterior)
+            offsets = _log_weight_offsets(posterior, prior_type, self.n_components,
+                                          n_features)
+            statistics = _driver.estep_statistics(
+                X, sample_weight, parameters, covariance_type, block_size,
+                log_weights=offsets,
+            )
+            posterior = _update(*_gaussian_statistics(statistics, covariance_type, reg_covar),
+                                priors, covariance_type, prior_type)
+            lower_bound = _lower_bound(posterior, statistics.resp_log_resp, covariance_type,
+                                       prior_type, n_features)
+            if not math.isfinite(lower_bound):
+                raise _Breakdown(f"the lower bound is {lower_bound} at iteration {n_iter}")
+            lower_bounds.append(lower_bound)
+            self._print_iteration(n_iter, lower_bound - previous)
+            if abs(lower_bound - previous) < self.tol:
+                converged = True
+                break
+        self._print_init_end(converged, lower_bound)
+        return _Result(posterior, lower_bound, lower_bounds, len(lower_bounds), converged)
+
+    def _print_iteration(self, n_iter, change):
+        if not self.verbose or n_iter % self.verbose_interval:
+            return
+        if self.verbose == 1:
+            print(f"  Iteration {n_iter}")
+            return
+        now = time.time()
+        print(f"  Iteration {n_iter}\t time lapse {now - self._iteration_start:.5f}s\t "
+              f"ll change {change:.5f}")
+        self._iteration_start = now
+
+    def _print_init_end(self, converged, lower_bound):
+        if not self.verbose:
+            return
+        message = "converged" if converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {message}.")
+        else:
+            print(f"Initialization {message}. time lapse "
+                  f"{time.time() - self._init_start:.5f}s\t lower bound {lower_bound:.5f}.")
+
+    def _threads(self, X, block_size):
+        """n_threads, or 1 when X is one block: a parallel launch of a single
+        block only wakes threads that have nothing to do (per iteration, that
+        cost more than the work on small data)."""
+        return 1 if block_size >= X.shape[0] else self.n_threads
+
+    def _block_size(self, X):
+        if self.chunk_size is not None:
+            return int(self.chunk_size)
+        return _driver.default_block_size(
+            X.shape[0], X.shape[1], self.n_components, self.covariance_type, X.itemsize
+        )
+
+    def _set_result(self, result):
+        posterior = result.posterior
+        prior_type = self.weight_concentration_prior_type
+        self.weight_concentration_ = posterior.weight_concentration
+        self.mean_precision_ = posterior.mean_precision
+        self.means_ = posterior.means
+        self.degrees_of_freedom_ = posterior.degrees_of_freedom
+        self.covariances_ = posterior.covariances
+        self.precisions_cholesky_ = posterior.precisions_chol
+        self.weights_ = _mixture_weights(posterior.weight_concentration, prior_type)
+        self.precisions_ = _driver.precisions_from_cholesky(
+            posterior.precisions_chol, self.covariance_type
+        )
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = result.lower_bound
+        self.lower_bounds_ = result.lower_bounds
+
+    def _posterior(self):
+        """The fitted posterior (for a warm start)."""
+        return _Posterior(
+            self.weight_concentration_,
+            np.asarray(self.mean_precision_, dtype=np.float64),
+            np.array(self.means_, dtype=np.float64),
+            self.degrees_of_freedom_,
+            np.array(self.covariances_, dtype=np.float64),
+            np.array(self.precisions_cholesky_, dtype=np.float64),
+        )
+
+    @staticmethod
+    def _parameters_of(posterior):
+        """The kernels' Parameters (the weights are replaced by the offsets)."""
+        n_components = len(posterior.mean_precision)
+        return _driver.Parameters(
+            np.full(n_components, 1.0 / n_components),
+            posterior.means,
+            posterior.covariances,
+            posterior.precisions_chol,
+        )
+
+    def _kernel_parameters(self):
+        return self._parameters_of(self._posterior()), self.covariance_type
+
+    def _offsets(self):
+        return _log_weight_offsets(
+            self._posterior(), self.weight_concentration_prior_type, self.n_components,
+            self.means_.shape[1],
+        )
+
+    def __sklearn_is_fitted__(self):
+        # not merely any attribute ending in "_": a fit that failed its checks
+        # has set n_features_in_ and the priors, but no posterior
+        return hasattr(self, "converged_")
+
+    # ------------------------------------------------------------------
+    # inference
+
+    def _estimate(self, X, function):
+        """Validate X and apply a driver function with the variational offsets."""
+        check_is_fitted(self)
+        X = _validation.check_data(self, X, reset=False)
+        parameters, covariance_type = self._kernel_parameters()
+        block_size = self._block_size(X)
+        with thread_limit(self._threads(X, block_size)):
+            return function(X, parameters, covariance_type, block_size, self._offsets())
+
+    def score_samples(self, X):
+        """Per-sample log of the variational weighted probabilities' sum.
+
+        As scikit-learn's: ``logsumexp_k`` of the expected log weights plus
+        the expected log-densities (a lower bound of log p(x), not log p(x)
+        itself).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+        """
+        return logsumexp(self._estimate(X, _driver.estimate_weighted_log_prob), axis=1)
+
+    def score(self, X, y=None):
+        """Mean of :meth:`score_samples` over X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        score : float
+        """
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X):
+        """Posterior probability (responsibility) of each component for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+            Rows sum to one.
+        """
+        _, log_resp = self._estimate(X, _driver.estimate_log_prob_resp)
+        return np.exp(log_resp)
+
+    def predict(self, X):
+        """Most probable component of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._estimate(X, _driver.estimate_labels)
+
+    sample = GaussianMixture.sample

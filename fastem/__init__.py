@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY_IMPORTS = {
     "GaussianMixture": "fastem.mixture",
+    "GaussianMixtureIC": "fastem.selection",
     "SingularCovarianceWarning": "fastem.mixture",
     "load_faithful": "fastem.datasets",
     "save_model": "fastem._io",
@@ -30,6 +31,7 @@ _SUBMODULES = ("datasets", "reference")
 
 __all__ = [
     "GaussianMixture",
+    "GaussianMixtureIC",
     "SingularCovarianceWarning",
     "__version__",
     "load_faithful",
@@ -41,6 +43,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
     from fastem._io import load_model, save_model
     from fastem.datasets import load_faithful
     from fastem.mixture import GaussianMixture, SingularCovarianceWarning
+    from fastem.selection import GaussianMixtureIC
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ _LAZY_IMPORTS = {
     "load_model": "fastem._io",
 }
 # public submodules, also reachable as attributes after a bare ``import fastem``
-_SUBMODULES = ("datasets", "reference")
+_SUBMODULES = ("datasets", "plot", "reference", "selection")
 
 __all__ = [
     "GaussianMixture",

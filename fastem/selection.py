@@ -359,8 +359,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     Notes
     -----
     A cell is skipped (with its reason) when it has more free parameters than
-    data values (n_samples x n_features, counting rows with positive weight), or
-    more components than samples.
+    data values (n_samples x n_features, where n_samples is the number of rows
+    with positive weight or the sum of the weights if larger), or more
+    components than rows with positive weight.
     A cell whose fit raises is recorded as 'failed' with the error message; one
     whose every run needed a singular-covariance repair as 'degenerate' (mclust
     would report NA there). Neither stops the grid; ``fit`` raises only when no
@@ -614,12 +615,13 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
                 reason=f"{n_components} components but only {n_present} samples",
             )
             return record, None
-        n_values = n_present * n_features
+        # an integer weight counts as that many rows, as in the likelihood
+        n_values = int(max(n_present, math.floor(weight.sum()))) * n_features
         if record["n_parameters"] > n_values:
             record.update(
                 status="skipped",
                 reason=f"{record['n_parameters']} free parameters but only {n_values} "
-                f"data values ({n_present} samples x {n_features} features)",
+                f"data values ({n_values // n_features} samples x {n_features} features)",
             )
             return record, None
         start_time = time.perf_counter()

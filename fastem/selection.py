@@ -519,17 +519,15 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             # every cell's outcome is in its record; one summary at the end
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", SingularCovarianceWarning)
-            if n_workers == 1:
-                outcomes = (run(index) for index in range(len(cells)))
-                for index, outcome in enumerate(outcomes):
-                    records[index], models[index] = outcome
+            # Cells run in worker threads even when n_jobs is 1: on small data the
+            # main thread's parallel launches (numba's and k-means' OpenMP) were
+            # several times slower here (Old Faithful grid: 1.4-4.3 s in the main
+            # thread, 0.16 s in one worker, same bits; 1e5-row fits equally fast).
+            with ThreadPoolExecutor(max_workers=n_workers) as pool:
+                futures = [pool.submit(run, index) for index in range(len(cells))]
+                for index, future in enumerate(futures):
+                    records[index], models[index] = future.result()
                     best = self._report(index, records, best, on_cell, len(cells))
-            else:
-                with ThreadPoolExecutor(max_workers=n_workers) as pool:
-                    futures = [pool.submit(run, index) for index in range(len(cells))]
-                    for index, future in enumerate(futures):
-                        records[index], models[index] = future.result()
-                        best = self._report(index, records, best, on_cell, len(cells))
 
         best = _best_index(records, self.criterion)
         if best is None:

@@ -49,6 +49,9 @@ SERIAL_WORK_LIMIT = 2_000_000
 # data with up to 9 components is 22,000 units, the notebook's four points 36.
 SMALL_WORK_LIMIT = 250_000
 
+# Rows of (rows, K) log-densities computed at a time for labels (estimate_labels).
+LABEL_CHUNK_ROWS = 65536
+
 
 def read_only(array):
     """A read-only view of ``array``, as every kernel call takes its data.
@@ -312,13 +315,24 @@ def estimate_labels(X, parameters, covariance_type, block_size, log_weights=None
     """The most probable component of each sample, int64 (n_samples,).
 
     ``estimate_weighted_log_prob(...).argmax(axis=1)`` (the first maximum
-    wins); on large data in one pass, without the (n_samples, K) array.
+    wins); on large data a chunk of rows at a time (LABEL_CHUNK_ROWS), without
+    the (n_samples, K) array. (A point's log-densities do not depend on the
+    rows computed with it, so the chunks give the whole array's values; a
+    kernel of its own for labels cost ten seconds of compile time per dtype.)
     """
     if _is_small_data(X, parameters):
         return _small_weighted_log_prob(X, parameters, covariance_type,
                                         log_weights).argmax(axis=1)
-    kernels = (_kernels_estep.dense_labels, _kernels_estep.diagonal_labels)
-    return _infer(kernels, X, parameters, covariance_type, block_size, log_weights)
+    kernels = (_kernels_estep.dense_weighted_log_prob,
+               _kernels_estep.diagonal_weighted_log_prob)
+    n_samples = X.shape[0]
+    chunk = max(block_size, LABEL_CHUNK_ROWS // block_size * block_size)
+    labels = np.empty(n_samples, dtype=np.int64)
+    for start in range(0, n_samples, chunk):
+        stop = min(n_samples, start + chunk)
+        labels[start:stop] = _infer(kernels, X[start:stop], parameters, covariance_type,
+                                    block_size, log_weights).argmax(axis=1)
+    return labels
 
 
 def estimate_log_prob_resp(X, parameters, covariance_type, block_size, log_weights=None):

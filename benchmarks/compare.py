@@ -130,6 +130,12 @@ def _lscpu():
     return fields
 
 
+def _fastem_threads():
+    from fastem._kernels_threads import current_threads
+
+    return current_threads()
+
+
 def _git_commit():
     repository = problems.REPOSITORY
     try:
@@ -179,9 +185,8 @@ def machine_lines(args, onedal_versions, load_at_start):
         machine += ", " + " ".join(simd)
     lines = [
         f"- machine: {machine}, {platform.system()} {platform.release()}",
-        f"- threads: fastem numba {numba.get_num_threads()} "
-        f"(threading layer {numba.threading_layer()}); scikit-learn BLAS: "
-        + ("; ".join(blas) or "unknown"),
+        f"- threads: fastem {_fastem_threads()} (block kernels on a thread pool); "
+        "scikit-learn BLAS: " + ("; ".join(blas) or "unknown"),
         f"- versions: fastem {fastem.__version__} (commit {_git_commit()}), "
         f"scikit-learn {sklearn.__version__}, numpy {numpy.__version__}, "
         f"scipy {scipy.__version__}, numba {numba.__version__}, "

@@ -22,29 +22,35 @@ __version__ = "0.1.0"
 _LAZY_IMPORTS = {
     "BayesianGaussianMixture": "fastem.bayesian",
     "GaussianMixture": "fastem.mixture",
+    "GaussianMixtureIC": "fastem.selection",
     "SingularCovarianceWarning": "fastem.mixture",
     "load_faithful": "fastem.datasets",
     "save_model": "fastem._io",
     "load_model": "fastem._io",
+    "warmup": "fastem._warmup",
 }
 # public submodules, also reachable as attributes after a bare ``import fastem``
-_SUBMODULES = ("datasets", "reference")
+_SUBMODULES = ("datasets", "plot", "reference", "selection")
 
 __all__ = [
     "BayesianGaussianMixture",
     "GaussianMixture",
+    "GaussianMixtureIC",
     "SingularCovarianceWarning",
     "__version__",
     "load_faithful",
     "load_model",
     "save_model",
+    "warmup",
 ]
 
 if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
     from fastem._io import load_model, save_model
     from fastem.bayesian import BayesianGaussianMixture
     from fastem.datasets import load_faithful
+    from fastem._warmup import warmup
     from fastem.mixture import GaussianMixture, SingularCovarianceWarning
+    from fastem.selection import GaussianMixtureIC
 
 
 def __getattr__(name: str) -> Any:

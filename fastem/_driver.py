@@ -20,7 +20,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from fastem import _kernels_estep, _kernels_loop, _kernels_mstep
+from fastem import _kernels_estep, _kernels_loop, _kernels_mstep, _kernels_small
 from fastem._kernels_linalg import precision_cholesky_from_covariance
 from fastem._kernels_mstep import STATUS_EMPTY, STATUS_OK, STATUS_SINGULAR
 
@@ -41,6 +41,33 @@ LOADING_LIMIT = 1e-3
 # call (no parallel launch, no Python per iteration): small problems are
 # dominated by that overhead.
 SERIAL_WORK_LIMIT = 2_000_000
+
+# At most this many units of work (as above) is small data: EM iterates in one
+# compiled call (_kernels_loop) over the row-at-a-time kernels of _kernels_small,
+# which compile in seconds, and inference uses them too; the tiled kernels (tens
+# of seconds to compile cold) are left for larger data. The bundled Old Faithful
+# data with up to 9 components is 22,000 units, the notebook's four points 36.
+SMALL_WORK_LIMIT = 250_000
+
+
+def read_only(array):
+    """A read-only view of ``array``, as every kernel call takes its data.
+
+    numba compiles a kernel separately for writable and read-only arrays;
+    handing it read-only views only (the kernels never write their data)
+    means one compiled version serves both a user's ndarray and a read-only
+    one (a memory-mapped .npy, say), not two.
+    """
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def is_small(n_samples, n_features, n_components):
+    """Whether data of this shape takes the small-data kernels (see SMALL_WORK_LIMIT)."""
+    return n_samples * n_components * (n_features + 1) ** 2 <= SMALL_WORK_LIMIT
 
 # Rows per chunk when parameters are computed from responsibilities with numpy.
 INIT_CHUNK = 65536
@@ -252,7 +279,21 @@ def _infer(kernels, X, parameters, covariance_type, block_size, log_weights=None
     )
     dense, diagonal = kernels
     kernel = dense if covariance_type in ("full", "tied") else diagonal
-    return kernel(X, means, precisions_chol, log_norm, block_size)
+    return kernel(read_only(X), means, precisions_chol, log_norm, block_size)
+
+
+def _small_weighted_log_prob(X, parameters, covariance_type, log_weights=None):
+    means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, np.float64,
+                                                     log_weights)
+    if covariance_type in ("full", "tied"):
+        kernel = _kernels_small.dense_weighted_log_prob_rows
+    else:
+        kernel = _kernels_small.diagonal_weighted_log_prob_rows
+    return kernel(read_only(X), means, precisions_chol, log_norm)
+
+
+def _is_small_data(X, parameters):
+    return is_small(X.shape[0], X.shape[1], parameters.means.shape[0])
 
 
 def estimate_weighted_log_prob(X, parameters, covariance_type, block_size, log_weights=None):
@@ -260,6 +301,8 @@ def estimate_weighted_log_prob(X, parameters, covariance_type, block_size, log_w
 
     ``log_weights`` (K,) replaces log(parameters.weights), as in :func:`kernel_inputs`.
     """
+    if _is_small_data(X, parameters):
+        return _small_weighted_log_prob(X, parameters, covariance_type, log_weights)
     kernels = (_kernels_estep.dense_weighted_log_prob,
                _kernels_estep.diagonal_weighted_log_prob)
     return _infer(kernels, X, parameters, covariance_type, block_size, log_weights)
@@ -268,9 +311,12 @@ def estimate_weighted_log_prob(X, parameters, covariance_type, block_size, log_w
 def estimate_labels(X, parameters, covariance_type, block_size, log_weights=None):
     """The most probable component of each sample, int64 (n_samples,).
 
-    ``estimate_weighted_log_prob(...).argmax(axis=1)`` in one pass, without
-    the (n_samples, K) array.
+    ``estimate_weighted_log_prob(...).argmax(axis=1)`` (the first maximum
+    wins); on large data in one pass, without the (n_samples, K) array.
     """
+    if _is_small_data(X, parameters):
+        return _small_weighted_log_prob(X, parameters, covariance_type,
+                                        log_weights).argmax(axis=1)
     kernels = (_kernels_estep.dense_labels, _kernels_estep.diagonal_labels)
     return _infer(kernels, X, parameters, covariance_type, block_size, log_weights)
 
@@ -289,15 +335,9 @@ def sufficient_statistics(X, sample_weight, parameters, covariance_type, block_s
     ``centres`` are the means the statistics were accumulated around (the
     current means rounded to the data's dtype), in float64.
     """
-    means, precisions_chol, log_norm = kernel_inputs(parameters, covariance_type, X.dtype)
-    if covariance_type in ("full", "tied"):
-        kernel = _kernels_estep.dense_statistics
-    else:
-        kernel = _kernels_estep.diagonal_statistics
-    nk, sum_x, scatter, log_likelihood = kernel(
-        X, sample_weight, means, precisions_chol, log_norm, block_size
-    )
-    return nk, sum_x, scatter, log_likelihood, means.astype(np.float64)
+    statistics = estep_statistics(X, sample_weight, parameters, covariance_type, block_size)
+    return (statistics.nk, statistics.sum_x, statistics.scatter, statistics.log_likelihood,
+            statistics.centres)
 
 
 @dataclass
@@ -326,26 +366,28 @@ def estep_statistics(X, sample_weight, parameters, covariance_type, block_size,
 
     ``log_weights`` as in :func:`kernel_inputs` (default: log(parameters.weights)).
     """
-    means, precisions_chol, log_norm = kernel_inputs(
-        parameters, covariance_type, X.dtype, log_weights
-    )
-    if covariance_type in ("full", "tied"):
-        kernel, infer = _kernels_estep.dense_statistics, _kernels_estep.dense_weighted_log_prob
+    X, sample_weight = read_only(X), read_only(sample_weight)
+    dense = covariance_type in ("full", "tied")
+    if _is_small_data(X, parameters):  # float64 parameters, the rows' kernels
+        means, precisions_chol, log_norm = kernel_inputs(
+            parameters, covariance_type, np.float64, log_weights
+        )
+        # around the means rounded to the data's dtype, as the block kernels
+        means = means.astype(X.dtype).astype(np.float64)
+        kernel = (_kernels_small.dense_statistics_rows if dense
+                  else _kernels_small.diagonal_statistics_rows)
+        nk, sum_x, scatter, sums = kernel(X, sample_weight, means, precisions_chol, log_norm)
     else:
-        kernel = _kernels_estep.diagonal_statistics
-        infer = _kernels_estep.diagonal_weighted_log_prob
-    nk, sum_x, scatter, log_likelihood = kernel(
-        X, sample_weight, means, precisions_chol, log_norm, block_size
-    )
-    # TODO(issue 12/15): these two sums move into the fused pass.
-    weighted = infer(X, means, precisions_chol, log_norm, block_size)
-    _, log_resp = _kernels_estep.log_resp_from_weighted(weighted, block_size)
-    with np.errstate(invalid="ignore"):
-        resp_log_resp = np.where(np.isneginf(log_resp), 0.0, np.exp(log_resp) * log_resp)
-    resp_log_resp = float(sample_weight @ resp_log_resp.sum(axis=1))
-    log_max_resp = float(sample_weight @ log_resp.max(axis=1))
-    return Statistics(nk, sum_x, scatter, log_likelihood, means.astype(np.float64),
-                      resp_log_resp, log_max_resp)
+        means, precisions_chol, log_norm = kernel_inputs(
+            parameters, covariance_type, X.dtype, log_weights
+        )
+        kernel = (_kernels_estep.dense_statistics_and_sums if dense
+                  else _kernels_estep.diagonal_statistics_and_sums)
+        nk, sum_x, scatter, sums = kernel(
+            X, sample_weight, means, precisions_chol, log_norm, block_size
+        )
+    return Statistics(nk, sum_x, scatter, float(sums[0]), means.astype(np.float64),
+                      float(sums[1]), float(sums[2]))
 
 
 def _layout(covariances, precisions_chol, covariance_type):
@@ -950,8 +992,8 @@ def _park(parameters, k, X, settings, context):
 
 
 def _uses_compiled_loop(X, settings):
-    """Whole stretches of iterations in one compiled call: one block, no verbose output."""
-    return settings.verbose == 0 and settings.block_size >= X.shape[0]
+    """Whole stretches of iterations in one compiled call: small data, no verbose output."""
+    return settings.verbose == 0 and is_small(X.shape[0], X.shape[1], settings.n_components)
 
 
 def _compiled_iterations(X, sample_weight, parameters, settings, lower_bound, max_iter):
@@ -961,6 +1003,7 @@ def _compiled_iterations(X, sample_weight, parameters, settings, lower_bound, ma
     """
     covariance_type = settings.covariance_type
     n_features = X.shape[1]
+    X, sample_weight = read_only(X), read_only(sample_weight)
     precisions_chol = parameters.precisions_chol
     if covariance_type in ("full", "tied"):
         if covariance_type == "tied":
@@ -1013,8 +1056,8 @@ def _one_iteration(X, sample_weight, total_weight, parameters, settings, lower_b
 def run_em(X, sample_weight, parameters, settings, random_state, context, lower_bound):
     """Iterate E+M from ``parameters`` until convergence or max_iter.
 
-    Small problems run in serial compiled stretches (see SERIAL_WORK_LIMIT),
-    larger ones one parallel iteration at a time; both hand flagged
+    Small data runs in serial compiled stretches (see SMALL_WORK_LIMIT),
+    larger data one iteration of the block kernels at a time; both hand flagged
     components to the fallback between iterations.
     Returns (parameters, lower_bound, lower_bounds, n_iter, converged).
     Raises _Breakdown when the likelihood stops being finite.

@@ -19,7 +19,13 @@ Conventions shared by every kernel here:
   precomputed by the driver in float64.
 * Samples are split into blocks of ``block_size`` rows. Each block writes its
   own partial statistics; blocks are reduced in order afterwards, so the
-  result does not depend on the number of threads.
+  result does not depend on the number of threads. The compiled kernels are
+  serial (``*_blocks``: one call computes a contiguous range of blocks, with
+  the GIL released); the Python functions without the suffix hand block
+  ranges to threads (_kernels_threads.run_blocks). No ``prange``: numba's
+  parallel loops took most of the cold compile time, and a parallel loop's
+  body compiled in one process and loaded from the cache in another rounded
+  differently in the last bits.
 * Inside a block, samples are processed in tiles (``STATISTICS_TILE`` points
   by dtype in the statistics kernels, ``TILE`` in the others) stored
   transposed (feature-major), so that the inner loops run over points and
@@ -37,19 +43,22 @@ Conventions shared by every kernel here:
   component contributes nothing to the statistics and -inf to the
   log-likelihood, which the driver reads.
 * Hot loops index arrays directly (no slices): a slice of a shared array
-  inside a parallel loop costs an atomic reference-count update that the
-  threads then fight over.
+  costs an atomic reference-count update that concurrent threads fight over.
+* Helpers are ``forceinline`` (LLVM inlines them into the one kernel that
+  calls them), not numba's ``inline="always"``, which copies and re-types a
+  helper's body at every call site: that halved the cold compile time.
 """
 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from fastem._kernels_cache import CACHE
 from fastem._kernels_exp import exp64, exp_typed, log64, log_typed
+from fastem._kernels_threads import run_blocks
 from fastem._kernels_vector import prefer_512_bit_vectors
 
 # Points per tile of the inference kernels (log-probabilities, labels).
@@ -63,9 +72,6 @@ TILE = 64
 # 14.9-15.8 / 19.9, P3 39.7-40.1 / 33.6-37.0 / 41.1, P5 23.2-23.8 / 19.3-22.4 / 20.6.
 STATISTICS_TILE = {np.dtype(np.float64): 128, np.dtype(np.float32): 256}
 LARGEST_TILE = max(STATISTICS_TILE.values())  # block sizes are multiples of it
-# Tile width for data of at most this many rows (the compiled EM loop's small fits):
-# a whole 64-point tile would be mostly padding.
-SMALL_TILE = 8
 BLOCK = 4  # register block of the O(D^2) loops
 # A component whose responsibilities in a tile are non-zero for at most this many
 # points gets the statistics of just those points, gathered point-major (see
@@ -96,25 +102,6 @@ FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
 
-def _prange_only():
-    """numba's parallel options with only ``prange`` loops parallelised.
-
-    By default ``parallel=True`` also turns every array expression (np.zeros,
-    ``a += b``, ...) outside the prange into a parallel loop of its own: a
-    thread-pool launch each, which on small data or a busy machine costs far
-    more than the work. (A fresh dict each time: numba consumes it.)
-
-    The parallel kernels have no separate single-block branch: a single block
-    is a prange of one iteration. A second, serial copy of the block code in
-    each kernel cost a quarter of the cold compile time for nothing measurable
-    (the compiled EM loop, not these kernels, runs the small fits).
-    """
-    return {
-        "prange": True, "comprehension": False, "reduction": False,
-        "inplace_binop": False, "setitem": False, "numpy": False, "stencil": False,
-        "fusion": False,
-    }
-
 def statistics_tile(X):
     """Tile width of the statistics kernels for X's dtype (a constant when compiled)."""
     return STATISTICS_TILE[np.dtype(X.dtype)]
@@ -126,12 +113,7 @@ def _statistics_tile_compiled(X):
     return lambda X: width
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
-def _n_blocks(n_samples, block_size):
-    return (n_samples + block_size - 1) // block_size
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _transpose_tile(X_flat, n_features, start, n_points, X_tile, width):
     """X_tile[i, t] = X[start + t, i]; columns past n_points repeat point 0.
 
@@ -141,6 +123,7 @@ def _transpose_tile(X_flat, n_features, start, n_points, X_tile, width):
     scalar (a tenth of a P1 iteration). Rows past the data's features
     (padding) are left as they are (zero).
     """
+    prefer_512_bit_vectors()
     # Unsigned indices: numba wraps negative signed indices around, a select per
     # load that also keeps LLVM from vectorising.
     first = np.uint64(start * n_features)
@@ -158,17 +141,18 @@ def _transpose_tile(X_flat, n_features, start, n_points, X_tile, width):
             X_tile[i, t] = X_tile[i, 0]
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _rows_end_to_end(X):
     """A 1-D view of C-contiguous X (made once per block: a view costs a reference
     count update that parallel threads contend for)."""
     return X.reshape(X.shape[0] * X.shape[1])
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _project_first8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                     mahalanobis, width):
     """projection[j, t] = sum over rows i0:i0+8 of (x_i - m_i) P[i, j], j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -236,10 +220,11 @@ def _project_first8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
         )
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _project_add8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                   mahalanobis, width):
     """projection[j, t] += sum over rows i0:i0+8 of (x_i - m_i) P[i, j], j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -307,10 +292,11 @@ def _project_add8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
         )
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _project_last8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                    mahalanobis, width):
     """mahalanobis[t] += sum_j (projection[j, t] + rows i0:i0+8)^2, j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -379,10 +365,11 @@ def _project_last8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
         mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _project_last4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                    mahalanobis, width):
     """mahalanobis[t] += sum_j (projection[j, t] + rows i0:i0+4)^2, j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -415,10 +402,11 @@ def _project_last4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
         mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _project_only8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                    mahalanobis, width):
     """mahalanobis[t] += sum_j (rows i0:i0+8 of (x_i - m_i) P[i, j])^2, j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -487,10 +475,11 @@ def _project_only8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
         mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _project_only4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
                    mahalanobis, width):
     """mahalanobis[t] += sum_j (rows i0:i0+4 of (x_i - m_i) P[i, j])^2, j0 <= j < j0+4."""
+    prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
     m2 = means[k, i0 + 2]
@@ -523,10 +512,11 @@ def _project_only4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
         mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
                    width):
     """mahalanobis[t] = |(x_t - m_k)^T P|^2 for two (padded) features."""
+    prefer_512_bit_vectors()
     m0 = means[k, 0]
     m1 = means[k, 1]
     p00 = precisions_chol[slot, 0, 0]
@@ -540,7 +530,7 @@ def _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalano
         mahalanobis[t] = s0 * s0 + s1 * s1
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
                        width):
     """mahalanobis[t] = |(x_t - m_k)^T P|^2 with P upper triangular, padded to 4s.
@@ -552,6 +542,7 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
     when D <= 8) goes straight into the squared norm; a longer one keeps its
     partial sums in ``projection`` until its last chunk adds them in.
     """
+    prefer_512_bit_vectors()
     n_padded = X_tile.shape[0]
     if n_padded == 2:
         _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
@@ -583,9 +574,9 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
                                mahalanobis, width)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, sample_weight, start,
-                      width):
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, sample_weight,
+                      start, width):
     """Weighted log-probabilities (K, width) -> unnormalised responsibilities, in place.
 
     ``peak[t]``: the largest log_prob[., t], from _store_log_prob.
@@ -595,18 +586,27 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, sample_wei
     w_t r_tk (see _weight_responsibilities; no separate normalising pass).
     ``log_prob_norm[t]`` receives log sum_k exp(log_prob[k, t]); a point
     whose entries are all -inf gets zero responsibilities and -inf.
+    ``entropy[t]`` receives sum_k r_tk log r_tk and ``peak[t]`` log max_k r_tk
+    (both -log K for a point that no component explains, whose
+    responsibilities are uniform by convention): with e_k = exp(l_k - peak)
+    and S = sum_k e_k, r_k = e_k / S, so sum_k r_k log r_k =
+    (sum_k e_k (l_k - peak)) / S - log S and log max_k r_k = -log S. No
+    (N, K) array of log-responsibilities is needed for either.
 
     All of it is computed in log_prob's dtype, the data's (exp32/log32 for
     float32 data: 16 lanes per vector and half the memory of float64), except
     scale[t]: the float64 sample weight times 1 / total, rounded once to the
     data's dtype (per point, not per component).
     """
+    prefer_512_bit_vectors()
     total = scale
     n_components = log_prob.shape[0]
     zero = log_prob.dtype.type(0.0)  # typed constants: no float64 arithmetic per entry
     one = log_prob.dtype.type(1.0)
+    uniform = log_prob.dtype.type(-math.log(n_components))
     for t in range(width):
         total[t] = zero
+        entropy[t] = zero
     for t in range(n_points, width):
         peak[t] = -np.inf  # (_store_log_prob has put -inf there)
     for t in range(width):
@@ -614,13 +614,20 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, sample_wei
         peak[t] = zero if peak[t] == -np.inf else peak[t]
     for k in range(n_components):
         for t in range(width):
-            value = exp_typed(log_prob[k, t] - peak[t])
+            shifted = log_prob[k, t] - peak[t]
+            value = exp_typed(shifted)
             log_prob[k, t] = value
             total[t] += value
+            # 0 log 0 = 0 (shifted may be -inf where value is 0)
+            entropy[t] += value * shifted if value > zero else zero
     for t in range(width):
+        explained = total[t] > zero
+        log_total = log_typed(total[t])
         # log(0) is -inf: an unexplained point gets -inf.
-        log_prob_norm[t] = peak[t] + log_typed(total[t])
-        total[t] = one / total[t] if total[t] > zero else zero
+        log_prob_norm[t] = peak[t] + log_total
+        entropy[t] = entropy[t] / total[t] - log_total if explained else uniform
+        peak[t] = -log_total if explained else uniform
+        total[t] = one / total[t] if explained else zero
     first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
         scale[t] = sample_weight[first + np.uint64(t)] * total[t]
@@ -628,7 +635,7 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, sample_wei
         scale[t] = 0.0
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _log_norm_shift(log_norm):
     """The largest entry of log_norm (0 if all are -inf), subtracted from them all
     before the log-probabilities are rounded to the data's dtype.
@@ -639,15 +646,16 @@ def _log_norm_shift(log_norm):
     component by up to half a float32 ulp of that size, and the
     log-likelihood with them. Their differences are what the responsibilities
     need; the shift goes back into the log-likelihood in float64
-    (_tile_log_likelihood).
+    (_add_tile_sums).
     """
+    prefer_512_bit_vectors()
     shift = -np.inf
     for k in range(log_norm.shape[0]):
         shift = max(shift, log_norm[k])
     return 0.0 if shift == -np.inf else shift
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, width):
     """log_prob[k, t] = log_norm[k] - shift - mahalanobis[t] / 2; -inf past the
     tile's points (see _log_norm_shift).
@@ -655,6 +663,7 @@ def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, w
     peak[t] becomes the largest log_prob[., t] so far (start it at -inf).
     Computed in log_prob's dtype (log_norm and shift are float64).
     """
+    prefer_512_bit_vectors()
     offset = log_prob.dtype.type(log_norm[k] - shift)
     half = log_prob.dtype.type(0.5)
     for t in range(width):
@@ -665,28 +674,37 @@ def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, w
         log_prob[k, t] = -np.inf
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _tile_log_likelihood(sample_weight, start, n_points, shift, log_prob_norm):
-    """sum_t w_t log p(x_t) over the tile, in float64, from log_prob_norm[t] =
-    log p(x_t) - shift (see _log_norm_shift); zero-weight points are left out,
-    even at -inf."""
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, entropy, log_max_resp,
+                   sums):
+    """Add the tile's weighted sums, in float64, to ``sums``: [0] sum_t w_t log p(x_t)
+    (from log_prob_norm[t] = log p(x_t) - shift, see _log_norm_shift), [1]
+    sum_t w_t sum_k r log r and [2] sum_t w_t log max_k r (see _responsibilities).
+    Zero-weight points are left out, even at -inf."""
+    prefer_512_bit_vectors()
     log_likelihood = 0.0
+    resp_log_resp = 0.0
+    log_max = 0.0
     first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
         weight = sample_weight[first + np.uint64(t)]
         if weight > 0.0:
             log_likelihood += weight * (shift + log_prob_norm[t])
-    return log_likelihood
+            resp_log_resp += weight * entropy[t]
+            log_max += weight * log_max_resp[t]
+    sums[0] += log_likelihood
+    sums[1] += resp_log_resp
+    sums[2] += log_max
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _negligible_weight(weighted_resp):
     """The largest weighted responsibility counted as zero (see _weighted_responsibility),
     in weighted_resp's dtype (2**-63 resp. 2**-511, exact)."""
     return weighted_resp.dtype.type(math.sqrt(np.finfo(weighted_resp.dtype).tiny))
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp):
     """weighted_resp[t] = w_t r_tk = resp[k, t] scale[t] (see _responsibilities),
     in the data's dtype; returns it as a float64 (for nk's float64 sum).
@@ -705,10 +723,11 @@ def _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp):
     return np.float64(value)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _weight_responsibilities(scale, n_points, resp, k, weighted_resp, width):
     """weighted_resp[t] = w_t r_tk for the tile (_weighted_responsibility; zero past
     the tile's points); returns their float64 sum and how many are non-zero."""
+    prefer_512_bit_vectors()
     negligible = _negligible_weight(weighted_resp)
     total = 0.0
     count = 0
@@ -721,13 +740,14 @@ def _weight_responsibilities(scale, n_points, resp, k, weighted_resp, width):
     return total, count
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _gather_points(weighted_resp, n_points, index, gathered_resp):
     """The points of the tile with non-zero weighted_resp; returns how many.
 
     index[c] is the tile column of the c-th of them and gathered_resp[c] its
     weighted responsibility.
     """
+    prefer_512_bit_vectors()
     count = 0
     for t in range(n_points):
         if weighted_resp[t] != 0.0:
@@ -737,7 +757,7 @@ def _gather_points(weighted_resp, n_points, index, gathered_resp):
     return count
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, diff,
                        weighted_diff, sum_x, scatter, slot):
     """sum_x[k] and scatter[slot] of the gathered points (see _gather_points), point-major.
@@ -749,6 +769,7 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
     (it also writes entries below the diagonal inside diagonal blocks, which
     _reduce_dense overwrites).
     """
+    prefer_512_bit_vectors()
     n_features = X.shape[1]
     n_padded = means_padded.shape[1]
     for c in range(count):
@@ -816,9 +837,10 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
             scatter[slot, i0 + 3, j0 + 3] += a33
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _dense_scatter2(weighted_diff, diff, scatter, slot, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t] for two (padded) features."""
+    prefer_512_bit_vectors()
     zero = weighted_diff[0, 0] - weighted_diff[0, 0]
     a00 = a01 = a11 = zero
     for t in range(width):
@@ -834,7 +856,7 @@ def _dense_scatter2(weighted_diff, diff, scatter, slot, width):
     scatter[slot, 1, 1] += a11
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_x, scatter,
                        slot, width):
     """Component k's statistics of a tile of two (padded) features, in one pass.
@@ -845,6 +867,7 @@ def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_
     weighted_resp[t] (x_t - m_k), scatter[slot] += the weighted outer
     products. Returns the float64 sum of the weighted responsibilities.
     """
+    prefer_512_bit_vectors()
     negligible = _negligible_weight(weighted_resp)
     m0 = means_padded[k, 0]
     m1 = means_padded[k, 1]
@@ -871,9 +894,10 @@ def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_
     return total
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _dense_scatter(weighted_diff, diff, scatter, slot, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
+    prefer_512_bit_vectors()
     n_padded = diff.shape[0]
     if n_padded == 2:
         _dense_scatter2(weighted_diff, diff, scatter, slot, width)
@@ -928,8 +952,7 @@ def _dense_scatter(weighted_diff, diff, scatter, slot, width):
             scatter[slot, i0 + 3, j0 + 3] += a33
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
-def _n_padded(n_features):
+def n_padded(n_features):
     """Features padded to a multiple of 4 (the register blocks), or to 2 for D <= 2,
     which has its own 2x2 code (a 4x4 block would be three-quarters padding)."""
     if n_features <= 2:
@@ -937,25 +960,31 @@ def _n_padded(n_features):
     return (n_features + BLOCK - 1) // BLOCK * BLOCK
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
-def _pad_dense(means, precisions_chol):
+def pad_dense(means, precisions_chol):
+    """means (K, D) and precision factors (n_factors, D, D) zero-padded to n_padded(D)
+    features, in their own dtype and C order (what the dense kernels take)."""
     n_components, n_features = means.shape
-    n_padded = _n_padded(n_features)
-    means_padded = np.zeros((n_components, n_padded), dtype=means.dtype)
+    width = n_padded(n_features)
+    means_padded = np.zeros((n_components, width), dtype=means.dtype)
     means_padded[:, :n_features] = means
-    factors = np.zeros((precisions_chol.shape[0], n_padded, n_padded),
-                       dtype=precisions_chol.dtype)
+    factors = np.zeros((precisions_chol.shape[0], width, width), dtype=precisions_chol.dtype)
     factors[:, :n_features, :n_features] = precisions_chol
     return means_padded, factors
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
-                 nk, sum_x, scatter, width):
-    """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter.
+def n_blocks_of(n_samples, block_size):
+    """Number of blocks of ``block_size`` rows (the last one may be short)."""
+    return -(-n_samples // block_size)
 
-    Returns the rows' weighted log-likelihood. ``means_padded`` and
-    ``factors`` are padded to a multiple of 4 features (see _pad_dense).
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
+                 nk, sum_x, scatter, sums, width):
+    """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter and
+    their weighted log-likelihood, sum r log r and sum log max r to sums[0:3].
+
+    ``means_padded`` and ``factors`` are padded to a multiple of 4 features
+    (see pad_dense).
     """
     prefer_512_bit_vectors()
     X_flat = _rows_end_to_end(X)
@@ -970,6 +999,7 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     log_prob_norm = np.empty(width, dtype=X.dtype)
     tile_peak = np.empty(width, dtype=X.dtype)
     tile_scale = np.empty(width, dtype=X.dtype)
+    tile_entropy = np.empty(width, dtype=X.dtype)
     weighted_resp = np.empty(width, dtype=X.dtype)
     shift = _log_norm_shift(log_norm)
     # the narrow tile of a component with few non-zero responsibilities
@@ -978,7 +1008,6 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     gathered_resp = np.zeros(SPARSE_TILE, dtype=X.dtype)
     gathered_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
     gathered_weighted_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
-    log_likelihood = 0.0
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
         _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
@@ -989,10 +1018,10 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
                                projection, mahalanobis, width)
             _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
                             width)
-        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, sample_weight,
-                          start, width)
-        log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, shift,
-                                               log_prob_norm)
+        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
+                          sample_weight, start, width)
+        _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, tile_entropy,
+                       tile_peak, sums)
         for k in range(n_components):
             if n_padded == 2:
                 nk[k] += _dense_statistics2(tile_scale, resp, k, X_tile, means_padded,
@@ -1021,103 +1050,97 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
                     first += value
                 sum_x[k, i] += first
             _dense_scatter(weighted_diff, diff, scatter, 0 if shared else k, width)
-    return log_likelihood
 
 
-# The compiled EM loop (through dense_statistics_serial) calls the block code
-# through this function instead of inlining it at numba level: numba's inlining
-# copies and re-types the whole block at each call site, which made the EM loop
-# the slowest kernel to compile. Compiled once per tile width and dtype, with the
-# block inlined into it; forceinline has LLVM inline it into the caller, so no
-# call is left to resolve (and no copy of it can differ between processes).
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _dense_block_compiled(X, sample_weight, first_row, end_row, means_padded, factors,
-                          log_norm, nk, sum_x, scatter, width):
-    return _dense_block(X, sample_weight, first_row, end_row, means_padded, factors,
-                        log_norm, nk, sum_x, scatter, width)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, block_size,
+                            nk_parts, sum_x_parts, scatter_parts, sums_parts, first_block,
+                            end_block):
+    """Partial statistics of blocks [first_block, end_block) of X ('full' and 'tied').
+
+    Block b (rows [b * block_size, min(N, (b + 1) * block_size))) writes its
+    own nk_parts[b] (K,), sum_x_parts[b] (K, D padded), scatter_parts[b]
+    (n_factors, D padded, D padded; upper triangle) and sums_parts[b] (3,):
+    weighted log-likelihood, sum w r log r, sum w log max r. The parts must be
+    zeroed by the caller. Serial: threads (_kernels_threads.run_blocks) and
+    Dask tasks each call it on their own range of blocks; the parts are then
+    summed in block order (reduce_dense), so the result does not depend on
+    who computed which block.
+    """
+    n_samples = X.shape[0]
+    for block in range(first_block, end_block):
+        _dense_block(
+            X, sample_weight, block * block_size, min(n_samples, (block + 1) * block_size),
+            means_padded, factors, log_norm, nk_parts[block], sum_x_parts[block],
+            scatter_parts[block], sums_parts[block], statistics_tile(X),
+        )
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
-def _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts, n_features):
-    """Sum the blocks' partial statistics in block order; mirror the scatter."""
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features):
+    """Sum the blocks' partial statistics in block order; mirror the scatter.
+
+    Returns ``(nk, sum_x, scatter, sums)`` trimmed to ``n_features``.
+    """
     n_blocks, n_components = nk_parts.shape
     n_factors = scatter_parts.shape[1]
     nk = np.zeros(n_components)
     sum_x = np.zeros((n_components, n_features))
     scatter = np.zeros((n_factors, n_features, n_features))
-    log_likelihood = 0.0
+    sums = np.zeros(3)
     for block in range(n_blocks):
-        nk += nk_parts[block]
-        sum_x += sum_x_parts[block, :, :n_features]
-        scatter += scatter_parts[block, :, :n_features, :n_features]
-        log_likelihood += log_likelihood_parts[block]
+        for k in range(n_components):
+            nk[k] += nk_parts[block, k]
+            for i in range(n_features):
+                sum_x[k, i] += sum_x_parts[block, k, i]
+        for slot in range(n_factors):
+            for i in range(n_features):
+                for j in range(i, n_features):
+                    scatter[slot, i, j] += scatter_parts[block, slot, i, j]
+        for m in range(3):
+            sums[m] += sums_parts[block, m]
     for slot in range(n_factors):
         for i in range(n_features):
             for j in range(i):
                 scatter[slot, i, j] = scatter[slot, j, i]
-    return nk, sum_x, scatter, log_likelihood
+    return nk, sum_x, scatter, sums
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def dense_statistics_serial(X, sample_weight, means, precisions_chol, log_norm):
-    """``dense_statistics`` as one block, inlined into its caller (see _kernels_loop).
-
-    Two tile widths, each compiled once: 8 points for data of at most 8 rows
-    (the notebook's four points), the statistics tile for the rest.
-    """
-    n_features = X.shape[1]
-    means_padded, factors = _pad_dense(means, precisions_chol)
-    n_padded = means_padded.shape[1]
-    nk_parts = np.zeros((1, means.shape[0]))
-    sum_x_parts = np.zeros((1, means.shape[0], n_padded))
-    scatter_parts = np.zeros((1, factors.shape[0], n_padded, n_padded))
-    log_likelihood_parts = np.zeros(1)
-    # Two inlined copies, each with a constant tile width (constant trip counts).
-    if X.shape[0] <= SMALL_TILE:
-        log_likelihood_parts[0] = _dense_block_compiled(
-            X, sample_weight, 0, X.shape[0], means_padded, factors, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0], SMALL_TILE,
-        )
-    else:
-        log_likelihood_parts[0] = _dense_block_compiled(
-            X, sample_weight, 0, X.shape[0], means_padded, factors, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0], statistics_tile(X),
-        )
-    return _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts,
-                         n_features)
-
-
-@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
+def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm, block_size):
     """Fused E-step and sufficient statistics for 'full' and 'tied'.
 
-    Returns ``(nk, sum_x, scatter, log_likelihood)``: nk (K,), sum_x (K, D),
-    scatter (n_factors, D, D) (for 'tied' the sum over components) and the
-    weighted total log-likelihood sum_i w_i log p(x_i) under the parameters
-    passed in.
+    Returns ``(nk, sum_x, scatter, sums)``: nk (K,), sum_x (K, D), scatter
+    (n_factors, D, D) (for 'tied' the sum over components) and sums (3,): the
+    weighted log-likelihood sum_i w_i log p(x_i), sum_i w_i sum_k r log r and
+    sum_i w_i log max_k r under the parameters passed in. Blocks run on the
+    calling thread and _kernels_threads' pool (see run_blocks).
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
-    means_padded, factors = _pad_dense(means, precisions_chol)
+    means_padded, factors = pad_dense(means, precisions_chol)
     n_padded = means_padded.shape[1]
-    n_blocks = _n_blocks(n_samples, block_size)
+    n_blocks = n_blocks_of(n_samples, block_size)
     nk_parts = np.zeros((n_blocks, n_components))
     sum_x_parts = np.zeros((n_blocks, n_components, n_padded))
     scatter_parts = np.zeros((n_blocks, factors.shape[0], n_padded, n_padded))
-    log_likelihood_parts = np.zeros(n_blocks)
-    for block in prange(n_blocks):
-        log_likelihood_parts[block] = _dense_block(
-            X, sample_weight, block * block_size,
-            min(n_samples, (block + 1) * block_size), means_padded, factors, log_norm,
-            nk_parts[block], sum_x_parts[block], scatter_parts[block], statistics_tile(X),
-        )
-    return _reduce_dense(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts,
-                         n_features)
+    sums_parts = np.zeros((n_blocks, 3))
+    run_blocks(dense_statistics_blocks, n_blocks, X, sample_weight, means_padded, factors,
+               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts)
+    return reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
+    """``(nk, sum_x, scatter, log_likelihood)`` of dense_statistics_and_sums."""
+    nk, sum_x, scatter, sums = dense_statistics_and_sums(
+        X, sample_weight, means, precisions_chol, log_norm, block_size
+    )
+    return nk, sum_x, scatter, float(sums[0])
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width):
     """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
+    prefer_512_bit_vectors()
     n_features = X_tile.shape[0]
     for t in range(width):
         mahalanobis[t] = 0.0
@@ -1176,13 +1199,11 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
         i += 1
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol, log_norm,
-                    nk, sum_x, scatter, width):
-    """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D).
-
-    Returns the rows' weighted log-likelihood.
-    """
+                    nk, sum_x, scatter, sums, width):
+    """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D)
+    and the three sums of _add_tile_sums to sums[0:3]."""
     prefer_512_bit_vectors()
     X_flat = _rows_end_to_end(X)
     n_features = X.shape[1]
@@ -1193,9 +1214,9 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     log_prob_norm = np.empty(width, dtype=X.dtype)
     tile_peak = np.empty(width, dtype=X.dtype)
     tile_scale = np.empty(width, dtype=X.dtype)
+    tile_entropy = np.empty(width, dtype=X.dtype)
     weighted_resp = np.empty(width, dtype=X.dtype)
     shift = _log_norm_shift(log_norm)
-    log_likelihood = 0.0
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
         _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
@@ -1205,10 +1226,10 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
             _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
                             width)
-        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, sample_weight,
-                          start, width)
-        log_likelihood += _tile_log_likelihood(sample_weight, start, n_points, shift,
-                                               log_prob_norm)
+        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
+                          sample_weight, start, width)
+        _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, tile_entropy,
+                       tile_peak, sums)
         for k in range(n_components):
             total, _ = _weight_responsibilities(tile_scale, n_points, resp, k, weighted_resp,
                                                 width)
@@ -1310,77 +1331,70 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
                     second += weighted * deviation
                 sum_x[k, i] += first
                 scatter[k, i] += second
-    return log_likelihood
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _diagonal_block_compiled(X, sample_weight, first_row, end_row, means, precisions_chol,
-                             log_norm, nk, sum_x, scatter, width):
-    """See _dense_block_compiled."""
-    return _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol,
-                           log_norm, nk, sum_x, scatter, width)
-
-
-@njit(cache=CACHE, nogil=True, inline="always")
-def _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts):
-    """Sum the blocks' partial statistics in block order."""
-    nk = np.zeros(nk_parts.shape[1])
-    sum_x = np.zeros(sum_x_parts.shape[1:])
-    scatter = np.zeros(scatter_parts.shape[1:])
-    log_likelihood = 0.0
-    for block in range(nk_parts.shape[0]):
-        nk += nk_parts[block]
-        sum_x += sum_x_parts[block]
-        scatter += scatter_parts[block]
-        log_likelihood += log_likelihood_parts[block]
-    return nk, sum_x, scatter, log_likelihood
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def diagonal_statistics_serial(X, sample_weight, means, precisions_chol, log_norm):
-    """``diagonal_statistics`` as one block, inlined into its caller (see _kernels_loop)."""
-    n_components, n_features = means.shape
-    nk_parts = np.zeros((1, n_components))
-    sum_x_parts = np.zeros((1, n_components, n_features))
-    scatter_parts = np.zeros((1, n_components, n_features))
-    log_likelihood_parts = np.zeros(1)
-    if X.shape[0] <= SMALL_TILE:  # see dense_statistics_serial
-        log_likelihood_parts[0] = _diagonal_block_compiled(
-            X, sample_weight, 0, X.shape[0], means, precisions_chol, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0], SMALL_TILE,
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_norm, block_size,
+                               nk_parts, sum_x_parts, scatter_parts, sums_parts, first_block,
+                               end_block):
+    """Partial statistics of blocks [first_block, end_block) ('diag', 'spherical');
+    see dense_statistics_blocks (scatter_parts[b] is (K, D))."""
+    n_samples = X.shape[0]
+    for block in range(first_block, end_block):
+        _diagonal_block(
+            X, sample_weight, block * block_size, min(n_samples, (block + 1) * block_size),
+            means, precisions_chol, log_norm, nk_parts[block], sum_x_parts[block],
+            scatter_parts[block], sums_parts[block], statistics_tile(X),
         )
-    else:
-        log_likelihood_parts[0] = _diagonal_block_compiled(
-            X, sample_weight, 0, X.shape[0], means, precisions_chol, log_norm,
-            nk_parts[0], sum_x_parts[0], scatter_parts[0], statistics_tile(X),
-        )
-    return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
 
 
-@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts):
+    """Sum the blocks' partial statistics in block order: ``(nk, sum_x, scatter, sums)``."""
+    n_blocks, n_components, n_features = sum_x_parts.shape
+    nk = np.zeros(n_components)
+    sum_x = np.zeros((n_components, n_features))
+    scatter = np.zeros((n_components, n_features))
+    sums = np.zeros(3)
+    for block in range(n_blocks):
+        for k in range(n_components):
+            nk[k] += nk_parts[block, k]
+            for i in range(n_features):
+                sum_x[k, i] += sum_x_parts[block, k, i]
+                scatter[k, i] += scatter_parts[block, k, i]
+        for m in range(3):
+            sums[m] += sums_parts[block, m]
+    return nk, sum_x, scatter, sums
+
+
+def diagonal_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm,
+                                 block_size):
     """Fused E-step and sufficient statistics for 'diag' and 'spherical'.
 
-    Returns ``(nk, sum_x, scatter, log_likelihood)`` with scatter (K, D) the
-    per-feature diagonal of the weighted scatter.
+    Returns ``(nk, sum_x, scatter, sums)`` with scatter (K, D) the per-feature
+    diagonal of the weighted scatter; sums as in dense_statistics_and_sums.
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
-    n_blocks = _n_blocks(n_samples, block_size)
+    n_blocks = n_blocks_of(n_samples, block_size)
     nk_parts = np.zeros((n_blocks, n_components))
     sum_x_parts = np.zeros((n_blocks, n_components, n_features))
     scatter_parts = np.zeros((n_blocks, n_components, n_features))
-    log_likelihood_parts = np.zeros(n_blocks)
-    for block in prange(n_blocks):
-        log_likelihood_parts[block] = _diagonal_block(
-            X, sample_weight, block * block_size,
-            min(n_samples, (block + 1) * block_size), means, precisions_chol, log_norm,
-            nk_parts[block], sum_x_parts[block], scatter_parts[block], statistics_tile(X),
-        )
-    return _reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, log_likelihood_parts)
+    sums_parts = np.zeros((n_blocks, 3))
+    run_blocks(diagonal_statistics_blocks, n_blocks, X, sample_weight, means, precisions_chol,
+               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts)
+    return reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
+    """``(nk, sum_x, scatter, log_likelihood)`` of diagonal_statistics_and_sums."""
+    nk, sum_x, scatter, sums = diagonal_statistics_and_sums(
+        X, sample_weight, means, precisions_chol, log_norm, block_size
+    )
+    return nk, sum_x, scatter, float(sums[0])
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
     """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
     prefer_512_bit_vectors()
@@ -1402,22 +1416,26 @@ def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
-@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def dense_weighted_log_prob_blocks(X, means_padded, factors, log_norm, block_size, out,
+                                   first_block, end_block):
+    """Rows of blocks [first_block, end_block) of ``out`` (see dense_weighted_log_prob)."""
+    n_samples = X.shape[0]
+    for block in range(first_block, end_block):
+        _dense_log_prob_block(X, block * block_size, min(n_samples, (block + 1) * block_size),
+                              means_padded, factors, log_norm, out)
+
+
 def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'."""
-    n_samples = X.shape[0]
-    means_padded, factors = _pad_dense(means, precisions_chol)
-    out = np.empty((n_samples, means.shape[0]))
-    n_blocks = _n_blocks(n_samples, block_size)
-    for block in prange(n_blocks):
-        _dense_log_prob_block(
-            X, block * block_size, min(n_samples, (block + 1) * block_size),
-            means_padded, factors, log_norm, out,
-        )
+    means_padded, factors = pad_dense(means, precisions_chol)
+    out = np.empty((X.shape[0], means.shape[0]))
+    run_blocks(dense_weighted_log_prob_blocks, n_blocks_of(X.shape[0], block_size), X,
+               means_padded, factors, log_norm, block_size, out)
     return out
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_norm, out):
     """out[i, k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2 for rows [first_row, end_row)."""
     prefer_512_bit_vectors()
@@ -1435,22 +1453,28 @@ def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_
                 out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
-@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def diagonal_weighted_log_prob_blocks(X, means, precisions_chol, log_norm, block_size, out,
+                                      first_block, end_block):
+    """Rows of blocks [first_block, end_block) of ``out`` (see diagonal_weighted_log_prob)."""
+    n_samples = X.shape[0]
+    for block in range(first_block, end_block):
+        _diagonal_log_prob_block(X, block * block_size,
+                                 min(n_samples, (block + 1) * block_size), means,
+                                 precisions_chol, log_norm, out)
+
+
 def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'."""
-    n_samples = X.shape[0]
-    out = np.empty((n_samples, means.shape[0]))
-    n_blocks = _n_blocks(n_samples, block_size)
-    for block in prange(n_blocks):
-        _diagonal_log_prob_block(
-            X, block * block_size, min(n_samples, (block + 1) * block_size),
-            means, precisions_chol, log_norm, out,
-        )
+    out = np.empty((X.shape[0], means.shape[0]))
+    run_blocks(diagonal_weighted_log_prob_blocks, n_blocks_of(X.shape[0], block_size), X,
+               means, precisions_chol, log_norm, block_size, out)
     return out
 
 
-@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True)
 def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_resp):
+    prefer_512_bit_vectors()
     n_components = weighted_log_prob.shape[1]
     uniform = -math.log(n_components)
     for i in range(first_row, end_row):
@@ -1474,9 +1498,10 @@ def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_re
             log_resp[i, k] = (weighted_log_prob[i, k] - peak) - log_total
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels):
     """Where component k's weighted log-density beats best[t], record it (first wins ties)."""
+    prefer_512_bit_vectors()
     offset = log_norm[k]
     for t in range(n_points):
         value = offset - 0.5 * mahalanobis[t]
@@ -1485,7 +1510,7 @@ def _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels):
             labels[start + t] = k
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _dense_labels_block(X, first_row, end_row, means_padded, factors, log_norm, labels):
     prefer_512_bit_vectors()
     X_flat = _rows_end_to_end(X)
@@ -1509,27 +1534,30 @@ def _dense_labels_block(X, first_row, end_row, means_padded, factors, log_norm, 
             _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels)
 
 
-@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH,
-      error_model="numpy")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def dense_labels_blocks(X, means_padded, factors, log_norm, block_size, labels, first_block,
+                        end_block):
+    """Labels of the rows of blocks [first_block, end_block) (see dense_labels)."""
+    n_samples = X.shape[0]
+    for block in range(first_block, end_block):
+        _dense_labels_block(X, block * block_size, min(n_samples, (block + 1) * block_size),
+                            means_padded, factors, log_norm, labels)
+
+
 def dense_labels(X, means, precisions_chol, log_norm, block_size):
     """argmax_k of the weighted log-densities ('full'/'tied'), without the (n, K) array.
 
     The same labels as ``dense_weighted_log_prob(...).argmax(axis=1)``: the
     values compared are computed identically, and the first maximum wins.
     """
-    n_samples = X.shape[0]
-    means_padded, factors = _pad_dense(means, precisions_chol)
-    labels = np.zeros(n_samples, dtype=np.int64)
-    n_blocks = _n_blocks(n_samples, block_size)
-    for block in prange(n_blocks):
-        _dense_labels_block(
-            X, block * block_size, min(n_samples, (block + 1) * block_size),
-            means_padded, factors, log_norm, labels,
-        )
+    means_padded, factors = pad_dense(means, precisions_chol)
+    labels = np.zeros(X.shape[0], dtype=np.int64)
+    run_blocks(dense_labels_blocks, n_blocks_of(X.shape[0], block_size), X, means_padded,
+               factors, log_norm, block_size, labels)
     return labels
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _diagonal_labels_block(X, first_row, end_row, means, precisions_chol, log_norm, labels):
     prefer_512_bit_vectors()
     X_flat = _rows_end_to_end(X)
@@ -1549,24 +1577,36 @@ def _diagonal_labels_block(X, first_row, end_row, means, precisions_chol, log_no
             _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels)
 
 
-@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=FASTMATH,
-      error_model="numpy")
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def diagonal_labels_blocks(X, means, precisions_chol, log_norm, block_size, labels,
+                           first_block, end_block):
+    """Labels of the rows of blocks [first_block, end_block) (see diagonal_labels)."""
+    n_samples = X.shape[0]
+    for block in range(first_block, end_block):
+        _diagonal_labels_block(X, block * block_size, min(n_samples, (block + 1) * block_size),
+                               means, precisions_chol, log_norm, labels)
+
+
 def diagonal_labels(X, means, precisions_chol, log_norm, block_size):
     """argmax_k of the weighted log-densities ('diag'/'spherical'); see dense_labels."""
-    n_samples = X.shape[0]
-    labels = np.zeros(n_samples, dtype=np.int64)
-    n_blocks = _n_blocks(n_samples, block_size)
-    for block in prange(n_blocks):
-        _diagonal_labels_block(
-            X, block * block_size, min(n_samples, (block + 1) * block_size),
-            means, precisions_chol, log_norm, labels,
-        )
+    labels = np.zeros(X.shape[0], dtype=np.int64)
+    run_blocks(diagonal_labels_blocks, n_blocks_of(X.shape[0], block_size), X, means,
+               precisions_chol, log_norm, block_size, labels)
     return labels
 
 
 # No fastmath here: reassociation could turn (w - peak) - log(total) back into
 # w - (peak + log(total)) (see _normalise_rows).
-@njit(parallel=_prange_only(), cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def log_resp_blocks(weighted_log_prob, block_size, log_prob_norm, log_resp, first_block,
+                    end_block):
+    """Rows of blocks [first_block, end_block) (see log_resp_from_weighted)."""
+    n_samples = weighted_log_prob.shape[0]
+    for block in range(first_block, end_block):
+        _normalise_rows(weighted_log_prob, block * block_size,
+                        min(n_samples, (block + 1) * block_size), log_prob_norm, log_resp)
+
+
 def log_resp_from_weighted(weighted_log_prob, block_size):
     """Log-sum-exp normalisation: returns ``(log_prob_norm, log_resp)``.
 
@@ -1576,10 +1616,6 @@ def log_resp_from_weighted(weighted_log_prob, block_size):
     n_samples, n_components = weighted_log_prob.shape
     log_prob_norm = np.empty(n_samples)
     log_resp = np.empty((n_samples, n_components))
-    n_blocks = _n_blocks(n_samples, block_size)
-    for block in prange(n_blocks):
-        _normalise_rows(
-            weighted_log_prob, block * block_size,
-            min(n_samples, (block + 1) * block_size), log_prob_norm, log_resp,
-        )
+    run_blocks(log_resp_blocks, n_blocks_of(n_samples, block_size), weighted_log_prob,
+               block_size, log_prob_norm, log_resp)
     return log_prob_norm, log_resp

@@ -1,10 +1,11 @@
 """Whole EM iterations in one compiled, serial call, for small data.
 
-For a few thousand samples, launching a parallel region and returning to
-Python every iteration costs more than the arithmetic. These functions run
-the iterations back to back on the calling thread, with the same E-step
-(as one block, so without a parallel launch) and M-step as the parallel path, until the convergence test
-passes, ``max_iter`` is reached, or something needs the driver:
+For small data, returning to Python every iteration costs more than the
+arithmetic. These functions run the iterations back to back on the calling
+thread, with the row-at-a-time E-step of _kernels_small (quick to compile:
+a first fit of small data does not wait for the tiled kernels) and the
+M-step of the block path, until the convergence test passes, ``max_iter``
+is reached, or something needs the driver:
 
 * a non-finite log-likelihood (the driver abandons the restart), or
 * a component flagged by the M-step (the driver repairs it, then calls
@@ -21,9 +22,7 @@ import numpy as np
 from numba import njit
 
 from fastem._kernels_cache import CACHE
-from fastem._kernels_estep import (
-    FASTMATH, dense_statistics_serial, diagonal_statistics_serial,
-)
+from fastem._kernels_small import dense_statistics_rows, diagonal_statistics_rows
 from fastem._kernels_mstep import STATUS_OK, dense_mstep, diagonal_mstep
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -37,19 +36,12 @@ def _log_norm(weights, log_det, n_features):
     return out
 
 
-# The E-step (dense_statistics_serial) is inlined at numba level, and the block
-# code it runs is a separately compiled function that LLVM must inline
-# (forceinline, see _dense_block_compiled). Neither leaves a call to resolve at
-# run time. An ordinary call of a separately compiled fastmath kernel would: the
-# callee is linked into this module as a linkonce_odr copy and re-optimised with
-# it, with 'reassoc' that copy can round differently from the callee's own
-# library, and which of the two ran depended on the process (one that compiled
-# the kernels had the callee's own library loaded first, one that loaded this
-# function from numba's cache had only the copy).
-# The M-step and _log_norm are ordinary calls: they state fastmath=False, so they
-# are compiled once, without reassociation, whoever calls them first (see
-# FASTMATH in _kernels_estep), and every copy of them rounds the same.
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
+# The E-step (_kernels_small) is inlined by LLVM (forceinline): no call is left to
+# resolve at run time. The M-step and _log_norm are ordinary calls; like every
+# kernel called from here they state fastmath=False, so they are compiled once,
+# without reassociation, whoever calls them first (see FASTMATH in
+# _kernels_estep), and every copy of them rounds the same.
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
              lower_bound):
     """Up to ``max_iter`` EM iterations of a 'full' (K factors) or 'tied' (1 factor) model."""
@@ -67,11 +59,11 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
             slot = k if n_factors == n_components else 0
             for i in range(n_features):
                 log_det[k] += math.log(precisions_chol[slot, i, i])
-        centres = means.astype(X.dtype)
-        nk, sum_x, scatter, log_likelihood = dense_statistics_serial(
-            X, sample_weight, centres, precisions_chol.astype(X.dtype),
-            _log_norm(weights, log_det, n_features),
+        centres = means.astype(X.dtype).astype(np.float64)  # as the block path
+        nk, sum_x, scatter, sums = dense_statistics_rows(
+            X, sample_weight, centres, precisions_chol, _log_norm(weights, log_det, n_features),
         )
+        log_likelihood = sums[0]
         previous = lower_bound
         lower_bound = log_likelihood / total_weight
         lower_bounds[n_iter] = lower_bound
@@ -79,7 +71,7 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
         if not math.isfinite(lower_bound):
             break
         weights, means, covariances, precisions_chol, status = dense_mstep(
-            nk, sum_x, scatter, centres.astype(np.float64), reg_covar
+            nk, sum_x, scatter, centres, reg_covar
         )
         converged = abs(lower_bound - previous) < tol
         if converged or np.any(status != STATUS_OK):
@@ -87,7 +79,7 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
     return weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter], converged
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")  # see dense_em
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")  # see dense_em
 def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
                 lower_bound, spherical):
     """Up to ``max_iter`` EM iterations of a 'diag' or 'spherical' model (precisions (K, D))."""
@@ -103,11 +95,11 @@ def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, ma
         for k in range(n_components):
             for i in range(n_features):
                 log_det[k] += math.log(precisions_chol[k, i])
-        centres = means.astype(X.dtype)
-        nk, sum_x, scatter, log_likelihood = diagonal_statistics_serial(
-            X, sample_weight, centres, precisions_chol.astype(X.dtype),
-            _log_norm(weights, log_det, n_features),
+        centres = means.astype(X.dtype).astype(np.float64)  # as the block path
+        nk, sum_x, scatter, sums = diagonal_statistics_rows(
+            X, sample_weight, centres, precisions_chol, _log_norm(weights, log_det, n_features),
         )
+        log_likelihood = sums[0]
         previous = lower_bound
         lower_bound = log_likelihood / total_weight
         lower_bounds[n_iter] = lower_bound
@@ -115,7 +107,7 @@ def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, ma
         if not math.isfinite(lower_bound):
             break
         weights, means, variances, precisions_chol, status = diagonal_mstep(
-            nk, sum_x, scatter, centres.astype(np.float64), reg_covar, spherical
+            nk, sum_x, scatter, centres, reg_covar, spherical
         )
         converged = abs(lower_bound - previous) < tol
         if converged or np.any(status != STATUS_OK):

@@ -1,51 +1,77 @@
-"""Thread count for the compiled kernels, set per call and always restored.
+"""Threads for the block kernels, and the thread count, set per call and restored.
 
-The kernels are compiled with ``nogil=True``, so fits running in several
-Python threads run their kernels at the same time. numba's 'tbb' and 'omp'
-threading layers accept parallel launches from several threads at once; its
-fallback 'workqueue' layer does not (it aborts the process), so when that is
-the layer in use -- or before the first launch, when numba has not chosen
-one yet -- kernel sections are serialised by a lock.
+The block kernels (``*_blocks`` in _kernels_estep) are serial and compiled
+with ``nogil=True``: :func:`run_blocks` splits the blocks into one contiguous
+range per thread and runs the ranges at the same time, the first on the
+calling thread and the others on a shared pool. Every block writes its own
+partial results, so who computed which block does not change them.
+
+The thread count is per calling thread (:func:`thread_limit`), so concurrent
+fits in a thread pool do not disturb each other; by default it is numba's
+configured count (``NUMBA_NUM_THREADS``, the number of CPUs unless set).
+numba's own threading layer is not used.
 """
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numba
 
-_SERIAL = threading.Lock()
+_local = threading.local()
+_pool_lock = threading.Lock()
+_pool = None
 
 
-def _layer_is_threadsafe():
-    try:
-        return numba.threading_layer() != "workqueue"
-    except ValueError:  # no parallel launch yet: the layer is not known
-        return False
+def max_threads():
+    """The most threads a kernel call may use (numba's NUMBA_NUM_THREADS)."""
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+def current_threads():
+    """Threads the kernels called from this thread use now."""
+    return getattr(_local, "n_threads", None) or max_threads()
 
 
 @contextmanager
 def thread_limit(n_threads):
-    """Run the block with numba's thread count set to ``n_threads`` (None: unchanged).
+    """Run the block with the kernels' thread count set to ``n_threads`` (None: unchanged).
 
-    numba's setting is per calling thread, so concurrent fits in a thread
-    pool do not disturb each other; it is restored even if the block raises.
+    The setting is per calling thread and restored even if the block raises.
     """
-    with _serialised_unless_threadsafe():
-        if n_threads is None:
-            yield
-            return
-        previous = numba.get_num_threads()
-        numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
-        try:
-            yield
-        finally:
-            numba.set_num_threads(previous)
-
-
-@contextmanager
-def _serialised_unless_threadsafe():
-    if _layer_is_threadsafe():
+    if n_threads is None:
         yield
         return
-    with _SERIAL:
+    previous = getattr(_local, "n_threads", None)
+    _local.n_threads = max(1, min(int(n_threads), max_threads()))
+    try:
         yield
+    finally:
+        _local.n_threads = previous
+
+
+def _shared_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max_threads(),
+                                       thread_name_prefix="fastem-blocks")
+        return _pool
+
+
+def run_blocks(kernel, n_blocks, *args):
+    """Call ``kernel(*args, first_block, end_block)`` over [0, n_blocks) in
+    contiguous ranges, one per thread (current_threads(), at most n_blocks)."""
+    n_threads = min(current_threads(), n_blocks)
+    if n_threads <= 1:
+        kernel(*args, 0, n_blocks)
+        return
+    bounds = [n_blocks * i // n_threads for i in range(n_threads + 1)]
+    pool = _shared_pool()
+    futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1])
+               for i in range(1, n_threads)]
+    try:
+        kernel(*args, bounds[0], bounds[1])
+    finally:
+        for future in futures:
+            future.result()

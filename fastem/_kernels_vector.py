@@ -12,8 +12,12 @@ function, from the string attribute ``"prefer-vector-width"``; this
 intrinsic adds that attribute to the function being compiled and emits no
 code.
 
-Call it once at the top of a kernel's block function (inlined at numba level
-into the parallel loop body, or into the compiled EM loop's block function).
+Call it at the top of every function with a loop to vectorise, helpers
+included: a ``forceinline`` helper is compiled and optimised (its loops
+vectorised) in its own LLVM module before it is inlined into its caller, so
+the attribute must be on the helper itself. (Without it on the helpers, an
+AVX-512 build of the dense statistics kernel had no zmm arithmetic at all:
+tests/test_kernels_asm.py.)
 The attribute only states a preference: on a CPU without AVX-512 the widest
 legal vectors are still used, so the code stays portable, and the compiled
 (cached) code records the CPU it was built for as before.

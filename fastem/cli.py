@@ -2,7 +2,10 @@
 
 ``fastem fit`` fits the bundled Old Faithful data (2 components, full
 covariances) and prints a summary; ``fastem fit FILE`` fits a CSV or ``.npy``
-file. Errors in the input end with one line on stderr and exit status 2.
+file. ``fastem select`` fits a grid of component counts and covariance types
+and prints the criterion table (mclust's ``Mclust``); ``fastem predict`` labels
+new data with a saved model; ``fastem warmup`` compiles the kernels ahead of the
+first fit. Errors in the input end with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -186,7 +189,58 @@ def _build_parser():
         help="also write the fitted model to this JSON file (fastem.load_model)",
     )
     fit.set_defaults(handler=_run_fit)
+    _add_select_parser(commands)
+    _add_predict_parser(commands)
+    _add_warmup_parser(commands)
     return parser
+
+
+def _add_warmup_parser(commands):
+    warmup = commands.add_parser(
+        "warmup",
+        help="compile the kernels now (once per installation) instead of on the first fit",
+        description=(
+            "Compile the numba kernels that fits of the given data types and "
+            "covariance types need, in parallel processes, into numba's cache, so "
+            "that later fits start at once. Prints one line per finished task."
+        ),
+    )
+    warmup.add_argument(
+        "--dtype",
+        dest="dtypes",
+        action="append",
+        choices=("float64", "float32"),
+        help="data type to compile for (repeat for both; default: float64)",
+    )
+    warmup.add_argument(
+        "--covariance-type",
+        dest="covariance_types",
+        action="append",
+        choices=COVARIANCE_TYPES,
+        help="covariance type to compile for (repeat; default: all four)",
+    )
+    warmup.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="processes compiling at once (default: one per CPU)",
+    )
+    warmup.set_defaults(handler=_run_warmup)
+
+
+def _run_warmup(args):
+    from fastem._warmup import warmup
+
+    start = time.perf_counter()
+    done = warmup(
+        dtypes=args.dtypes or ("float64",),
+        covariance_types=args.covariance_types or COVARIANCE_TYPES,
+        n_jobs=args.jobs,
+        progress=print,
+    )
+    print(f"{_plural(len(done), 'kernel set')} ready in {time.perf_counter() - start:.1f} s")
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------
@@ -486,6 +540,11 @@ def _run_fit(args):
         on_singular=args.on_singular,
         n_threads=args.n_threads,
     )
+    from fastem._warmup import kernels_need_compiling
+
+    if kernels_need_compiling(n_samples, n_features, args.n_components, args.covariance_type):
+        print("fastem: compiling kernels, once per installation (or run 'fastem warmup')...",
+              file=sys.stderr, flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
@@ -501,6 +560,341 @@ def _run_fit(args):
 
         save_model(model, args.output)
         print(f"\nmodel written to {args.output} (read it with fastem.load_model)")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------
+# fastem select / fastem predict (model search over a grid; labels for new data)
+
+
+def _component_counts(text):
+    """``-k`` values: '1:9' (inclusive), '3', '1,2,5' or '2:4,8'."""
+    counts = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if ":" in part:
+                first, last = (int(value) for value in part.split(":"))
+                if last < first:
+                    raise argparse.ArgumentTypeError(
+                        f"range {part!r} is empty; write FIRST:LAST with FIRST <= LAST"
+                    )
+                counts.extend(range(first, last + 1))
+            else:
+                counts.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a component count, a range like 1:9 or a "
+                "comma-separated list of them"
+            ) from None
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"component counts must be >= 1, got {text!r}")
+    return sorted(set(counts))
+
+
+def _covariance_type_list(text):
+    types = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in types if name not in COVARIANCE_TYPES]
+    if unknown or not types:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a comma-separated list of {', '.join(COVARIANCE_TYPES)}"
+        )
+    return list(dict.fromkeys(types))
+
+
+def _n_jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, or -1 for all CPUs, got {value}")
+    return value
+
+
+def _add_select_parser(commands):
+    from fastem.selection import CRITERIA, INIT_PARAMS as SELECT_INIT_PARAMS
+
+    select = commands.add_parser(
+        "select",
+        help="fit a grid of mixtures and choose one by BIC, AIC or ICL",
+        description=(
+            "Fit a Gaussian mixture for every number of components and covariance "
+            "type, print the criterion table (rows: components, columns: covariance "
+            "types; the best is marked) and the choice, as R's mclust does. Lower is "
+            "better (mclust's BIC is minus this one). Without FILE, use the bundled "
+            "Old Faithful data."
+        ),
+    )
+    select.add_argument("file", nargs="?", metavar="FILE",
+                        help="CSV or .npy data, one row per sample (default: bundled "
+                        "Old Faithful)")
+    select.add_argument("-k", "--n-components", type=_component_counts, default="1:9",
+                        metavar="K", help="component counts: 1:9 (default), 3, or 1,2,5")
+    select.add_argument("--covariance-types", type=_covariance_type_list,
+                        default="spherical,diag,tied,full", metavar="TYPES",
+                        help="comma-separated covariance types (default: "
+                        "spherical,diag,tied,full)")
+    select.add_argument("--criterion", choices=CRITERIA, default="bic",
+                        help="how models are compared (default: bic)")
+    select.add_argument("--n-init", type=_positive_int, default=2, metavar="N",
+                        help="EM runs per cell (default: 2)")
+    select.add_argument("--init-params", choices=SELECT_INIT_PARAMS, default="hc",
+                        help="start of each cell's first run; hc: mclust's hierarchical "
+                        "start (default: hc)")
+    select.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
+                        help="maximum EM iterations per run (default: 100)")
+    select.add_argument("--tol", type=_non_negative_float, default=1e-3,
+                        help="convergence threshold (default: 1e-3)")
+    select.add_argument("--reg-covar", type=_non_negative_float, default=1e-6,
+                        help="added to the covariance diagonals (default: 1e-6)")
+    select.add_argument("--random-state", type=_seed, default=0, metavar="SEED",
+                        help="seed (default: 0, reproducible output)")
+    select.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
+                        help="cells fitted at once, in threads (default: 1; -1: all CPUs)")
+    select.add_argument("--n-threads", type=_positive_int, default=None, metavar="N",
+                        help="threads for the numba kernels (default: numba's setting)")
+    select.add_argument("--delimiter", default=",", help="CSV field separator (default: ',')")
+    select.add_argument("--plot", metavar="OUT.png",
+                        help="also draw the criterion curves and the chosen model's "
+                        "clusters to this image (needs matplotlib)")
+    select.add_argument("-o", "--output", metavar="MODEL.json",
+                        help="write the chosen model to this JSON file (fastem.load_model)")
+    select.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress lines on stderr")
+    select.set_defaults(handler=_run_select)
+
+
+def _add_predict_parser(commands):
+    predict = commands.add_parser(
+        "predict",
+        help="labels (and responsibilities) of new data under a saved model",
+        description=(
+            "Read a model written by 'fastem fit -o' or 'fastem select -o' and write "
+            "the most probable component of every row of FILE as CSV (a 'label' "
+            "column, components numbered from 0), with --proba also every "
+            "component's responsibility."
+        ),
+    )
+    predict.add_argument("model", metavar="MODEL.json", help="a saved fastem model")
+    predict.add_argument("file", metavar="FILE", help="CSV or .npy data, one row per sample")
+    predict.add_argument("-o", "--output", metavar="OUT.csv",
+                         help="write here instead of standard output")
+    predict.add_argument("--proba", action="store_true",
+                         help="also write the responsibilities, one column per component")
+    predict.add_argument("--delimiter", default=",", help="CSV field separator (default: ',')")
+    predict.set_defaults(handler=_run_predict)
+
+
+def _check_output_directory(path, option):
+    directory = Path(path).resolve().parent
+    if not directory.is_dir():
+        raise InputError(
+            f"cannot write {option} {path}: directory {directory} does not exist"
+        )
+
+
+def _load_input(file, delimiter):
+    if file is None:
+        from fastem.datasets import FAITHFUL_FEATURES, load_faithful
+
+        return load_faithful(), list(FAITHFUL_FEATURES), "Old Faithful (bundled)"
+    X, feature_names = load_data(file, delimiter)
+    if feature_names is None:
+        feature_names = [f"x{j + 1}" for j in range(X.shape[1])]
+    return X, feature_names, file
+
+
+class _Progress:
+    """'cell k of n, best so far' on one rewritten stderr line, once a grid runs > 1 s."""
+
+    DELAY = 1.0
+
+    def __init__(self, enabled, criterion):
+        self.enabled = enabled
+        self.criterion = criterion
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, done, total, record, best):
+        if not self.enabled or time.perf_counter() - self.start < self.DELAY:
+            return
+        best_text = "none yet" if best is None else (
+            f"{best['n_components']} {best['covariance_type']} "
+            f"{self.criterion.upper()} {best[self.criterion]:.6g}"
+        )
+        sys.stderr.write(f"\rfastem: cell {done} of {total}, best so far: {best_text}\x1b[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self):
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _selection_table(search):
+    """mclust-style table: rows n_components, columns covariance types, best marked."""
+    criterion = search.criterion
+    rows, columns, _ = search.results_.table(criterion)
+    cells = {(r["n_components"], r["covariance_type"]): r for r in search.results_}
+    text_rows = [["n_components", *columns]]
+    for k in rows:
+        line = [str(k)]
+        for covariance_type in columns:
+            record = cells[(k, covariance_type)]
+            if record["status"] in ("skipped", "failed"):
+                line.append(record["status"])
+                continue
+            mark = ""
+            if (k, covariance_type) == (search.n_components_, search.covariance_type_):
+                mark = " *"
+            elif record["status"] == "degenerate":
+                mark = " !"
+            line.append(f"{record[criterion]:.2f}{mark}")
+        text_rows.append(line)
+    widths = [max(len(row[j]) for row in text_rows) for j in range(len(text_rows[0]))]
+    return [
+        "  ".join([row[0].rjust(widths[0])]
+                  + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])])
+        for row in text_rows
+    ]
+
+
+def _run_select(args):
+    for path, option in ((args.output, "--output"), (args.plot, "--plot")):
+        if path is not None:
+            _check_output_directory(path, option)
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InputError(
+                "--plot needs matplotlib; install it with pip install \"fastem[plot]\""
+            ) from None
+    X, feature_names, source = _load_input(args.file, args.delimiter)
+    n_samples, n_features = X.shape
+    if n_samples < 2:
+        raise InputError(f"{source} has {_plural(n_samples, 'row')}; at least 2 are needed")
+
+    from fastem.selection import GaussianMixtureIC
+
+    search = GaussianMixtureIC(
+        n_components=args.n_components,
+        covariance_types=args.covariance_types,
+        criterion=args.criterion,
+        n_init=args.n_init,
+        init_params=args.init_params,
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        max_iter=args.max_iter,
+        random_state=args.random_state,
+        n_threads=args.n_threads,
+        n_jobs=args.n_jobs,
+    )
+    progress = _Progress(not args.quiet and sys.stderr.isatty(), args.criterion)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        try:
+            search._fit(X, None, on_cell=progress)
+        finally:
+            progress.close()
+        seconds = time.perf_counter() - start
+    for warning in caught:
+        message = " ".join(str(warning.message).split())
+        print(f"fastem: warning: {message}", file=sys.stderr)
+
+    criterion = args.criterion.upper()
+    counts = args.n_components
+    grid = f"{counts[0]}..{counts[-1]}" if counts == list(
+        range(counts[0], counts[-1] + 1)) else ",".join(map(str, counts))
+    lines = [
+        f"fastem {__version__}: model selection by {criterion} (lower is better; "
+        f"mclust's {criterion} = -{criterion})",
+        f"data     {source}: {n_samples} samples x {n_features} features",
+        f"grid     n_components {grid} x {', '.join(args.covariance_types)}; "
+        f"init_params={args.init_params!r}, n_init={args.n_init}, "
+        f"random_state={args.random_state}",
+        f"time     {seconds:.3f} s for {len(search.results_)} cells",
+        "",
+        criterion,
+        *_selection_table(search),
+        "",
+        f"best     {search.n_components_} components, covariance_type="
+        f"{search.covariance_type_!r}, {criterion} {search.criterion_:.6f} (marked *)",
+    ]
+    not_ok = [r for r in search.results_ if r["status"] != "ok"]
+    if not_ok:
+        lines.append("not fitted or degenerate (! in the table):")
+        lines += [
+            f"  {r['n_components']} {r['covariance_type']}: {r['status']}: {r['reason']}"
+            for r in not_ok
+        ]
+    print("\n".join(lines))
+    if args.output is not None:
+        from fastem._io import save_model
+
+        save_model(search.best_estimator_, args.output)
+        print(f"\nmodel written to {args.output} (read it with fastem.load_model)")
+    if args.plot is not None:
+        _select_plot(search, X, feature_names, args.plot)
+        print(f"plot written to {args.plot}")
+    return EXIT_OK
+
+
+def _select_plot(search, X, feature_names, path):
+    from matplotlib.figure import Figure
+
+    from fastem import plot
+
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    if X.shape[1] >= 2:
+        curves, points = figure.subplots(1, 2)
+    else:
+        curves, points = figure.subplots(1, 1), None
+    plot.criterion_curves(search, ax=curves)
+    if points is not None:
+        plot.clusters(search.best_estimator_, X, ax=points)
+        points.set_xlabel(feature_names[0])
+        points.set_ylabel(feature_names[1])
+    figure.savefig(path, dpi=90)
+
+
+def _run_predict(args):
+    if args.output is not None:
+        _check_output_directory(args.output, "--output")
+    from fastem._io import load_model
+
+    model = load_model(args.model)
+    X, _ = load_data(args.file, args.delimiter)
+    expected = int(model.n_features_in_)
+    if X.shape[1] != expected:
+        raise InputError(
+            f"{args.file} has {_plural(X.shape[1], 'feature')} (columns), but the model "
+            f"in {args.model} was fitted on {expected}; give data with the same "
+            "columns in the same order"
+        )
+    labels = model.predict(X)
+    columns = ["label"]
+    values = [labels.astype(np.float64)[:, np.newaxis]]
+    if args.proba:
+        columns += [f"proba_{k}" for k in range(model.n_components)]
+        values.append(model.predict_proba(X))
+    table = np.hstack(values)
+    handle = sys.stdout if args.output is None else open(  # noqa: SIM115
+        args.output, "w", encoding="utf-8", newline=""
+    )
+    try:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        for label, row in zip(labels, table):
+            writer.writerow([int(label), *(repr(float(v)) for v in row[1:])])
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    if args.output is not None:
+        print(f"{_plural(len(labels), 'label')} written to {args.output}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -282,7 +282,7 @@ def test_bad_file(capsys, tmp_path, case):
 
 BAD_OPTIONS = {
     "no command": ([], "required: COMMAND"),
-    "unknown command": (["predict"], "invalid choice: 'predict'"),
+    "unknown command": (["frobnicate"], "invalid choice: 'frobnicate'"),
     "zero components": (["fit", "-k", "0"], "must be at least 1, got 0"),
     "non-integer components": (["fit", "-k", "two"], "'two' is not an integer"),
     "bad covariance type": (
@@ -388,3 +388,42 @@ def test_python_dash_m_fastem_errors(tmp_path, argv, message):
     assert result.stderr.startswith("fastem: error: ")
     assert result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr
+
+
+def test_first_fit_says_it_is_compiling_and_later_fits_do_not(tmp_path):
+    """With an empty numba cache `fastem fit` prints one line on stderr before the
+    kernels compile; with the cache that run filled, nothing."""
+    env = {**environment_importing_this_fastem(),
+           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    command = [sys.executable, "-m", "fastem", "fit", "--covariance-type", "diag"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
+                           check=False)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == (
+        "fastem: compiling kernels, once per installation (or run 'fastem warmup')...\n"
+    )
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
+                            check=False)
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == ""
+    assert second.stdout.split("fit time")[0] == first.stdout.split("fit time")[0]
+
+
+def test_warmup_command(capsys):
+    """`fastem warmup` (here in this process, whose kernels are compiled already) prints
+    one line per kernel set and a total."""
+    assert main(["warmup", "--covariance-type", "spherical", "--jobs", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("[1/2] float64 diagonal (small data) ready in ")
+    assert lines[1].startswith("[2/2] float64 diagonal (large data) ready in ")
+    assert lines[2].startswith("2 kernel sets ready in ")
+
+
+def test_warmup_rejects_unknown_types():
+    import fastem
+
+    with pytest.raises(ValueError, match="dtypes must be among"):
+        fastem.warmup(dtypes=("int8",), n_jobs=1)
+    with pytest.raises(ValueError, match="covariance_types must be among"):
+        fastem.warmup(covariance_types=("banded",), n_jobs=1)

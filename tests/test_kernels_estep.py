@@ -1,5 +1,7 @@
 """The fused E-step kernels (fastem._kernels_estep) against fastem.reference.
 
+Every test runs through both kernel families: the tiled block kernels of
+_kernels_estep and the small-data row kernels of _kernels_small.
 Each kernel has its oracle: ``*_weighted_log_prob`` -> reference.estimate_weighted_log_prob,
 ``log_resp_from_weighted`` -> reference.e_step, ``*_statistics`` ->
 reference.sufficient_statistics and reference.log_likelihood. The driver
@@ -67,6 +69,15 @@ def random_problem(rng, covariance_type, n_samples, n_features, n_components):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261126)
+
+
+@pytest.fixture(autouse=True, params=["tiles", "rows"])
+def kernel_path(request, monkeypatch):
+    """Every test here runs twice: through the tiled block kernels (_kernels_estep)
+    and through the small-data row kernels (_kernels_small), whatever its size."""
+    limit = -1 if request.param == "tiles" else 10**18
+    monkeypatch.setattr(_driver, "SMALL_WORK_LIMIT", limit)
+    return request.param
 
 
 def block_size_for(X, covariance_type, n_components):
@@ -194,6 +205,18 @@ def assert_statistics_match_reference(X, sample_weight, parameters, covariance_t
     np.testing.assert_allclose(sum_x, expected[1], rtol=rtol, atol=atol * scale)
     np.testing.assert_allclose(scatter, expected[2], rtol=rtol, atol=atol * scale)
     np.testing.assert_allclose(log_likelihood, expected_log_likelihood, rtol=rtol)
+    # the same pass's sum w r log r and sum w log max r (the variational lower
+    # bound and ICL need them), against the oracle's responsibilities
+    statistics = _driver.estep_statistics(X, sample_weight, parameters, covariance_type,
+                                          block_size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resp_log_resp = np.where(resp > 0, resp * np.log(resp), 0.0).sum(axis=1)
+        log_max_resp = np.log(resp.max(axis=1))
+    np.testing.assert_allclose(statistics.resp_log_resp, sample_weight @ resp_log_resp,
+                               rtol=rtol, atol=atol * scale)
+    np.testing.assert_allclose(statistics.log_max_resp, sample_weight @ log_max_resp,
+                               rtol=rtol, atol=atol * scale)
+    assert statistics.log_likelihood == log_likelihood
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

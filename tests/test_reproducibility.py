@@ -3,17 +3,15 @@
 * The same ``random_state`` gives bitwise-identical fitted parameters across
   runs, across thread counts 1 and 2, between this process and a fresh one
   that loads the compiled kernels from the cache, and a fresh one that
-  compiles them -- on the compiled serial path. On the parallel kernels a
-  process that compiled them and one that loaded them differ in the last
-  bits (a strict xfail below documents it).
+  compiles them -- on the small-data loop and on the block kernels.
 * Fits running at once in a ThreadPoolExecutor give exactly the sequential
-  results; numba's thread count is restored after a fit that raised.
+  results; numba's own thread count is left alone, also by a fit that raised.
 * A fitted model round-trips through pickle, and through the CLI's JSON
   output and ``fastem.load_model``, with identical ``predict_proba``.
 * A numba cache directory that is read-only or absent does not break fitting.
 
-The subprocess tests compile the kernels twice (an absent cache directory and a
-read-only installation), about a minute of CPU each.
+The subprocess tests compile kernels in fresh processes (an absent cache
+directory, a read-only installation, a fresh cache for the block kernels).
 """
 
 import json
@@ -151,15 +149,22 @@ def test_concurrent_fits_equal_sequential_fits(rng, seed):
 
 
 def test_kernels_release_the_gil():
-    from fastem import _kernels_estep, _kernels_loop
+    from numba.core.registry import CPUDispatcher
+
+    from fastem import _kernels_estep, _kernels_loop, _kernels_small
 
     kernels = [
-        _kernels_estep.dense_statistics, _kernels_estep.diagonal_statistics,
-        _kernels_estep.dense_weighted_log_prob, _kernels_estep.diagonal_weighted_log_prob,
-        _kernels_estep.log_resp_from_weighted, _kernels_loop.dense_em,
-        _kernels_loop.diagonal_em,
+        getattr(module, name) for module in (_kernels_estep, _kernels_loop, _kernels_small)
+        for name in dir(module)
+        if not name.startswith("_") and isinstance(getattr(module, name), CPUDispatcher)
     ]
+    names = {kernel.__name__ for kernel in kernels}
+    assert {"dense_statistics_blocks", "diagonal_statistics_blocks", "dense_labels_blocks",
+            "dense_weighted_log_prob_blocks", "log_resp_blocks", "dense_em",
+            "diagonal_em", "dense_statistics_rows"} <= names
     assert all(kernel.targetoptions.get("nogil") for kernel in kernels)
+    # no numba parallel loops: threads come from run_blocks
+    assert not any(kernel.targetoptions.get("parallel") for kernel in kernels)
 
 
 @pytest.mark.parametrize(
@@ -342,13 +347,12 @@ print(json.dumps({name: np.asarray(getattr(model, name)).tobytes().hex()
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known: numba optimises a parallel loop's body twice when it is linked into the "
-    "cached kernel, and the process that compiled it runs the once-optimised copy; "
-    "reductions differ in the last bits (see the README, Robustness)"))
-def test_parallel_kernels_compiled_and_loaded_fit_identically(tmp_path):
-    """60,000 x 3 'diag' goes through the parallel kernels (prange), not the compiled
-    serial loop that the small_data tests use."""
+def test_block_kernels_compiled_and_loaded_fit_identically(tmp_path):
+    """60,000 x 3 'diag' goes through the block kernels on a thread pool, not the
+    compiled small-data loop that the small_data tests use. (With numba's parallel
+    loops, which fastem used before, the process that compiled them ran a copy of
+    the loop body optimised once and the one that loaded them one optimised twice:
+    the fits differed in the last bits.)"""
     cache = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     compiled = run_in_subprocess(PARALLEL_FIT, cache)
     loaded = run_in_subprocess(PARALLEL_FIT, cache)

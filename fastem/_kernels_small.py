@@ -1,0 +1,177 @@
+"""Row-at-a-time E-step kernels for small data: short to compile, exact, float64.
+
+The tiled kernels of _kernels_estep are fast on large data and slow to
+compile (tens of seconds per dtype and covariance family, cold). A fit of
+the bundled data or of the notebook's four points needs neither their speed
+nor their compile time: these kernels take one row at a time, compute every
+distance and sum in float64 whatever the data's dtype, and compile in a few
+seconds. The compiled EM loop (_kernels_loop) and the driver's inference on
+small data use them (see _driver.SMALL_WORK_LIMIT).
+
+Conventions as in _kernels_estep: ``precisions_chol`` is (n_factors, D, D)
+for 'full'/'tied' (n_factors K or 1) and (K, D) for 'diag'/'spherical';
+``log_norm[k] = log(weights[k]) + log_det_chol[k] - D/2 log(2 pi)``;
+statistics are accumulated around the means passed in; ``sums`` receives
+the weighted log-likelihood, sum w r log r and sum w log max r. A row no
+component explains (every log-density -inf) adds nothing to the statistics,
+-inf to the log-likelihood (if its weight is positive) and -log K to the
+other two sums (uniform responsibilities).
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from fastem._kernels_cache import CACHE
+
+# No reassociation: the sums over rows are plain left folds in row order.
+_FLAGS = dict(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+
+
+@njit(forceinline=True, **_FLAGS)
+def _dense_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob):
+    """log_prob[k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2; returns max_k log_prob[k]."""
+    n_components, n_features = means.shape
+    shared = precisions_chol.shape[0] == 1
+    peak = -np.inf
+    for k in range(n_components):
+        slot = 0 if shared else k
+        mahalanobis = 0.0
+        for j in range(n_features):
+            projected = 0.0
+            for m in range(j + 1):  # the factor is upper triangular
+                projected += (np.float64(X[i, m]) - means[k, m]) * precisions_chol[slot, m, j]
+            mahalanobis += projected * projected
+        value = log_norm[k] - 0.5 * mahalanobis
+        log_prob[k] = value
+        peak = max(peak, value)
+    return peak
+
+
+@njit(forceinline=True, **_FLAGS)
+def _diagonal_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob):
+    """log_prob[k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2; returns the max."""
+    n_components, n_features = means.shape
+    peak = -np.inf
+    for k in range(n_components):
+        mahalanobis = 0.0
+        for j in range(n_features):
+            scaled = (np.float64(X[i, j]) - means[k, j]) * precisions_chol[k, j]
+            mahalanobis += scaled * scaled
+        value = log_norm[k] - 0.5 * mahalanobis
+        log_prob[k] = value
+        peak = max(peak, value)
+    return peak
+
+
+@njit(forceinline=True, **_FLAGS)
+def _row_responsibilities(log_prob, peak, weight, sums):
+    """log_prob -> w r_k in place (zeros for an unexplained row); adds the row's three
+    sums (see the module docstring) to ``sums``."""
+    n_components = log_prob.shape[0]
+    if peak == -np.inf:
+        for k in range(n_components):
+            log_prob[k] = 0.0
+        if weight > 0.0:
+            sums[0] += weight * -np.inf
+            sums[1] += weight * -math.log(n_components)
+            sums[2] += weight * -math.log(n_components)
+        return
+    total = 0.0
+    entropy = 0.0
+    for k in range(n_components):
+        shifted = log_prob[k] - peak
+        value = math.exp(shifted)
+        log_prob[k] = value
+        total += value
+        if value > 0.0:
+            entropy += value * shifted
+    log_total = math.log(total)
+    if weight > 0.0:
+        sums[0] += weight * (peak + log_total)
+        sums[1] += weight * (entropy / total - log_total)
+        sums[2] += weight * -log_total
+    scale = weight / total
+    for k in range(n_components):
+        log_prob[k] *= scale
+
+
+@njit(forceinline=True, **_FLAGS)
+def dense_statistics_rows(X, sample_weight, means, precisions_chol, log_norm):
+    """``(nk, sum_x, scatter, sums)`` of X for 'full'/'tied' (scatter (n_factors, D, D))."""
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    n_factors = precisions_chol.shape[0]
+    shared = n_factors == 1
+    nk = np.zeros(n_components)
+    sum_x = np.zeros((n_components, n_features))
+    scatter = np.zeros((n_factors, n_features, n_features))
+    sums = np.zeros(3)
+    log_prob = np.empty(n_components)
+    diff = np.empty(n_features)
+    for i in range(n_samples):
+        peak = _dense_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob)
+        _row_responsibilities(log_prob, peak, sample_weight[i], sums)
+        for k in range(n_components):
+            weighted = log_prob[k]
+            if weighted == 0.0:
+                continue
+            nk[k] += weighted
+            slot = 0 if shared else k
+            for j in range(n_features):
+                diff[j] = np.float64(X[i, j]) - means[k, j]
+                sum_x[k, j] += weighted * diff[j]
+            for j in range(n_features):
+                weighted_diff = weighted * diff[j]
+                for m in range(j, n_features):
+                    scatter[slot, j, m] += weighted_diff * diff[m]
+    for slot in range(n_factors):
+        for j in range(n_features):
+            for m in range(j):
+                scatter[slot, j, m] = scatter[slot, m, j]
+    return nk, sum_x, scatter, sums
+
+
+@njit(forceinline=True, **_FLAGS)
+def diagonal_statistics_rows(X, sample_weight, means, precisions_chol, log_norm):
+    """``(nk, sum_x, scatter, sums)`` of X for 'diag'/'spherical' (scatter (K, D))."""
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    nk = np.zeros(n_components)
+    sum_x = np.zeros((n_components, n_features))
+    scatter = np.zeros((n_components, n_features))
+    sums = np.zeros(3)
+    log_prob = np.empty(n_components)
+    for i in range(n_samples):
+        peak = _diagonal_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob)
+        _row_responsibilities(log_prob, peak, sample_weight[i], sums)
+        for k in range(n_components):
+            weighted = log_prob[k]
+            if weighted == 0.0:
+                continue
+            nk[k] += weighted
+            for j in range(n_features):
+                deviation = np.float64(X[i, j]) - means[k, j]
+                weighted_deviation = weighted * deviation
+                sum_x[k, j] += weighted_deviation
+                scatter[k, j] += weighted_deviation * deviation
+    return nk, sum_x, scatter, sums
+
+
+@njit(**_FLAGS)
+def dense_weighted_log_prob_rows(X, means, precisions_chol, log_norm):
+    """(n_samples, K) log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'."""
+    out = np.empty((X.shape[0], means.shape[0]))
+    for i in range(X.shape[0]):
+        _dense_row_log_prob(X, i, means, precisions_chol, log_norm, out[i])
+    return out
+
+
+@njit(**_FLAGS)
+def diagonal_weighted_log_prob_rows(X, means, precisions_chol, log_norm):
+    """(n_samples, K) log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'."""
+    out = np.empty((X.shape[0], means.shape[0]))
+    for i in range(X.shape[0]):
+        _diagonal_row_log_prob(X, i, means, precisions_chol, log_norm, out[i])
+    return out

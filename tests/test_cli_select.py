@@ -1,0 +1,190 @@
+"""`fastem select` and `fastem predict`: the table and the choice, the files they
+write, progress on a terminal only, and one-line errors with exit status 2."""
+
+import csv
+import io
+import re
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from fastem import GaussianMixtureIC, load_faithful, load_model
+from fastem import cli
+from fastem.cli import main
+
+
+def run(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240615)
+
+
+@pytest.fixture
+def blobs_csv(tmp_path, rng):
+    X = np.vstack([rng.normal(0, 1, (40, 3)), rng.normal(6, 1, (40, 3))])
+    path = tmp_path / "blobs.csv"
+    np.savetxt(path, X, delimiter=",", header="a,b,c", comments="")
+    return path, X
+
+
+def table_rows(out):
+    """{n_components: [cells]} from the printed table."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("n_components"))
+    header = lines[start].split()[1:]
+    rows = {}
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        fields = re.findall(r"\S+(?: [*!])?", line.strip())
+        rows[int(fields[0])] = dict(zip(header, fields[1:]))
+    return header, rows
+
+
+def test_select_bundled_data_marks_mclusts_choice(capsys):
+    status, out, err = run(capsys, "select", "-k", "1:4", "--quiet")
+    assert status == 0, err
+    assert err == ""
+    header, rows = table_rows(out)
+    assert header == ["spherical", "diag", "tied", "full"]
+    assert sorted(rows) == list(range(1, 5))
+    assert rows[3]["tied"].endswith(" *")
+    starred = [(k, t) for k, row in rows.items() for t, cell in row.items() if "*" in cell]
+    assert starred == [(3, "tied")]
+    assert re.search(r"^best\s+3 components, covariance_type='tied', BIC 2314\.\d+",
+                     out, flags=re.MULTILINE)
+    assert "272 samples x 2 features" in out
+    # the printed numbers are those of the estimator with the same settings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = GaussianMixtureIC(range(1, 5), random_state=0).fit(load_faithful())
+    for record in search.results_:
+        cell = rows[record["n_components"]][record["covariance_type"]]
+        assert float(cell.rstrip(" *!")) == pytest.approx(record["bic"], abs=0.006)
+
+
+def test_select_file_writes_model_and_plot(capsys, tmp_path, blobs_csv):
+    path, X = blobs_csv
+    model_path = tmp_path / "model.json"
+    png = tmp_path / "select.png"
+    status, out, err = run(
+        capsys, "select", path, "-k", "1:3", "--covariance-types", "full,diag",
+        "--criterion", "icl", "-o", model_path, "--plot", png, "--n-jobs", "2",
+    )
+    assert status == 0, err
+    header, rows = table_rows(out)
+    assert header == ["full", "diag"] and sorted(rows) == [1, 2, 3]
+    assert "by ICL" in out
+    model = load_model(model_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = GaussianMixtureIC((1, 2, 3), ("full", "diag"), criterion="icl",
+                                   random_state=0).fit(X)
+    assert (model.n_components, model.covariance_type) == (
+        search.n_components_, search.covariance_type_)
+    assert_array_equal(model.means_, search.best_estimator_.means_)
+    assert_array_equal(model.predict(X), search.predict(X))
+    matplotlib = pytest.importorskip("matplotlib")
+    image = matplotlib.pyplot.imread(png)
+    assert image.shape[0] > 100 and np.mean(np.any(image[..., :3] < 0.9, axis=-1)) > 0.01
+
+
+def test_select_skipped_cells_are_listed(capsys, tmp_path, rng):
+    path = tmp_path / "small.csv"
+    np.savetxt(path, rng.normal(size=(6, 3)), delimiter=",")
+    status, out, err = run(capsys, "select", path, "-k", "1,2", "--covariance-types",
+                           "full", "-q")
+    assert status == 0, err
+    _, rows = table_rows(out)
+    assert rows[2]["full"] == "skipped"
+    assert "2 full: skipped: 19 free parameters but only 18 data values" in out
+
+
+def test_progress_only_on_a_terminal(capsys, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(cli._Progress, "DELAY", 0.0)
+    terminal = Terminal()
+    monkeypatch.setattr(cli.sys, "stderr", terminal)
+    assert main(["select", "-k", "1:2", "--covariance-types", "tied,full"]) == 0
+    shown = terminal.getvalue()
+    assert "cell 1 of 4" in shown and "cell 4 of 4" in shown
+    assert re.search(r"best so far: \d \w+ BIC \d", shown)
+    terminal = Terminal()
+    monkeypatch.setattr(cli.sys, "stderr", terminal)
+    assert main(["select", "-k", "1:2", "--covariance-types", "tied", "--quiet"]) == 0
+    assert terminal.getvalue() == ""
+    monkeypatch.undo()
+    # not a terminal (pytest's capture): no progress
+    monkeypatch.setattr(cli._Progress, "DELAY", 0.0)
+    status, out, err = run(capsys, "select", "-k", "1:2", "--covariance-types", "tied")
+    assert status == 0 and err == ""
+
+
+def test_predict_labels_and_responsibilities(capsys, tmp_path, blobs_csv):
+    path, X = blobs_csv
+    model_path = tmp_path / "model.json"
+    assert run(capsys, "select", path, "-k", "1:3", "-o", model_path, "-q")[0] == 0
+    model = load_model(model_path)
+    status, out, err = run(capsys, "predict", model_path, path)
+    assert status == 0, err
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["label"]
+    assert_array_equal([int(r[0]) for r in rows[1:]], model.predict(X))
+    out_path = tmp_path / "labels.csv"
+    status, out, err = run(capsys, "predict", model_path, path, "--proba", "-o", out_path)
+    assert status == 0, err
+    with open(out_path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    k = model.n_components
+    assert rows[0] == ["label", *(f"proba_{j}" for j in range(k))]
+    proba = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    assert_array_equal(proba, model.predict_proba(X))  # repr: exact round trip
+    assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["select", "-k", "0:3"], "component counts must be >= 1"),
+        (["select", "-k", "5:2"], "is empty"),
+        (["select", "-k", "a"], "is not a component count"),
+        (["select", "--covariance-types", "full,wide"], "comma-separated list of"),
+        (["select", "--criterion", "mdl"], "invalid choice"),
+        (["select", "missing.csv"], "missing.csv"),
+        (["select", "-o", "no/such/dir/model.json"], "does not exist"),
+        (["predict", "missing.json", "x.csv"], "missing.json"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("fastem: error: ")
+    assert message in err
+
+
+def test_predict_feature_mismatch_and_bad_data(capsys, tmp_path, blobs_csv):
+    path, _ = blobs_csv
+    model_path = tmp_path / "model.json"
+    assert run(capsys, "select", path, "-k", "1:2", "-o", model_path, "-q")[0] == 0
+    two = tmp_path / "two.csv"
+    np.savetxt(two, np.ones((5, 2)), delimiter=",")
+    status, _, err = run(capsys, "predict", model_path, two)
+    assert status == 2 and err.count("\n") == 1
+    assert "has 2 features (columns), but the model" in err and "fitted on 3" in err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2,3\n4,x,6\n")
+    status, _, err = run(capsys, "predict", model_path, bad)
+    assert status == 2 and "line 2, column 2" in err
+    status, _, err = run(capsys, "predict", path, path)
+    assert status == 2 and "not a fastem model file" in err

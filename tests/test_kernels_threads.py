@@ -1,0 +1,75 @@
+"""The block runner and the per-thread thread count (fastem._kernels_threads)."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from fastem import _kernels_threads
+from fastem._kernels_threads import current_threads, max_threads, run_blocks, thread_limit
+
+
+def recording_kernel(calls, lock):
+    def kernel(marks, first_block, end_block):
+        with lock:
+            calls.append((first_block, end_block, threading.get_ident()))
+        for block in range(first_block, end_block):
+            marks[block] += 1
+    return kernel
+
+
+@pytest.mark.parametrize("n_blocks", [0, 1, 2, 3, 7, 64])
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 5])
+def test_every_block_runs_exactly_once_in_contiguous_ranges(monkeypatch, n_blocks,
+                                                            n_threads):
+    monkeypatch.setattr(_kernels_threads, "max_threads", lambda: 8)
+    calls, lock = [], threading.Lock()
+    marks = np.zeros(n_blocks, dtype=np.int64)
+    with thread_limit(n_threads):
+        run_blocks(recording_kernel(calls, lock), n_blocks, marks)
+    np.testing.assert_array_equal(marks, np.ones(n_blocks, dtype=np.int64))
+    ranges = sorted((first, end) for first, end, _ in calls)
+    assert len(ranges) == max(1, min(n_threads, n_blocks))
+    assert ranges[0][0] == 0 and ranges[-1][1] == n_blocks
+    assert all(end == next_first for (_, end), (next_first, _) in zip(ranges, ranges[1:]))
+    # the calling thread computes the first range itself
+    first_caller = [ident for first, _, ident in calls if first == 0]
+    assert first_caller == [threading.get_ident()]
+
+
+def test_thread_count_is_per_thread_and_restored():
+    default = current_threads()
+    assert default == max_threads()
+    seen = {}
+
+    def other():
+        seen["other"] = current_threads()
+
+    with thread_limit(1):
+        assert current_threads() == 1
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(other).result()
+        with thread_limit(None):
+            assert current_threads() == 1
+    assert seen["other"] == default
+    assert current_threads() == default
+    with pytest.raises(RuntimeError), thread_limit(1):
+        raise RuntimeError("inside")
+    assert current_threads() == default
+
+
+def test_thread_count_is_capped_at_numba_setting():
+    with thread_limit(10 * max_threads()):
+        assert current_threads() == max_threads()
+
+
+def test_error_in_a_pool_thread_reaches_the_caller(monkeypatch):
+    monkeypatch.setattr(_kernels_threads, "max_threads", lambda: 4)
+
+    def kernel(first_block, end_block):
+        if first_block > 0:
+            raise ValueError(f"block {first_block} failed")
+
+    with thread_limit(2), pytest.raises(ValueError, match="block 2 failed"):
+        run_blocks(kernel, 4)

@@ -1,0 +1,165 @@
+"""fastem.plot: PNGs are written and show something, and the ellipses are where the
+components are (centre, axes and angle of the patches)."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+
+from fastem import GaussianMixture, GaussianMixtureIC, load_faithful, plot  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def faithful():
+    return load_faithful()
+
+
+@pytest.fixture(scope="module")
+def search(faithful):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianMixtureIC((1, 2, 3), random_state=0).fit(faithful)
+
+
+def assert_png_not_blank(path):
+    image = plt.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    # more than one colour, and a fair number of non-white pixels
+    rgb = image[..., :3]
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 10
+    assert np.mean(np.any(rgb < 0.9, axis=-1)) > 0.01
+
+
+def test_clusters_ellipses_are_the_components(tmp_path):
+    """A fixed 'full' model: its ellipses have the components' centres and axes."""
+    covariances = np.array([[[4.0, 0.0], [0.0, 1.0]], [[2.0, 1.0], [1.0, 2.0]]])
+    means = np.array([[0.0, 0.0], [10.0, 5.0]])
+    model = GaussianMixture(2, weights_init=[0.5, 0.5], means_init=means,
+                            precisions_init=np.linalg.inv(covariances), max_iter=0)
+    X = np.vstack([np.random.default_rng(0).multivariate_normal(m, c, 50)
+                   for m, c in zip(means, covariances)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X)
+    ax = plot.clusters(model, X)
+    ellipses = [p for p in ax.patches if isinstance(p, Ellipse)]
+    assert len(ellipses) == 4  # two per component: 1 and 2 sigma
+    first, first2, second, second2 = ellipses
+    # component 1: axis-aligned, standard deviations 2 and 1
+    assert_allclose(first.center, [0.0, 0.0], atol=1e-12)
+    assert_allclose([first.width, first.height], [4.0, 2.0], rtol=1e-5)
+    assert_allclose(first.angle % 180, 0.0, atol=1e-6)
+    assert_allclose([first2.width, first2.height], [8.0, 4.0], rtol=1e-5)
+    # component 2: eigenvalues 3 and 1 along the diagonals
+    assert_allclose(second.center, [10.0, 5.0], atol=1e-12)
+    assert_allclose([second.width, second.height], [2 * np.sqrt(3), 2.0], rtol=1e-5)
+    assert_allclose(second.angle % 180, 45.0, atol=1e-6)
+    assert_allclose([second2.width, second2.height], [4 * np.sqrt(3), 4.0], rtol=1e-5)
+    path = tmp_path / "clusters.png"
+    ax.figure.savefig(path)
+    assert_png_not_blank(path)
+
+
+@pytest.mark.parametrize("covariance_type", ["tied", "diag", "spherical"])
+def test_ellipse_of_other_covariance_types(faithful, covariance_type):
+    model = GaussianMixture(2, covariance_type=covariance_type, random_state=0)
+    model.fit(faithful)
+    ax = plot.clusters(model, faithful)
+    ellipse = [p for p in ax.patches if isinstance(p, Ellipse)][2]  # component 2, 1 sigma
+    covariance = plot.component_covariance(model, 1)
+    assert_allclose(ellipse.center, model.means_[1], rtol=1e-12)
+    eigenvalues = np.linalg.eigvalsh(covariance)
+    assert_allclose(sorted([ellipse.width, ellipse.height]),
+                    2 * np.sqrt(eigenvalues), rtol=1e-5)
+
+
+def test_ellipse_on_chosen_features_is_the_marginal():
+    covariance = np.array([[1.0, 0.2, 0.0], [0.2, 9.0, 0.0], [0.0, 0.0, 4.0]])
+    centre, width, height, angle = plot.ellipse_geometry(
+        np.array([1.0, 2.0, 3.0]), covariance, dims=(2, 0)
+    )
+    assert_allclose(centre, [3.0, 1.0])
+    assert_allclose([width, height], [4.0, 2.0])
+    assert_allclose(angle % 180, 0.0, atol=1e-9)
+
+
+def test_criterion_curves(search, tmp_path):
+    ax = plot.criterion_curves(search)
+    lines = ax.get_lines()
+    # one line per covariance type plus the best-cell marker
+    assert len(lines) == 5
+    rows, columns, values = search.results_.table("bic")
+    for j, line in enumerate(lines[:4]):
+        assert line.get_label() == columns[j]
+        assert_allclose(line.get_ydata(), values[:, j])
+    marker = lines[4]
+    assert list(marker.get_xdata()) == [search.n_components_]
+    assert_allclose(marker.get_ydata(), [search.criterion_])
+    path = tmp_path / "bic.png"
+    ax.figure.savefig(path)
+    assert_png_not_blank(path)
+
+
+def test_pairs_uncertainty_convergence(search, faithful, tmp_path):
+    rng = np.random.default_rng(1)
+    X = np.column_stack([faithful, rng.normal(size=len(faithful))])
+    model = GaussianMixture(2, random_state=0).fit(X)
+    axes = plot.pairs(model, X)
+    assert axes.shape == (3, 3)
+    assert len([p for p in axes[0, 1].patches if isinstance(p, Ellipse)]) == 4
+    axes[0, 0].figure.savefig(tmp_path / "pairs.png")
+    assert_png_not_blank(tmp_path / "pairs.png")
+
+    ax = plot.uncertainty(search, faithful)
+    sizes = ax.collections[0].get_sizes()
+    doubt = 1 - search.predict_proba(faithful).max(axis=1)
+    assert np.argmax(sizes) == np.argmax(doubt)
+    ax.figure.savefig(tmp_path / "uncertainty.png")
+    assert_png_not_blank(tmp_path / "uncertainty.png")
+
+    ax = plot.convergence(model)
+    assert_allclose(ax.get_lines()[0].get_ydata(), model.lower_bounds_)
+    assert len(model.lower_bounds_) == model.n_iter_
+    assert model.lower_bounds_[-1] == model.lower_bound_
+    ax.figure.savefig(tmp_path / "convergence.png")
+    assert_png_not_blank(tmp_path / "convergence.png")
+
+
+def test_bad_arguments(search, faithful):
+    with pytest.raises(ValueError, match="features"):
+        plot.clusters(search, faithful[:, :1])
+    with pytest.raises(ValueError, match="dims"):
+        plot.clusters(search, faithful, dims=(0, 0))
+    with pytest.raises(ValueError, match="dims holds feature 2"):
+        plot.clusters(search, faithful, dims=(0, 2))
+    with pytest.raises(ValueError, match="pairs draws 2 to 6"):
+        wide = np.random.default_rng(0).normal(size=(40, 7))
+        plot.pairs(GaussianMixture(1).fit(wide), wide)
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        plot.clusters(GaussianMixture(2), faithful)
+
+
+def test_import_fastem_does_not_import_matplotlib():
+    code = (
+        "import sys, fastem, fastem.selection, fastem.cli; "
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"

@@ -2,7 +2,9 @@
 
 Every benchmark here is parametrised over problem x dtype x implementation
 (``fastem``, ``sklearn``) and takes its data, start and iteration counts from
-the one registry, :mod:`benchmarks.problems`.
+the one registry, :mod:`benchmarks.problems`: ``GaussianMixture`` in
+``Iteration``, ``Fit`` and ``Quality``, ``BayesianGaussianMixture`` in their
+``Bayesian*`` twins.
 
 What is measured
 ----------------
@@ -35,6 +37,13 @@ What is measured
     measured by resetting the kernel's high-water mark (Linux only; skipped
     elsewhere). Issue 3 asks for <= 1.15 on P2. Only meaningful at full size:
     on small problems the fit's memory is noise beside X's few kilobytes.
+``BayesianIteration``, ``BayesianFit``, ``BayesianQuality``
+    The same measurements of ``BayesianGaussianMixture`` (fastem's and
+    scikit-learn's, ``problems.BAYESIAN_IMPLEMENTATIONS``) on P1, P2, P3 and
+    P5, both from the same K rows of X (it has no explicit start), with the
+    Dirichlet-process weight prior; ``track_lower_bound`` is the final
+    variational lower bound (a total over the samples) where the
+    GaussianMixture suite tracks the mean log-likelihood.
 ``ColdStart.timeraw_import_and_first_fit_p4``
     ``import fastem`` and a first 50-iteration fit of P4's data in a fresh
     interpreter, for each covariance type, with numba's on-disk cache
@@ -73,6 +82,9 @@ for _name in IMPLEMENTATION_NAMES:
             f"choose from {', '.join(problems.IMPLEMENTATIONS)}."
         )
 PROBLEM_LABELS = [problems.label(name, SCALE) for name in problems.PROBLEM_NAMES]
+BAYESIAN_PROBLEM_LABELS = [
+    problems.label(name, SCALE) for name in problems.BAYESIAN_PROBLEM_NAMES
+]
 
 # Import the libraries here, once: asv's forkserver imports this module and
 # forks a process per benchmark, which then need not import them again.
@@ -92,7 +104,7 @@ def _problem(problem_label, dtype):
 
 def _warm_up(implementation, problem):
     """Once per process: a 1-iteration fit, so numba compiles (or loads) untimed."""
-    key = (implementation.name, problem.label, problem.dtype)
+    key = (type(implementation).__name__, problem.label, problem.dtype)
     if implementation.name == "fastem" and key not in _warmed_up:
         implementation.fit(problem, 1)
         _warmed_up.add(key)
@@ -105,6 +117,7 @@ class _EMBenchmark:
         list(IMPLEMENTATION_NAMES),
     ]
     param_names = ["problem", "dtype", "implementation"]  # noqa: RUF012
+    registry = problems.IMPLEMENTATIONS  # the estimators: GaussianMixture's
     timeout = 1800  # scikit-learn's full-size P3 fit of 10 iterations takes ~50 s
     # setup warms fastem up instead; a scikit-learn warm-up call can take a minute
     warmup_time = 0
@@ -112,7 +125,7 @@ class _EMBenchmark:
 
     def setup(self, problem_label, dtype, implementation):
         self.problem = _problem(problem_label, dtype)
-        self.implementation = problems.IMPLEMENTATIONS[implementation]
+        self.implementation = self.registry[implementation]
         _warm_up(self.implementation, self.problem)
 
 
@@ -167,6 +180,41 @@ class Quality(_EMBenchmark):
         return 1.0 + extra / self.problem.X.nbytes
 
     track_fit_memory_over_X.unit = "x size of X"
+
+
+# --------------------------------------------------------------------------
+# BayesianGaussianMixture: the same measurements of the variational mixture
+
+
+class _Bayesian:
+    """Mixin: BayesianGaussianMixture's adapters and problems (P1, P2, P3, P5),
+    both implementations from the same K rows of X, default (Dirichlet-process)
+    weight prior; see ``problems.BAYESIAN_IMPLEMENTATIONS``."""
+
+    params = [  # noqa: RUF012
+        BAYESIAN_PROBLEM_LABELS,
+        list(problems.DTYPES),
+        list(IMPLEMENTATION_NAMES),
+    ]
+    registry = problems.BAYESIAN_IMPLEMENTATIONS
+
+
+class BayesianIteration(_Bayesian, Iteration):
+    pass
+
+
+class BayesianFit(_Bayesian, Fit):
+    pass
+
+
+class BayesianQuality(_Bayesian, _EMBenchmark):
+    def track_lower_bound(self, problem_label, dtype, implementation):
+        return self.implementation.fit(self.problem, self.problem.n_iter)
+
+    track_lower_bound.unit = "variational lower bound"
+
+    track_seconds_per_iteration = Quality.track_seconds_per_iteration
+    track_fit_memory_over_X = Quality.track_fit_memory_over_X
 
 
 # --------------------------------------------------------------------------

@@ -16,17 +16,17 @@ iterations - time of a fit of 1) / (n_hi - 1), as ``benchmarks/compare.py``
 measures them (``problems.seconds_per_iteration``): what a fit does once (input
 checks, priors, the initialisation) cancels. "lower bound rel. diff." compares
 the final ``lower_bound_`` of a fit of the problem's iteration count (10).
-"fastem GMM s/iter" is fastem's ``GaussianMixture`` on the same problem
-(from the problem's explicit start), for the cost of the variational extras.
+"fastem GMM s/iter" is fastem's ``GaussianMixture`` on the same problem from
+the same start (``problems.FastemRandomStart``), for the cost of the
+variational extras. The estimators are ``problems.py``'s adapters
+(``problems.FastemBayesian``, ``problems.SklearnBayesian``), the ones the asv
+suite and ``tests/test_benchmarks.py`` time and check.
 """
 
 import argparse
 import os
 import shlex
 import sys
-import warnings
-
-import numpy as np
 
 try:
     from . import compare, problems
@@ -34,44 +34,17 @@ except ImportError:  # run as a script: python benchmarks/compare_bayesian.py
     import compare
     import problems
 
-PROBLEMS = ("P1", "P2", "P3", "P5")
-PRIORS = ("dirichlet_process", "dirichlet_distribution")
+PROBLEMS = problems.BAYESIAN_PROBLEM_NAMES
+PRIORS = problems.BAYESIAN_PRIORS
 # issue 15: the same targets as GaussianMixture's, fastem float64 against scikit-learn
 SKLEARN_TARGETS = {name: compare.SKLEARN_TARGETS[name] for name in PROBLEMS}
 
 
-def bayesian_fit(estimator_class, prior_type):
-    """``fit(problem, n_iter)`` -> final lower bound, for an estimator class."""
-
-    def fit(problem, n_iter):
-        from sklearn.exceptions import ConvergenceWarning
-
-        model = estimator_class(
-            n_components=problem.n_components,
-            covariance_type=problem.covariance_type,
-            weight_concentration_prior_type=prior_type,
-            tol=0.0,
-            reg_covar=problem.reg_covar,
-            max_iter=n_iter,
-            init_params="random_from_data",
-            random_state=0,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(problem.X)
-        return float(np.ravel(model.lower_bound_)[0])  # scikit-learn's 'tied': shape (1,)
-
-    return fit
-
-
 def implementations(prior_type):
-    """{'sklearn': fit, 'fastem': fit} for the weight prior."""
-    from sklearn.mixture import BayesianGaussianMixture
-
-    fastem = problems.import_fastem()
+    """{'sklearn': fit, 'fastem': fit} for the weight prior (problems.py's adapters)."""
     return {
-        "sklearn": bayesian_fit(BayesianGaussianMixture, prior_type),
-        "fastem": bayesian_fit(fastem.BayesianGaussianMixture, prior_type),
+        "sklearn": problems.SklearnBayesian(prior_type).fit,
+        "fastem": problems.FastemBayesian(prior_type).fit,
     }
 
 
@@ -126,7 +99,7 @@ def header_lines(args, load_at_start):
 def run(args, out=print):
     load_at_start = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     fits = implementations(args.prior)
-    gmm = problems.IMPLEMENTATIONS["fastem"]
+    gmm = problems.FastemRandomStart()
     # compile fastem's kernels (and start numba's threads) before anything is timed
     warm_up = problems.make_problem("P1", max(args.scale, 1000), args.dtype)
     fits["fastem"](warm_up, 2)

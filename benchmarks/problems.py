@@ -52,6 +52,15 @@ with one interface:
   EM iteration from where it stopped (plus the input validation and the final
   labelling E-step both libraries run at the end of ``fit``).
 
+``BAYESIAN_IMPLEMENTATIONS`` has the same interface for the variational
+mixture (``fastem.BayesianGaussianMixture`` and scikit-learn's) on
+``BAYESIAN_PROBLEM_NAMES`` (P1, P2, P3, P5): it has no explicit start
+parameters, so both start from the same K rows of X
+(``init_params='random_from_data'``, ``random_state=0``), and ``fit`` returns
+the final variational lower bound (a total over the samples, as both report
+it). ``FastemBayesian(weight_concentration_prior_type)`` chooses the weight
+prior (default: the Dirichlet process).
+
 ``OneDALSubprocess(python)`` times Intel oneDAL (``daal4py.em_gmm``) through
 another interpreter (daal4py 2024.7 needs scikit-learn <= 1.5): it writes the
 data to a temporary ``.npy`` file and the start to a ``.npz`` file and runs
@@ -89,6 +98,9 @@ import warnings
 import numpy as np
 
 __all__ = [
+    "BAYESIAN_IMPLEMENTATIONS",
+    "BAYESIAN_PRIORS",
+    "BAYESIAN_PROBLEM_NAMES",
     "DTYPES",
     "IMPLEMENTATIONS",
     "PROBLEM_NAMES",
@@ -504,6 +516,109 @@ class OneDAL:
 
 
 IMPLEMENTATIONS = {"fastem": Fastem(), "sklearn": Sklearn()}
+
+
+# --------------------------------------------------------------------------
+# BayesianGaussianMixture (issue 15)
+
+# The problems its suites use: those of issue 15's speed targets (P4, a whole
+# fit of four points, times GaussianMixture's per-call overhead and is left out).
+BAYESIAN_PROBLEM_NAMES = ("P1", "P2", "P3", "P5")
+BAYESIAN_PRIORS = ("dirichlet_process", "dirichlet_distribution")
+
+
+class _RandomStartProtocol(_SklearnProtocol):
+    """An estimator started from K rows of X (``init_params='random_from_data'``,
+    ``random_state=0``: the same rows in scikit-learn and fastem).
+
+    ``BayesianGaussianMixture`` has no explicit start parameters, so its suites
+    start here; ``fit`` returns ``lower_bound_`` as a float (the variational
+    lower bound, a total over the samples; scikit-learn's 'tied' gives it as
+    an array of one element).
+    """
+
+    def estimator(self, problem, n_iter, **kwargs):
+        return self.estimator_class()(
+            n_components=problem.n_components,
+            covariance_type=problem.covariance_type,
+            tol=0.0,
+            reg_covar=problem.reg_covar,
+            max_iter=n_iter,
+            n_init=1,
+            init_params="random_from_data",
+            random_state=0,
+            **kwargs,
+        )
+
+    def fit(self, problem, n_iter):
+        return float(np.ravel(self.fit_model(problem, n_iter).lower_bound_)[0])
+
+    @staticmethod
+    def fit_warm(model, X):
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X)
+        return float(np.ravel(model.lower_bound_)[0])
+
+
+class _BayesianProtocol(_RandomStartProtocol):
+    def __init__(self, weight_concentration_prior_type="dirichlet_process"):
+        if weight_concentration_prior_type not in BAYESIAN_PRIORS:
+            raise ValueError(
+                "weight_concentration_prior_type must be one of "
+                f"{BAYESIAN_PRIORS}, got {weight_concentration_prior_type!r}."
+            )
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+
+    def estimator(self, problem, n_iter, **kwargs):
+        return super().estimator(
+            problem,
+            n_iter,
+            weight_concentration_prior_type=self.weight_concentration_prior_type,
+            **kwargs,
+        )
+
+
+class FastemBayesian(_BayesianProtocol):
+    """fastem.BayesianGaussianMixture from K rows of X."""
+
+    name = "fastem"
+
+    def estimator_class(self):
+        return import_fastem().BayesianGaussianMixture
+
+    versions = Fastem.versions
+
+
+class SklearnBayesian(_BayesianProtocol):
+    """sklearn.mixture.BayesianGaussianMixture from K rows of X."""
+
+    name = "sklearn"
+
+    def estimator_class(self):
+        from sklearn.mixture import BayesianGaussianMixture
+
+        return BayesianGaussianMixture
+
+    versions = Sklearn.versions
+
+
+class FastemRandomStart(_RandomStartProtocol):
+    """fastem.GaussianMixture from the Bayesian suites' start (the same K rows):
+    what the variational extras cost beside it, from the same start
+    (``benchmarks/compare_bayesian.py``)."""
+
+    name = "fastem"
+
+    def estimator_class(self):
+        return import_fastem().GaussianMixture
+
+    versions = Fastem.versions
+
+
+BAYESIAN_IMPLEMENTATIONS = {"fastem": FastemBayesian(), "sklearn": SklearnBayesian()}
 
 
 # --------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Save and load fitted GaussianMixture models as JSON.
+"""Save and load fitted GaussianMixture and BayesianGaussianMixture models as JSON.
 
 The file holds the constructor parameters and every public fitted attribute
 (the names ending in ``_``). Floats are written with ``repr`` precision, so they
-read back bit for bit; arrays keep their dtype and shape.
+read back bit for bit; arrays keep their dtype and shape. Its ``format`` names
+the estimator: ``fastem.GaussianMixture`` or ``fastem.BayesianGaussianMixture``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 __all__ = ["load_model", "save_model"]
 
 FORMAT_NAME = "fastem.GaussianMixture"
+BAYESIAN_FORMAT_NAME = "fastem.BayesianGaussianMixture"
+FORMAT_NAMES = (FORMAT_NAME, BAYESIAN_FORMAT_NAME)
 FORMAT_VERSION = 1
 
 # Attributes a fitted model must have to be saved, and that a file must provide.
@@ -32,6 +35,32 @@ REQUIRED_FITTED = (
     "lower_bound_",
     "n_features_in_",
 )
+# ... and a variational mixture's posterior besides
+REQUIRED_BAYESIAN_FITTED = (
+    *REQUIRED_FITTED,
+    "weight_concentration_",
+    "mean_precision_",
+    "degrees_of_freedom_",
+)
+
+
+def _is_bayesian(model):
+    """fastem's or scikit-learn's BayesianGaussianMixture."""
+    from sklearn.mixture import BayesianGaussianMixture as SklearnBayesian
+
+    from fastem.bayesian import BayesianGaussianMixture
+
+    return isinstance(model, (BayesianGaussianMixture, SklearnBayesian))
+
+
+def _estimator_of(format_name):
+    if format_name == BAYESIAN_FORMAT_NAME:
+        from fastem.bayesian import BayesianGaussianMixture
+
+        return BayesianGaussianMixture()
+    from fastem.mixture import GaussianMixture
+
+    return GaussianMixture()
 
 _ARRAY_TAG = "__ndarray__"
 _SCALAR_TAG = "__numpy_scalar__"
@@ -103,12 +132,13 @@ def _dumps(document):
 
 
 def save_model(model, path):
-    """Write a fitted GaussianMixture to a JSON file.
+    """Write a fitted GaussianMixture or BayesianGaussianMixture to a JSON file.
 
     Parameters
     ----------
-    model : fastem.GaussianMixture
-        A fitted model (``sklearn.mixture.GaussianMixture`` works as well).
+    model : fastem.GaussianMixture or fastem.BayesianGaussianMixture
+        A fitted model (scikit-learn's ``GaussianMixture`` and
+        ``BayesianGaussianMixture`` work as well; they load as fastem's).
     path : str or os.PathLike
         File to write; it is replaced if it exists.
 
@@ -124,14 +154,19 @@ def save_model(model, path):
     The file holds ``model.get_params()`` and every public fitted attribute
     (``weights_``, ``means_``, ``covariances_``, ``precisions_``,
     ``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_``,
-    ``n_features_in_``, ...). Floats round-trip exactly. A ``random_state``
+    ``n_features_in_``, ...; for a BayesianGaussianMixture also the posterior,
+    ``weight_concentration_``, ``mean_precision_``, ``degrees_of_freedom_``,
+    the resolved priors and ``lower_bounds_``). Floats round-trip exactly. A
+    ``random_state``
     that is a generator rather than an int is stored as None, with a warning.
 
     See Also
     --------
     load_model : read the file back into a fitted model.
     """
-    missing = [name for name in REQUIRED_FITTED if not hasattr(model, name)]
+    bayesian = _is_bayesian(model)
+    required = REQUIRED_BAYESIAN_FITTED if bayesian else REQUIRED_FITTED
+    missing = [name for name in required if not hasattr(model, name)]
     if missing:
         raise ValueError(
             f"cannot save an unfitted {type(model).__name__} (missing "
@@ -160,7 +195,7 @@ def save_model(model, path):
     from fastem import __version__
 
     document = {
-        "format": FORMAT_NAME,
+        "format": BAYESIAN_FORMAT_NAME if bayesian else FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "fastem_version": __version__,
         "params": encoded_params,
@@ -180,9 +215,10 @@ def load_model(path):
 
     Returns
     -------
-    model : fastem.GaussianMixture
-        A fitted model with the saved parameters and attributes; its
-        ``predict_proba``, ``score_samples`` etc. equal the saved model's.
+    model : fastem.GaussianMixture or fastem.BayesianGaussianMixture
+        A fitted model of the saved kind, with the saved parameters and
+        attributes; its ``predict_proba``, ``score_samples`` etc. equal the
+        saved model's.
 
     Raises
     ------
@@ -197,10 +233,11 @@ def load_model(path):
             document = json.load(handle)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not a fastem model file: {exc}") from exc
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+    if not isinstance(document, dict) or document.get("format") not in FORMAT_NAMES:
         raise ValueError(
             f'{path} is not a fastem model file (expected "format": '
-            f'"{FORMAT_NAME}"); write one with fastem.save_model'
+            f'"{FORMAT_NAME}" or "{BAYESIAN_FORMAT_NAME}"); write one with '
+            "fastem.save_model"
         )
     version = document.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -213,15 +250,20 @@ def load_model(path):
         fitted = _decode(document["fitted"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} is a damaged fastem model file: {exc!r}") from exc
-    missing = [name for name in REQUIRED_FITTED if name not in fitted]
+    bayesian = document["format"] == BAYESIAN_FORMAT_NAME
+    required = REQUIRED_BAYESIAN_FITTED if bayesian else REQUIRED_FITTED
+    if not isinstance(fitted, dict):
+        raise ValueError(f"{path} is a damaged fastem model file: no fitted attributes")
+    missing = [name for name in required if name not in fitted]
     if missing:
         raise ValueError(
             f"{path} is a damaged fastem model file: missing {', '.join(missing)}"
         )
+    if bayesian and isinstance(fitted["weight_concentration_"], list):
+        # the Dirichlet process's pair of arrays (JSON has no tuples)
+        fitted["weight_concentration_"] = tuple(fitted["weight_concentration_"])
 
-    from fastem.mixture import GaussianMixture
-
-    model = GaussianMixture()
+    model = _estimator_of(document["format"])
     known = model.get_params(deep=False)
     unknown = sorted(set(params) - set(known))
     if unknown:

@@ -1,4 +1,5 @@
-"""save_model / load_model: a JSON round trip gives back the same fitted model."""
+"""save_model / load_model: a JSON round trip gives back the same fitted model
+(GaussianMixture and BayesianGaussianMixture)."""
 
 import json
 import warnings
@@ -6,7 +7,13 @@ import warnings
 import numpy as np
 import pytest
 
-from fastem import GaussianMixture, load_faithful, load_model, save_model
+from fastem import (
+    BayesianGaussianMixture,
+    GaussianMixture,
+    load_faithful,
+    load_model,
+    save_model,
+)
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -153,6 +160,94 @@ def test_load_rejects_other_files(tmp_path, content, match):
     path.write_text(content)
     with pytest.raises(ValueError, match=match):
         load_model(path)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize(
+    "prior_type", ["dirichlet_process", "dirichlet_distribution"]
+)
+def test_bayesian_round_trip_is_exact(tmp_path, faithful, covariance_type, prior_type):
+    model = BayesianGaussianMixture(
+        n_components=4,
+        covariance_type=covariance_type,
+        weight_concentration_prior_type=prior_type,
+        random_state=0,
+    ).fit(faithful)
+    path = tmp_path / "model.json"
+    save_model(model, path)
+    loaded = load_model(path)
+
+    assert type(loaded) is BayesianGaussianMixture
+    assert loaded.get_params() == model.get_params()
+    expected = fitted_attributes(model)
+    assert fitted_attributes(loaded).keys() == expected.keys()
+    for name, value in expected.items():
+        assert_same_value(value, getattr(loaded, name), name)
+    assert type(loaded.weight_concentration_) is type(model.weight_concentration_)
+    np.testing.assert_array_equal(loaded.predict_proba(faithful),
+                                  model.predict_proba(faithful))
+    np.testing.assert_array_equal(loaded.score_samples(faithful),
+                                  model.score_samples(faithful))
+    np.testing.assert_array_equal(loaded.predict(faithful), model.predict(faithful))
+
+
+def test_bayesian_round_trip_float32_given_priors_and_warm_start(tmp_path, faithful):
+    X = faithful.astype(np.float32)
+    model = BayesianGaussianMixture(
+        n_components=3,
+        covariance_type="full",
+        mean_prior=[3.0, 70.0],
+        covariance_prior=np.diag([1.0, 30.0]),
+        degrees_of_freedom_prior=3.5,
+        weight_concentration_prior=0.01,
+        max_iter=5,
+        warm_start=True,
+        random_state=1,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 5 iterations: not converged
+        model.fit(X)
+    save_model(model, tmp_path / "model.json")
+    loaded = load_model(tmp_path / "model.json")
+    np.testing.assert_array_equal(loaded.mean_prior, [3.0, 70.0])
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    # the loaded model continues the fit exactly as the saved one does
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X)
+        loaded.fit(X)
+    assert loaded.lower_bounds_ == model.lower_bounds_
+    np.testing.assert_array_equal(loaded.means_, model.means_)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_bayesian_file_header_and_sklearn_model(tmp_path, faithful):
+    from sklearn.mixture import BayesianGaussianMixture as SklearnBayesian
+
+    theirs = SklearnBayesian(n_components=3, random_state=0).fit(faithful)
+    save_model(theirs, tmp_path / "model.json")
+    document = json.loads((tmp_path / "model.json").read_text())
+    assert document["format"] == "fastem.BayesianGaussianMixture"
+    assert len(document["fitted"]["weight_concentration_"]) == 2  # the (a, b) pair
+    loaded = load_model(tmp_path / "model.json")
+    assert type(loaded) is BayesianGaussianMixture
+    np.testing.assert_allclose(
+        loaded.predict_proba(faithful), theirs.predict_proba(faithful),
+        rtol=1e-10, atol=1e-14,
+    )
+
+
+def test_bayesian_save_unfitted_and_load_incomplete(tmp_path, faithful):
+    with pytest.raises(ValueError, match=r"unfitted BayesianGaussianMixture .* fit"):
+        save_model(BayesianGaussianMixture(), tmp_path / "model.json")
+    model = BayesianGaussianMixture(n_components=2, random_state=0).fit(faithful)
+    save_model(model, tmp_path / "model.json")
+    document = json.loads((tmp_path / "model.json").read_text())
+    del document["fitted"]["degrees_of_freedom_"]
+    (tmp_path / "model.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="missing degrees_of_freedom_"):
+        load_model(tmp_path / "model.json")
 
 
 def test_load_missing_file_raises_oserror(tmp_path):

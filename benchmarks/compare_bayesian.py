@@ -24,6 +24,7 @@ suite and ``tests/test_benchmarks.py`` time and check.
 """
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -67,11 +68,18 @@ def parse_arguments(argv=None):
     parser.add_argument("--target-seconds", type=float, default=0.2,
                         help="calibrate each timed difference to about this long "
                         "(default: 0.2)")
+    parser.add_argument("--sklearn-blas-threads", type=int, default=None, metavar="N",
+                        help="limit scikit-learn's BLAS to N threads while it is timed "
+                        "(threadpoolctl; default: its own setting). On small problems "
+                        "on a busy machine OpenBLAS's threads can make scikit-learn "
+                        "many times slower than one thread")
     parser.add_argument("--no-gmm", action="store_true",
                         help="leave out the fastem GaussianMixture column")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.sklearn_blas_threads is not None and args.sklearn_blas_threads < 1:
+        parser.error("--sklearn-blas-threads must be >= 1")
     if args.scale is None:
         args.scale = problems.scale_from_env(default=1)
     if args.scale < 1:
@@ -93,7 +101,19 @@ def header_lines(args, load_at_start):
                 f"(n_hi - 1)); weight prior {args.prior}; start init_params="
                 "'random_from_data', random_state=0"
             )
+    if args.sklearn_blas_threads is not None:
+        lines.append(f"- scikit-learn timed with its BLAS limited to "
+                     f"{args.sklearn_blas_threads} thread(s) (--sklearn-blas-threads)")
     return lines
+
+
+def _blas_limit(args):
+    """threadpoolctl's limit of the BLAS threads for --sklearn-blas-threads."""
+    if args is None or args.sklearn_blas_threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=args.sklearn_blas_threads, user_api="blas")
 
 
 def run(args, out=print):
@@ -110,11 +130,12 @@ def run(args, out=print):
     rows = []
     for name in args.problems:
         problem = problems.make_problem(name, args.scale, args.dtype)
-        measured = {
-            implementation: problems.measure(fit, problem, args.repeats,
-                                             args.target_seconds)
-            for implementation, fit in fits.items()
-        }
+        measured = {}
+        for implementation, fit in fits.items():
+            with _blas_limit(args if implementation == "sklearn" else None):
+                measured[implementation] = problems.measure(
+                    fit, problem, args.repeats, args.target_seconds
+                )
         row = [
             problem.label,
             f"{problem.n_samples:,}",

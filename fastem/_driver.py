@@ -872,15 +872,17 @@ def initialize(X, sample_weight, settings, random_state, context):
     return parameters
 
 
-def _choose_positive_rows(source, n_rows, random_state, block_size):
+def _choose_positive_rows(source, n_rows, random_state, block_size, legacy=True):
     """``n_rows`` distinct rows of positive weight, in the order drawn.
 
-    Up to _sources.PERMUTATION_LIMIT positive rows, the draw is scikit-learn's
-    (``random_state.choice(n_positive, n_rows, replace=False)``); beyond, a
-    Generator seeded from ``random_state`` draws them without an O(n) array.
+    With ``legacy`` and up to _sources.PERMUTATION_LIMIT positive rows, the
+    draw is scikit-learn's (``random_state.choice(n_positive, n_rows,
+    replace=False)``, which permutes all of them); otherwise a Generator
+    seeded from ``random_state`` draws them (``Generator.choice``: O(n_rows)
+    memory when n_rows is at most 1/50 of the rows, else a permutation).
     """
     n_positive = source.n_positive()
-    if n_positive <= _sources.PERMUTATION_LIMIT:
+    if legacy and n_positive <= _sources.PERMUTATION_LIMIT:
         ranks = random_state.choice(n_positive, size=n_rows, replace=False)
     else:
         generator = np.random.default_rng(random_state.randint(2**32, dtype=np.uint64))
@@ -970,7 +972,8 @@ def _sampled_start(source, settings, random_state, context):
     size = DEFAULT_INIT_SAMPLE_SIZE if settings.init_sample_size is None else int(
         settings.init_sample_size)
     size = max(n_components, min(size, n_positive))
-    rows = np.sort(_choose_positive_rows(source, size, random_state, settings.block_size))
+    rows = np.sort(_choose_positive_rows(source, size, random_state, settings.block_size,
+                                         legacy=False))
     sample = source.rows(rows)
     sample_weight = source.weights_at(rows)
     magnitude = float(np.max(np.abs(sample))) if sample.size else 0.0

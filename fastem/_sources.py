@@ -617,6 +617,10 @@ class StreamedSource(ChunkedSource):
         try:
             X = np.asarray(self.X[start:stop])
         except Exception as error:
+            if block_size and stop - start > block_size:
+                # name the first block that cannot be read on its own
+                for first in range(start, stop, block_size):
+                    self.read(first, min(stop, first + block_size), block_size)
             raise DataReadError(
                 f"Reading {where} of X failed: {type(error).__name__}: {error}. Check that "
                 "the file is complete and readable."
@@ -666,19 +670,31 @@ class StreamedSource(ChunkedSource):
         for start, X, weights in self.chunks(block_size, weights_only):
             yield function(X, weights, start, block_size, *args)
 
-    def rows(self, indices):
-        """The rows at sorted ``indices``, read in runs of nearby rows."""
+    def _runs(self, indices, read):
+        """``read(first, stop)`` over runs of nearby sorted indices; the indexed rows."""
         indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(indices), self.n_features), dtype=self.dtype)
-        if len(indices) == 0:
-            return out
+        pieces = []
         # runs: consecutive indices no more than 64 rows apart are read together
         breaks = np.flatnonzero(np.diff(indices) > 64) + 1
-        for run in np.split(np.arange(len(indices)), breaks):
-            first, last = int(indices[run[0]]), int(indices[run[-1]])
-            X, _ = self.read(first, last + 1)
-            out[run] = X[indices[run] - first]
-        return out
+        for run in np.split(indices, breaks):
+            if len(run):
+                first = int(run[0])
+                pieces.append(read(first, int(run[-1]) + 1)[run - first])
+        return pieces
+
+    def rows(self, indices):
+        """The rows at sorted ``indices``, read in runs of nearby rows."""
+        pieces = self._runs(indices, lambda start, stop: self.read(start, stop)[0])
+        if not pieces:
+            return np.empty((0, self.n_features), dtype=self.dtype)
+        return np.concatenate(pieces)
+
+    def weights_at(self, indices):
+        """The (normalised) weights of the rows at sorted ``indices``."""
+        if self.sample_weight is None:
+            return np.ones(len(indices))
+        pieces = self._runs(indices, self.read_weights)
+        return np.concatenate(pieces) if pieces else np.empty(0)
 
     def _positive_rows(self, ranks, block_size):
         found = []
@@ -687,12 +703,6 @@ class StreamedSource(ChunkedSource):
             found.append(chunk_positive_rows(None, weights, start, block_size, ranks, before))
             before += int(np.count_nonzero(weights > 0))
         return np.concatenate(found)
-
-    def weights_at(self, indices):
-        indices = np.asarray(indices, dtype=np.int64)
-        if self.sample_weight is None:
-            return np.ones(len(indices))
-        return np.array([self.read_weights(int(i), int(i) + 1)[0] for i in indices])
 
     def materialise(self):
         """The whole source read into memory, as a MemorySource."""

@@ -335,6 +335,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             verbose_interval=self.verbose_interval,
             block_size=self._block_size(X),
             init_sample_size=self.init_sample_size,
+            # per-iteration callback (n_iter, lower_bound, change, seconds), set by
+            # the command line's progress line; not a constructor parameter
+            progress=getattr(self, "_progress", None),
         )
 
     def _block_size(self, X):

@@ -941,15 +941,11 @@ def _start_from_rows(source, settings, random_state, rows=None):
         covariances = covariances / nk[:, np.newaxis] + settings.reg_covar
         if covariance_type == "spherical":
             covariances = covariances.mean(axis=1)
-    weights = nk / _total_weight_for_start(source, settings)
+    # parameters_from_resp divides by numpy's sum of all the weights; this is the
+    # sum per block, then in block order, which every source computes alike
+    # (the same for unit weights, within an ulp or so otherwise)
+    weights = nk / source.total_weight(settings.block_size)
     return weights, means, covariances
-
-
-def _total_weight_for_start(source, settings):
-    """The total weight parameters_from_resp divides by (in memory: numpy's sum)."""
-    if source.in_memory:
-        return source.sample_weight.sum()
-    return source.total_weight(settings.block_size)
 
 
 def _sampled_start(source, settings, random_state, context):

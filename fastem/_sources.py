@@ -48,6 +48,11 @@ from fastem._kernels_threads import current_threads, run_blocks
 # of data.
 CHUNK_BYTES = 32 << 20
 
+# Rows picked from a streamed source (the k-means sample) are read in one pass
+# over its chunks when they are more than one in this many rows, else one run
+# of nearby rows at a time.
+DENSE_SAMPLE = 1000
+
 
 class DataReadError(OSError):
     """Reading a block of a streamed or Dask source failed (names the block)."""
@@ -683,7 +688,19 @@ class StreamedSource(ChunkedSource):
         return pieces
 
     def rows(self, indices):
-        """The rows at sorted ``indices``, read in runs of nearby rows."""
+        """The rows at sorted ``indices``: read in runs of nearby rows, or, when they
+        are more than one in DENSE_SAMPLE rows, picked from one pass over the chunks
+        (a few large reads instead of many small ones)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) * DENSE_SAMPLE > self.n_samples:
+            pieces = []
+            step = self.chunk_rows(None)
+            for start in range(0, self.n_samples, step):
+                stop = min(self.n_samples, start + step)
+                chosen = indices[(indices >= start) & (indices < stop)]
+                if len(chosen):
+                    pieces.append(self.read(start, stop)[0][chosen - start])
+            return np.concatenate(pieces)
         pieces = self._runs(indices, lambda start, stop: self.read(start, stop)[0])
         if not pieces:
             return np.empty((0, self.n_features), dtype=self.dtype)

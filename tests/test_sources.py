@@ -505,3 +505,29 @@ def test_streamed_fit_memory_does_not_grow_with_n_samples(tmp_path):
     data_growth = (sizes[1] - sizes[0]) * 8 * 4
     assert peaks[1] - peaks[0] < 0.1 * data_growth, (peaks, data_growth)
     assert peaks[1] < 0.5 * sizes[1] * 8 * 4, peaks
+
+
+def test_the_core_install_does_not_import_dask(tmp_path):
+    """Streamed fits and inference never import dask (an optional dependency)."""
+    path = tmp_path / "x.npy"
+    np.save(path, make_data())
+    script = textwrap.dedent(f"""
+        import sys, warnings
+        import numpy as np
+        from fastem.mixture import GaussianMixture
+        warnings.simplefilter("ignore")
+        X = np.load({str(path)!r}, mmap_mode="r")
+        GaussianMixture(3, max_iter=2).fit(X).predict(X)
+        assert not any(name.split(".")[0] in ("dask", "distributed")
+                       for name in sys.modules), "dask was imported"
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_sampled_rows_are_read_in_one_pass_or_in_runs(tmp_path, monkeypatch, dense):
+    X = make_data()
+    source = _sources.StreamedSource(open_as("zarr", X, tmp_path))
+    monkeypatch.setattr(_sources, "DENSE_SAMPLE", 10 if dense else 10**6)
+    rows = np.sort(np.random.default_rng(0).choice(len(X), 1000, replace=False))
+    assert_array_equal(source.rows(rows), X[rows])

@@ -34,6 +34,7 @@ module-level function (Dask sends it to workers by name).
 from __future__ import annotations
 
 import math
+import mmap
 import numbers
 from concurrent.futures import ThreadPoolExecutor
 
@@ -45,8 +46,13 @@ from fastem._kernels_threads import current_threads, run_blocks
 # Bytes of X a streamed source reads at a time (rounded to whole blocks, at
 # least one block per thread): the reader thread holds the next chunk while
 # the kernels work on this one, so a streamed fit holds about 2 * CHUNK_BYTES
-# of data.
-CHUNK_BYTES = 32 << 20
+# of data (none for a memory map, whose chunks are views of the file's pages).
+CHUNK_BYTES = 16 << 20
+
+# A memory-mapped chunk is "read" by touching one element per page of it on the
+# reader thread: its pages are then in memory (read from disk if need be) before
+# the kernels reach them.
+PAGE_BYTES = 4096
 
 # Rows picked from a streamed source (the k-means sample) are read in one pass
 # over its chunks when they are more than one in this many rows, else one run
@@ -65,6 +71,16 @@ def read_only(array):
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def _is_memory_mapped(array):
+    """Whether ``array`` is a view of a memory map (np.memmap, np.load(mmap_mode=...))."""
+    base = array
+    while base is not None:
+        if isinstance(base, mmap.mmap) or isinstance(base, np.memmap):
+            return True
+        base = getattr(base, "base", None)
+    return False
 
 
 def n_blocks_of(n_samples, block_size):
@@ -638,6 +654,8 @@ class StreamedSource(ChunkedSource):
         X = np.ascontiguousarray(X, dtype=self.dtype)
         if self.exponent:
             X = np.ldexp(X, self.exponent).astype(self.dtype, copy=False)
+        elif _is_memory_mapped(X) and X.size:
+            X.reshape(-1)[:: max(1, PAGE_BYTES // X.itemsize)].sum()  # fault pages in
         return X, self.read_weights(start, stop, block_size)
 
     def chunks(self, block_size, weights_only=False):

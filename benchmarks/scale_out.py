@@ -46,7 +46,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import problems  # noqa: E402
+import problems
 
 CONFIGS = ("memory", "memmap", "memmap-cold", "zarr", "cluster")
 ZARR_CHUNK_ROWS = 131072  # P2 x10's blocks (8 MiB of float64 rows)

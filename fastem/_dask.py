@@ -17,10 +17,9 @@ retried task (after a worker is lost, say).
 
 from __future__ import annotations
 
-import numpy as np
-
 import dask
 import dask.array as da
+import numpy as np
 
 from fastem import _sources
 from fastem._kernels_threads import thread_limit
@@ -94,7 +93,7 @@ class DaskSource(_sources.ChunkedSource):
             if len(X.chunks[1]) != 1 or not _aligned_chunks(rows, block_size or 1):
                 target = rows[0] if rows else 1
                 if block_size:
-                    target = max(block_size, int(round(target / block_size)) * block_size)
+                    target = max(block_size, round(target / block_size) * block_size)
                 X = X.rechunk({0: target, 1: -1})
             weights = self.sample_weight
             if weights is not None and weights.chunks[0] != X.chunks[0]:

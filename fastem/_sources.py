@@ -280,7 +280,7 @@ def fold_hard_statistics(source, block_size, covariance_type, centres):
         for part in parts:
             if total is None:
                 total = [np.zeros_like(value) for value in part]
-            for running, value in zip(total, part):
+            for running, value in zip(total, part, strict=True):
                 running += value
     nk, sum_x, scatter = total
     if covariance_type in ("full", "tied"):

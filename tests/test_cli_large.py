@@ -77,6 +77,6 @@ def test_progress_line_on_a_terminal(capsys, monkeypatch, big_npy):
     assert re.match(r"fastem: iteration 4, log-likelihood -?\d+\.\d+ per sample, "
                     r"change \S+, \S+ rows/s", updates[-1]), updates
     # --quiet, or stderr not a terminal: no progress
-    status, out, err = run(capsys, "fit", big_npy, "-k", "3", "--max-iter", "4",
-                           "--tol", "0", "--quiet")
+    status, _, err = run(capsys, "fit", big_npy, "-k", "3", "--max-iter", "4",
+                         "--tol", "0", "--quiet")
     assert "iteration" not in err

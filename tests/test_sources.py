@@ -86,10 +86,10 @@ def open_as(kind, array, directory, name="X"):
         return np.load(path, mmap_mode="r")
     if kind == "h5py":
         handle = h5py.File(os.path.join(directory, f"{name}.h5"), "w")
-        chunks = (min(700, len(array)),) + array.shape[1:]  # not lined up with blocks
+        chunks = (min(700, len(array)), *array.shape[1:])  # not lined up with blocks
         return handle.create_dataset(name, data=array, chunks=chunks)
     if kind == "zarr":
-        chunks = (min(900, len(array)),) + array.shape[1:]
+        chunks = (min(900, len(array)), *array.shape[1:])
         out = zarr.open_array(os.path.join(directory, f"{name}.zarr"), mode="w",
                               shape=array.shape, dtype=array.dtype, chunks=chunks)
         out[:] = array
@@ -149,7 +149,7 @@ def test_fold_in_chunks_is_bitwise_the_kernels_reduce(rng, dense, grouping):
         part = slice(start, start + size)
         fold.add((nk[part], sum_x[part], scatter[part], sums[part]))
         start += size
-    for got, want in zip(fold.result(), expected):
+    for got, want in zip(fold.result(), expected, strict=True):
         assert_array_equal(got, want)
 
 
@@ -310,7 +310,8 @@ def test_start_from_k_rows_is_the_one_hot_pass(covariance_type, weighted):
                                             1e-6)
     got = _driver._start_from_rows(_sources.MemorySource(X, weights), settings,
                                    np.random.RandomState(5))
-    for name, want, have in zip(("weights", "means", "covariances"), expected, got):
+    for name, want, have in zip(("weights", "means", "covariances"), expected, got,
+                                  strict=True):
         if name == "weights" and weighted:  # divided by the weights' sum per block
             assert_allclose(have, want, rtol=1e-15)
         else:
@@ -388,7 +389,7 @@ def test_bad_streamed_weights(tmp_path):
     X = open_as("npy", make_data(), tmp_path)
     weights = make_weights()
     weights[4000] = -1.0
-    with pytest.raises(ValueError, match="non-negative; found -1.0 at index 4000"):
+    with pytest.raises(ValueError, match=r"non-negative; found -1\.0 at index 4000"):
         fit(X, open_as("memmap", weights, tmp_path, name="w"))
     with pytest.raises(ValueError, match="shape"):
         fit(X, np.ones(5))
@@ -421,7 +422,8 @@ def test_a_read_error_mid_fit_names_the_block_and_leaves_no_half_fitted_model():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_sources.StreamedSource, "read", read_then_fail)
-        with pytest.raises(_sources.DataReadError, match=r"block 7 \(rows 3584 to 4095\)"):
+        with pytest.raises(_sources.DataReadError,
+                           match=r"block 7 \(rows 3584 to 4095\)"):
             model.fit(source)
     assert_same_fit(previous, model)  # what it was before the failed fit
     fresh = GaussianMixture(3, chunk_size=BLOCK)

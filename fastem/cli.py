@@ -390,8 +390,11 @@ NPY_IN_MEMORY_BYTES = 256 << 20
 def _read_npy(path):
     try:
         X = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:  # pickled object arrays, damaged files
-        raise InputError(f"{path} is not a readable .npy array: {exc}") from None
+    except ValueError:  # cannot be memory-mapped: numpy's reason for not loading it
+        try:
+            X = np.load(path, allow_pickle=False)
+        except ValueError as exc:  # pickled object arrays, damaged files
+            raise InputError(f"{path} is not a readable .npy array: {exc}") from None
     if not isinstance(X, np.ndarray):
         raise InputError(f"{path} does not hold a single array (.npz is not supported)")
     if X.dtype.kind not in "iuf":

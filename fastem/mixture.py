@@ -198,6 +198,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A lazy Dask array when X is a Dask array.
         """
         return self._fit(X, sample_weight, labels=True)
 

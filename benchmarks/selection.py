@@ -89,16 +89,22 @@ def machine():
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except OSError:
         commit = "?"
     import sklearn
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    return (f"{cpu}, {os.cpu_count()} logical CPUs; fastem {fastem.__version__} "
-            f"(commit {commit}), scikit-learn {sklearn.__version__}; load average at "
-            f"start {', '.join(f'{v:.2f}' for v in load)}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs; fastem {fastem.__version__} "
+        f"(commit {commit}), scikit-learn {sklearn.__version__}; load average at "
+        f"start {', '.join(f'{v:.2f}' for v in load)}"
+    )
 
 
 def main(argv=None):
@@ -108,10 +114,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     print(f"- machine: {machine()}")
-    print(f"- command: python benchmarks/selection.py --repeats {args.repeats} "
-          f"--n-samples {args.n_samples}")
-    print("- grid: n_components 1..9 x spherical, diag, tied, full (36 cells); "
-          f"median of {args.repeats} run(s), after one warm-up grid on Old Faithful")
+    print(
+        f"- command: python benchmarks/selection.py --repeats {args.repeats} "
+        f"--n-samples {args.n_samples}"
+    )
+    print(
+        "- grid: n_components 1..9 x spherical, diag, tied, full (36 cells); "
+        f"median of {args.repeats} run(s), after one warm-up grid on Old Faithful"
+    )
     print()
     print("| data | implementation | seconds | sklearn / this | chosen cell (BIC) |")
     print("|---|---|---|---|---|")
@@ -123,7 +133,8 @@ def main(argv=None):
     runs = {
         "scikit-learn loop (k-means start)": sklearn_loop,
         "fastem, k-means start (same work)": lambda X: fastem_grid(
-            X, init_params="kmeans", n_init=1),
+            X, init_params="kmeans", n_init=1
+        ),
         "fastem, defaults (hc + k-means)": fastem_grid,
     }
     for name, X in datasets.items():
@@ -132,8 +143,11 @@ def main(argv=None):
             seconds, (bic, k, covariance_type) = timed(function, X, args.repeats)
             if reference is None:
                 reference = seconds
-            print(f"| {name} | {label} | {seconds:.3g} | {reference / seconds:.2g}x | "
-                  f"{k} {covariance_type} ({bic:.2f}) |", flush=True)
+            print(
+                f"| {name} | {label} | {seconds:.3g} | {reference / seconds:.2g}x | "
+                f"{k} {covariance_type} ({bic:.2f}) |",
+                flush=True,
+            )
     return 0
 
 

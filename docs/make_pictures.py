@@ -1,6 +1,6 @@
 """Draw the README's two pictures of the Old Faithful model search.
 
-    python docs/make_pictures.py      # writes docs/faithful_bic.png, docs/faithful_clusters.png
+    python docs/make_pictures.py   # docs/faithful_bic.png, docs/faithful_clusters.png
 """
 
 import warnings
@@ -9,10 +9,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
-import fastem  # noqa: E402
-from fastem import plot  # noqa: E402
+import fastem
+from fastem import plot
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,14 +24,18 @@ def main():
         search = fastem.GaussianMixtureIC(random_state=0).fit(X)
     figure = Figure(figsize=(5.5, 4), layout="constrained")
     ax = plot.criterion_curves(search, ax=figure.subplots())
-    ax.set_ylim(2250, 2700)  # the spherical line starts at 4025; keep the minimum readable
+    ax.set_ylim(
+        2250, 2700
+    )  # the spherical line starts at 4025; keep the minimum readable
     ax.set_title("Old Faithful: BIC of every cell")
     figure.savefig(HERE / "faithful_bic.png", dpi=80)
     figure = Figure(figsize=(5.5, 4), layout="constrained")
     ax = plot.clusters(search.best_estimator_, X.to_numpy(), ax=figure.subplots())
     ax.set_xlabel("eruptions (minutes)")
     ax.set_ylabel("waiting (minutes)")
-    ax.set_title(f"chosen: {search.n_components_} components, '{search.covariance_type_}'")
+    ax.set_title(
+        f"chosen: {search.n_components_} components, '{search.covariance_type_}'"
+    )
     figure.savefig(HERE / "faithful_clusters.png", dpi=80)
     print("wrote", HERE / "faithful_bic.png", "and", HERE / "faithful_clusters.png")
 

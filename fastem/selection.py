@@ -1,4 +1,4 @@
-"""Model selection: :class:`GaussianMixtureIC` fits a grid of mixtures and keeps the best.
+"""Model selection: :class:`GaussianMixtureIC` fits a grid of mixtures, keeps the best.
 
 The grid is n_components x covariance type, as R's ``mclust::Mclust`` fits it;
 the best cell is chosen by BIC, AIC or ICL, in scikit-learn's sign (lower is
@@ -82,7 +82,9 @@ class SelectionResults(list):
                 "SelectionResults.to_frame() needs pandas; install it with "
                 "`pip install pandas`, or read the records as dicts"
             ) from exc
-        return pd.DataFrame([dict(record) for record in self], columns=list(RESULT_FIELDS))
+        return pd.DataFrame(
+            [dict(record) for record in self], columns=list(RESULT_FIELDS)
+        )
 
     def table(self, criterion="bic"):
         """The criterion as a grid: rows n_components, columns covariance types.
@@ -104,8 +106,10 @@ class SelectionResults(list):
         columns = list(dict.fromkeys(record["covariance_type"] for record in self))
         values = np.full((len(rows), len(columns)), np.nan)
         for record in self:
-            values[rows.index(record["n_components"]),
-                   columns.index(record["covariance_type"])] = record[criterion]
+            values[
+                rows.index(record["n_components"]),
+                columns.index(record["covariance_type"]),
+            ] = record[criterion]
         return rows, columns, values
 
 
@@ -142,13 +146,15 @@ def _as_covariance_types(value):
         ) from None
     if not values:
         raise ValueError(
-            "covariance_types is empty; give one or more of " + ", ".join(COVARIANCE_TYPES)
+            "covariance_types is empty; give one or more of "
+            + ", ".join(COVARIANCE_TYPES)
         )
     for covariance_type in values:
         if covariance_type not in COVARIANCE_TYPES:
             raise ValueError(
                 f"covariance_types holds {covariance_type!r}; each must be one of "
-                + ", ".join(map(repr, COVARIANCE_TYPES)) + "."
+                + ", ".join(map(repr, COVARIANCE_TYPES))
+                + "."
             )
     return tuple(dict.fromkeys(values))
 
@@ -216,7 +222,9 @@ def hc_labels(X, n_components, random_state=None, max_samples=HC_MAX_SAMPLES):
     n_samples = X.shape[0]
     if n_samples > max_samples:
         rows = np.sort(
-            check_random_state(random_state).choice(n_samples, max_samples, replace=False)
+            check_random_state(random_state).choice(
+                n_samples, max_samples, replace=False
+            )
         )
     else:
         rows = np.arange(n_samples)
@@ -267,7 +275,9 @@ def _hc_start(X, sample_weight, rows, labels, n_components, covariance_type, reg
             subset, weight, resp_of, n_components, pooled_type, reg_covar
         )
         if covariance_type == "diag":
-            pooled = pooled[sizes.argmax()] if sizes.max() > 1 else np.var(subset, axis=0)
+            pooled = (
+                pooled[sizes.argmax()] if sizes.max() > 1 else np.var(subset, axis=0)
+            )
             pooled = np.maximum(pooled, 0) + reg_covar
         elif covariance_type == "spherical":
             pooled = float(np.mean(np.var(subset, axis=0))) + reg_covar
@@ -301,7 +311,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     n_components : int or iterable of int, default=(1, 2, ..., 9)
         Component counts to try (``range(1, 10)`` works as well; the default is
         a tuple because scikit-learn's checks want immutable defaults).
-    covariance_types : str or sequence of str, default=('spherical', 'diag', 'tied', 'full')
+    covariance_types : str or sequence of str, \
+            default=('spherical', 'diag', 'tied', 'full')
         Covariance types to try.
     criterion : {'bic', 'aic', 'icl'}, default='bic'
         How cells are compared. ICL is BIC plus the entropy of the hard
@@ -310,7 +321,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     n_init : int, default=2
         EM runs per cell; the one with the largest log-likelihood among those
         that needed no singular-covariance repair is kept.
-    init_params : {'hc', 'kmeans', 'k-means++', 'random', 'random_from_data'}, default='hc'
+    init_params : {'hc', 'kmeans', 'k-means++', 'random', 'random_from_data'}, \
+            default='hc'
         Start of the first run of every cell. 'hc' is mclust's start: the
         partition at k clusters of one model-based agglomerative clustering of
         the data (spherical merge criterion, i.e. Ward's, after mclust's 'SVD'
@@ -422,7 +434,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         if self.n_jobs is not None:
             _validation._check_integer(self.n_jobs, "n_jobs", -1)
             if self.n_jobs == 0:
-                raise ValueError("n_jobs must be a positive integer, -1 or None, got 0.")
+                raise ValueError(
+                    "n_jobs must be a positive integer, -1 or None, got 0."
+                )
         # the remaining GaussianMixture parameters, checked once here
         _validation.check_hyperparameters(self._cell_estimator(1, types[0], None))
         return counts, types
@@ -437,7 +451,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         init = {}
         if start is not None:
             weights, means, precisions = start
-            init = dict(weights_init=weights, means_init=means, precisions_init=precisions)
+            init = dict(
+                weights_init=weights, means_init=means, precisions_init=precisions
+            )
         init_params = "kmeans" if self.init_params == "hc" else self.init_params
         return GaussianMixture(
             n_components=n_components,
@@ -484,7 +500,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         """Fit; ``on_cell(done, total, record, best_record)`` after every cell."""
         counts, types = self._check_parameters()
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
-        n_samples, n_features = X.shape
+        n_samples, _n_features = X.shape
         if sample_weight is None:
             weight = np.ones(n_samples)
         else:
@@ -532,17 +548,20 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         best = _best_index(records, self.criterion)
         if best is None:
             reasons = "; ".join(
-                f"{r['n_components']} {r['covariance_type']}: {r['reason']}" for r in records
+                f"{r['n_components']} {r['covariance_type']}: {r['reason']}"
+                for r in records
             )
             raise ValueError(
-                f"No cell of the grid could be fitted ({reasons}). Use fewer components, "
+                f"No cell of the grid could be fitted ({reasons}). Use fewer "
+                "components, "
                 "simpler covariance types, or more data."
             )
         chosen = records[best]
         if chosen["status"] == "degenerate":
             warnings.warn(
-                f"Every fitted cell needed singular-covariance repairs; the best of them "
-                f"({chosen['n_components']} components, '{chosen['covariance_type']}') is "
+                "Every fitted cell needed singular-covariance repairs; the best of "
+                f"them ({chosen['n_components']} components, "
+                f"'{chosen['covariance_type']}') is "
                 "kept. Check the data for duplicated rows or increase reg_covar.",
                 SingularCovarianceWarning,
                 stacklevel=2,
@@ -555,7 +574,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         if not chosen["converged"]:
             warnings.warn(
                 f"The chosen cell ({self.n_components_} components, "
-                f"'{self.covariance_type_}') did not converge. Increase max_iter or tol.",
+                f"'{self.covariance_type_}') did not converge. Increase max_iter or "
+                "tol.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -584,10 +604,20 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         ):
             check_random_state(int(self.random_state))  # range check, sklearn's message
             return int(self.random_state)
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return int(
+            check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        )
 
     def _fit_cell(
-        self, X, weight, fit_weight, n_present, n_components, covariance_type, base_seed, hc
+        self,
+        X,
+        weight,
+        fit_weight,
+        n_present,
+        n_components,
+        covariance_type,
+        base_seed,
+        hc,
     ):
         """(record, fitted model or None) of one cell."""
         n_features = X.shape[1]
@@ -619,7 +649,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             record.update(
                 status="skipped",
                 reason=f"{record['n_parameters']} free parameters but only {n_values} "
-                f"data values ({n_values // n_features} samples x {n_features} features)",
+                f"data values ({n_values // n_features} samples x {n_features} "
+                "features)",
             )
             return record, None
         start_time = time.perf_counter()
@@ -631,8 +662,13 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
                 rows, labels = hc
                 try:
                     start = _hc_start(
-                        X, weight, rows, labels[n_components], n_components,
-                        covariance_type, float(self.reg_covar),
+                        X,
+                        weight,
+                        rows,
+                        labels[n_components],
+                        n_components,
+                        covariance_type,
+                        float(self.reg_covar),
                     )
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
                     errors.append(f"hierarchical start: {error}")
@@ -676,7 +712,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             events = kept.singular_events_
             record.update(
                 status="degenerate",
-                reason=f"every run needed singular-covariance repairs ({len(events)} in "
+                reason="every run needed singular-covariance repairs "
+                f"({len(events)} in "
                 f"the kept run, first: component {events[0]['component']} "
                 f"{events[0]['action']})",
             )
@@ -807,6 +844,8 @@ def _better(record, other, criterion):
 def _best_index(records, criterion):
     best = None
     for index, record in enumerate(records):
-        if _eligible(record) and (best is None or _better(record, records[best], criterion)):
+        if _eligible(record) and (
+            best is None or _better(record, records[best], criterion)
+        ):
             best = index
     return best

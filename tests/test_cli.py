@@ -282,7 +282,7 @@ def test_bad_file(capsys, tmp_path, case):
 
 BAD_OPTIONS = {
     "no command": ([], "required: COMMAND"),
-    "unknown command": (["predict"], "invalid choice: 'predict'"),
+    "unknown command": (["frobnicate"], "invalid choice: 'frobnicate'"),
     "zero components": (["fit", "-k", "0"], "must be at least 1, got 0"),
     "non-integer components": (["fit", "-k", "two"], "'two' is not an integer"),
     "bad covariance type": (

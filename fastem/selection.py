@@ -258,7 +258,9 @@ def _hc_start(X, sample_weight, rows, labels, n_components, covariance_type, reg
 
     Clusters too small to estimate their own covariance (fewer than
     n_features + 1 rows for 'full', fewer than 2 otherwise) get the pooled
-    within-cluster covariance of the partition instead.
+    within-cluster covariance of the partition instead (its diagonal for 'diag',
+    the mean of that for 'spherical'), or the data's covariance when every
+    cluster is that small.
     """
     subset = X[rows]
     weight = sample_weight[rows]
@@ -270,17 +272,22 @@ def _hc_start(X, sample_weight, rows, labels, n_components, covariance_type, reg
     sizes = np.bincount(labels, minlength=n_components)
     small = sizes < (n_features + 1 if covariance_type == "full" else 2)
     if covariance_type != "tied" and np.any(small):
-        pooled_type = "tied" if covariance_type == "full" else "diag"
+        if np.all(small):  # no cluster to pool from: the data's own covariance
+            labels, n_groups = np.zeros_like(labels), 1
+        else:
+            n_groups = n_components
         _, _, pooled = _driver.parameters_from_resp(
-            subset, weight, resp_of, n_components, pooled_type, reg_covar
+            subset,
+            weight,
+            _driver._one_hot(labels, n_groups),
+            n_groups,
+            "tied",
+            reg_covar,
         )
         if covariance_type == "diag":
-            pooled = (
-                pooled[sizes.argmax()] if sizes.max() > 1 else np.var(subset, axis=0)
-            )
-            pooled = np.maximum(pooled, 0) + reg_covar
+            pooled = np.diag(pooled).copy()
         elif covariance_type == "spherical":
-            pooled = float(np.mean(np.var(subset, axis=0))) + reg_covar
+            pooled = float(np.mean(np.diag(pooled)))
         for k in np.flatnonzero(small):
             covariances[k] = pooled
     precisions_chol = _driver.precision_cholesky(covariances, covariance_type)

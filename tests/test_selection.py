@@ -285,6 +285,44 @@ def test_hc_start_is_the_m_step_of_the_partition(rng):
     assert_allclose(model.precisions_init, np.linalg.inv(covariances), rtol=1e-9)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_hc_start_pools_the_covariance_of_small_clusters(rng, covariance_type):
+    X = np.vstack([blobs(rng, 40, centres=((0, 0), (10, 0))), [[50.0, 50.0]]])
+    _, labels = hc_labels(X, (3,))
+    labels = labels[3]
+    outlier = labels[-1]
+    assert np.sum(labels == outlier) == 1  # the far point is a cluster of its own
+    search = fit_quietly(
+        GaussianMixtureIC(
+            (3,),
+            (covariance_type,),
+            init_params="hc",
+            n_init=1,
+            max_iter=0,
+            random_state=0,
+        ),
+        X,
+    )
+    model = search.best_estimator_
+    resp = np.eye(3)[labels]
+    _, _, pooled = reference.m_step(X, resp, "tied", reg_covar=1e-6)
+    _, _, own = reference.m_step(X, resp, covariance_type, reg_covar=1e-6)
+    expected = {
+        "full": pooled,
+        "diag": np.diag(pooled),
+        "spherical": np.mean(np.diag(pooled)),
+    }[covariance_type]
+    precisions = np.asarray(model.precisions_init)
+    assert_allclose(
+        precisions[outlier],
+        1 / expected if covariance_type != "full" else np.linalg.inv(expected),
+        rtol=1e-9,
+    )
+    for k in set(range(3)) - {outlier}:  # the others keep their own
+        inverse = 1 / own[k] if covariance_type != "full" else np.linalg.inv(own[k])
+        assert_allclose(precisions[k], inverse, rtol=1e-9)
+
+
 # --------------------------------------------------------------------------
 # cells that cannot be fitted
 

@@ -182,6 +182,9 @@ def _svd_transform(X):
     onto their principal axes, and each axis divided by the square root of its
     singular value (``hcUse = "SVD"``, mclust's default since 5.4).
     """
+    magnitude = np.max(np.abs(X)) if X.size else 0.0
+    if magnitude > 0:
+        X = X / magnitude  # no overflow in the squares below, whatever the scale
     centred = X - X.mean(axis=0)
     spread = centred.std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(X.shape[1])
     varying = spread > 0
@@ -291,7 +294,11 @@ def _hc_start(X, sample_weight, rows, labels, n_components, covariance_type, reg
         for k in np.flatnonzero(small):
             covariances[k] = pooled
     precisions_chol = _driver.precision_cholesky(covariances, covariance_type)
+    if precisions_chol is None:
+        raise ValueError("a starting covariance is not positive definite")
     precisions = _driver.precisions_from_cholesky(precisions_chol, covariance_type)
+    if not all(np.all(np.isfinite(a)) for a in (weights, means, precisions)):
+        raise ValueError("the starting parameters are not finite in float64")
     return weights, means, precisions
 
 
@@ -336,7 +343,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         transformation; on a subsample of 2000 rows for larger data), whose
         M-step gives the cell's starting parameters. The other values are
         :class:`GaussianMixture`'s. With 'hc', runs after the first
-        (``n_init > 1``) start from k-means.
+        (``n_init > 1``) start from k-means, and so does the first where the
+        partition gives no usable start (e.g. covariances that overflow float64).
 
         The defaults (one hierarchical and one k-means start per cell) reached
         mclust's choice, or a model with a criterion within 0.1% of mclust's
@@ -548,20 +556,28 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             # thread, 0.16 s in one worker, same bits; 1e5-row fits equally fast).
             with ThreadPoolExecutor(max_workers=n_workers) as pool:
                 futures = [pool.submit(run, index) for index in range(len(cells))]
-                for index, future in enumerate(futures):
-                    records[index], models[index] = future.result()
-                    best = self._report(index, records, best, on_cell, len(cells))
+                try:
+                    for index, future in enumerate(futures):
+                        records[index], models[index] = future.result()
+                        best = self._report(index, records, best, on_cell, len(cells))
+                except BaseException:  # e.g. KeyboardInterrupt: start no more cells
+                    for future in futures:
+                        future.cancel()
+                    raise
 
         best = _best_index(records, self.criterion)
         if best is None:
+            cells_of = {}
+            for r in records:
+                cells_of.setdefault(r["reason"], []).append(
+                    f"{r['n_components']} {r['covariance_type']}"
+                )
             reasons = "; ".join(
-                f"{r['n_components']} {r['covariance_type']}: {r['reason']}"
-                for r in records
+                f"{', '.join(names)}: {reason}" for reason, names in cells_of.items()
             )
             raise ValueError(
                 f"No cell of the grid could be fitted ({reasons}). Use fewer "
-                "components, "
-                "simpler covariance types, or more data."
+                "components, simpler covariance types, or more data."
             )
         chosen = records[best]
         if chosen["status"] == "degenerate":
@@ -678,8 +694,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
                         float(self.reg_covar),
                     )
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
+                    # this run starts from k-means instead
                     errors.append(f"hierarchical start: {error}")
-                    continue
+                    start = None
             model = self._cell_estimator(n_components, covariance_type, seed, start)
             try:
                 model.fit(X, sample_weight=fit_weight)
@@ -695,7 +712,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
                 kept, kept_clean = model, clean
         record["fit_seconds"] = time.perf_counter() - start_time
         if kept is None:
-            record.update(status="failed", reason="; ".join(errors))
+            record.update(status="failed", reason="; ".join(dict.fromkeys(errors)))
             return record, None
         statistics = _driver.estep_statistics(
             X, weight, kept._parameters(), covariance_type, kept._block_size(X)

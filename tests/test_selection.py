@@ -517,3 +517,37 @@ def _expected_failed_checks(estimator):
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_cells_match_scikit_learn_from_the_same_start(faithful, faithful_search):
+    """The hand-written scikit-learn loop's models, cell by cell (rtol 1e-9)."""
+    from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+
+    for record in faithful_search.results_:
+        other = fit_quietly(
+            SklearnGaussianMixture(
+                record["n_components"],
+                covariance_type=record["covariance_type"],
+                random_state=0,
+            ),
+            faithful,
+        )
+        assert_allclose(record["bic"], other.bic(faithful), rtol=1e-9)
+        assert_allclose(record["aic"], other.aic(faithful), rtol=1e-9)
+
+
+def test_to_frame_without_pandas_says_what_to_do(faithful_search, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match="needs pandas"):
+        faithful_search.results_.to_frame()
+
+
+def test_verbose_prints_one_line_per_cell(faithful, capsys):
+    fit_quietly(
+        GaussianMixtureIC((1, 2), ("tied", "full"), verbose=1, random_state=0), faithful
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("cell 1/4: 1 tied: ok, bic ")

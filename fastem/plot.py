@@ -203,12 +203,7 @@ def clusters(model, X, dims=(0, 1), ax=None):
                 )
             )
         ax.plot(*model.means_[k][list(dims)], marker="+", color="black", markersize=10)
-    feature_names = getattr(model, "feature_names_in_", None)
-    names = [
-        feature_names[d] if feature_names is not None else f"x{d + 1}" for d in dims
-    ]
-    ax.set_xlabel(names[0])
-    ax.set_ylabel(names[1])
+    _label_axes(ax, model, dims)
     ax.legend(fontsize="small")
     return ax
 
@@ -287,8 +282,7 @@ def uncertainty(model, X, dims=(0, 1), ax=None):
         alpha=0.6,
         edgecolors="none",
     )
-    ax.set_xlabel(f"x{dims[0] + 1}")
-    ax.set_ylabel(f"x{dims[1] + 1}")
+    _label_axes(ax, model, dims)
     ax.set_title("classification uncertainty (larger: less certain)")
     return ax
 
@@ -318,6 +312,13 @@ def convergence(model, ax=None):
     ax.set_xlabel("iteration")
     ax.set_ylabel("lower bound (mean log-likelihood per sample)")
     return ax
+
+
+def _label_axes(ax, model, dims):
+    """Feature names (those the model was fitted with, else x1, x2, ...) on the axes."""
+    names = getattr(model, "feature_names_in_", None)
+    ax.set_xlabel(names[dims[0]] if names is not None else f"x{dims[0] + 1}")
+    ax.set_ylabel(names[dims[1]] if names is not None else f"x{dims[1] + 1}")
 
 
 def _check_dims(dims, n_features):

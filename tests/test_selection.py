@@ -7,6 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
+from mclust_data import (  # tests/mclust_data.py
+    DATASETS,
+    MODEL_OF_TYPE,
+    load_dataset,
+    mclust_reference,
+)
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -17,12 +23,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from fastem import GaussianMixture, GaussianMixtureIC, load_faithful, reference
 from fastem.mixture import SingularCovarianceWarning
 from fastem.selection import RESULT_FIELDS, _best_index, hc_labels, n_parameters
-from tests.mclust_data import (
-    DATASETS,
-    MODEL_OF_TYPE,
-    load_dataset,
-    mclust_reference,
-)
 
 RTOL_REFERENCE = 1e-10  # float64 parity with fastem.reference
 MCLUST_TOLERANCE = 1e-3  # relative, of mclust's best criterion value

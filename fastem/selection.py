@@ -511,6 +511,21 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         """
         return self._fit(X, sample_weight)
 
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the grid, then label X with the best model (``fit(X).predict(X)``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._fit(X, sample_weight).predict(X)
+
     def _fit(self, X, sample_weight, on_cell=None):
         """Fit; ``on_cell(done, total, record, best_record)`` after every cell."""
         counts, types = self._check_parameters()

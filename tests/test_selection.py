@@ -453,6 +453,19 @@ def test_delegates_to_the_best_model(rng, faithful_search, faithful):
         faithful_search.predict(new[:, :1])
 
 
+def test_fit_predict_is_fit_then_predict(faithful):
+    search = GaussianMixtureIC((1, 2, 3), ("tied", "full"), random_state=0)
+    labels = fit_quietly_predict(search, faithful)
+    assert_array_equal(labels, search.predict(faithful))
+    assert_array_equal(labels, search.best_estimator_.predict(faithful))
+
+
+def fit_quietly_predict(estimator, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit_predict(X)
+
+
 def test_pipeline_clone_pickle_dataframe(faithful):
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(faithful, columns=["eruptions", "waiting"])

@@ -98,7 +98,8 @@ def _build_parser():
             "Fit a Gaussian mixture to FILE (a CSV file, header row optional, or a "
             ".npy array of shape (n_samples, n_features)) and print the fitted "
             "weights, means, covariances, log-likelihood, BIC, iterations and fit "
-            "time. Without FILE, fit the bundled Old Faithful data."
+            "time. Without FILE, fit the bundled Old Faithful data. A .npy file is "
+            "memory-mapped and read block by block, so it may be larger than memory."
         ),
     )
     fit.add_argument(
@@ -178,9 +179,26 @@ def _build_parser():
         help="threads for the numba kernels (default: numba's setting)",
     )
     fit.add_argument(
+        "--init-sample-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=(
+            "start k-means from a seeded sample of N rows (default: all rows of data "
+            "in memory; 100000 rows of a .npy too large to be read into memory)"
+        ),
+    )
+    fit.add_argument(
         "--delimiter",
         default=",",
         help="CSV field separator (default: ',')",
+    )
+    fit.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress line on stderr (shown for fits longer than a second when "
+        "stderr is a terminal)",
     )
     fit.add_argument(
         "-o",
@@ -364,9 +382,14 @@ def _append_row(values, cells, n_features, where):
         values.append(value)
 
 
+# A .npy file up to this size is read into memory (and checked for NaN there);
+# a larger one stays memory-mapped: the fit reads and checks it block by block.
+NPY_IN_MEMORY_BYTES = 256 << 20
+
+
 def _read_npy(path):
     try:
-        X = np.load(path, allow_pickle=False)
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:  # pickled object arrays, damaged files
         raise InputError(f"{path} is not a readable .npy array: {exc}") from None
     if not isinstance(X, np.ndarray):
@@ -384,6 +407,9 @@ def _read_npy(path):
         )
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InputError(f"{path} holds an empty array of shape {X.shape}")
+    if X.nbytes > NPY_IN_MEMORY_BYTES:
+        return X, None  # memory-mapped; checked block by block by the fit
+    X = np.array(X)
     bad = np.argwhere(~np.isfinite(X))
     if bad.size:
         row, column = bad[0]
@@ -454,21 +480,28 @@ def _summary(model, X, feature_names, source, fit_seconds):
     n_samples, n_features = X.shape
     n_components = model.n_components
     components = [f"component {k + 1}" for k in range(n_components)]
-    log_likelihood = float(np.sum(model.score_samples(X)))
+    log_prob = model.score_samples(X)  # one pass over X (it may be on disk)
+    log_likelihood = float(np.sum(log_prob))
+    # model.bic(X) and model.aic(X), from the same pass
+    score = float(log_prob.mean())
+    bic = -2 * score * n_samples + model._n_parameters() * np.log(n_samples)
+    aic = -2 * score * n_samples + 2 * model._n_parameters()
     lines = [
         f"fastem {__version__}: Gaussian mixture fitted by EM",
         f"data             {source}: {n_samples} samples x {n_features} features",
         f"model            {n_components} components, "
         f"covariance_type={model.covariance_type!r}",
         f"initialisation   init_params={model.init_params!r}, "
-        f"n_init={model.n_init}, random_state={model.random_state}",
+        f"n_init={model.n_init}, random_state={model.random_state}"
+        + (f", init_sample_size={model.init_sample_size}"
+           if model.init_sample_size is not None else ""),
         f"converged        {'yes' if model.converged_ else 'NO'} "
         f"(n_iter={model.n_iter_}, max_iter={model.max_iter}, tol={model.tol:g})",
         f"fit time         {fit_seconds:.3f} s",
         f"log-likelihood   {log_likelihood:.6f} total, "
         f"{log_likelihood / n_samples:.6f} per sample",
-        f"BIC              {model.bic(X):.6f}",
-        f"AIC              {model.aic(X):.6f}",
+        f"BIC              {bic:.6f}",
+        f"AIC              {aic:.6f}",
     ]
     events = getattr(model, "singular_events_", None)
     if events:
@@ -539,7 +572,11 @@ def _run_fit(args):
         random_state=args.random_state,
         on_singular=args.on_singular,
         n_threads=args.n_threads,
+        init_sample_size=args.init_sample_size,
     )
+    progress = _FitProgress(enabled=not args.quiet and sys.stderr.isatty(),
+                            n_samples=n_samples)
+    model._progress = progress
     from fastem._warmup import kernels_need_compiling
 
     if kernels_need_compiling(n_samples, n_features, args.n_components, args.covariance_type):
@@ -548,7 +585,11 @@ def _run_fit(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
-        model.fit(X)
+        try:
+            model.fit(X)
+        finally:
+            progress.close()
+            del model._progress
         fit_seconds = time.perf_counter() - start
     for warning in caught:
         message = " ".join(str(warning.message).split())
@@ -714,6 +755,36 @@ def _load_input(file, delimiter):
     if feature_names is None:
         feature_names = [f"x{j + 1}" for j in range(X.shape[1])]
     return X, feature_names, file
+
+
+class _FitProgress:
+    """'iteration i, log-likelihood, change, rows/s' on one rewritten stderr line,
+    once a fit has run for a second (called by the EM loop after each iteration)."""
+
+    DELAY = 1.0
+
+    def __init__(self, enabled, n_samples):
+        self.enabled = enabled
+        self.n_samples = n_samples
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, n_iter, lower_bound, change, seconds):
+        if not self.enabled or time.perf_counter() - self.start < self.DELAY:
+            return
+        rate = self.n_samples / seconds if seconds > 0 else float("inf")
+        sys.stderr.write(
+            f"\rfastem: iteration {n_iter}, log-likelihood {lower_bound:.6f} per sample, "
+            f"change {change:.3g}, {rate:.3g} rows/s\x1b[K"
+        )
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self):
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.shown = False
 
 
 class _Progress:

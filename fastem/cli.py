@@ -176,7 +176,7 @@ def _build_parser():
         type=_positive_int,
         default=None,
         metavar="N",
-        help="threads for the numba kernels (default: numba's setting)",
+        help="threads for the kernels (default: all CPUs)",
     )
     fit.add_argument(
         "--init-sample-size",
@@ -700,7 +700,7 @@ def _add_select_parser(commands):
                         help="cells fitted at once, in threads (default: 1; -1: "
                         "all CPUs)")
     select.add_argument("--n-threads", type=_positive_int, default=None, metavar="N",
-                        help="threads for the numba kernels (default: numba's setting)")
+                        help="threads for the kernels (default: all CPUs)")
     select.add_argument("--delimiter", default=",",
                         help="CSV field separator (default: ',')")
     select.add_argument("--plot", metavar="OUT.png",

@@ -17,7 +17,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
@@ -49,6 +48,9 @@ SERIAL_WORK_LIMIT = 2_000_000
 # of seconds to compile cold) are left for larger data. The bundled Old Faithful
 # data with up to 9 components is 22,000 units, the notebook's four points 36.
 SMALL_WORK_LIMIT = 250_000
+
+# Rows of (rows, K) log-densities computed at a time for labels (estimate_labels).
+LABEL_CHUNK_ROWS = 65536
 
 # The most bytes of X in one block of the block kernels (default_block_size):
 # the problems of the benchmarks keep their blocks (P3's are 4.5 MiB), data
@@ -340,13 +342,24 @@ def estimate_labels(X, parameters, covariance_type, block_size, log_weights=None
     """The most probable component of each sample, int64 (n_samples,).
 
     ``estimate_weighted_log_prob(...).argmax(axis=1)`` (the first maximum
-    wins); on large data in one pass, without the (n_samples, K) array.
+    wins); on large data a chunk of rows at a time (LABEL_CHUNK_ROWS), without
+    the (n_samples, K) array. (A point's log-densities do not depend on the
+    rows computed with it, so the chunks give the whole array's values; a
+    kernel of its own for labels cost ten seconds of compile time per dtype.)
     """
     if _is_small_data(X, parameters):
         return _small_weighted_log_prob(X, parameters, covariance_type,
                                         log_weights).argmax(axis=1)
-    kernels = (_kernels_estep.dense_labels, _kernels_estep.diagonal_labels)
-    return _infer(kernels, X, parameters, covariance_type, block_size, log_weights)
+    kernels = (_kernels_estep.dense_weighted_log_prob,
+               _kernels_estep.diagonal_weighted_log_prob)
+    n_samples = X.shape[0]
+    chunk = max(block_size, LABEL_CHUNK_ROWS // block_size * block_size)
+    labels = np.empty(n_samples, dtype=np.int64)
+    for start in range(0, n_samples, chunk):
+        stop = min(n_samples, start + chunk)
+        labels[start:stop] = _infer(kernels, X[start:stop], parameters, covariance_type,
+                                    block_size, log_weights).argmax(axis=1)
+    return labels
 
 
 def estimate_log_prob_resp(X, parameters, covariance_type, block_size, log_weights=None):
@@ -782,6 +795,8 @@ def initial_resp(X, sample_weight, settings, random_state):
         if abs(exponent) > SCALE_EXPONENT_LIMIT[X.dtype]:
             X = np.ldexp(X, -exponent)
     if method == "kmeans":
+        from sklearn.cluster import KMeans  # here: sklearn.cluster's import is 0.2 s
+
         labels = (
             KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
             .fit(X, sample_weight=sample_weight)
@@ -789,6 +804,8 @@ def initial_resp(X, sample_weight, settings, random_state):
         )
         return _one_hot(labels, n_components)
     if method == "k-means++":
+        from sklearn.cluster import kmeans_plusplus
+
         _, indices = kmeans_plusplus(
             X, n_components, random_state=random_state, sample_weight=sample_weight
         )
@@ -977,6 +994,8 @@ def _sampled_start(source, settings, random_state, context):
     if abs(exponent) <= SCALE_EXPONENT_LIMIT[sample.dtype]:
         exponent = 0
     scaled = np.ldexp(sample, -exponent) if exponent else sample
+    from sklearn.cluster import KMeans, kmeans_plusplus
+
     if settings.init_params == "k-means++":
         _, indices = kmeans_plusplus(scaled, n_components, random_state=random_state,
                                      sample_weight=sample_weight)

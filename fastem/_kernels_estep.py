@@ -61,7 +61,7 @@ from fastem._kernels_exp import exp64, exp_typed, log64, log_typed
 from fastem._kernels_threads import run_blocks
 from fastem._kernels_vector import prefer_512_bit_vectors
 
-# Points per tile of the inference kernels (log-probabilities, labels).
+# Points per tile of the inference kernels (log-probabilities).
 TILE = 64
 # Points per tile of the statistics kernels, by dtype: wider tiles spread the
 # per-tile costs (horizontal sums, loop set-up) over more points. Measured (one
@@ -1496,103 +1496,6 @@ def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_re
         # away, leaving responsibilities that do not sum to one.
         for k in range(n_components):
             log_resp[i, k] = (weighted_log_prob[i, k] - peak) - log_total
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels):
-    """Where component k's weighted log-density beats best[t], record it (first wins ties)."""
-    prefer_512_bit_vectors()
-    offset = log_norm[k]
-    for t in range(n_points):
-        value = offset - 0.5 * mahalanobis[t]
-        if value > best[t]:
-            best[t] = value
-            labels[start + t] = k
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _dense_labels_block(X, first_row, end_row, means_padded, factors, log_norm, labels):
-    prefer_512_bit_vectors()
-    X_flat = _rows_end_to_end(X)
-    width = TILE
-    n_components, n_padded = means_padded.shape
-    shared = factors.shape[0] == 1
-    X_tile = np.zeros((n_padded, width), dtype=X.dtype)
-    diff = np.empty((n_padded, width), dtype=X.dtype)
-    projection = np.empty((n_padded, width), dtype=X.dtype)
-    mahalanobis = np.empty(width, dtype=X.dtype)
-    best = np.empty(width)
-    for start in range(first_row, end_row, width):
-        n_points = min(width, end_row - start)
-        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
-        for t in range(n_points):
-            best[t] = -np.inf
-            labels[start + t] = 0
-        for k in range(n_components):
-            _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
-                               projection, mahalanobis, width)
-            _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels)
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def dense_labels_blocks(X, means_padded, factors, log_norm, block_size, labels, first_block,
-                        end_block):
-    """Labels of the rows of blocks [first_block, end_block) (see dense_labels)."""
-    n_samples = X.shape[0]
-    for block in range(first_block, end_block):
-        _dense_labels_block(X, block * block_size, min(n_samples, (block + 1) * block_size),
-                            means_padded, factors, log_norm, labels)
-
-
-def dense_labels(X, means, precisions_chol, log_norm, block_size):
-    """argmax_k of the weighted log-densities ('full'/'tied'), without the (n, K) array.
-
-    The same labels as ``dense_weighted_log_prob(...).argmax(axis=1)``: the
-    values compared are computed identically, and the first maximum wins.
-    """
-    means_padded, factors = pad_dense(means, precisions_chol)
-    labels = np.zeros(X.shape[0], dtype=np.int64)
-    run_blocks(dense_labels_blocks, n_blocks_of(X.shape[0], block_size), X, means_padded,
-               factors, log_norm, block_size, labels)
-    return labels
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _diagonal_labels_block(X, first_row, end_row, means, precisions_chol, log_norm, labels):
-    prefer_512_bit_vectors()
-    X_flat = _rows_end_to_end(X)
-    width = TILE
-    n_features = X.shape[1]
-    X_tile = np.zeros((n_features, width), dtype=X.dtype)
-    mahalanobis = np.empty(width, dtype=X.dtype)
-    best = np.empty(width)
-    for start in range(first_row, end_row, width):
-        n_points = min(width, end_row - start)
-        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
-        for t in range(n_points):
-            best[t] = -np.inf
-            labels[start + t] = 0
-        for k in range(means.shape[0]):
-            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
-            _keep_best(log_norm, k, mahalanobis, start, n_points, best, labels)
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def diagonal_labels_blocks(X, means, precisions_chol, log_norm, block_size, labels,
-                           first_block, end_block):
-    """Labels of the rows of blocks [first_block, end_block) (see diagonal_labels)."""
-    n_samples = X.shape[0]
-    for block in range(first_block, end_block):
-        _diagonal_labels_block(X, block * block_size, min(n_samples, (block + 1) * block_size),
-                               means, precisions_chol, log_norm, labels)
-
-
-def diagonal_labels(X, means, precisions_chol, log_norm, block_size):
-    """argmax_k of the weighted log-densities ('diag'/'spherical'); see dense_labels."""
-    labels = np.zeros(X.shape[0], dtype=np.int64)
-    run_blocks(diagonal_labels_blocks, n_blocks_of(X.shape[0], block_size), X, means,
-               precisions_chol, log_norm, block_size, labels)
-    return labels
 
 
 # No fastmath here: reassociation could turn (w - peak) - log(total) back into

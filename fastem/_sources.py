@@ -221,16 +221,16 @@ def chunk_weighted_scatters(X, sample_weight, first_row, block_size, mean):
 
 def nearest_centre(X, centres, block_size):
     """Index of the nearest centre (Euclidean; the first of equals) of every row of X,
-    by the labelling kernel with unit precisions and equal weights."""
+    by the log-density kernel with unit precisions and equal weights."""
     n_components, n_features = centres.shape
     means = np.ascontiguousarray(centres, dtype=X.dtype)
     factors = np.eye(n_features, dtype=X.dtype)[np.newaxis]
     means_padded, factors = _kernels_estep.pad_dense(means, factors)
-    labels = np.zeros(X.shape[0], dtype=np.int64)
-    run_blocks(_kernels_estep.dense_labels_blocks, n_blocks_of(X.shape[0], block_size),
-               read_only(X), means_padded, factors, np.zeros(n_components), block_size,
-               labels)
-    return labels
+    weighted = np.empty((X.shape[0], n_components))
+    run_blocks(_kernels_estep.dense_weighted_log_prob_blocks,
+               n_blocks_of(X.shape[0], block_size), read_only(X), means_padded, factors,
+               np.zeros(n_components), block_size, weighted)
+    return weighted.argmax(axis=1)
 
 
 def chunk_hard_statistics(X, sample_weight, first_row, block_size, covariance_type,
@@ -867,12 +867,11 @@ def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
             f"Input X contains {kind} at {_where_row(first_row + row, block_size)}, "
             f"column {column}. Remove or impute those entries first."
         )
-    if what == "labels":
-        kernels = (_kernels_estep.dense_labels, _kernels_estep.diagonal_labels)
-        return _driver._infer(kernels, X, parameters, covariance_type, block_size)
     kernels = (_kernels_estep.dense_weighted_log_prob,
                _kernels_estep.diagonal_weighted_log_prob)
     weighted = _driver._infer(kernels, X, parameters, covariance_type, block_size)
+    if what == "labels":  # as _driver.estimate_labels
+        return weighted.argmax(axis=1)
     if what == "weighted_log_prob":
         return weighted
     if what == "log_prob":

@@ -252,6 +252,56 @@ def _lower_bound(posterior, resp_log_resp, covariance_type, prior_type, n_featur
     )
 
 
+class _Scaling:
+    """Fitting X * 2**-exponent instead of X (exponent 0: X itself).
+
+    The responsibilities are the same; the means scale by 2**-exponent, the
+    covariances by 4**-exponent, and the lower bound moves by the Wishart
+    normalisers' log-determinants: L(X) = L(X') - D exponent log 2 sum_k nu_k
+    ('tied': K nu).
+    """
+
+    def __init__(self, exponent, n_features, covariance_type, reg_covar):
+        self.exponent = exponent
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar  # for the rescaled X
+        self._per_degree = n_features * exponent * LOG_2
+
+    def bound_offset(self, posterior):
+        if not self.exponent:
+            return 0.0
+        degrees = posterior.degrees_of_freedom
+        if self.covariance_type == "tied":
+            return self._per_degree * len(posterior.mean_precision) * float(degrees)
+        return self._per_degree * float(np.sum(degrees))
+
+    def _scaled(self, posterior, shift):
+        if not shift:
+            return posterior
+        with np.errstate(over="ignore", under="ignore"):
+            return _Posterior(
+                posterior.weight_concentration,
+                posterior.mean_precision,
+                np.ldexp(posterior.means, shift),
+                posterior.degrees_of_freedom,
+                np.ldexp(posterior.covariances, 2 * shift),
+                np.ldexp(posterior.precisions_chol, -shift),
+            )
+
+    def to_unit(self, posterior):
+        return self._scaled(posterior, -self.exponent)
+
+    def to_data(self, posterior):
+        """Back to the data's units; a ValueError if that leaves float64's range."""
+        posterior = self._scaled(posterior, self.exponent)
+        _driver._check_representable(
+            _driver.Parameters(None, posterior.means, posterior.covariances,
+                               posterior.precisions_chol),
+            self.covariance_type,
+        )
+        return posterior
+
+
 def _weighted_mean_and_covariance(X, sample_weight):
     """Weighted mean and covariance with frequency weights (divided by sum w - 1:
     ``np.cov(X.T)`` for unit weights), in chunks, float64."""
@@ -327,8 +377,9 @@ default='dirichlet_process'
     verbose_interval : int, default=10
         Iterations between two progress messages.
     n_threads : int or None, default=None
-        Threads used by the kernels during this estimator's calls; None keeps
-        numba's current setting. Results do not depend on it.
+        Threads used by the kernels during this estimator's calls; None uses
+        ``NUMBA_NUM_THREADS`` (by default the number of CPUs). Results do not
+        depend on it.
     chunk_size : int or None, default=None
         Rows per parallel block; None picks it from the data's shape. Results
         depend on it only through floating-point summation order.
@@ -467,26 +518,33 @@ default='dirichlet_process'
                 + (" (rows with positive sample_weight)" if n_present < n_samples else "")
                 + ". Use fewer components or more data."
             )
-        priors = self._resolve_priors(X, sample_weight)
+        # Data whose spread is beyond 2**+-400 (float32: 2**+-40) is fitted as
+        # X * 2**-exponent, as fastem.GaussianMixture does (exact: a power of two).
+        exponent = _driver.scale_exponent(X, float(self.reg_covar))
+        X_fit = np.ldexp(X, -exponent) if exponent else X
+        priors = self._resolve_priors(X_fit, sample_weight, exponent)
         warm = self.warm_start and hasattr(self, "converged_")
         if warm:
             self._check_warm_start(n_features)
+        scaling = _Scaling(exponent, n_features, self.covariance_type,
+                           math.ldexp(float(self.reg_covar), -2 * exponent))
         random_state = _driver.LazyRandomState(self.random_state)
         block_size = self._block_size(X)
         with thread_limit(self._threads(X, block_size)):
-            best = self._fit_restarts(X, sample_weight, priors, warm, random_state,
-                                      block_size)
+            best = self._fit_restarts(X_fit, sample_weight, priors, warm, random_state,
+                                      block_size, scaling)
+            best.posterior = scaling.to_data(best.posterior)
             self._set_result(best)
             if not labels:
                 return None
             return _driver.estimate_labels(X, *self._kernel_parameters(), block_size,
                                            self._offsets())
 
-    def _resolve_priors(self, X, sample_weight):
-        """Check the priors against X, set the ``*_prior_`` attributes, return them."""
+    def _resolve_priors(self, X, sample_weight, exponent=0):
+        """Check the priors, set the ``*_prior_`` attributes (in the data's units),
+        and return the priors for X, which is the data * 2**-exponent."""
         n_features = X.shape[1]
         covariance_type = self.covariance_type
-        data_mean = data_covariance = None
         if self.mean_prior is None or self.covariance_prior is None:
             if self.covariance_prior is None and not sample_weight.sum() > 1.0:
                 raise ValueError(
@@ -497,6 +555,27 @@ default='dirichlet_process'
                     "covariance_prior."
                 )
             data_mean, data_covariance = _weighted_mean_and_covariance(X, sample_weight)
+        if self.mean_prior is None:
+            mean = data_mean
+        else:
+            mean = np.ldexp(_validation.check_mean_prior(self.mean_prior, n_features),
+                            -exponent)
+        if self.covariance_prior is None:
+            covariance = {
+                "full": data_covariance,
+                "tied": data_covariance,
+                "diag": np.diag(data_covariance).copy(),
+                "spherical": np.float64(np.diag(data_covariance).mean()),
+            }[covariance_type]
+        else:
+            covariance = np.ldexp(
+                _validation.check_covariance_prior(self.covariance_prior, covariance_type,
+                                                   n_features),
+                -2 * exponent,
+            )
+        if self.degrees_of_freedom_prior is not None:
+            _validation.check_degrees_of_freedom_prior(self.degrees_of_freedom_prior,
+                                                       n_features)
         self.weight_concentration_prior_ = (
             1.0 / self.n_components if self.weight_concentration_prior is None
             else self.weight_concentration_prior
@@ -504,33 +583,19 @@ default='dirichlet_process'
         self.mean_precision_prior_ = (
             1.0 if self.mean_precision_prior is None else self.mean_precision_prior
         )
-        self.mean_prior_ = (
-            data_mean if self.mean_prior is None
-            else _validation.check_mean_prior(self.mean_prior, n_features)
+        self.degrees_of_freedom_prior_ = (
+            n_features if self.degrees_of_freedom_prior is None
+            else self.degrees_of_freedom_prior
         )
-        if self.degrees_of_freedom_prior is None:
-            self.degrees_of_freedom_prior_ = n_features
-        else:
-            _validation.check_degrees_of_freedom_prior(self.degrees_of_freedom_prior,
-                                                       n_features)
-            self.degrees_of_freedom_prior_ = self.degrees_of_freedom_prior
-        if self.covariance_prior is None:
-            self.covariance_prior_ = {
-                "full": data_covariance,
-                "tied": data_covariance,
-                "diag": np.diag(data_covariance).copy(),
-                "spherical": np.float64(np.diag(data_covariance).mean()),
-            }[covariance_type]
-        else:
-            self.covariance_prior_ = _validation.check_covariance_prior(
-                self.covariance_prior, covariance_type, n_features
-            )
+        with np.errstate(over="ignore", under="ignore"):  # then the fit reports it
+            self.mean_prior_ = np.ldexp(mean, exponent)
+            self.covariance_prior_ = np.ldexp(covariance, 2 * exponent)
         return _Priors(
             float(self.weight_concentration_prior_),
             float(self.mean_precision_prior_),
-            np.asarray(self.mean_prior_, dtype=np.float64),
+            mean,
             float(self.degrees_of_freedom_prior_),
-            self.covariance_prior_,
+            covariance,
         )
 
     def _check_warm_start(self, n_features):
@@ -543,8 +608,10 @@ default='dirichlet_process'
                 "Set warm_start=False to start afresh."
             )
 
-    def _fit_restarts(self, X, sample_weight, priors, warm, random_state, block_size):
-        """Run the initialisations (one when warm); return the best _Result."""
+    def _fit_restarts(self, X, sample_weight, priors, warm, random_state, block_size,
+                      scaling):
+        """Run the initialisations (one when warm); return the best _Result (its
+        posterior for X, its lower bounds in the data's units)."""
         best = None
         failures = []
         n_init = 1 if warm else self.n_init
@@ -554,16 +621,17 @@ default='dirichlet_process'
                 self._init_start = self._iteration_start = time.time()
             try:
                 if warm:
-                    posterior, lower_bound = self._posterior(), self.lower_bound_
+                    posterior = scaling.to_unit(self._posterior())
+                    lower_bound = self.lower_bound_
                 else:
                     posterior = self._initial_posterior(X, sample_weight, priors,
-                                                        random_state)
+                                                        random_state, scaling.reg_covar)
                     lower_bound = -np.inf
                 if self.max_iter == 0:
                     result = _Result(posterior, -np.inf, [], 0, False)
                 else:
                     result = self._iterate(X, sample_weight, priors, posterior,
-                                           lower_bound, block_size)
+                                           lower_bound, block_size, scaling)
             except _Breakdown as error:
                 failures.append(f"initialization {init}: {error}")
                 continue
@@ -590,25 +658,26 @@ default='dirichlet_process'
             )
         return best
 
-    def _initial_posterior(self, X, sample_weight, priors, random_state):
+    def _initial_posterior(self, X, sample_weight, priors, random_state, reg_covar):
         """scikit-learn's start: the posterior of the initial responsibilities."""
         settings = SimpleNamespace(n_components=self.n_components,
                                    init_params=self.init_params)
         resp_of = _driver.initial_resp(X, sample_weight, settings, random_state)
         weights, xk, sk = _driver.parameters_from_resp(
-            X, sample_weight, resp_of, self.n_components, self.covariance_type,
-            float(self.reg_covar),
+            X, sample_weight, resp_of, self.n_components, self.covariance_type, reg_covar
         )
         nk = weights * sample_weight.sum()  # the padded counts
         return _update(nk, xk, sk, priors, self.covariance_type,
                        self.weight_concentration_prior_type)
 
-    def _iterate(self, X, sample_weight, priors, posterior, lower_bound, block_size):
-        """Variational E- and M-steps until the lower bound changes by less than tol."""
+    def _iterate(self, X, sample_weight, priors, posterior, lower_bound, block_size,
+                 scaling):
+        """Variational E- and M-steps until the lower bound (in the data's units)
+        changes by less than tol."""
         covariance_type = self.covariance_type
         prior_type = self.weight_concentration_prior_type
         n_features = X.shape[1]
-        reg_covar = float(self.reg_covar)
+        reg_covar = scaling.reg_covar
         lower_bounds = []
         converged = False
         for n_iter in range(1, self.max_iter + 1):
@@ -623,7 +692,7 @@ default='dirichlet_process'
             posterior = _update(*_gaussian_statistics(statistics, covariance_type, reg_covar),
                                 priors, covariance_type, prior_type)
             lower_bound = _lower_bound(posterior, statistics.resp_log_resp, covariance_type,
-                                       prior_type, n_features)
+                                       prior_type, n_features) - scaling.bound_offset(posterior)
             if not math.isfinite(lower_bound):
                 raise _Breakdown(f"the lower bound is {lower_bound} at iteration {n_iter}")
             lower_bounds.append(lower_bound)

@@ -176,7 +176,7 @@ def _build_parser():
         type=_positive_int,
         default=None,
         metavar="N",
-        help="threads for the numba kernels (default: numba's setting)",
+        help="threads for the kernels (default: all CPUs)",
     )
     fit.add_argument(
         "--init-sample-size",
@@ -652,12 +652,15 @@ def _n_jobs(text):
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1 and value != -1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, or -1 for all CPUs, got {value}")
+        raise argparse.ArgumentTypeError(
+            f"must be at least 1, or -1 for all CPUs, got {value}"
+        )
     return value
 
 
 def _add_select_parser(commands):
-    from fastem.selection import CRITERIA, INIT_PARAMS as SELECT_INIT_PARAMS
+    from fastem.selection import CRITERIA
+    from fastem.selection import INIT_PARAMS as SELECT_INIT_PARAMS
 
     select = commands.add_parser(
         "select",
@@ -674,7 +677,8 @@ def _add_select_parser(commands):
                         help="CSV or .npy data, one row per sample (default: bundled "
                         "Old Faithful)")
     select.add_argument("-k", "--n-components", type=_component_counts, default="1:9",
-                        metavar="K", help="component counts: 1:9 (default), 3, or 1,2,5")
+                        metavar="K",
+                        help="component counts: 1:9 (default), 3, or 1,2,5")
     select.add_argument("--covariance-types", type=_covariance_type_list,
                         default="spherical,diag,tied,full", metavar="TYPES",
                         help="comma-separated covariance types (default: "
@@ -684,7 +688,8 @@ def _add_select_parser(commands):
     select.add_argument("--n-init", type=_positive_int, default=2, metavar="N",
                         help="EM runs per cell (default: 2)")
     select.add_argument("--init-params", choices=SELECT_INIT_PARAMS, default="hc",
-                        help="start of each cell's first run; hc: mclust's hierarchical "
+                        help="start of each cell's first run; hc: mclust's "
+                        "hierarchical "
                         "start (default: hc)")
     select.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                         help="maximum EM iterations per run (default: 100)")
@@ -695,15 +700,18 @@ def _add_select_parser(commands):
     select.add_argument("--random-state", type=_seed, default=0, metavar="SEED",
                         help="seed (default: 0, reproducible output)")
     select.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
-                        help="cells fitted at once, in threads (default: 1; -1: all CPUs)")
+                        help="cells fitted at once, in threads (default: 1; -1: "
+                        "all CPUs)")
     select.add_argument("--n-threads", type=_positive_int, default=None, metavar="N",
-                        help="threads for the numba kernels (default: numba's setting)")
-    select.add_argument("--delimiter", default=",", help="CSV field separator (default: ',')")
+                        help="threads for the kernels (default: all CPUs)")
+    select.add_argument("--delimiter", default=",",
+                        help="CSV field separator (default: ',')")
     select.add_argument("--plot", metavar="OUT.png",
                         help="also draw the criterion curves and the chosen model's "
                         "clusters to this image (needs matplotlib)")
     select.add_argument("-o", "--output", metavar="MODEL.json",
-                        help="write the chosen model to this JSON file (fastem.load_model)")
+                        help="write the chosen model to this JSON file "
+                        "(fastem.load_model)")
     select.add_argument("-q", "--quiet", action="store_true",
                         help="no progress lines on stderr")
     select.set_defaults(handler=_run_select)
@@ -721,12 +729,15 @@ def _add_predict_parser(commands):
         ),
     )
     predict.add_argument("model", metavar="MODEL.json", help="a saved fastem model")
-    predict.add_argument("file", metavar="FILE", help="CSV or .npy data, one row per sample")
+    predict.add_argument("file", metavar="FILE",
+                         help="CSV or .npy data, one row per sample")
     predict.add_argument("-o", "--output", metavar="OUT.csv",
                          help="write here instead of standard output")
     predict.add_argument("--proba", action="store_true",
-                         help="also write the responsibilities, one column per component")
-    predict.add_argument("--delimiter", default=",", help="CSV field separator (default: ',')")
+                         help="also write the responsibilities, one column per "
+                         "component")
+    predict.add_argument("--delimiter", default=",",
+                         help="CSV field separator (default: ',')")
     predict.set_defaults(handler=_run_predict)
 
 
@@ -780,7 +791,7 @@ class _FitProgress:
 
 
 class _Progress:
-    """'cell k of n, best so far' on one rewritten stderr line, once a grid runs > 1 s."""
+    """'cell k of n, best so far' on one rewritten stderr line once a grid runs 1 s."""
 
     DELAY = 1.0
 
@@ -797,7 +808,9 @@ class _Progress:
             f"{best['n_components']} {best['covariance_type']} "
             f"{self.criterion.upper()} {best[self.criterion]:.6g}"
         )
-        sys.stderr.write(f"\rfastem: cell {done} of {total}, best so far: {best_text}\x1b[K")
+        sys.stderr.write(
+            f"\rfastem: cell {done} of {total}, best so far: {best_text}\x1b[K"
+        )
         sys.stderr.flush()
         self.shown = True
 
@@ -830,7 +843,8 @@ def _selection_table(search):
     widths = [max(len(row[j]) for row in text_rows) for j in range(len(text_rows[0]))]
     return [
         "  ".join([row[0].rjust(widths[0])]
-                  + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])])
+                  + [cell.rjust(width)
+                     for cell, width in zip(row[1:], widths[1:], strict=True)])
         for row in text_rows
     ]
 
@@ -849,7 +863,9 @@ def _run_select(args):
     X, feature_names, source = _load_input(args.file, args.delimiter)
     n_samples, n_features = X.shape
     if n_samples < 2:
-        raise InputError(f"{source} has {_plural(n_samples, 'row')}; at least 2 are needed")
+        raise InputError(
+            f"{source} has {_plural(n_samples, 'row')}; at least 2 are needed"
+        )
 
     from fastem.selection import GaussianMixtureIC
 
@@ -902,7 +918,8 @@ def _run_select(args):
     if not_ok:
         lines.append("not fitted or degenerate (! in the table):")
         lines += [
-            f"  {r['n_components']} {r['covariance_type']}: {r['status']}: {r['reason']}"
+            f"  {r['n_components']} {r['covariance_type']}: {r['status']}: "
+            f"{r['reason']}"
             for r in not_ok
         ]
     print("\n".join(lines))
@@ -945,7 +962,8 @@ def _run_predict(args):
     expected = int(model.n_features_in_)
     if X.shape[1] != expected:
         raise InputError(
-            f"{args.file} has {_plural(X.shape[1], 'feature')} (columns), but the model "
+            f"{args.file} has {_plural(X.shape[1], 'feature')} (columns), but the "
+            "model "
             f"in {args.model} was fitted on {expected}; give data with the same "
             "columns in the same order"
         )
@@ -956,19 +974,20 @@ def _run_predict(args):
         columns += [f"proba_{k}" for k in range(model.n_components)]
         values.append(model.predict_proba(X))
     table = np.hstack(values)
-    handle = sys.stdout if args.output is None else open(  # noqa: SIM115
+    handle = sys.stdout if args.output is None else open(
         args.output, "w", encoding="utf-8", newline=""
     )
     try:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(columns)
-        for label, row in zip(labels, table):
+        for label, row in zip(labels, table, strict=True):
             writer.writerow([int(label), *(repr(float(v)) for v in row[1:])])
     finally:
         if handle is not sys.stdout:
             handle.close()
     if args.output is not None:
-        print(f"{_plural(len(labels), 'label')} written to {args.output}", file=sys.stderr)
+        print(f"{_plural(len(labels), 'label')} written to {args.output}",
+              file=sys.stderr)
     return EXIT_OK
 
 

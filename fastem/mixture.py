@@ -69,10 +69,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``singular_events_`` lists every repair. 'raise' stops with a
         ``ValueError`` as scikit-learn does.
     n_threads : int or None, default=None
-        Threads used by the kernels during this estimator's calls; None keeps
-        numba's current setting. Results do not depend on it.
+        Threads used by the kernels during this estimator's calls; None uses
+        ``NUMBA_NUM_THREADS`` (by default the number of CPUs). Results do not
+        depend on it.
     chunk_size : int or None, default=None
-        Rows per parallel block. None picks it from the data's shape (up to
+        Rows per block. None picks it from the data's shape (up to
         64 blocks, partial statistics kept under 1/16 of the data's size, at
         most 8 MiB of X per block). Results depend on it only through
         floating-point summation order.

@@ -465,6 +465,33 @@ def test_degenerate_data_gives_a_finite_model(rng, case, covariance_type):
     assert np.all(np.isfinite(model.predict_proba(X)))
 
 
+@pytest.mark.parametrize("dtype,exponent", [(np.float32, 60), (np.float32, -60),
+                                            (np.float64, 450), (np.float64, -450)])
+def test_extreme_scales_are_fitted_at_unit_scale(rng, dtype, exponent):
+    """Data beyond 2**+-40 (float32) or 2**+-400 (float64) is fitted as X * 2**-e:
+    the fit of X * 2**exponent is the fit of X, scaled."""
+    X = make_blobs(rng, n_per_component=30).astype(dtype)
+    params = dict(n_components=3, max_iter=5, tol=0.0, random_state=0, reg_covar=0.0)
+    unit = fit_quietly(BayesianGaussianMixture(**params), X)
+    scaled = fit_quietly(BayesianGaussianMixture(**params), np.ldexp(X, exponent))
+    assert all_finite(scaled)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    assert_close(scaled.weights_, unit.weights_, rtol, "weights_")
+    assert_close(np.ldexp(scaled.means_, -exponent), unit.means_, rtol, "means_", True)
+    assert_close(np.ldexp(scaled.covariances_, -2 * exponent), unit.covariances_, rtol,
+                 "covariances_", True)
+    offset = 3 * exponent * np.log(2) * np.sum(unit.degrees_of_freedom_)  # log det terms
+    assert_close(np.array(scaled.lower_bounds_) + offset, unit.lower_bounds_, rtol,
+                 "lower_bounds_")
+
+
+@pytest.mark.parametrize("exponent", [600, -600])
+def test_unrepresentable_models_raise_a_clear_error(rng, exponent):
+    X = np.ldexp(make_blobs(rng, n_per_component=30), exponent)
+    with pytest.raises(ValueError, match="X's spread is too extreme for float64"):
+        fit_quietly(BayesianGaussianMixture(n_components=3, reg_covar=0.0), X)
+
+
 @pytest.mark.parametrize("case", ["identical rows, reg_covar=0", "an outlier of 1e8"])
 def test_an_impossible_fit_raises_instead_of_returning_nan(rng, case):
     """Identical rows with no regularisation: every covariance is zero. An outlier

@@ -109,27 +109,20 @@ def test_weighted_log_prob_matches_reference(rng, covariance_type, dtype, shape)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("block_size", [None, 64], ids=["default blocks", "64-row blocks"])
 def test_labels_are_the_argmax_of_the_weighted_log_prob(
-    rng, covariance_type, dtype, shape, block_size
+    rng, monkeypatch, covariance_type, dtype, shape, block_size
 ):
-    """The labels kernels pick the same component as the (n, K) array's argmax, and as
-    the oracle's wherever its best two components are not tied to rounding."""
+    """Labels pick the same component as the (n, K) array's argmax, and as the
+    oracle's wherever its best two components are not tied to rounding."""
     n_samples, n_features, n_components = shape
     X, parameters = random_problem(rng, covariance_type, *shape)
     X = X.astype(dtype)
     if block_size is None:
         block_size = block_size_for(X, covariance_type, n_components)
-    means, precisions_chol, log_norm = _driver.kernel_inputs(
-        parameters, covariance_type, X.dtype
-    )
-    if covariance_type in ("full", "tied"):
-        labels_kernel, log_prob_kernel = _kernels_estep.dense_labels, \
-            _kernels_estep.dense_weighted_log_prob
-    else:
-        labels_kernel, log_prob_kernel = _kernels_estep.diagonal_labels, \
-            _kernels_estep.diagonal_weighted_log_prob
-    labels = labels_kernel(X, means, precisions_chol, log_norm, block_size)
+    else:  # labels a few blocks at a time
+        monkeypatch.setattr(_driver, "LABEL_CHUNK_ROWS", 3 * block_size)
+    labels = _driver.estimate_labels(X, parameters, covariance_type, block_size)
     assert labels.dtype == np.int64 and labels.shape == (n_samples,)
-    weighted = log_prob_kernel(X, means, precisions_chol, log_norm, block_size)
+    weighted = _driver.estimate_weighted_log_prob(X, parameters, covariance_type, block_size)
     np.testing.assert_array_equal(labels, weighted.argmax(axis=1))
     expected = reference.estimate_weighted_log_prob(
         X, parameters.weights, parameters.means, parameters.covariances, covariance_type

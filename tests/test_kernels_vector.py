@@ -67,7 +67,6 @@ def _functions_with_loops():
 BLOCK_FUNCTIONS = [
     "_dense_block", "_diagonal_block",
     "_dense_log_prob_block", "_diagonal_log_prob_block",
-    "_dense_labels_block", "_diagonal_labels_block",
 ]
 
 

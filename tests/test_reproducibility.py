@@ -159,7 +159,7 @@ def test_kernels_release_the_gil():
         if not name.startswith("_") and isinstance(getattr(module, name), CPUDispatcher)
     ]
     names = {kernel.__name__ for kernel in kernels}
-    assert {"dense_statistics_blocks", "diagonal_statistics_blocks", "dense_labels_blocks",
+    assert {"dense_statistics_blocks", "diagonal_statistics_blocks",
             "dense_weighted_log_prob_blocks", "log_resp_blocks", "dense_em",
             "diagonal_em", "dense_statistics_rows"} <= names
     assert all(kernel.targetoptions.get("nogil") for kernel in kernels)

@@ -16,8 +16,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -35,7 +33,10 @@ def evaluate(name, init_params, n_init, tol, random_state=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         search = GaussianMixtureIC(
-            range(1, 10), init_params=init_params, n_init=n_init, tol=tol,
+            range(1, 10),
+            init_params=init_params,
+            n_init=n_init,
+            tol=tol,
             random_state=random_state,
         ).fit(X)
     seconds = time.perf_counter() - start
@@ -45,16 +46,21 @@ def evaluate(name, init_params, n_init, tol, random_state=0):
         best = search.results_[_best_index(search.results_, criterion)]
         mine = (MODEL_OF_TYPE[best["covariance_type"]], best["n_components"])
         theirs, their_value = reference.best(criterion)
-        ok = mine == theirs or best[criterion] <= their_value + TOLERANCE * abs(their_value)
+        ok = mine == theirs or best[criterion] <= their_value + TOLERANCE * abs(
+            their_value
+        )
         rows.append((criterion, mine, best[criterion], theirs, their_value, ok))
     return rows, seconds
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategies", nargs="+",
-                        default=["kmeans:1", "kmeans:5", "kmeans:20", "hc:1", "hc:5"],
-                        help="START:N_INIT pairs")
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        default=["kmeans:1", "kmeans:5", "kmeans:20", "hc:1", "hc:5"],
+        help="START:N_INIT pairs",
+    )
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--datasets", nargs="+", default=None)
     args = parser.parse_args(argv)
@@ -62,18 +68,22 @@ def main(argv=None):
 
     names = args.datasets or list(DATASETS)
     print(f"tol={args.tol}; criterion values in scikit-learn's sign (lower is better)")
-    print("| data | start | n_init | criterion | fastem choice | fastem value | "
-          "mclust choice | mclust value | same or within 0.1% | grid seconds |")
+    print(
+        "| data | start | n_init | criterion | fastem choice | fastem value | "
+        "mclust choice | mclust value | same or within 0.1% | grid seconds |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in names:
         for strategy in args.strategies:
             init_params, n_init = strategy.split(":")
             rows, seconds = evaluate(name, init_params, int(n_init), args.tol)
             for criterion, mine, value, theirs, their_value, ok in rows:
-                print(f"| {name} | {init_params} | {n_init} | {criterion} | "
-                      f"{mine[0]} {mine[1]} | {value:.2f} | {theirs[0]} {theirs[1]} | "
-                      f"{their_value:.2f} | {'yes' if ok else 'NO'} | {seconds:.2f} |",
-                      flush=True)
+                print(
+                    f"| {name} | {init_params} | {n_init} | {criterion} | "
+                    f"{mine[0]} {mine[1]} | {value:.2f} | {theirs[0]} {theirs[1]} | "
+                    f"{their_value:.2f} | {'yes' if ok else 'NO'} | {seconds:.2f} |",
+                    flush=True,
+                )
     return 0
 
 

@@ -12,15 +12,15 @@ data's dtype.
 import dataclasses
 import math
 import numbers
+import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from fastem import _kernels_estep, _kernels_loop, _kernels_mstep, _kernels_small
+from fastem import _kernels_estep, _kernels_loop, _kernels_mstep, _kernels_small, _sources
 from fastem._kernels_linalg import precision_cholesky_from_covariance
 from fastem._kernels_mstep import STATUS_EMPTY, STATUS_OK, STATUS_SINGULAR
 
@@ -52,6 +52,11 @@ SMALL_WORK_LIMIT = 250_000
 # Rows of (rows, K) log-densities computed at a time for labels (estimate_labels).
 LABEL_CHUNK_ROWS = 65536
 
+# The most bytes of X in one block of the block kernels (default_block_size):
+# the problems of the benchmarks keep their blocks (P3's are 4.5 MiB), data
+# larger than 64 such blocks gets more blocks instead of larger ones.
+BLOCK_BYTES = 8 << 20
+
 
 def read_only(array):
     """A read-only view of ``array``, as every kernel call takes its data.
@@ -74,6 +79,17 @@ def is_small(n_samples, n_features, n_components):
 
 # Rows per chunk when parameters are computed from responsibilities with numpy.
 INIT_CHUNK = 65536
+
+# Rows of the uniform sample a streamed or Dask fit's k-means start is computed
+# from (FitSettings.init_sample_size; at most the data).
+DEFAULT_INIT_SAMPLE_SIZE = 100_000
+
+
+def as_source(X, sample_weight=None):
+    """X as a data source (see _sources): an ndarray becomes a MemorySource."""
+    if isinstance(X, np.ndarray):
+        return _sources.MemorySource(X, sample_weight)
+    return X
 
 # Data whose largest per-feature spread is 2**e with |e| above this limit is
 # fitted as X * 2**-e (exact: a power of two) and the parameters scaled back:
@@ -152,6 +168,12 @@ class FitSettings:
     verbose: int
     verbose_interval: int
     block_size: int
+    # rows of the seeded uniform sample that 'kmeans' and 'k-means++' start from
+    # (None: the whole data in memory, scikit-learn's start; streamed and Dask
+    # data always start from a sample, of DEFAULT_INIT_SAMPLE_SIZE rows by default)
+    init_sample_size: object = None
+    # called after every iteration with (n_iter, lower_bound, change, seconds)
+    progress: object = None
 
 
 @dataclass
@@ -228,7 +250,12 @@ def default_block_size(n_samples, n_features, n_components, covariance_type, ite
     budget = max(1 << 20, n_samples * n_features * itemsize // 16)
     n_blocks = int(max(1, min(64, budget // (8 * per_block))))
     rows = -(-n_samples // n_blocks)
-    return int(max(tile, -(-rows // tile) * tile))
+    rows = max(tile, -(-rows // tile) * tile)
+    # At most BLOCK_BYTES of X per block (more blocks for huge data, so that a
+    # streamed or Dask fit holds a few blocks at a time), unless a block's
+    # partial statistics would then exceed 1/16 of its rows.
+    largest = max(BLOCK_BYTES, 16 * 8 * per_block) // (n_features * itemsize)
+    return int(min(rows, max(tile, largest // tile * tile)))
 
 
 def log_det_cholesky(precisions_chol, covariance_type, n_features):
@@ -404,6 +431,23 @@ def estep_statistics(X, sample_weight, parameters, covariance_type, block_size,
                       float(sums[1]), float(sums[2]))
 
 
+def source_statistics(source, parameters, covariance_type, block_size, log_weights=None):
+    """:func:`estep_statistics` of any source: in memory the same call, otherwise the
+    same block kernels over the source's chunks, folded in block order (the same bits)."""
+    if source.in_memory:
+        return estep_statistics(source.X, source.sample_weight, parameters, covariance_type,
+                                block_size, log_weights)
+    dense = covariance_type in ("full", "tied")
+    means, precisions_chol, log_norm = kernel_inputs(
+        parameters, covariance_type, source.dtype, log_weights
+    )
+    nk, sum_x, scatter, sums = _sources.fold_statistics(
+        source, block_size, dense, means, precisions_chol, log_norm
+    )
+    return Statistics(nk, sum_x, scatter, float(sums[0]), means.astype(np.float64),
+                      float(sums[1]), float(sums[2]))
+
+
 def _layout(covariances, precisions_chol, covariance_type):
     """From the M-step kernels' shapes to scikit-learn's layouts."""
     if covariance_type == "tied":
@@ -481,8 +525,16 @@ def precision_limit(X, sample_weight, half_spread=None):
 
     ``half_spread``: ``_half_spread(X)`` if already known (used only when
     every row has weight)."""
-    absolute, relative = PRECISION_LIMIT_EXPONENTS[X.dtype]
+    absolute, relative = PRECISION_LIMIT_EXPONENTS[np.dtype(X.dtype)]
     limit = math.ldexp(1.0, absolute)
+    if not isinstance(X, np.ndarray):  # a source
+        if X.in_memory:
+            return precision_limit(X.X, X.sample_weight, half_spread)
+        summary = X.summary
+        half_spread = _sources.half_spread(summary.weighted_high, summary.weighted_low)
+        if half_spread > 0:
+            limit = min(limit, math.ldexp(1.0, relative - 1) / half_spread)
+        return limit
     weighted = sample_weight > 0
     if weighted.all():
         half_spread = _half_spread(X) if half_spread is None else half_spread
@@ -578,6 +630,10 @@ def _check_representable(parameters, covariance_type):
 
 def _half_spread(X):
     """Half the largest per-feature spread (max - min) of X, as a float64 (no overflow)."""
+    if not isinstance(X, np.ndarray):  # a source
+        if X.in_memory:
+            return _half_spread(X.X)
+        return _sources.half_spread(X.summary.high, X.summary.low)
     if X.shape[0] == 0:
         return 0.0
     high = X.max(axis=0).astype(np.float64, copy=False)
@@ -600,7 +656,7 @@ def scale_exponent(X, reg_covar, half_spread=None):
     if not half_scale > 0:
         return 0  # every row identical and no regularisation: nothing to rescale
     exponent = math.frexp(half_scale)[1] + 1
-    if abs(exponent) <= SCALE_EXPONENT_LIMIT[X.dtype]:
+    if abs(exponent) <= SCALE_EXPONENT_LIMIT[np.dtype(X.dtype)]:
         return 0
     return exponent
 
@@ -627,7 +683,7 @@ def _to_unit_scale(X, settings, warm_parameters, warm_lower_bound, exponent):
     if warm_parameters is not None:
         warm_parameters = scale_parameters(warm_parameters, -exponent)
         warm_lower_bound = warm_lower_bound + X.shape[1] * exponent * LOG_2
-    X = np.ldexp(X, -exponent)
+    X = X.scaled(-exponent) if not isinstance(X, np.ndarray) else np.ldexp(X, -exponent)
     return X, dataclasses.replace(settings, **changes), warm_parameters, warm_lower_bound
 
 
@@ -739,6 +795,8 @@ def initial_resp(X, sample_weight, settings, random_state):
         if abs(exponent) > SCALE_EXPONENT_LIMIT[X.dtype]:
             X = np.ldexp(X, -exponent)
     if method == "kmeans":
+        from sklearn.cluster import KMeans  # here: sklearn.cluster's import is 0.2 s
+
         labels = (
             KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
             .fit(X, sample_weight=sample_weight)
@@ -746,6 +804,8 @@ def initial_resp(X, sample_weight, settings, random_state):
         )
         return _one_hot(labels, n_components)
     if method == "k-means++":
+        from sklearn.cluster import kmeans_plusplus
+
         _, indices = kmeans_plusplus(
             X, n_components, random_state=random_state, sample_weight=sample_weight
         )
@@ -766,7 +826,15 @@ def initial_resp(X, sample_weight, settings, random_state):
 
 
 def initialize(X, sample_weight, settings, random_state, context):
-    """Starting parameters of one restart (user-given parts override)."""
+    """Starting parameters of one restart (user-given parts override).
+
+    ``X`` is an ndarray (with ``sample_weight``) or a source. In memory the
+    starts are scikit-learn's (its exact k-means on all the data by default);
+    streamed and Dask data, or ``settings.init_sample_size``, start k-means
+    and k-means++ from a seeded uniform sample of rows (see
+    :func:`_sampled_start`). 'random_from_data' reads only its K rows.
+    """
+    source = as_source(X, sample_weight)
     covariance_type = settings.covariance_type
     weights = means = covariances = None
     user_given = (
@@ -774,12 +842,30 @@ def initialize(X, sample_weight, settings, random_state, context):
         and settings.means_init is not None
         and settings.precisions_init is not None
     )
+    status = None
     if not user_given:
-        resp_of = initial_resp(X, sample_weight, settings, random_state)
-        weights, means, covariances = parameters_from_resp(
-            X, sample_weight, resp_of, settings.n_components, covariance_type,
-            settings.reg_covar,
+        method = settings.init_params
+        sampled = method in ("kmeans", "k-means++") and (
+            settings.init_sample_size is not None or not source.in_memory
         )
+        if sampled:
+            parameters, status = _sampled_start(source, settings, random_state, context)
+            weights, means, covariances = (parameters.weights, parameters.means,
+                                           parameters.covariances)
+        elif method == "random_from_data":
+            weights, means, covariances = _start_from_rows(source, settings, random_state)
+        elif source.in_memory:
+            resp_of = initial_resp(source.X, source.sample_weight, settings, random_state)
+            weights, means, covariances = parameters_from_resp(
+                source.X, source.sample_weight, resp_of, settings.n_components,
+                covariance_type, settings.reg_covar,
+            )
+        else:
+            raise ValueError(
+                f"init_params={method!r} needs the data in memory; streamed and Dask data "
+                "start from 'kmeans', 'k-means++' or 'random_from_data', or from "
+                "weights_init, means_init and precisions_init."
+            )
     if settings.weights_init is not None:
         weights = np.array(settings.weights_init, dtype=np.float64)
     if settings.means_init is not None:
@@ -790,13 +876,146 @@ def initialize(X, sample_weight, settings, random_state, context):
         )
         covariances = covariances_from_precisions_chol(precisions_chol, covariance_type)
         return Parameters(weights, means, covariances, precisions_chol)
-    precisions_chol, status = _factors_and_status(
+    precisions_chol, factor_status = _factors_and_status(
         covariances, covariance_type, settings.n_components, context.precision_limit
     )
+    if status is None:
+        status = factor_status
+    else:  # the sampled start's empty components stay flagged as empty
+        status = np.where(status == STATUS_OK, factor_status, status)
     parameters = Parameters(weights, means, covariances, precisions_chol)
     if np.any(status != STATUS_OK):
-        _repair(parameters, status, X, sample_weight, settings, random_state, context, 0)
+        _repair(parameters, status, source, None, settings, random_state, context, 0)
     return parameters
+
+
+def _choose_positive_rows(source, n_rows, random_state, block_size, legacy=True):
+    """``n_rows`` distinct rows of positive weight, in the order drawn.
+
+    With ``legacy`` and up to _sources.PERMUTATION_LIMIT positive rows, the
+    draw is scikit-learn's (``random_state.choice(n_positive, n_rows,
+    replace=False)``, which permutes all of them); otherwise a Generator
+    seeded from ``random_state`` draws them (``Generator.choice``: O(n_rows)
+    memory when n_rows is at most 1/50 of the rows, else a permutation).
+    """
+    n_positive = source.n_positive()
+    if legacy and n_positive <= _sources.PERMUTATION_LIMIT:
+        ranks = random_state.choice(n_positive, size=n_rows, replace=False)
+    else:
+        generator = np.random.default_rng(random_state.randint(2**32, dtype=np.uint64))
+        ranks = generator.choice(n_positive, size=n_rows, replace=False)
+    order = np.argsort(ranks, kind="stable")
+    rows = np.empty(n_rows, dtype=np.int64)
+    rows[order] = source.positive_rows(ranks[order], block_size)
+    return rows
+
+
+def _start_from_rows(source, settings, random_state, rows=None):
+    """Parameters of a start whose component k is the single row ``rows[k]``
+    ('random_from_data', 'k-means++'): what parameters_from_resp gives for
+    one-hot responsibilities on those rows, reading only them.
+
+    The sums over all rows of parameters_from_resp have one non-zero term per
+    component, so they are computed from that term alone; a 'tied'
+    covariance adds the components' terms in the order parameters_from_resp
+    meets them (by INIT_CHUNK chunk of their row, then by component).
+    """
+    n_components = settings.n_components
+    covariance_type = settings.covariance_type
+    if rows is None:
+        rows = _choose_positive_rows(source, n_components, _random_state(random_state),
+                                     settings.block_size)
+    order = np.argsort(rows, kind="stable")
+    points = np.empty((n_components, source.shape[1]))
+    points[order] = source.rows(rows[order]).astype(np.float64)
+    point_weights = np.empty(n_components)
+    point_weights[order] = source.weights_at(rows[order])
+    shift = source.rows([source.first_positive_row()])[0].astype(np.float64)
+    nk = point_weights + _kernels_mstep.WEIGHT_FLOOR
+    # weighted_resp.T @ (X - shift): one non-zero product per component
+    means = shift + (point_weights[:, np.newaxis] * (points - shift)) / nk[:, np.newaxis]
+    diff = points - means
+    weighted_diff = point_weights[:, np.newaxis] * diff
+    n_features = source.shape[1]
+    if covariance_type == "full":
+        covariances = weighted_diff[:, :, np.newaxis] * diff[:, np.newaxis, :]
+    elif covariance_type == "tied":
+        covariances = np.zeros((n_features, n_features))
+        for k in sorted(range(n_components), key=lambda k: (rows[k] // INIT_CHUNK, k)):
+            covariances += weighted_diff[k][:, np.newaxis] * diff[k][np.newaxis, :]
+    else:
+        covariances = weighted_diff * diff
+    if covariance_type in ("full", "tied"):
+        covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
+    if covariance_type == "tied":
+        covariances /= nk.sum()
+        covariances.flat[:: n_features + 1] += settings.reg_covar
+    elif covariance_type == "full":
+        covariances /= nk[:, np.newaxis, np.newaxis]
+        for k in range(n_components):
+            covariances[k].flat[:: n_features + 1] += settings.reg_covar
+    else:
+        covariances = covariances / nk[:, np.newaxis] + settings.reg_covar
+        if covariance_type == "spherical":
+            covariances = covariances.mean(axis=1)
+    # parameters_from_resp divides by numpy's sum of all the weights; this is the
+    # sum per block, then in block order, which every source computes alike
+    # (the same for unit weights, within an ulp or so otherwise)
+    weights = nk / source.total_weight(settings.block_size)
+    return weights, means, covariances
+
+
+def _sampled_start(source, settings, random_state, context):
+    """k-means or k-means++ on a seeded uniform sample of the rows, then one pass.
+
+    The sample is ``settings.init_sample_size`` rows (default
+    DEFAULT_INIT_SAMPLE_SIZE, at most the rows of positive weight) drawn
+    without replacement among the rows of positive weight, with their
+    weights. k-means++ picks K of its rows and the start is computed from
+    them alone (as for 'random_from_data'). k-means runs scikit-learn's
+    ``KMeans`` on the sample; one pass over all the data then gives every
+    row to its nearest centre and computes the starting parameters from
+    those hard assignments (statistics around the centres, per block, summed
+    in block order, then the M-step). Returns (Parameters, status): status
+    flags components no row went to (the fallback re-seeds them).
+    """
+    random_state = _random_state(random_state)
+    n_components = settings.n_components
+    n_positive = source.n_positive()
+    size = DEFAULT_INIT_SAMPLE_SIZE if settings.init_sample_size is None else int(
+        settings.init_sample_size)
+    size = max(n_components, min(size, n_positive))
+    rows = np.sort(_choose_positive_rows(source, size, random_state, settings.block_size,
+                                         legacy=False))
+    sample = source.rows(rows)
+    sample_weight = source.weights_at(rows)
+    magnitude = float(np.max(np.abs(sample))) if sample.size else 0.0
+    exponent = math.frexp(magnitude)[1] if magnitude > 0 else 0
+    if abs(exponent) <= SCALE_EXPONENT_LIMIT[sample.dtype]:
+        exponent = 0
+    scaled = np.ldexp(sample, -exponent) if exponent else sample
+    from sklearn.cluster import KMeans, kmeans_plusplus
+
+    if settings.init_params == "k-means++":
+        _, indices = kmeans_plusplus(scaled, n_components, random_state=random_state,
+                                     sample_weight=sample_weight)
+        weights, means, covariances = _start_from_rows(source, settings, random_state,
+                                                       rows[indices])
+        factors, status = _factors_and_status(covariances, settings.covariance_type,
+                                              n_components, context.precision_limit)
+        return Parameters(weights, means, covariances, factors), status
+    centres = (
+        KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+        .fit(scaled, sample_weight=sample_weight)
+        .cluster_centers_
+    )
+    centres = np.ldexp(centres.astype(np.float64), exponent) if exponent else centres
+    centres = centres.astype(source.dtype).astype(np.float64)  # as the kernels see them
+    nk, sum_x, scatter = _sources.fold_hard_statistics(
+        source, settings.block_size, settings.covariance_type, centres
+    )
+    return maximization(nk, sum_x, scatter, centres, settings.covariance_type,
+                        settings.reg_covar)
 
 
 def _factors_and_status(covariances, covariance_type, n_components, limit=np.inf):
@@ -825,9 +1044,11 @@ def _factors_and_status(covariances, covariance_type, n_components, limit=np.inf
 class _FitContext:
     """Per-fit state the fallback needs: data covariance (lazily), events."""
 
-    def __init__(self, X, sample_weight, restart, precision_limit=np.inf):
-        self.X = X
-        self.sample_weight = sample_weight
+    def __init__(self, X, sample_weight, restart, precision_limit=np.inf, block_size=None):
+        self.source = as_source(X, sample_weight)
+        # the data covariance's chunks: INIT_CHUNK rows in memory (unless the
+        # fit's blocks are given), the fit's blocks otherwise
+        self.block_size = block_size or INIT_CHUNK
         self.restart = restart
         self.precision_limit = precision_limit
         self.events = []
@@ -838,19 +1059,21 @@ class _FitContext:
     def data_covariance(self):
         """Weighted covariance of the data, float64, computed in chunks once."""
         if self._data_covariance is None:
-            X, weights = self.X, self.sample_weight
-            total = weights.sum()
+            source, block_size = self.source, self.block_size
+            total = source.total_weight(block_size)
             # The mean is accumulated around a data row, so identical rows have
             # their own value as mean and an exactly zero covariance.
-            shift = X[int(np.argmax(weights > 0))].astype(np.float64)
-            mean = np.zeros(X.shape[1])
-            for start, stop in _chunks(X.shape[0]):
-                mean += weights[start:stop] @ (X[start:stop].astype(np.float64) - shift)
+            shift = source.rows([source.first_positive_row()])[0].astype(np.float64)
+            mean = np.zeros(source.shape[1])
+            for parts in source.map_chunks(_sources.chunk_weighted_sums, block_size, shift):
+                for part in parts:
+                    mean += part
             mean = shift + mean / total
-            covariance = np.zeros((X.shape[1], X.shape[1]))
-            for start, stop in _chunks(X.shape[0]):
-                diff = X[start:stop].astype(np.float64) - mean
-                covariance += (weights[start:stop, np.newaxis] * diff).T @ diff
+            covariance = np.zeros((source.shape[1], source.shape[1]))
+            for parts in source.map_chunks(_sources.chunk_weighted_scatters, block_size,
+                                           mean):
+                for part in parts:
+                    covariance += part
             covariance = 0.5 * (covariance + covariance.T)  # exactly symmetric
             self._data_covariance = covariance / total
         return self._data_covariance
@@ -861,9 +1084,9 @@ class _FitContext:
         A variance below the rounding of the data's magnitude (identical rows
         whose mean was rounded) counts as constant data.
         """
-        value = float(np.trace(self.data_covariance()) / self.X.shape[1])
-        magnitude = float(np.max(np.abs(self.X))) if self.X.size else 0.0
-        resolution = 4.0 * float(np.finfo(self.X.dtype).eps) * magnitude  # Python float
+        value = float(np.trace(self.data_covariance()) / self.source.shape[1])
+        magnitude = self.source.max_abs()
+        resolution = 4.0 * float(np.finfo(self.source.dtype).eps) * magnitude  # Python float
         if not (value > resolution * resolution and math.isfinite(value)):
             return 1.0
         return value
@@ -968,9 +1191,10 @@ def _repair(parameters, status, X, sample_weight, settings, random_state, contex
 def _reseed(parameters, k, X, sample_weight, settings, random_state, context):
     """Move component k to a random data point with the data's covariance."""
     covariance_type = settings.covariance_type
-    candidates = np.flatnonzero(sample_weight > 0)
-    row = candidates[_random_state(random_state).randint(len(candidates))]
-    parameters.means[k] = X[row].astype(np.float64)
+    source = context.source
+    rank = _random_state(random_state).randint(source.n_positive())
+    row = source.positive_rows([rank], context.block_size)[0]
+    parameters.means[k] = source.rows([row])[0].astype(np.float64)
     if covariance_type != "tied":
         _set_data_covariance(parameters, k, X, settings, context)
     elif precision_cholesky(parameters.covariances, "tied") is None:
@@ -1005,9 +1229,11 @@ def _park(parameters, k, X, settings, context):
 # The EM loop
 
 
-def _uses_compiled_loop(X, settings):
-    """Whole stretches of iterations in one compiled call: small data, no verbose output."""
-    return settings.verbose == 0 and is_small(X.shape[0], X.shape[1], settings.n_components)
+def _uses_compiled_loop(source, settings):
+    """Whole stretches of iterations in one compiled call: small data in memory, no
+    verbose output (nor progress callbacks: such fits take milliseconds)."""
+    return (source.in_memory and settings.verbose == 0
+            and is_small(source.shape[0], source.shape[1], settings.n_components))
 
 
 def _compiled_iterations(X, sample_weight, parameters, settings, lower_bound, max_iter):
@@ -1045,20 +1271,21 @@ def _compiled_iterations(X, sample_weight, parameters, settings, lower_bound, ma
     return Parameters(weights, means, covariances, precisions_chol), list(bounds), status, converged
 
 
-def _one_iteration(X, sample_weight, total_weight, parameters, settings, lower_bound):
-    """One E+M iteration through the parallel kernels.
+def _one_iteration(source, total_weight, parameters, settings, lower_bound):
+    """One E+M iteration through the block kernels, over any source.
 
-    ``total_weight`` is ``sample_weight.sum()`` (summed once per fit: on P1
-    the sum took a seventh of an iteration).
+    ``total_weight`` is the sum of the sample weights (summed once per fit,
+    per block and then in block order: on P1 the sum took a seventh of an
+    iteration).
 
     Returns (parameters, [lower_bound], status, converged); with a
     non-finite lower bound the parameters are returned unchanged.
     """
     covariance_type = settings.covariance_type
-    nk, sum_x, scatter, log_likelihood, centres = sufficient_statistics(
-        X, sample_weight, parameters, covariance_type, settings.block_size
-    )
-    new_bound = log_likelihood / total_weight
+    statistics = source_statistics(source, parameters, covariance_type, settings.block_size)
+    nk, sum_x, scatter, centres = (statistics.nk, statistics.sum_x, statistics.scatter,
+                                   statistics.centres)
+    new_bound = statistics.log_likelihood / total_weight
     if not math.isfinite(new_bound):
         return parameters, [new_bound], np.zeros(settings.n_components, np.int64), False
     parameters, status = maximization(
@@ -1076,20 +1303,26 @@ def run_em(X, sample_weight, parameters, settings, random_state, context, lower_
     Returns (parameters, lower_bound, lower_bounds, n_iter, converged).
     Raises _Breakdown when the likelihood stops being finite.
     """
-    compiled = _uses_compiled_loop(X, settings)
-    total_weight = sample_weight.sum()
+    source = as_source(X, sample_weight)
+    compiled = _uses_compiled_loop(source, settings)
+    if not compiled:
+        total_weight = source.total_weight(settings.block_size)
     lower_bounds = []
     converged = False
     while len(lower_bounds) < settings.max_iter and not converged:
         if compiled:
             parameters, bounds, status, converged = _compiled_iterations(
-                X, sample_weight, parameters, settings, lower_bound,
+                source.X, source.sample_weight, parameters, settings, lower_bound,
                 settings.max_iter - len(lower_bounds),
             )
         else:
+            started = time.perf_counter()
             parameters, bounds, status, converged = _one_iteration(
-                X, sample_weight, total_weight, parameters, settings, lower_bound
+                source, total_weight, parameters, settings, lower_bound
             )
+            if settings.progress is not None and bounds:
+                settings.progress(len(lower_bounds) + 1, bounds[-1], bounds[-1] - lower_bound,
+                                  time.perf_counter() - started)
         if settings.verbose == 0 and bounds and all(map(math.isfinite, bounds)):
             lower_bounds += bounds
             lower_bound = bounds[-1]
@@ -1108,7 +1341,7 @@ def run_em(X, sample_weight, parameters, settings, random_state, context, lower_
         status = _flag_unrepresentable(parameters, status, settings.covariance_type,
                                        context.precision_limit)
         if np.any(status != STATUS_OK):
-            _repair(parameters, status, X, sample_weight, settings, random_state, context,
+            _repair(parameters, status, source, None, settings, random_state, context,
                     len(lower_bounds))
     return parameters, lower_bound, lower_bounds, len(lower_bounds), converged
 
@@ -1121,14 +1354,17 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
     parameters cannot be represented in float64. Data whose spread is near
     the float64 (float32) limits is fitted at unit scale (see scale_exponent).
     """
-    half_spread = _half_spread(X)
-    exponent = scale_exponent(X, settings.reg_covar, half_spread)
+    source = as_source(X, sample_weight)
+    if not source.in_memory and source.summary is None:
+        source.scan(settings.block_size)
+    half_spread = _half_spread(source)
+    exponent = scale_exponent(source, settings.reg_covar, half_spread)
     if exponent:
-        X, settings, warm_parameters, warm_lower_bound = _to_unit_scale(
-            X, settings, warm_parameters, warm_lower_bound, exponent
+        source, settings, warm_parameters, warm_lower_bound = _to_unit_scale(
+            source, settings, warm_parameters, warm_lower_bound, exponent
         )
         half_spread = None  # that of the rescaled X is computed afresh
-    limit = precision_limit(X, sample_weight, half_spread)
+    limit = precision_limit(source, None, half_spread)
     best = None
     events = []
     failures = []
@@ -1136,18 +1372,18 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
     for restart in range(n_init):
         if settings.verbose:
             print(f"Initialization {restart}")
-        context = _FitContext(X, sample_weight, restart, limit)
+        context = _FitContext(source, None, restart, limit, settings.block_size)
         try:
             if warm_parameters is not None:
                 parameters, lower_bound = warm_parameters, warm_lower_bound
             else:
-                parameters = initialize(X, sample_weight, settings, random_state, context)
+                parameters = initialize(source, None, settings, random_state, context)
                 lower_bound = -np.inf
             if settings.max_iter == 0:
                 result = FitResult(parameters, -np.inf, [], 0, False)
             else:
                 parameters, lower_bound, lower_bounds, n_iter, converged = run_em(
-                    X, sample_weight, parameters, settings, random_state, context, lower_bound
+                    source, None, parameters, settings, random_state, context, lower_bound
                 )
                 result = FitResult(parameters, lower_bound, lower_bounds, n_iter, converged)
         except _Breakdown as error:
@@ -1168,7 +1404,7 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
     best.singular_events = events
     best.n_failed_restarts = len(failures)
     if exponent:
-        _from_unit_scale(best, exponent, X.shape[1])
+        _from_unit_scale(best, exponent, source.shape[1])
     if settings.covariance_type in ("full", "tied"):
         # Exactly symmetric, whatever path produced them. The M-step's are (its
         # scatter is mirrored, and its flags are stated: see FASTMATH in

@@ -412,8 +412,9 @@ default='dirichlet_process'
     verbose_interval : int, default=10
         Iterations between two progress messages.
     n_threads : int or None, default=None
-        Threads used by the kernels during this estimator's calls; None keeps
-        numba's current setting. Results do not depend on it.
+        Threads used by the kernels during this estimator's calls; None uses
+        ``NUMBA_NUM_THREADS`` (by default the number of CPUs). Results do not
+        depend on it.
     chunk_size : int or None, default=None
         Rows per parallel block; None picks it from the data's shape. Results
         depend on it only through floating-point summation order.

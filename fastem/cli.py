@@ -98,7 +98,8 @@ def _build_parser():
             "Fit a Gaussian mixture to FILE (a CSV file, header row optional, or a "
             ".npy array of shape (n_samples, n_features)) and print the fitted "
             "weights, means, covariances, log-likelihood, BIC, iterations and fit "
-            "time. Without FILE, fit the bundled Old Faithful data."
+            "time. Without FILE, fit the bundled Old Faithful data. A .npy file is "
+            "memory-mapped and read block by block, so it may be larger than memory."
         ),
     )
     fit.add_argument(
@@ -175,12 +176,29 @@ def _build_parser():
         type=_positive_int,
         default=None,
         metavar="N",
-        help="threads for the numba kernels (default: numba's setting)",
+        help="threads for the kernels (default: all CPUs)",
+    )
+    fit.add_argument(
+        "--init-sample-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=(
+            "start k-means from a seeded sample of N rows (default: all rows of data "
+            "in memory; 100000 rows of a .npy too large to be read into memory)"
+        ),
     )
     fit.add_argument(
         "--delimiter",
         default=",",
         help="CSV field separator (default: ',')",
+    )
+    fit.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress line on stderr (shown for fits longer than a second when "
+        "stderr is a terminal)",
     )
     fit.add_argument(
         "-o",
@@ -364,11 +382,19 @@ def _append_row(values, cells, n_features, where):
         values.append(value)
 
 
+# A .npy file up to this size is read into memory (and checked for NaN there);
+# a larger one stays memory-mapped: the fit reads and checks it block by block.
+NPY_IN_MEMORY_BYTES = 256 << 20
+
+
 def _read_npy(path):
     try:
-        X = np.load(path, allow_pickle=False)
-    except ValueError as exc:  # pickled object arrays, damaged files
-        raise InputError(f"{path} is not a readable .npy array: {exc}") from None
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:  # cannot be memory-mapped: numpy's reason for not loading it
+        try:
+            X = np.load(path, allow_pickle=False)
+        except ValueError as exc:  # pickled object arrays, damaged files
+            raise InputError(f"{path} is not a readable .npy array: {exc}") from None
     if not isinstance(X, np.ndarray):
         raise InputError(f"{path} does not hold a single array (.npz is not supported)")
     if X.dtype.kind not in "iuf":
@@ -384,6 +410,9 @@ def _read_npy(path):
         )
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InputError(f"{path} holds an empty array of shape {X.shape}")
+    if X.nbytes > NPY_IN_MEMORY_BYTES:
+        return X, None  # memory-mapped; checked block by block by the fit
+    X = np.array(X)
     bad = np.argwhere(~np.isfinite(X))
     if bad.size:
         row, column = bad[0]
@@ -454,21 +483,28 @@ def _summary(model, X, feature_names, source, fit_seconds):
     n_samples, n_features = X.shape
     n_components = model.n_components
     components = [f"component {k + 1}" for k in range(n_components)]
-    log_likelihood = float(np.sum(model.score_samples(X)))
+    log_prob = model.score_samples(X)  # one pass over X (it may be on disk)
+    log_likelihood = float(np.sum(log_prob))
+    # model.bic(X) and model.aic(X), from the same pass
+    score = float(log_prob.mean())
+    bic = -2 * score * n_samples + model._n_parameters() * np.log(n_samples)
+    aic = -2 * score * n_samples + 2 * model._n_parameters()
     lines = [
         f"fastem {__version__}: Gaussian mixture fitted by EM",
         f"data             {source}: {n_samples} samples x {n_features} features",
         f"model            {n_components} components, "
         f"covariance_type={model.covariance_type!r}",
         f"initialisation   init_params={model.init_params!r}, "
-        f"n_init={model.n_init}, random_state={model.random_state}",
+        f"n_init={model.n_init}, random_state={model.random_state}"
+        + (f", init_sample_size={model.init_sample_size}"
+           if model.init_sample_size is not None else ""),
         f"converged        {'yes' if model.converged_ else 'NO'} "
         f"(n_iter={model.n_iter_}, max_iter={model.max_iter}, tol={model.tol:g})",
         f"fit time         {fit_seconds:.3f} s",
         f"log-likelihood   {log_likelihood:.6f} total, "
         f"{log_likelihood / n_samples:.6f} per sample",
-        f"BIC              {model.bic(X):.6f}",
-        f"AIC              {model.aic(X):.6f}",
+        f"BIC              {bic:.6f}",
+        f"AIC              {aic:.6f}",
     ]
     events = getattr(model, "singular_events_", None)
     if events:
@@ -539,7 +575,11 @@ def _run_fit(args):
         random_state=args.random_state,
         on_singular=args.on_singular,
         n_threads=args.n_threads,
+        init_sample_size=args.init_sample_size,
     )
+    progress = _FitProgress(enabled=not args.quiet and sys.stderr.isatty(),
+                            n_samples=n_samples)
+    model._progress = progress
     from fastem._warmup import kernels_need_compiling
 
     if kernels_need_compiling(n_samples, n_features, args.n_components, args.covariance_type):
@@ -548,7 +588,11 @@ def _run_fit(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
-        model.fit(X)
+        try:
+            model.fit(X)
+        finally:
+            progress.close()
+            del model._progress
         fit_seconds = time.perf_counter() - start
     for warning in caught:
         message = " ".join(str(warning.message).split())
@@ -608,12 +652,15 @@ def _n_jobs(text):
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1 and value != -1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, or -1 for all CPUs, got {value}")
+        raise argparse.ArgumentTypeError(
+            f"must be at least 1, or -1 for all CPUs, got {value}"
+        )
     return value
 
 
 def _add_select_parser(commands):
-    from fastem.selection import CRITERIA, INIT_PARAMS as SELECT_INIT_PARAMS
+    from fastem.selection import CRITERIA
+    from fastem.selection import INIT_PARAMS as SELECT_INIT_PARAMS
 
     select = commands.add_parser(
         "select",
@@ -630,7 +677,8 @@ def _add_select_parser(commands):
                         help="CSV or .npy data, one row per sample (default: bundled "
                         "Old Faithful)")
     select.add_argument("-k", "--n-components", type=_component_counts, default="1:9",
-                        metavar="K", help="component counts: 1:9 (default), 3, or 1,2,5")
+                        metavar="K",
+                        help="component counts: 1:9 (default), 3, or 1,2,5")
     select.add_argument("--covariance-types", type=_covariance_type_list,
                         default="spherical,diag,tied,full", metavar="TYPES",
                         help="comma-separated covariance types (default: "
@@ -640,7 +688,8 @@ def _add_select_parser(commands):
     select.add_argument("--n-init", type=_positive_int, default=2, metavar="N",
                         help="EM runs per cell (default: 2)")
     select.add_argument("--init-params", choices=SELECT_INIT_PARAMS, default="hc",
-                        help="start of each cell's first run; hc: mclust's hierarchical "
+                        help="start of each cell's first run; hc: mclust's "
+                        "hierarchical "
                         "start (default: hc)")
     select.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                         help="maximum EM iterations per run (default: 100)")
@@ -651,15 +700,18 @@ def _add_select_parser(commands):
     select.add_argument("--random-state", type=_seed, default=0, metavar="SEED",
                         help="seed (default: 0, reproducible output)")
     select.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
-                        help="cells fitted at once, in threads (default: 1; -1: all CPUs)")
+                        help="cells fitted at once, in threads (default: 1; -1: "
+                        "all CPUs)")
     select.add_argument("--n-threads", type=_positive_int, default=None, metavar="N",
-                        help="threads for the numba kernels (default: numba's setting)")
-    select.add_argument("--delimiter", default=",", help="CSV field separator (default: ',')")
+                        help="threads for the kernels (default: all CPUs)")
+    select.add_argument("--delimiter", default=",",
+                        help="CSV field separator (default: ',')")
     select.add_argument("--plot", metavar="OUT.png",
                         help="also draw the criterion curves and the chosen model's "
                         "clusters to this image (needs matplotlib)")
     select.add_argument("-o", "--output", metavar="MODEL.json",
-                        help="write the chosen model to this JSON file (fastem.load_model)")
+                        help="write the chosen model to this JSON file "
+                        "(fastem.load_model)")
     select.add_argument("-q", "--quiet", action="store_true",
                         help="no progress lines on stderr")
     select.set_defaults(handler=_run_select)
@@ -677,12 +729,15 @@ def _add_predict_parser(commands):
         ),
     )
     predict.add_argument("model", metavar="MODEL.json", help="a saved fastem model")
-    predict.add_argument("file", metavar="FILE", help="CSV or .npy data, one row per sample")
+    predict.add_argument("file", metavar="FILE",
+                         help="CSV or .npy data, one row per sample")
     predict.add_argument("-o", "--output", metavar="OUT.csv",
                          help="write here instead of standard output")
     predict.add_argument("--proba", action="store_true",
-                         help="also write the responsibilities, one column per component")
-    predict.add_argument("--delimiter", default=",", help="CSV field separator (default: ',')")
+                         help="also write the responsibilities, one column per "
+                         "component")
+    predict.add_argument("--delimiter", default=",",
+                         help="CSV field separator (default: ',')")
     predict.set_defaults(handler=_run_predict)
 
 
@@ -705,8 +760,38 @@ def _load_input(file, delimiter):
     return X, feature_names, file
 
 
+class _FitProgress:
+    """'iteration i, log-likelihood, change, rows/s' on one rewritten stderr line,
+    once a fit has run for a second (called by the EM loop after each iteration)."""
+
+    DELAY = 1.0
+
+    def __init__(self, enabled, n_samples):
+        self.enabled = enabled
+        self.n_samples = n_samples
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, n_iter, lower_bound, change, seconds):
+        if not self.enabled or time.perf_counter() - self.start < self.DELAY:
+            return
+        rate = self.n_samples / seconds if seconds > 0 else float("inf")
+        sys.stderr.write(
+            f"\rfastem: iteration {n_iter}, log-likelihood {lower_bound:.6f} per sample, "
+            f"change {change:.3g}, {rate:.3g} rows/s\x1b[K"
+        )
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self):
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.shown = False
+
+
 class _Progress:
-    """'cell k of n, best so far' on one rewritten stderr line, once a grid runs > 1 s."""
+    """'cell k of n, best so far' on one rewritten stderr line once a grid runs 1 s."""
 
     DELAY = 1.0
 
@@ -723,7 +808,9 @@ class _Progress:
             f"{best['n_components']} {best['covariance_type']} "
             f"{self.criterion.upper()} {best[self.criterion]:.6g}"
         )
-        sys.stderr.write(f"\rfastem: cell {done} of {total}, best so far: {best_text}\x1b[K")
+        sys.stderr.write(
+            f"\rfastem: cell {done} of {total}, best so far: {best_text}\x1b[K"
+        )
         sys.stderr.flush()
         self.shown = True
 
@@ -756,7 +843,8 @@ def _selection_table(search):
     widths = [max(len(row[j]) for row in text_rows) for j in range(len(text_rows[0]))]
     return [
         "  ".join([row[0].rjust(widths[0])]
-                  + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])])
+                  + [cell.rjust(width)
+                     for cell, width in zip(row[1:], widths[1:], strict=True)])
         for row in text_rows
     ]
 
@@ -775,7 +863,9 @@ def _run_select(args):
     X, feature_names, source = _load_input(args.file, args.delimiter)
     n_samples, n_features = X.shape
     if n_samples < 2:
-        raise InputError(f"{source} has {_plural(n_samples, 'row')}; at least 2 are needed")
+        raise InputError(
+            f"{source} has {_plural(n_samples, 'row')}; at least 2 are needed"
+        )
 
     from fastem.selection import GaussianMixtureIC
 
@@ -828,7 +918,8 @@ def _run_select(args):
     if not_ok:
         lines.append("not fitted or degenerate (! in the table):")
         lines += [
-            f"  {r['n_components']} {r['covariance_type']}: {r['status']}: {r['reason']}"
+            f"  {r['n_components']} {r['covariance_type']}: {r['status']}: "
+            f"{r['reason']}"
             for r in not_ok
         ]
     print("\n".join(lines))
@@ -871,7 +962,8 @@ def _run_predict(args):
     expected = int(model.n_features_in_)
     if X.shape[1] != expected:
         raise InputError(
-            f"{args.file} has {_plural(X.shape[1], 'feature')} (columns), but the model "
+            f"{args.file} has {_plural(X.shape[1], 'feature')} (columns), but the "
+            "model "
             f"in {args.model} was fitted on {expected}; give data with the same "
             "columns in the same order"
         )
@@ -882,19 +974,20 @@ def _run_predict(args):
         columns += [f"proba_{k}" for k in range(model.n_components)]
         values.append(model.predict_proba(X))
     table = np.hstack(values)
-    handle = sys.stdout if args.output is None else open(  # noqa: SIM115
+    handle = sys.stdout if args.output is None else open(
         args.output, "w", encoding="utf-8", newline=""
     )
     try:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(columns)
-        for label, row in zip(labels, table):
+        for label, row in zip(labels, table, strict=True):
             writer.writerow([int(label), *(repr(float(v)) for v in row[1:])])
     finally:
         if handle is not sys.stdout:
             handle.close()
     if args.output is not None:
-        print(f"{_plural(len(labels), 'label')} written to {args.output}", file=sys.stderr)
+        print(f"{_plural(len(labels), 'label')} written to {args.output}",
+              file=sys.stderr)
     return EXIT_OK
 
 

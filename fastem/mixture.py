@@ -6,7 +6,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from fastem import _driver, _validation
+from fastem import _driver, _sources, _validation
 from fastem._driver import SingularCovarianceError, SingularCovarianceWarning
 from fastem._kernels_threads import thread_limit
 
@@ -69,12 +69,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``singular_events_`` lists every repair. 'raise' stops with a
         ``ValueError`` as scikit-learn does.
     n_threads : int or None, default=None
-        Threads used by the kernels during this estimator's calls; None keeps
-        numba's current setting. Results do not depend on it.
+        Threads used by the kernels during this estimator's calls; None uses
+        ``NUMBA_NUM_THREADS`` (by default the number of CPUs). Results do not
+        depend on it.
     chunk_size : int or None, default=None
-        Rows per parallel block. None picks it from the data's shape (up to
-        64 blocks, partial statistics kept under 1/16 of the data's size).
-        Results depend on it only through floating-point summation order.
+        Rows per block. None picks it from the data's shape (up to
+        64 blocks, partial statistics kept under 1/16 of the data's size, at
+        most 8 MiB of X per block). Results depend on it only through
+        floating-point summation order.
+    init_sample_size : int or None, default=None
+        'kmeans' and 'k-means++' starts computed from a seeded uniform sample
+        of this many rows (k-means on the sample, then one pass over all the
+        data to give every row to its nearest centre). None: scikit-learn's
+        start from all the data when X is in memory, and a sample of 100,000
+        rows for data streamed from disk or held by Dask (which always start
+        from a sample). The same value gives the same start, bit for bit,
+        from every kind of X.
 
     Attributes
     ----------
@@ -123,6 +133,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         on_singular="recover",
         n_threads=None,
         chunk_size=None,
+        init_sample_size=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -141,6 +152,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.on_singular = on_singular
         self.n_threads = n_threads
         self.chunk_size = chunk_size
+        self.init_sample_size = init_sample_size
 
     # ------------------------------------------------------------------
     # fitting
@@ -152,11 +164,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training data, float32 or float64 (integers are converted to
-            float64). Never modified.
+            float64). Never modified. Besides arrays in memory: an
+            ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``), an
+            ``h5py.Dataset``, a ``zarr.Array`` or any object with ``shape``,
+            ``dtype``, ``ndim`` and row slicing is read block by block (memory
+            independent of n_samples), and a ``dask.array.Array`` is fitted on
+            its scheduler (the active ``distributed.Client``, else dask's
+            default), one graph per EM iteration.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights. An integer weight is equivalent to repeating
-            the row that many times; a zero weight to leaving it out.
+            the row that many times; a zero weight to leaving it out. With a
+            streamed or Dask X, an array-like (or Dask array) read the same way.
 
         Returns
         -------
@@ -180,6 +199,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A lazy Dask array when X is a Dask array.
         """
         return self._fit(X, sample_weight, labels=True)
 
@@ -190,6 +210,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         parameters are the same either way).
         """
         _validation.check_hyperparameters(self)
+        _check_init_sample_size(self.init_sample_size)
+        if _sources.is_streamable(X) or _sources.is_dask_array(X):
+            return self._fit_source(X, sample_weight, labels)
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
         n_samples, n_features = X.shape
         sample_weight_given = sample_weight
@@ -226,6 +249,66 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 X, result.parameters, self.covariance_type, self._block_size(X)
             )
 
+    def _fit_source(self, X, sample_weight, labels):
+        """``_fit`` for data read block by block (streamed or Dask).
+
+        Small data is read into memory and fitted as an ndarray. Otherwise the
+        checks run block by block, and a fit that fails (bad data, a read
+        error) leaves the estimator as it was.
+        """
+        source = _sources.open_source(X, sample_weight)
+        n_samples, n_features = source.shape
+        if n_samples < 2:
+            raise ValueError(
+                f"Found array with {n_samples} sample(s) (shape={source.shape}) while a "
+                "minimum of 2 is required."
+            )
+        if _driver.is_small(n_samples, n_features, self.n_components):
+            memory = source.materialise()
+            X = memory.X
+            if memory.sample_weight is not None and sample_weight is not None:
+                sample_weight = memory.sample_weight
+            return self._fit(X, sample_weight, labels)
+        saved = dict(vars(self))
+        try:
+            return self._fit_chunked(source, labels)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(saved)
+            raise
+
+    def _fit_chunked(self, source, labels):
+        n_samples, n_features = source.shape
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.n_features_in_ = n_features
+        block_size = self._block_size(source)
+        summary = source.scan(block_size)
+        if summary.n_positive < self.n_components:
+            weighted = summary.n_positive < n_samples
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {summary.n_positive}"
+                + (" (rows with positive sample_weight)" if weighted else "")
+                + ". Use fewer components or more data."
+            )
+        source = source.with_weight_exponent(source.weight_exponent(block_size))
+        settings = self._settings(source)
+        warm = self.warm_start and hasattr(self, "converged_")
+        random_state = _driver.LazyRandomState(self.random_state)
+        with thread_limit(self.n_threads):
+            result = _driver.fit(
+                source, None, settings, random_state,
+                warm_parameters=self._parameters() if warm else None,
+                warm_lower_bound=self.lower_bound_ if warm else None,
+            )
+            labels_out = None
+            if labels:
+                labels_out = _sources.estimate(source, "labels", result.parameters,
+                                               self.covariance_type, block_size)
+        self._set_result(result)
+        return labels_out
+
     def _settings(self, X):
         n_features = X.shape[1]
         k = self.n_components
@@ -253,13 +336,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             verbose=self.verbose,
             verbose_interval=self.verbose_interval,
             block_size=self._block_size(X),
+            init_sample_size=self.init_sample_size,
+            # per-iteration callback (n_iter, lower_bound, change, seconds), set by
+            # the command line's progress line; not a constructor parameter
+            progress=getattr(self, "_progress", None),
         )
 
     def _block_size(self, X):
         if self.chunk_size is not None:
             return int(self.chunk_size)
         return _driver.default_block_size(
-            X.shape[0], X.shape[1], self.n_components, self.covariance_type, X.itemsize
+            X.shape[0], X.shape[1], self.n_components, self.covariance_type,
+            np.dtype(X.dtype).itemsize,
         )
 
     def _set_result(self, result):
@@ -300,6 +388,27 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _weighted_log_prob(self, X):
         return self._estimate(X, _driver.estimate_weighted_log_prob)
 
+    def _estimate_source(self, X, what):
+        """Inference on a streamed or Dask X: ``_sources.estimate`` (an ndarray computed
+        block by block, or a lazy Dask array); None for other X, and for small data,
+        which is read into memory and takes the ordinary path (returned as ``X``)."""
+        if not (_sources.is_streamable(X) or _sources.is_dask_array(X)):
+            return None, X
+        check_is_fitted(self)
+        source = _sources.open_source(X)
+        if source.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {source.shape[1]} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        if not _sources.is_dask_array(X) and _driver.is_small(
+            source.shape[0], source.shape[1], self.n_components
+        ):
+            return None, source.materialise().X
+        with thread_limit(self.n_threads):
+            return _sources.estimate(source, what, self._parameters(), self.covariance_type,
+                                     self._block_size(source)), None
+
     def score_samples(self, X):
         """Log-likelihood of each sample, log p(x).
 
@@ -310,7 +419,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         log_prob : ndarray of shape (n_samples,)
+            A lazy Dask array when X is a Dask array.
         """
+        result, X = self._estimate_source(X, "log_prob")
+        if result is not None:
+            return result
         return logsumexp(self._weighted_log_prob(X), axis=1)
 
     def score(self, X, y=None):
@@ -325,7 +438,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         log_likelihood : float
         """
-        return float(self.score_samples(X).mean())
+        log_prob = self.score_samples(X)
+        if _sources.is_dask_array(log_prob):
+            log_prob = log_prob.mean().compute()
+        return float(log_prob.mean())
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
@@ -337,8 +453,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         resp : ndarray of shape (n_samples, n_components)
-            Rows sum to one.
+            Rows sum to one. A lazy Dask array when X is a Dask array.
         """
+        result, X = self._estimate_source(X, "resp")
+        if result is not None:
+            return result
         _, log_resp = self._estimate(X, _driver.estimate_log_prob_resp)
         return np.exp(log_resp)
 
@@ -352,7 +471,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A lazy Dask array when X is a Dask array.
         """
+        result, X = self._estimate_source(X, "labels")
+        if result is not None:
+            return result
         return self._estimate(X, _driver.estimate_labels)
 
     def sample(self, n_samples=1):
@@ -442,3 +565,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         aic : float
         """
         return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
+
+
+def _check_init_sample_size(value):
+    if value is None:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"init_sample_size must be an int or None, got {type(value).__name__}."
+        )
+    if value < 1:
+        raise ValueError(f"init_sample_size must be a positive int, got {value}.")

@@ -24,7 +24,8 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ImportError(
-            'fastem.plot needs matplotlib; install it with `pip install "fastem[plot]"` '
+            "fastem.plot needs matplotlib; install it with "
+            '`pip install "fastem[plot]"` '
             "or `pip install matplotlib`"
         ) from exc
     return plt
@@ -119,17 +120,29 @@ def criterion_curves(selection, ax=None, criterion=None):
     rows, columns, values = selection.results_.table(criterion)
     ax = _axes(ax)
     for j, covariance_type in enumerate(columns):
-        ax.plot(rows, values[:, j], marker=_MARKERS[j % len(_MARKERS)],
-                label=covariance_type)
+        ax.plot(
+            rows,
+            values[:, j],
+            marker=_MARKERS[j % len(_MARKERS)],
+            label=covariance_type,
+        )
     best = selection.results_
-    chosen = [
-        r for r in best
+    chosen = next(
+        r
+        for r in best
         if (r["n_components"], r["covariance_type"])
         == (selection.n_components_, selection.covariance_type_)
-    ][0]
-    ax.plot([chosen["n_components"]], [chosen[criterion]], marker="o", markersize=16,
-            markerfacecolor="none", markeredgecolor="black", linestyle="none",
-            label=f"best: {chosen['n_components']} {chosen['covariance_type']}")
+    )
+    ax.plot(
+        [chosen["n_components"]],
+        [chosen[criterion]],
+        marker="o",
+        markersize=16,
+        markerfacecolor="none",
+        markeredgecolor="black",
+        linestyle="none",
+        label=f"best: {chosen['n_components']} {chosen['covariance_type']}",
+    )
     ax.set_xlabel("n_components")
     ax.set_ylabel(f"{criterion.upper()} (lower is better)")
     ax.set_xticks(rows)
@@ -165,21 +178,32 @@ def clusters(model, X, dims=(0, 1), ax=None):
     colours = _colours(model.n_components)
     for k in range(model.n_components):
         members = labels == k
-        ax.scatter(X[members, dims[0]], X[members, dims[1]], s=12, color=colours[k],
-                   marker=_MARKERS[k % len(_MARKERS)], label=f"component {k + 1}")
+        ax.scatter(
+            X[members, dims[0]],
+            X[members, dims[1]],
+            s=12,
+            color=colours[k],
+            marker=_MARKERS[k % len(_MARKERS)],
+            label=f"component {k + 1}",
+        )
         covariance = component_covariance(model, k)
         for n_sigma in ELLIPSE_SIGMAS:
             centre, width, height, angle = ellipse_geometry(
                 model.means_[k], covariance, dims, n_sigma
             )
-            ax.add_patch(Ellipse(centre, width, height, angle=angle, fill=False,
-                                 edgecolor=colours[k],
-                                 linestyle="-" if n_sigma == 1 else "--"))
+            ax.add_patch(
+                Ellipse(
+                    centre,
+                    width,
+                    height,
+                    angle=angle,
+                    fill=False,
+                    edgecolor=colours[k],
+                    linestyle="-" if n_sigma == 1 else "--",
+                )
+            )
         ax.plot(*model.means_[k][list(dims)], marker="+", color="black", markersize=10)
-    feature_names = getattr(model, "feature_names_in_", None)
-    names = [feature_names[d] if feature_names is not None else f"x{d + 1}" for d in dims]
-    ax.set_xlabel(names[0])
-    ax.set_ylabel(names[1])
+    _label_axes(ax, model, dims)
     ax.legend(fontsize="small")
     return ax
 
@@ -207,9 +231,12 @@ def pairs(model, X):
             "use clusters(model, X, dims=(i, j)) for chosen features"
         )
     plt = _pyplot()
-    figure, axes = plt.subplots(n_features, n_features,
-                                figsize=(2.2 * n_features, 2.2 * n_features),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        n_features,
+        n_features,
+        figsize=(2.2 * n_features, 2.2 * n_features),
+        squeeze=False,
+    )
     for i in range(n_features):
         for j in range(n_features):
             ax = axes[i, j]
@@ -247,10 +274,15 @@ def uncertainty(model, X, dims=(0, 1), ax=None):
     largest = 1.0 - 1.0 / model.n_components if model.n_components > 1 else 1.0
     sizes = 4 + 200 * doubt / largest
     colours = _colours(model.n_components)
-    ax.scatter(X[:, dims[0]], X[:, dims[1]], s=sizes, c=[colours[k] for k in resp.argmax(1)],
-               alpha=0.6, edgecolors="none")
-    ax.set_xlabel(f"x{dims[0] + 1}")
-    ax.set_ylabel(f"x{dims[1] + 1}")
+    ax.scatter(
+        X[:, dims[0]],
+        X[:, dims[1]],
+        s=sizes,
+        c=[colours[k] for k in resp.argmax(1)],
+        alpha=0.6,
+        edgecolors="none",
+    )
+    _label_axes(ax, model, dims)
     ax.set_title("classification uncertainty (larger: less certain)")
     return ax
 
@@ -272,13 +304,21 @@ def convergence(model, ax=None):
     lower_bounds = np.asarray(getattr(model, "lower_bounds_", []), dtype=np.float64)
     if lower_bounds.size == 0:
         raise ValueError(
-            "the model records no lower bounds (fitted with max_iter=0?); nothing to draw"
+            "the model records no lower bounds (fitted with max_iter=0?); "
+            "nothing to draw"
         )
     ax = _axes(ax)
     ax.plot(np.arange(1, lower_bounds.size + 1), lower_bounds, marker=".")
     ax.set_xlabel("iteration")
     ax.set_ylabel("lower bound (mean log-likelihood per sample)")
     return ax
+
+
+def _label_axes(ax, model, dims):
+    """Feature names (those the model was fitted with, else x1, x2, ...) on the axes."""
+    names = getattr(model, "feature_names_in_", None)
+    ax.set_xlabel(names[dims[0]] if names is not None else f"x{dims[0] + 1}")
+    ax.set_ylabel(names[dims[1]] if names is not None else f"x{dims[1] + 1}")
 
 
 def _check_dims(dims, n_features):

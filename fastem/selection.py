@@ -1,4 +1,4 @@
-"""Model selection: :class:`GaussianMixtureIC` fits a grid of mixtures and keeps the best.
+"""Model selection: :class:`GaussianMixtureIC` fits a grid of mixtures, keeps the best.
 
 The grid is n_components x covariance type, as R's ``mclust::Mclust`` fits it;
 the best cell is chosen by BIC, AIC or ICL, in scikit-learn's sign (lower is
@@ -82,7 +82,9 @@ class SelectionResults(list):
                 "SelectionResults.to_frame() needs pandas; install it with "
                 "`pip install pandas`, or read the records as dicts"
             ) from exc
-        return pd.DataFrame([dict(record) for record in self], columns=list(RESULT_FIELDS))
+        return pd.DataFrame(
+            [dict(record) for record in self], columns=list(RESULT_FIELDS)
+        )
 
     def table(self, criterion="bic"):
         """The criterion as a grid: rows n_components, columns covariance types.
@@ -104,8 +106,10 @@ class SelectionResults(list):
         columns = list(dict.fromkeys(record["covariance_type"] for record in self))
         values = np.full((len(rows), len(columns)), np.nan)
         for record in self:
-            values[rows.index(record["n_components"]),
-                   columns.index(record["covariance_type"])] = record[criterion]
+            values[
+                rows.index(record["n_components"]),
+                columns.index(record["covariance_type"]),
+            ] = record[criterion]
         return rows, columns, values
 
 
@@ -142,13 +146,15 @@ def _as_covariance_types(value):
         ) from None
     if not values:
         raise ValueError(
-            "covariance_types is empty; give one or more of " + ", ".join(COVARIANCE_TYPES)
+            "covariance_types is empty; give one or more of "
+            + ", ".join(COVARIANCE_TYPES)
         )
     for covariance_type in values:
         if covariance_type not in COVARIANCE_TYPES:
             raise ValueError(
                 f"covariance_types holds {covariance_type!r}; each must be one of "
-                + ", ".join(map(repr, COVARIANCE_TYPES)) + "."
+                + ", ".join(map(repr, COVARIANCE_TYPES))
+                + "."
             )
     return tuple(dict.fromkeys(values))
 
@@ -176,6 +182,9 @@ def _svd_transform(X):
     onto their principal axes, and each axis divided by the square root of its
     singular value (``hcUse = "SVD"``, mclust's default since 5.4).
     """
+    magnitude = np.max(np.abs(X)) if X.size else 0.0
+    if magnitude > 0:
+        X = X / magnitude  # no overflow in the squares below, whatever the scale
     centred = X - X.mean(axis=0)
     spread = centred.std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(X.shape[1])
     varying = spread > 0
@@ -216,7 +225,9 @@ def hc_labels(X, n_components, random_state=None, max_samples=HC_MAX_SAMPLES):
     n_samples = X.shape[0]
     if n_samples > max_samples:
         rows = np.sort(
-            check_random_state(random_state).choice(n_samples, max_samples, replace=False)
+            check_random_state(random_state).choice(
+                n_samples, max_samples, replace=False
+            )
         )
     else:
         rows = np.arange(n_samples)
@@ -250,7 +261,9 @@ def _hc_start(X, sample_weight, rows, labels, n_components, covariance_type, reg
 
     Clusters too small to estimate their own covariance (fewer than
     n_features + 1 rows for 'full', fewer than 2 otherwise) get the pooled
-    within-cluster covariance of the partition instead.
+    within-cluster covariance of the partition instead (its diagonal for 'diag',
+    the mean of that for 'spherical'), or the data's covariance when every
+    cluster is that small.
     """
     subset = X[rows]
     weight = sample_weight[rows]
@@ -262,19 +275,30 @@ def _hc_start(X, sample_weight, rows, labels, n_components, covariance_type, reg
     sizes = np.bincount(labels, minlength=n_components)
     small = sizes < (n_features + 1 if covariance_type == "full" else 2)
     if covariance_type != "tied" and np.any(small):
-        pooled_type = "tied" if covariance_type == "full" else "diag"
+        if np.all(small):  # no cluster to pool from: the data's own covariance
+            labels, n_groups = np.zeros_like(labels), 1
+        else:
+            n_groups = n_components
         _, _, pooled = _driver.parameters_from_resp(
-            subset, weight, resp_of, n_components, pooled_type, reg_covar
+            subset,
+            weight,
+            _driver._one_hot(labels, n_groups),
+            n_groups,
+            "tied",
+            reg_covar,
         )
         if covariance_type == "diag":
-            pooled = pooled[sizes.argmax()] if sizes.max() > 1 else np.var(subset, axis=0)
-            pooled = np.maximum(pooled, 0) + reg_covar
+            pooled = np.diag(pooled).copy()
         elif covariance_type == "spherical":
-            pooled = float(np.mean(np.var(subset, axis=0))) + reg_covar
+            pooled = float(np.mean(np.diag(pooled)))
         for k in np.flatnonzero(small):
             covariances[k] = pooled
     precisions_chol = _driver.precision_cholesky(covariances, covariance_type)
+    if precisions_chol is None:
+        raise ValueError("a starting covariance is not positive definite")
     precisions = _driver.precisions_from_cholesky(precisions_chol, covariance_type)
+    if not all(np.all(np.isfinite(a)) for a in (weights, means, precisions)):
+        raise ValueError("the starting parameters are not finite in float64")
     return weights, means, precisions
 
 
@@ -301,7 +325,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     n_components : int or iterable of int, default=(1, 2, ..., 9)
         Component counts to try (``range(1, 10)`` works as well; the default is
         a tuple because scikit-learn's checks want immutable defaults).
-    covariance_types : str or sequence of str, default=('spherical', 'diag', 'tied', 'full')
+    covariance_types : str or sequence of str, \
+            default=('spherical', 'diag', 'tied', 'full')
         Covariance types to try.
     criterion : {'bic', 'aic', 'icl'}, default='bic'
         How cells are compared. ICL is BIC plus the entropy of the hard
@@ -310,14 +335,16 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     n_init : int, default=2
         EM runs per cell; the one with the largest log-likelihood among those
         that needed no singular-covariance repair is kept.
-    init_params : {'hc', 'kmeans', 'k-means++', 'random', 'random_from_data'}, default='hc'
+    init_params : {'hc', 'kmeans', 'k-means++', 'random', 'random_from_data'}, \
+            default='hc'
         Start of the first run of every cell. 'hc' is mclust's start: the
         partition at k clusters of one model-based agglomerative clustering of
         the data (spherical merge criterion, i.e. Ward's, after mclust's 'SVD'
         transformation; on a subsample of 2000 rows for larger data), whose
         M-step gives the cell's starting parameters. The other values are
         :class:`GaussianMixture`'s. With 'hc', runs after the first
-        (``n_init > 1``) start from k-means.
+        (``n_init > 1``) start from k-means, and so does the first where the
+        partition gives no usable start (e.g. covariances that overflow float64).
 
         The defaults (one hierarchical and one k-means start per cell) reached
         mclust's choice, or a model with a criterion within 0.1% of mclust's
@@ -422,7 +449,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         if self.n_jobs is not None:
             _validation._check_integer(self.n_jobs, "n_jobs", -1)
             if self.n_jobs == 0:
-                raise ValueError("n_jobs must be a positive integer, -1 or None, got 0.")
+                raise ValueError(
+                    "n_jobs must be a positive integer, -1 or None, got 0."
+                )
         # the remaining GaussianMixture parameters, checked once here
         _validation.check_hyperparameters(self._cell_estimator(1, types[0], None))
         return counts, types
@@ -437,7 +466,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         init = {}
         if start is not None:
             weights, means, precisions = start
-            init = dict(weights_init=weights, means_init=means, precisions_init=precisions)
+            init = dict(
+                weights_init=weights, means_init=means, precisions_init=precisions
+            )
         init_params = "kmeans" if self.init_params == "hc" else self.init_params
         return GaussianMixture(
             n_components=n_components,
@@ -480,11 +511,26 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         """
         return self._fit(X, sample_weight)
 
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the grid, then label X with the best model (``fit(X).predict(X)``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._fit(X, sample_weight).predict(X)
+
     def _fit(self, X, sample_weight, on_cell=None):
         """Fit; ``on_cell(done, total, record, best_record)`` after every cell."""
         counts, types = self._check_parameters()
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
-        n_samples, n_features = X.shape
+        n_samples, _n_features = X.shape
         if sample_weight is None:
             weight = np.ones(n_samples)
         else:
@@ -525,24 +571,35 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             # thread, 0.16 s in one worker, same bits; 1e5-row fits equally fast).
             with ThreadPoolExecutor(max_workers=n_workers) as pool:
                 futures = [pool.submit(run, index) for index in range(len(cells))]
-                for index, future in enumerate(futures):
-                    records[index], models[index] = future.result()
-                    best = self._report(index, records, best, on_cell, len(cells))
+                try:
+                    for index, future in enumerate(futures):
+                        records[index], models[index] = future.result()
+                        best = self._report(index, records, best, on_cell, len(cells))
+                except BaseException:  # e.g. KeyboardInterrupt: start no more cells
+                    for future in futures:
+                        future.cancel()
+                    raise
 
         best = _best_index(records, self.criterion)
         if best is None:
+            cells_of = {}
+            for r in records:
+                cells_of.setdefault(r["reason"], []).append(
+                    f"{r['n_components']} {r['covariance_type']}"
+                )
             reasons = "; ".join(
-                f"{r['n_components']} {r['covariance_type']}: {r['reason']}" for r in records
+                f"{', '.join(names)}: {reason}" for reason, names in cells_of.items()
             )
             raise ValueError(
-                f"No cell of the grid could be fitted ({reasons}). Use fewer components, "
-                "simpler covariance types, or more data."
+                f"No cell of the grid could be fitted ({reasons}). Use fewer "
+                "components, simpler covariance types, or more data."
             )
         chosen = records[best]
         if chosen["status"] == "degenerate":
             warnings.warn(
-                f"Every fitted cell needed singular-covariance repairs; the best of them "
-                f"({chosen['n_components']} components, '{chosen['covariance_type']}') is "
+                "Every fitted cell needed singular-covariance repairs; the best of "
+                f"them ({chosen['n_components']} components, "
+                f"'{chosen['covariance_type']}') is "
                 "kept. Check the data for duplicated rows or increase reg_covar.",
                 SingularCovarianceWarning,
                 stacklevel=2,
@@ -555,7 +612,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         if not chosen["converged"]:
             warnings.warn(
                 f"The chosen cell ({self.n_components_} components, "
-                f"'{self.covariance_type_}') did not converge. Increase max_iter or tol.",
+                f"'{self.covariance_type_}') did not converge. Increase max_iter or "
+                "tol.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -584,10 +642,20 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         ):
             check_random_state(int(self.random_state))  # range check, sklearn's message
             return int(self.random_state)
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return int(
+            check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        )
 
     def _fit_cell(
-        self, X, weight, fit_weight, n_present, n_components, covariance_type, base_seed, hc
+        self,
+        X,
+        weight,
+        fit_weight,
+        n_present,
+        n_components,
+        covariance_type,
+        base_seed,
+        hc,
     ):
         """(record, fitted model or None) of one cell."""
         n_features = X.shape[1]
@@ -619,7 +687,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             record.update(
                 status="skipped",
                 reason=f"{record['n_parameters']} free parameters but only {n_values} "
-                f"data values ({n_values // n_features} samples x {n_features} features)",
+                f"data values ({n_values // n_features} samples x {n_features} "
+                "features)",
             )
             return record, None
         start_time = time.perf_counter()
@@ -631,12 +700,18 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
                 rows, labels = hc
                 try:
                     start = _hc_start(
-                        X, weight, rows, labels[n_components], n_components,
-                        covariance_type, float(self.reg_covar),
+                        X,
+                        weight,
+                        rows,
+                        labels[n_components],
+                        n_components,
+                        covariance_type,
+                        float(self.reg_covar),
                     )
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
+                    # this run starts from k-means instead
                     errors.append(f"hierarchical start: {error}")
-                    continue
+                    start = None
             model = self._cell_estimator(n_components, covariance_type, seed, start)
             try:
                 model.fit(X, sample_weight=fit_weight)
@@ -652,7 +727,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
                 kept, kept_clean = model, clean
         record["fit_seconds"] = time.perf_counter() - start_time
         if kept is None:
-            record.update(status="failed", reason="; ".join(errors))
+            record.update(status="failed", reason="; ".join(dict.fromkeys(errors)))
             return record, None
         statistics = _driver.estep_statistics(
             X, weight, kept._parameters(), covariance_type, kept._block_size(X)
@@ -676,7 +751,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             events = kept.singular_events_
             record.update(
                 status="degenerate",
-                reason=f"every run needed singular-covariance repairs ({len(events)} in "
+                reason="every run needed singular-covariance repairs "
+                f"({len(events)} in "
                 f"the kept run, first: component {events[0]['component']} "
                 f"{events[0]['action']})",
             )
@@ -807,6 +883,8 @@ def _better(record, other, criterion):
 def _best_index(records, criterion):
     best = None
     for index, record in enumerate(records):
-        if _eligible(record) and (best is None or _better(record, records[best], criterion)):
+        if _eligible(record) and (
+            best is None or _better(record, records[best], criterion)
+        ):
             best = index
     return best

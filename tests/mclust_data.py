@@ -45,7 +45,8 @@ class Reference:
     def best(self, criterion):
         """((model, G), value) of mclust's choice by ``criterion`` ('bic' or 'icl')."""
         candidates = [
-            (value, key[1:]) for key, value in self.values.items()
+            (value, key[1:])
+            for key, value in self.values.items()
             if key[0] == criterion and not math.isnan(value)
         ]
         value, key = min(candidates)

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from fastem import GaussianMixtureIC, load_faithful, load_model
-from fastem import cli
+from fastem import GaussianMixtureIC, cli, load_faithful, load_model
 from fastem.cli import main
 
 
@@ -37,14 +36,16 @@ def blobs_csv(tmp_path, rng):
 def table_rows(out):
     """{n_components: [cells]} from the printed table."""
     lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("n_components"))
+    start = next(
+        i for i, line in enumerate(lines) if line.strip().startswith("n_components")
+    )
     header = lines[start].split()[1:]
     rows = {}
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             break
         fields = re.findall(r"\S+(?: [*!])?", line.strip())
-        rows[int(fields[0])] = dict(zip(header, fields[1:]))
+        rows[int(fields[0])] = dict(zip(header, fields[1:], strict=False))
     return header, rows
 
 
@@ -56,10 +57,15 @@ def test_select_bundled_data_marks_mclusts_choice(capsys):
     assert header == ["spherical", "diag", "tied", "full"]
     assert sorted(rows) == list(range(1, 5))
     assert rows[3]["tied"].endswith(" *")
-    starred = [(k, t) for k, row in rows.items() for t, cell in row.items() if "*" in cell]
+    starred = [
+        (k, t) for k, row in rows.items() for t, cell in row.items() if "*" in cell
+    ]
     assert starred == [(3, "tied")]
-    assert re.search(r"^best\s+3 components, covariance_type='tied', BIC 2314\.\d+",
-                     out, flags=re.MULTILINE)
+    assert re.search(
+        r"^best\s+3 components, covariance_type='tied', BIC 2314\.\d+",
+        out,
+        flags=re.MULTILINE,
+    )
     assert "272 samples x 2 features" in out
     # the printed numbers are those of the estimator with the same settings
     with warnings.catch_warnings():
@@ -75,8 +81,21 @@ def test_select_file_writes_model_and_plot(capsys, tmp_path, blobs_csv):
     model_path = tmp_path / "model.json"
     png = tmp_path / "select.png"
     status, out, err = run(
-        capsys, "select", path, "-k", "1:3", "--covariance-types", "full,diag",
-        "--criterion", "icl", "-o", model_path, "--plot", png, "--n-jobs", "2",
+        capsys,
+        "select",
+        path,
+        "-k",
+        "1:3",
+        "--covariance-types",
+        "full,diag",
+        "--criterion",
+        "icl",
+        "-o",
+        model_path,
+        "--plot",
+        png,
+        "--n-jobs",
+        "2",
     )
     assert status == 0, err
     header, rows = table_rows(out)
@@ -85,22 +104,28 @@ def test_select_file_writes_model_and_plot(capsys, tmp_path, blobs_csv):
     model = load_model(model_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        search = GaussianMixtureIC((1, 2, 3), ("full", "diag"), criterion="icl",
-                                   random_state=0).fit(X)
+        search = GaussianMixtureIC(
+            (1, 2, 3), ("full", "diag"), criterion="icl", random_state=0
+        ).fit(X)
     assert (model.n_components, model.covariance_type) == (
-        search.n_components_, search.covariance_type_)
+        search.n_components_,
+        search.covariance_type_,
+    )
     assert_array_equal(model.means_, search.best_estimator_.means_)
     assert_array_equal(model.predict(X), search.predict(X))
     matplotlib = pytest.importorskip("matplotlib")
     image = matplotlib.pyplot.imread(png)
-    assert image.shape[0] > 100 and np.mean(np.any(image[..., :3] < 0.9, axis=-1)) > 0.01
+    assert (
+        image.shape[0] > 100 and np.mean(np.any(image[..., :3] < 0.9, axis=-1)) > 0.01
+    )
 
 
 def test_select_skipped_cells_are_listed(capsys, tmp_path, rng):
     path = tmp_path / "small.csv"
     np.savetxt(path, rng.normal(size=(6, 3)), delimiter=",")
-    status, out, err = run(capsys, "select", path, "-k", "1,2", "--covariance-types",
-                           "full", "-q")
+    status, out, err = run(
+        capsys, "select", path, "-k", "1,2", "--covariance-types", "full", "-q"
+    )
     assert status == 0, err
     _, rows = table_rows(out)
     assert rows[2]["full"] == "skipped"
@@ -126,7 +151,7 @@ def test_progress_only_on_a_terminal(capsys, monkeypatch):
     monkeypatch.undo()
     # not a terminal (pytest's capture): no progress
     monkeypatch.setattr(cli._Progress, "DELAY", 0.0)
-    status, out, err = run(capsys, "select", "-k", "1:2", "--covariance-types", "tied")
+    status, _out, err = run(capsys, "select", "-k", "1:2", "--covariance-types", "tied")
     assert status == 0 and err == ""
 
 
@@ -141,7 +166,9 @@ def test_predict_labels_and_responsibilities(capsys, tmp_path, blobs_csv):
     assert rows[0] == ["label"]
     assert_array_equal([int(r[0]) for r in rows[1:]], model.predict(X))
     out_path = tmp_path / "labels.csv"
-    status, out, err = run(capsys, "predict", model_path, path, "--proba", "-o", out_path)
+    status, out, err = run(
+        capsys, "predict", model_path, path, "--proba", "-o", out_path
+    )
     assert status == 0, err
     with open(out_path, newline="") as handle:
         rows = list(csv.reader(handle))
@@ -167,7 +194,7 @@ def test_predict_labels_and_responsibilities(capsys, tmp_path, blobs_csv):
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
-    status, out, err = run(capsys, *argv)
+    status, _out, err = run(capsys, *argv)
     assert status == 2
     assert err.count("\n") == 1 and err.startswith("fastem: error: ")
     assert message in err

@@ -113,7 +113,14 @@ def test_default_block_size_depends_on_the_shape_only(
     assert one_thread == two_threads
     assert isinstance(one_thread, int) and one_thread >= 1
     n_blocks = -(-n_samples // one_thread)
-    assert 1 <= n_blocks <= MAX_BLOCKS
+    assert n_blocks >= 1
+    if n_blocks > MAX_BLOCKS:
+        # more blocks only for huge data: then a block holds at most BLOCK_BYTES of
+        # X, or 16 times its own partial statistics (full: K (1 + D + D^2) floats)
+        parts = 8 * n_components * (1 + n_features + n_features**2)
+        block_bytes = one_thread * n_features * itemsize
+        assert block_bytes <= max(_driver.BLOCK_BYTES, 16 * parts)
+        assert n_samples * n_features * itemsize > MAX_BLOCKS * _driver.BLOCK_BYTES / 2
 
 
 # --------------------------------------------------------------------------

@@ -48,10 +48,19 @@ def test_clusters_ellipses_are_the_components(tmp_path):
     """A fixed 'full' model: its ellipses have the components' centres and axes."""
     covariances = np.array([[[4.0, 0.0], [0.0, 1.0]], [[2.0, 1.0], [1.0, 2.0]]])
     means = np.array([[0.0, 0.0], [10.0, 5.0]])
-    model = GaussianMixture(2, weights_init=[0.5, 0.5], means_init=means,
-                            precisions_init=np.linalg.inv(covariances), max_iter=0)
-    X = np.vstack([np.random.default_rng(0).multivariate_normal(m, c, 50)
-                   for m, c in zip(means, covariances)])
+    model = GaussianMixture(
+        2,
+        weights_init=[0.5, 0.5],
+        means_init=means,
+        precisions_init=np.linalg.inv(covariances),
+        max_iter=0,
+    )
+    X = np.vstack(
+        [
+            np.random.default_rng(0).multivariate_normal(m, c, 50)
+            for m, c in zip(means, covariances, strict=False)
+        ]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X)
@@ -79,12 +88,15 @@ def test_ellipse_of_other_covariance_types(faithful, covariance_type):
     model = GaussianMixture(2, covariance_type=covariance_type, random_state=0)
     model.fit(faithful)
     ax = plot.clusters(model, faithful)
-    ellipse = [p for p in ax.patches if isinstance(p, Ellipse)][2]  # component 2, 1 sigma
+    ellipse = [p for p in ax.patches if isinstance(p, Ellipse)][
+        2
+    ]  # component 2, 1 sigma
     covariance = plot.component_covariance(model, 1)
     assert_allclose(ellipse.center, model.means_[1], rtol=1e-12)
     eigenvalues = np.linalg.eigvalsh(covariance)
-    assert_allclose(sorted([ellipse.width, ellipse.height]),
-                    2 * np.sqrt(eigenvalues), rtol=1e-5)
+    assert_allclose(
+        sorted([ellipse.width, ellipse.height]), 2 * np.sqrt(eigenvalues), rtol=1e-5
+    )
 
 
 def test_ellipse_on_chosen_features_is_the_marginal():
@@ -102,7 +114,7 @@ def test_criterion_curves(search, tmp_path):
     lines = ax.get_lines()
     # one line per covariance type plus the best-cell marker
     assert len(lines) == 5
-    rows, columns, values = search.results_.table("bic")
+    _rows, columns, values = search.results_.table("bic")
     for j, line in enumerate(lines[:4]):
         assert line.get_label() == columns[j]
         assert_allclose(line.get_ydata(), values[:, j])
@@ -160,6 +172,7 @@ def test_import_fastem_does_not_import_matplotlib():
         "import sys, fastem, fastem.selection, fastem.cli; "
         "print('matplotlib' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"

@@ -39,9 +39,11 @@ args <- commandArgs(trailingOnly = TRUE)
 out <- args[1]
 datadir <- args[2]
 # the numeric columns of mclust's own data sets, for the tests
-data(banknote); write.csv(banknote[, -1], file.path(datadir, "banknote.csv"), row.names = FALSE)
-data(diabetes); write.csv(diabetes[, -1], file.path(datadir, "diabetes.csv"), row.names = FALSE)
-data(thyroid); write.csv(thyroid[, -1], file.path(datadir, "thyroid.csv"), row.names = FALSE)
+for (name in c("banknote", "diabetes", "thyroid")) {
+  data(list = name)
+  write.csv(get(name)[, -1], file.path(datadir, paste0(name, ".csv")),
+            row.names = FALSE)
+}
 sets <- args[-(1:2)]
 models <- c("VII", "VVI", "EEE", "VVV")
 rows <- list()
@@ -73,8 +75,14 @@ def main():
         paths = []
         for name, (X, columns) in sets.items():
             path = scratch / f"{name}.csv"
-            np.savetxt(path, X, delimiter=",", header=",".join(columns), comments="",
-                       fmt="%.17g")
+            np.savetxt(
+                path,
+                X,
+                delimiter=",",
+                header=",".join(columns),
+                comments="",
+                fmt="%.17g",
+            )
             paths.append(str(path))
         script = scratch / "reference.R"
         script.write_text(R_SCRIPT)
@@ -83,13 +91,15 @@ def main():
         mclust_paths = [str(HERE / f"{name}.csv") for name in FROM_MCLUST]
         run = subprocess.run(
             ["Rscript", str(script), str(out), str(HERE), *paths, *mclust_paths],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         version = run.stdout.strip()
         body = out.read_text()
     header = (
-        "# mclust's BIC and ICL (mclust's sign: higher is better) for models VII, VVI,\n"
-        "# EEE, VVV and G = 1..9, mclust defaults. Made by\n"
+        "# mclust's BIC and ICL (mclust's sign: higher is better) for models\n"
+        "# VII, VVI, EEE, VVV and G = 1..9, mclust defaults. Made by\n"
         "#   python tests/data/mclust/make_reference.py\n"
         f"# with {version}\n"
     )

@@ -1,0 +1,200 @@
+"""Fits and inference on a ``dask.array.Array`` (imported only when one is given).
+
+Every pass over the data is one graph: X is rechunked along rows to whole
+blocks of the fit (and to whole rows), each chunk is a task that runs a
+chunk function of ``_sources`` on its rows (the serial block kernels, one
+thread per task: workers get their threads from dask), and the per-block
+results come back to the calling process, which combines them in block
+order. The pass's parameters (the kernels' inputs, a few KB) are one shared
+key of the graph, not copied into every task. The graph runs on the active
+``distributed.Client`` if there is one, else on dask's default scheduler.
+
+Because the per-block results depend only on the block's rows and the order
+of combination only on the block index, a Dask fit gives the same bits as an
+in-memory one, for any number of workers or threads, completion order, or
+retried task (after a worker is lost, say).
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+from fastem import _sources
+from fastem._kernels_threads import thread_limit
+
+
+def run_chunk(function, X, sample_weight, first_row, block_size, dtype, exponent,
+              weight_exponent, n_rows, shared):
+    """The task of one chunk: ``function`` on its rows, on one kernel thread."""
+    if X is not None:
+        X = np.ascontiguousarray(X, dtype=dtype)
+        if exponent:
+            X = np.ldexp(X, exponent).astype(dtype, copy=False)
+    if sample_weight is None:
+        sample_weight = np.ones(n_rows)
+    else:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if weight_exponent:
+            sample_weight = np.ldexp(sample_weight, -weight_exponent)
+    with thread_limit(1):
+        return function(X, sample_weight, first_row, block_size, *shared)
+
+
+def _aligned_chunks(chunks, block_size):
+    """Whether row chunks all hold whole blocks (the last may be short)."""
+    return all(size % block_size == 0 for size in chunks[:-1])
+
+
+class DaskSource(_sources.ChunkedSource):
+    """A Dask array of rows (and optional Dask or array-like weights)."""
+
+    def __init__(self, X, sample_weight=None, dtype=None, exponent=0, weight_exponent=0):
+        self.X = X
+        self.shape = (int(X.shape[0]), int(X.shape[1]))
+        self.dtype = np.dtype(dtype if dtype is not None else X.dtype)
+        if sample_weight is not None and not _sources.is_dask_array(sample_weight):
+            sample_weight = da.from_array(np.asarray(sample_weight, dtype=np.float64),
+                                          chunks=(X.chunks[0],))
+        self.sample_weight = sample_weight
+        self.exponent = exponent
+        self.weight_exponent_ = weight_exponent
+        self._rechunked = {}
+
+    def _with(self, **changes):
+        fields = dict(sample_weight=self.sample_weight, dtype=self.dtype,
+                      exponent=self.exponent, weight_exponent=self.weight_exponent_)
+        fields.update(changes)
+        source = DaskSource(self.X, **fields)
+        source._rechunked = self._rechunked
+        return source
+
+    def scaled(self, exponent):
+        return self._scaled_summary(self._with(exponent=self.exponent + exponent), exponent)
+
+    def with_weight_exponent(self, weight_exponent):
+        source = self._with(weight_exponent=weight_exponent)
+        source.summary = self.summary
+        return source
+
+    def aligned(self, block_size):
+        """(X, sample_weight) rechunked to whole rows and row chunks of whole blocks.
+
+        Chunks that already hold whole blocks are kept; others become chunks of
+        about the same size rounded to whole blocks (a chunking that cannot
+        line up with the blocks costs a rechunk in every pass: persist the
+        rechunked array to avoid it).
+        """
+        key = block_size
+        if key not in self._rechunked:
+            X = self.X
+            rows = X.chunks[0]
+            if len(X.chunks[1]) != 1 or not _aligned_chunks(rows, block_size or 1):
+                target = rows[0] if rows else 1
+                if block_size:
+                    target = max(block_size, round(target / block_size) * block_size)
+                X = X.rechunk({0: target, 1: -1})
+            weights = self.sample_weight
+            if weights is not None and weights.chunks[0] != X.chunks[0]:
+                weights = weights.rechunk((X.chunks[0],))
+            self._rechunked[key] = (X, weights)
+        return self._rechunked[key]
+
+    def _tasks(self, function, block_size, args, weights_only=False):
+        X, weights = self.aligned(block_size)
+        shared = dask.delayed(tuple(args), traverse=False, pure=True)
+        x_blocks = X.to_delayed().ravel()
+        w_blocks = weights.to_delayed().ravel() if weights is not None else None
+        call = dask.delayed(run_chunk, pure=True)
+        tasks = []
+        first_row = 0
+        for index, n_rows in enumerate(X.chunks[0]):
+            tasks.append(call(
+                function, None if weights_only else x_blocks[index],
+                None if w_blocks is None else w_blocks[index], first_row, block_size,
+                self.dtype, self.exponent, self.weight_exponent_, n_rows, shared,
+            ))
+            first_row += n_rows
+        return tasks
+
+    def map_chunks(self, function, block_size, *args, weights_only=False):
+        """One graph: ``function`` on every chunk; results in row order."""
+        tasks = self._tasks(function, block_size, args, weights_only)
+        try:
+            results = dask.compute(*tasks)
+        except (ValueError, TypeError, ArithmeticError):
+            raise
+        except Exception as error:
+            raise _sources.DataReadError(
+                f"A Dask task of the pass {function.__name__} failed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        yield from results
+
+    def rows(self, indices):
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) == 0:
+            return np.empty((0, self.n_features), dtype=self.dtype)
+        X = np.ascontiguousarray(self.X[indices].compute(), dtype=self.dtype)
+        if self.exponent:
+            X = np.ldexp(X, self.exponent).astype(self.dtype, copy=False)
+        return X
+
+    def weights_at(self, indices):
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.sample_weight is None:
+            return np.ones(len(indices))
+        weights = np.asarray(self.sample_weight[indices].compute(), dtype=np.float64)
+        if self.weight_exponent_:
+            weights = np.ldexp(weights, -self.weight_exponent_)
+        return weights
+
+    def _positive_rows(self, ranks, block_size):
+        counts = list(self.map_chunks(_sources.chunk_positive_counts, block_size,
+                                      weights_only=True))
+        X, weights = self.aligned(block_size)
+        before = np.concatenate([[0], np.cumsum(counts)])
+        starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
+        found = []
+        for index in np.unique(np.searchsorted(before, ranks, side="right") - 1):
+            chunk = np.asarray(weights.blocks[int(index)].compute(), dtype=np.float64)
+            found.append(_sources.chunk_positive_rows(
+                None, chunk, int(starts[index]), block_size, ranks, int(before[index])))
+        return np.concatenate(found)
+
+    def materialise(self):
+        X, weights = dask.compute(self.X, self.sample_weight)
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if self.exponent:
+            X = np.ldexp(X, self.exponent).astype(self.dtype, copy=False)
+        weights = np.ones(self.n_samples) if weights is None else np.asarray(
+            weights, dtype=np.float64)
+        return _sources.MemorySource(X, weights)
+
+    def estimate_lazy(self, what, parameters, covariance_type, block_size):
+        """A lazy Dask array of chunk_estimate's results (rows of X's chunks)."""
+        X, _ = self.aligned(block_size)
+        shared = dask.delayed((what, parameters, covariance_type), traverse=False,
+                              pure=True)
+        n_components = parameters.means.shape[0]
+        if what in ("labels", "log_prob"):
+            kwargs = dict(drop_axis=1,
+                          dtype=np.int64 if what == "labels" else np.float64)
+        else:
+            kwargs = dict(chunks=(X.chunks[0], (n_components,)), dtype=np.float64)
+        return da.map_blocks(_estimate_block, X, shared, block_size=block_size,
+                             dtype_in=self.dtype, exponent=self.exponent, **kwargs)
+
+
+def _estimate_block(X, shared, block_size, dtype_in, exponent, block_info=None):
+    what, parameters, covariance_type = shared
+    first_row = 0
+    if block_info is not None and 0 in block_info:
+        first_row = block_info[0]["array-location"][0][0]
+    X = np.ascontiguousarray(X, dtype=dtype_in)
+    if exponent:
+        X = np.ldexp(X, exponent).astype(dtype_in, copy=False)
+    with thread_limit(1):
+        return _sources.chunk_estimate(X, None, first_row, block_size, what, parameters,
+                                       covariance_type)

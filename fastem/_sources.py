@@ -1,0 +1,889 @@
+"""Where a fit's rows come from: memory, an array read block by block, or Dask.
+
+A fit sees its data as consecutive *blocks* of ``block_size`` rows aligned to
+row 0 (``block_size`` comes from the data's shape only, see
+``_driver.default_block_size``). Every pass over the data (the E-step, the
+checks, the data covariance, a sample-based start) computes one small result
+per block with a function of that block's rows alone, and the results are
+combined on the calling thread in block order with the same arithmetic
+whatever the source. So a fit from the same start gives the same bits from
+an ndarray, a memory-mapped ``.npy``, an ``h5py.Dataset``, a ``zarr.Array``
+or a Dask array, for any chunking, number of threads, workers or retries.
+
+Sources (``open_source``):
+
+- :class:`MemorySource`: a C-contiguous float ndarray, today's path (the
+  E-step's blocks run on the thread pool and are summed by the kernels'
+  ``reduce_*``).
+- :class:`StreamedSource`: anything with ``shape``, ``dtype``, ``ndim`` and
+  row slicing (``np.memmap``, ``h5py.Dataset``, ``zarr.Array``, ...), read in
+  *chunks* of whole blocks (about CHUNK_BYTES) by a reader thread that runs
+  one chunk ahead of the kernels. Memory is O(chunk), not O(n_samples).
+- ``fastem._dask.DaskSource``: a ``dask.array.Array``; each pass is one
+  graph whose tasks run the serial block kernels on row chunks of whole
+  blocks (imported only when a Dask array is given).
+
+A chunk function is called as ``function(X, sample_weight, first_row,
+block_size, *args)`` on rows [first_row, first_row + len(X)) where
+``first_row`` is a multiple of ``block_size``; ``sample_weight`` is the
+chunk's float64 weights (ones when none were given). It returns one result
+per block, or anything the pass's combiner expects, and must be a
+module-level function (Dask sends it to workers by name).
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import numbers
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from fastem import _kernels_estep
+from fastem._kernels_threads import current_threads, run_blocks
+
+# Bytes of X a streamed source reads at a time (rounded to whole blocks, at
+# least one block per thread): the reader thread holds the next chunk while
+# the kernels work on this one, so a streamed fit holds about 2 * CHUNK_BYTES
+# of data (none for a memory map, whose chunks are views of the file's pages).
+CHUNK_BYTES = 16 << 20
+
+# A memory-mapped chunk is "read" by touching one element per page of it on the
+# reader thread: its pages are then in memory (read from disk if need be) before
+# the kernels reach them.
+PAGE_BYTES = 4096
+
+# Rows picked from a streamed source (the k-means sample) are read in one pass
+# over its chunks when they are more than one in this many rows, else one run
+# of nearby rows at a time.
+DENSE_SAMPLE = 1000
+
+
+class DataReadError(OSError):
+    """Reading a block of a streamed or Dask source failed (names the block)."""
+
+
+def read_only(array):
+    """A read-only view (see ``_driver.read_only``)."""
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _is_memory_mapped(array):
+    """Whether ``array`` is a view of a memory map (np.memmap, np.load(mmap_mode=...))."""
+    base = array
+    while base is not None:
+        if isinstance(base, mmap.mmap) or isinstance(base, np.memmap):
+            return True
+        base = getattr(base, "base", None)
+    return False
+
+
+def n_blocks_of(n_samples, block_size):
+    return -(-n_samples // block_size)
+
+
+# --------------------------------------------------------------------------
+# Folding per-block statistics in block order
+
+
+class StatisticsFold:
+    """The E-step's per-block partial statistics summed in block order.
+
+    ``add(parts)`` takes the parts of consecutive blocks (as the ``*_blocks``
+    kernels write them) and adds them one block at a time to running totals
+    that start at zero: the same additions, in the same order, as the
+    kernels' ``reduce_dense`` / ``reduce_diagonal`` over all the blocks at
+    once, so the result is bitwise the same however the blocks were grouped
+    into chunks. ``result()`` trims the padding and mirrors the dense scatter
+    as ``reduce_dense`` does.
+    """
+
+    def __init__(self, dense, n_components, n_features, n_padded, n_factors):
+        self.dense = dense
+        self.n_features = n_features
+        self.nk = np.zeros(n_components)
+        self.sum_x = np.zeros((n_components, n_padded))
+        if dense:
+            self.scatter = np.zeros((n_factors, n_padded, n_padded))
+        else:
+            self.scatter = np.zeros((n_components, n_padded))
+        self.sums = np.zeros(3)
+
+    def add(self, parts):
+        nk_parts, sum_x_parts, scatter_parts, sums_parts = parts
+        for block in range(len(nk_parts)):
+            self.nk += nk_parts[block]
+            self.sum_x += sum_x_parts[block]
+            self.scatter += scatter_parts[block]
+            self.sums += sums_parts[block]
+
+    def result(self):
+        """``(nk, sum_x, scatter, sums)`` as ``reduce_dense`` / ``reduce_diagonal``."""
+        n_features = self.n_features
+        sum_x = np.ascontiguousarray(self.sum_x[:, :n_features])
+        if not self.dense:
+            return self.nk, sum_x, self.scatter, self.sums
+        scatter = np.ascontiguousarray(self.scatter[:, :n_features, :n_features])
+        lower = np.tril_indices(n_features, -1)
+        for slot in range(len(scatter)):
+            scatter[slot][lower] = scatter[slot].T[lower]
+        return self.nk, sum_x, scatter, self.sums
+
+
+def statistics_inputs(dense, means, precisions_chol, log_norm):
+    """The kernels' parameter inputs, padded for the dense kernels."""
+    if dense:
+        means, precisions_chol = _kernels_estep.pad_dense(means, precisions_chol)
+    return means, precisions_chol, log_norm
+
+
+def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs):
+    """Partial statistics of the chunk's blocks: (nk, sum_x, scatter, sums) parts.
+
+    Runs the serial ``*_statistics_blocks`` kernel over the chunk's blocks on
+    the kernels' threads (one thread inside a Dask task, see ``_dask``).
+    """
+    means, factors, log_norm = inputs
+    n_blocks = n_blocks_of(X.shape[0], block_size)
+    n_components, n_padded = means.shape
+    nk_parts = np.zeros((n_blocks, n_components))
+    sum_x_parts = np.zeros((n_blocks, n_components, n_padded))
+    if dense:
+        scatter_parts = np.zeros((n_blocks, factors.shape[0], n_padded, n_padded))
+        kernel = _kernels_estep.dense_statistics_blocks
+    else:
+        scatter_parts = np.zeros((n_blocks, n_components, n_padded))
+        kernel = _kernels_estep.diagonal_statistics_blocks
+    sums_parts = np.zeros((n_blocks, 3))
+    run_blocks(kernel, n_blocks, read_only(X), read_only(sample_weight), means, factors,
+               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts)
+    return nk_parts, sum_x_parts, scatter_parts, sums_parts
+
+
+def fold_statistics(source, block_size, dense, means, precisions_chol, log_norm):
+    """(nk, sum_x, scatter, sums) of the whole source, folded in block order."""
+    inputs = statistics_inputs(dense, means, precisions_chol, log_norm)
+    n_padded = inputs[0].shape[1]
+    fold = StatisticsFold(dense, means.shape[0], means.shape[1], n_padded,
+                          inputs[1].shape[0])
+    for parts in source.map_chunks(chunk_statistics, block_size, dense, inputs):
+        fold.add(parts)
+    return fold.result()
+
+
+# --------------------------------------------------------------------------
+# Per-block sums of the sample weights
+
+
+def chunk_weight_sums(X, sample_weight, first_row, block_size):
+    """Sum of the weights of each block of the chunk (numpy's pairwise sum per block)."""
+    n_rows = sample_weight.shape[0]
+    return [float(sample_weight[start:start + block_size].sum())
+            for start in range(0, n_rows, block_size)]
+
+
+def fold_in_order(values):
+    """A left fold from zero: ((0 + v0) + v1) + ... in float64."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
+
+
+# --------------------------------------------------------------------------
+# Passes of the initialisation and the singular-covariance fallback
+
+
+def _block_starts(n_rows, block_size):
+    return range(0, n_rows, block_size)
+
+
+def chunk_weighted_sums(X, sample_weight, first_row, block_size, shift):
+    """Per block: sum_i w_i (x_i - shift), float64 (D,)."""
+    return [sample_weight[start:start + block_size]
+            @ (X[start:start + block_size].astype(np.float64) - shift)
+            for start in _block_starts(X.shape[0], block_size)]
+
+
+def chunk_weighted_scatters(X, sample_weight, first_row, block_size, mean):
+    """Per block: sum_i w_i (x_i - mean)(x_i - mean)^T, float64 (D, D)."""
+    out = []
+    for start in _block_starts(X.shape[0], block_size):
+        diff = X[start:start + block_size].astype(np.float64) - mean
+        out.append((sample_weight[start:start + block_size, np.newaxis] * diff).T @ diff)
+    return out
+
+
+def nearest_centre(X, centres, block_size):
+    """Index of the nearest centre (Euclidean; the first of equals) of every row of X,
+    by the log-density kernel with unit precisions and equal weights."""
+    n_components, n_features = centres.shape
+    means = np.ascontiguousarray(centres, dtype=X.dtype)
+    factors = np.eye(n_features, dtype=X.dtype)[np.newaxis]
+    means_padded, factors = _kernels_estep.pad_dense(means, factors)
+    weighted = np.empty((X.shape[0], n_components))
+    run_blocks(_kernels_estep.dense_weighted_log_prob_blocks,
+               n_blocks_of(X.shape[0], block_size), read_only(X), means_padded, factors,
+               np.zeros(n_components), block_size, weighted)
+    return weighted.argmax(axis=1)
+
+
+def chunk_hard_statistics(X, sample_weight, first_row, block_size, covariance_type,
+                          centres):
+    """Per block: (nk, sum_x, scatter) of the rows given to their nearest centre,
+    around the centres, float64 (scatter as the M-step takes it)."""
+    labels = nearest_centre(X, centres, block_size)
+    n_components, n_features = centres.shape
+    out = []
+    for start in _block_starts(X.shape[0], block_size):
+        rows = X[start:start + block_size]
+        weights = sample_weight[start:start + block_size]
+        block_labels = labels[start:start + block_size]
+        nk = np.zeros(n_components)
+        sum_x = np.zeros((n_components, n_features))
+        if covariance_type == "full":
+            scatter = np.zeros((n_components, n_features, n_features))
+        elif covariance_type == "tied":
+            scatter = np.zeros((1, n_features, n_features))
+        else:
+            scatter = np.zeros((n_components, n_features))
+        for k in range(n_components):
+            chosen = np.flatnonzero(block_labels == k)
+            if len(chosen) == 0:
+                continue
+            w = weights[chosen]
+            diff = rows[chosen].astype(np.float64) - centres[k]
+            weighted = w[:, np.newaxis] * diff
+            nk[k] = w.sum()
+            sum_x[k] = weighted.sum(axis=0)
+            if covariance_type == "full":
+                scatter[k] = weighted.T @ diff
+            elif covariance_type == "tied":
+                scatter[0] += weighted.T @ diff
+            else:
+                scatter[k] = (weighted * diff).sum(axis=0)
+        out.append((nk, sum_x, scatter))
+    return out
+
+
+def fold_hard_statistics(source, block_size, covariance_type, centres):
+    """(nk, sum_x, scatter) of chunk_hard_statistics over the source, in block order;
+    a dense scatter is made exactly symmetric (its upper triangle mirrored)."""
+    total = None
+    for parts in source.map_chunks(chunk_hard_statistics, block_size, covariance_type,
+                                   centres):
+        for part in parts:
+            if total is None:
+                total = [np.zeros_like(value) for value in part]
+            for running, value in zip(total, part, strict=True):
+                running += value
+    nk, sum_x, scatter = total
+    if covariance_type in ("full", "tied"):
+        lower = np.tril_indices(centres.shape[1], -1)
+        for slot in range(len(scatter)):
+            scatter[slot][lower] = scatter[slot].T[lower]
+    return nk, sum_x, scatter
+
+
+# --------------------------------------------------------------------------
+# One pass of checks: non-finite values, spreads, weights
+
+
+def chunk_scan(X, sample_weight, first_row, block_size):
+    """What the checks need from a chunk, as a dict (see Summary.combine)."""
+    result = {"n_rows": X.shape[0], "first_row": first_row, "bad": None, "n_bad": 0}
+    finite = np.isfinite(X)
+    if not finite.all():
+        bad = ~finite
+        flat = int(np.flatnonzero(bad.ravel())[0])
+        row, column = divmod(flat, X.shape[1])
+        result["bad"] = (first_row + row, column, float(X[row, column]))
+        result["n_bad"] = int(bad.sum())
+        return result
+    weights = sample_weight
+    good = np.isfinite(weights) & (weights >= 0)
+    if not good.all():
+        index = int(np.flatnonzero(~good)[0])
+        result["bad_weight"] = (first_row + index, float(weights[index]))
+        return result
+    positive = weights > 0
+    result["n_positive"] = int(np.count_nonzero(positive))
+    result["first_positive"] = (first_row + int(np.argmax(positive))
+                                if result["n_positive"] else None)
+    result["weight_max"] = float(weights.max()) if len(weights) else 0.0
+    if X.shape[0]:
+        result["high"] = X.max(axis=0).astype(np.float64)
+        result["low"] = X.min(axis=0).astype(np.float64)
+        result["max_abs"] = float(max(np.abs(result["high"]).max(),
+                                      np.abs(result["low"]).max()))
+        if result["n_positive"] == X.shape[0]:
+            result["weighted_high"], result["weighted_low"] = result["high"], result["low"]
+        elif result["n_positive"]:
+            result["weighted_high"] = X[positive].max(axis=0).astype(np.float64)
+            result["weighted_low"] = X[positive].min(axis=0).astype(np.float64)
+    return result
+
+
+def _where_row(row, block_size):
+    return f"row {row} (block {row // block_size})" if block_size else f"row {row}"
+
+
+class Summary:
+    """The checks' results over all blocks: first NaN/inf, spreads, weight counts."""
+
+    def __init__(self, n_samples, n_features, n_positive, first_positive, weight_max,
+                 high, low, weighted_high, weighted_low, max_abs):
+        self.n_samples = n_samples
+        self.n_features = n_features
+        self.n_positive = n_positive
+        self.first_positive = first_positive
+        self.weight_max = weight_max
+        self.high, self.low = high, low
+        self.weighted_high, self.weighted_low = weighted_high, weighted_low
+        self.max_abs = max_abs
+
+    @classmethod
+    def combine(cls, results, n_features, block_size=None, name="X"):
+        """Combine chunk_scan results (in row order); raises the first problem found."""
+        n_bad = sum(result["n_bad"] for result in results)
+        for result in results:
+            if result["bad"] is not None:
+                row, column, value = result["bad"]
+                kind = "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
+                counted = all(other["bad"] is not None or "high" in other or
+                              other["n_rows"] == 0 for other in results)
+                count = (f" ({n_bad} non-finite value(s) in all)" if counted
+                         else "")
+                raise ValueError(
+                    f"Input {name} contains {kind} at {_where_row(row, block_size)}, "
+                    f"column {column}{count}. Remove or impute those entries before "
+                    "fitting."
+                )
+        for result in results:
+            if "bad_weight" in result:
+                index, value = result["bad_weight"]
+                if not math.isfinite(value):
+                    raise ValueError(f"sample_weight contains {value} at index {index}; "
+                                     "weights must be finite.")
+                raise ValueError(f"sample_weight must be non-negative; found {value} at "
+                                 f"index {index}.")
+        n_positive = sum(result["n_positive"] for result in results)
+        if n_positive == 0:
+            raise ValueError(
+                "sample_weight sums to zero: at least one sample must have weight."
+            )
+        first_positive = next(result["first_positive"] for result in results
+                              if result["first_positive"] is not None)
+        weight_max = max(result["weight_max"] for result in results)
+        with_rows = [result for result in results if "high" in result]
+        high = np.max([result["high"] for result in with_rows], axis=0)
+        low = np.min([result["low"] for result in with_rows], axis=0)
+        weighted = [result for result in with_rows if "weighted_high" in result]
+        weighted_high = np.max([result["weighted_high"] for result in weighted], axis=0)
+        weighted_low = np.min([result["weighted_low"] for result in weighted], axis=0)
+        max_abs = max(result["max_abs"] for result in with_rows)
+        n_samples = sum(result["n_rows"] for result in results)
+        return cls(n_samples, n_features, n_positive, first_positive, weight_max, high,
+                   low, weighted_high, weighted_low, max_abs)
+
+    def scaled(self, exponent):
+        """The summary of X * 2**exponent (exact)."""
+        return Summary(self.n_samples, self.n_features, self.n_positive,
+                       self.first_positive, self.weight_max,
+                       np.ldexp(self.high, exponent), np.ldexp(self.low, exponent),
+                       np.ldexp(self.weighted_high, exponent),
+                       np.ldexp(self.weighted_low, exponent),
+                       float(np.ldexp(self.max_abs, exponent)))
+
+
+def half_spread(high, low):
+    """Half the largest per-feature spread, as _driver._half_spread computes it."""
+    return float(np.max(0.5 * high - 0.5 * low))
+
+
+def weight_exponent(weight_max, weight_sum_scaled, n_samples):
+    """The power of two _validation._normalise_weights divides the weights by, from
+    the largest weight and the sum of weights * 2**-top (top: weight_max's exponent)."""
+    top = math.frexp(weight_max)[1]
+    mean = weight_sum_scaled / n_samples
+    return top + math.frexp(mean)[1] - 1
+
+
+def chunk_scaled_weight_sums(X, sample_weight, first_row, block_size, shift):
+    """Per-block sums of sample_weight * 2**shift."""
+    return chunk_weight_sums(X, np.ldexp(sample_weight, shift), first_row, block_size)
+
+
+# --------------------------------------------------------------------------
+# Sources
+
+# Positive-weight rows are drawn with RandomState.choice (as scikit-learn does,
+# a permutation of all of them) up to this many, and with a Generator's
+# O(sample) algorithm beyond (the rule depends on the data only, so every
+# source draws the same rows).
+PERMUTATION_LIMIT = 1 << 24
+
+
+class MemorySource:
+    """An in-memory C-contiguous float32/float64 ndarray and its weights (ndarray).
+
+    Its passes are today's in-memory code: one chunk (the whole array) whose
+    blocks run on the thread pool.
+    """
+
+    in_memory = True
+
+    def __init__(self, X, sample_weight):
+        self.X = X
+        self.sample_weight = sample_weight
+        self.shape = X.shape
+        self.dtype = X.dtype
+
+    @property
+    def n_samples(self):
+        return self.shape[0]
+
+    @property
+    def n_features(self):
+        return self.shape[1]
+
+    def map_chunks(self, function, block_size, *args, weights_only=False):
+        yield function(self.X, self.sample_weight, 0, block_size, *args)
+
+    def rows(self, indices):
+        """The rows at sorted ``indices``, as an ndarray of X's dtype."""
+        return self.X[np.asarray(indices, dtype=np.int64)]
+
+    def weights_at(self, indices):
+        return self.sample_weight[np.asarray(indices, dtype=np.int64)]
+
+    def scaled(self, exponent):
+        """The source of X * 2**exponent (exact)."""
+        return MemorySource(np.ldexp(self.X, exponent), self.sample_weight)
+
+    def n_positive(self):
+        return int(np.count_nonzero(self.sample_weight > 0))
+
+    def positive_rows(self, ranks, block_size=None):
+        """Rows of the positive-weight rows of the given ranks (0: the first such row)."""
+        return np.flatnonzero(self.sample_weight > 0)[np.asarray(ranks, dtype=np.int64)]
+
+    def first_positive_row(self):
+        return int(np.argmax(self.sample_weight > 0))
+
+    def max_abs(self):
+        return float(np.max(np.abs(self.X))) if self.X.size else 0.0
+
+    def total_weight(self, block_size):
+        """Sum of the weights, per block (numpy) and then in block order."""
+        return fold_in_order(chunk_weight_sums(None, self.sample_weight, 0, block_size))
+
+
+class ChunkedSource:
+    """What streamed and Dask sources share: passes made of ``map_chunks``.
+
+    ``summary`` (:class:`Summary`, from :meth:`scan`) holds the checks' results.
+    """
+
+    in_memory = False
+    summary = None
+    sample_weight = None
+
+    @property
+    def n_samples(self):
+        return self.shape[0]
+
+    @property
+    def n_features(self):
+        return self.shape[1]
+
+    def scan(self, block_size, name="X"):
+        """Check every block (NaN/inf naming the row, weights) and keep a Summary."""
+        results = list(self.map_chunks(chunk_scan, block_size))
+        self.summary = Summary.combine(results, self.n_features, block_size, name)
+        return self.summary
+
+    def max_abs(self):
+        return self.summary.max_abs
+
+    def n_positive(self):
+        return self.summary.n_positive
+
+    def first_positive_row(self):
+        return self.summary.first_positive
+
+    def total_weight(self, block_size):
+        if self.sample_weight is None:
+            return float(self.n_samples)
+        sums = self.map_chunks(chunk_weight_sums, block_size, weights_only=True)
+        return fold_in_order(value for chunk in sums for value in chunk)
+
+    def weight_exponent(self, block_size):
+        """The exponent _validation._normalise_weights would divide the weights by."""
+        if self.sample_weight is None:
+            return 0
+        top = math.frexp(self.summary.weight_max)[1]
+        sums = self.map_chunks(chunk_scaled_weight_sums, block_size, -top,
+                               weights_only=True)
+        total = fold_in_order(value for chunk in sums for value in chunk)
+        return weight_exponent(self.summary.weight_max, total, self.n_samples)
+
+    def positive_rows(self, ranks, block_size):
+        """Rows of the positive-weight rows of the given sorted ranks."""
+        ranks = np.asarray(ranks, dtype=np.int64)
+        if self.sample_weight is None or self.summary.n_positive == self.n_samples:
+            return ranks
+        return self._positive_rows(ranks, block_size)
+
+    def _scaled_summary(self, source, exponent):
+        if self.summary is not None:
+            source.summary = self.summary.scaled(exponent)
+        return source
+
+
+def chunk_positive_counts(X, sample_weight, first_row, block_size):
+    """Number of positive weights in the chunk."""
+    return int(np.count_nonzero(sample_weight > 0))
+
+
+def chunk_positive_rows(X, sample_weight, first_row, block_size, ranks, before):
+    """Rows of this chunk whose rank among the positive-weight rows is in ``ranks``
+    (sorted, global); ``before``: positive rows before the chunk."""
+    positive = np.flatnonzero(sample_weight > 0)
+    local = ranks[(ranks >= before) & (ranks < before + len(positive))] - before
+    return first_row + positive[local]
+
+
+class StreamedSource(ChunkedSource):
+    """Rows read block by block from an array-like with ``shape``, ``dtype`` and slicing.
+
+    ``X[start:stop]`` must return the rows [start, stop) (anything
+    ``np.asarray`` takes). ``sample_weight`` is None (every weight one) or a
+    1-D array-like sliced the same way; its values are multiplied by
+    ``2**-weight_exponent`` as they are read (the normalisation of
+    ``_validation.check_sample_weight``), and X's by ``2**exponent`` (the
+    driver's fit at unit scale). Both are exact.
+    """
+
+    def __init__(self, X, sample_weight=None, dtype=None, exponent=0, weight_exponent=0,
+                 chunk_bytes=None):
+        self.X = X
+        self.sample_weight = sample_weight
+        self.shape = (int(X.shape[0]), int(X.shape[1]))
+        self.dtype = np.dtype(dtype if dtype is not None else X.dtype)
+        self.exponent = exponent
+        self.weight_exponent_ = weight_exponent
+        self.chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+
+    def _with(self, **changes):
+        fields = dict(sample_weight=self.sample_weight, dtype=self.dtype,
+                      exponent=self.exponent, weight_exponent=self.weight_exponent_,
+                      chunk_bytes=self.chunk_bytes)
+        fields.update(changes)
+        return StreamedSource(self.X, **fields)
+
+    def scaled(self, exponent):
+        return self._scaled_summary(self._with(exponent=self.exponent + exponent), exponent)
+
+    def with_weight_exponent(self, weight_exponent):
+        source = self._with(weight_exponent=weight_exponent)
+        source.summary = self.summary
+        return source
+
+    def chunk_rows(self, block_size):
+        """Rows per read: whole blocks, about chunk_bytes, one block per thread at least."""
+        row_bytes = max(1, self.n_features * self.dtype.itemsize)
+        if not block_size:
+            return int(max(1, self.chunk_bytes // row_bytes))
+        n_blocks = max(current_threads(), self.chunk_bytes // (block_size * row_bytes))
+        return int(n_blocks * block_size)
+
+    def _where(self, start, stop, block_size):
+        where = f"rows {start} to {stop - 1}"
+        if block_size:
+            first, last = start // block_size, (stop - 1) // block_size
+            where = (f"block {first} ({where})" if first == last
+                     else f"blocks {first} to {last} ({where})")
+        return where
+
+    def read_weights(self, start, stop, block_size=None):
+        """Weights of rows [start, stop), float64, normalised (ones when none given)."""
+        if self.sample_weight is None:
+            return np.ones(stop - start)
+        where = self._where(start, stop, block_size)
+        try:
+            weights = np.asarray(self.sample_weight[start:stop], dtype=np.float64)
+        except Exception as error:
+            raise DataReadError(
+                f"Reading {where} of sample_weight failed: {type(error).__name__}: "
+                f"{error}."
+            ) from error
+        if weights.shape != (stop - start,):
+            raise DataReadError(
+                f"Reading {where} of sample_weight gave shape {weights.shape}, "
+                f"expected {(stop - start,)}."
+            )
+        if self.weight_exponent_:
+            weights = np.ldexp(weights, -self.weight_exponent_)
+        return weights
+
+    def read(self, start, stop, block_size=None):
+        """(X rows, weights) of [start, stop) as C-contiguous arrays; errors name the block."""
+        where = self._where(start, stop, block_size)
+        try:
+            X = np.asarray(self.X[start:stop])
+        except Exception as error:
+            if block_size and stop - start > block_size:
+                # name the first block that cannot be read on its own
+                for first in range(start, stop, block_size):
+                    self.read(first, min(stop, first + block_size), block_size)
+            raise DataReadError(
+                f"Reading {where} of X failed: {type(error).__name__}: {error}. Check that "
+                "the file is complete and readable."
+            ) from error
+        if X.shape != (stop - start, self.n_features):
+            raise DataReadError(
+                f"Reading {where} of X gave an array of shape {X.shape}, expected "
+                f"{(stop - start, self.n_features)}: the data changed or is truncated."
+            )
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if self.exponent:
+            X = np.ldexp(X, self.exponent).astype(self.dtype, copy=False)
+        elif _is_memory_mapped(X) and X.size:
+            X.reshape(-1)[:: max(1, PAGE_BYTES // X.itemsize)].sum()  # fault pages in
+        return X, self.read_weights(start, stop, block_size)
+
+    def chunks(self, block_size, weights_only=False):
+        """(first_row, X, weights) of consecutive chunks, read one ahead on a thread
+        (X is None with ``weights_only``)."""
+        n_samples = self.n_samples
+        step = self.chunk_rows(block_size)
+        if weights_only:
+            step *= max(1, self.n_features)  # weights are 1/D of the rows' bytes
+
+        def read(start):
+            stop = min(n_samples, start + step)
+            if weights_only:
+                return None, self.read_weights(start, stop, block_size)
+            return self.read(start, stop, block_size)
+
+        starts = list(range(0, n_samples, step))
+        if len(starts) <= 1:
+            for start in starts:
+                yield (start, *read(start))
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastem-reader") as reader:
+            pending = reader.submit(read, starts[0])
+            try:
+                for index, start in enumerate(starts):
+                    X, weights = pending.result()
+                    if index + 1 < len(starts):
+                        pending = reader.submit(read, starts[index + 1])
+                    yield start, X, weights
+                    del X, weights
+            finally:
+                pending.cancel()
+
+    def map_chunks(self, function, block_size, *args, weights_only=False):
+        for start, X, weights in self.chunks(block_size, weights_only):
+            yield function(X, weights, start, block_size, *args)
+
+    def _runs(self, indices, read):
+        """``read(first, stop)`` over runs of nearby sorted indices; the indexed rows."""
+        indices = np.asarray(indices, dtype=np.int64)
+        pieces = []
+        # runs: consecutive indices no more than 64 rows apart are read together
+        breaks = np.flatnonzero(np.diff(indices) > 64) + 1
+        for run in np.split(indices, breaks):
+            if len(run):
+                first = int(run[0])
+                pieces.append(read(first, int(run[-1]) + 1)[run - first])
+        return pieces
+
+    def rows(self, indices):
+        """The rows at sorted ``indices``: read in runs of nearby rows, or, when they
+        are more than one in DENSE_SAMPLE rows, picked from one pass over the chunks
+        (a few large reads instead of many small ones)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) * DENSE_SAMPLE > self.n_samples:
+            pieces = []
+            step = self.chunk_rows(None)
+            for start in range(0, self.n_samples, step):
+                stop = min(self.n_samples, start + step)
+                chosen = indices[(indices >= start) & (indices < stop)]
+                if len(chosen):
+                    pieces.append(self.read(start, stop)[0][chosen - start])
+            return np.concatenate(pieces)
+        pieces = self._runs(indices, lambda start, stop: self.read(start, stop)[0])
+        if not pieces:
+            return np.empty((0, self.n_features), dtype=self.dtype)
+        return np.concatenate(pieces)
+
+    def weights_at(self, indices):
+        """The (normalised) weights of the rows at sorted ``indices``."""
+        if self.sample_weight is None:
+            return np.ones(len(indices))
+        pieces = self._runs(indices, self.read_weights)
+        return np.concatenate(pieces) if pieces else np.empty(0)
+
+    def _positive_rows(self, ranks, block_size):
+        found = []
+        before = 0
+        for start, _, weights in self.chunks(block_size, weights_only=True):
+            found.append(chunk_positive_rows(None, weights, start, block_size, ranks, before))
+            before += int(np.count_nonzero(weights > 0))
+        return np.concatenate(found)
+
+    def materialise(self):
+        """The whole source read into memory, as a MemorySource."""
+        X, weights = self.read(0, self.n_samples)
+        return MemorySource(X, weights)
+
+
+# --------------------------------------------------------------------------
+# Recognising sources
+
+
+def is_dask_array(X):
+    module = type(X).__module__ or ""
+    return module.startswith("dask.") and hasattr(X, "chunks") and hasattr(X, "dask")
+
+
+def is_streamable(X):
+    """Whether X is read block by block: an np.memmap, or a non-numpy array-like with
+    shape, dtype and ndim (h5py.Dataset, zarr.Array, ...) other than sparse matrices and
+    pandas objects."""
+    if isinstance(X, np.memmap):
+        return True
+    if isinstance(X, np.ndarray) or is_dask_array(X):
+        return False
+    if not all(hasattr(X, name) for name in ("shape", "dtype", "ndim")):
+        return False
+    module = type(X).__module__ or ""
+    if module.startswith(("scipy.sparse", "pandas.", "polars.")):
+        return False
+    try:
+        np.dtype(X.dtype)
+    except TypeError:
+        return False
+    return True
+
+
+def check_shape(X):
+    """Shape, dtype and row slicing of a streamed or Dask X; returns the fit's dtype."""
+    shape = tuple(X.shape)
+    if X.ndim != 2 or len(shape) != 2:
+        advice = (" Reshape your data: X.reshape(-1, 1) if it holds one feature, or "
+                  "X.reshape(1, -1) if it holds one sample." if X.ndim == 1 else "")
+        raise ValueError(
+            "X must be a 2-D array of shape (n_samples, n_features); got a "
+            f"{X.ndim}-D array of shape {shape}.{advice}"
+        )
+    if any(not isinstance(size, numbers.Integral) or math.isnan(size) for size in shape):
+        raise ValueError(
+            f"X has an unknown shape {shape}; compute the chunk sizes first "
+            "(dask: X.compute_chunk_sizes())."
+        )
+    dtype = np.dtype(X.dtype)
+    if dtype.kind not in "iuf":
+        raise TypeError(
+            f"X has dtype {dtype}; fastem fits real numbers (float32, float64 or "
+            "integers). Convert X first."
+        )
+    if not is_dask_array(X):
+        if not hasattr(type(X), "__getitem__"):
+            raise TypeError(
+                f"X ({type(X).__name__}) has a shape and dtype but cannot be sliced by "
+                "rows (X[start:stop]); pass an ndarray, np.memmap, h5py.Dataset, "
+                "zarr.Array or dask array."
+            )
+        try:
+            first = np.asarray(X[0:1])
+        except Exception as error:
+            raise TypeError(
+                f"X ({type(X).__name__}) cannot be sliced by rows: X[0:1] raised "
+                f"{type(error).__name__}: {error}. Pass an ndarray, np.memmap, "
+                "h5py.Dataset, zarr.Array or dask array."
+            ) from error
+        if first.shape != (min(1, shape[0]), shape[1]):
+            raise TypeError(
+                f"X ({type(X).__name__}) cannot be sliced by rows: X[0:1] has shape "
+                f"{first.shape}, expected {(1, shape[1])}."
+            )
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def _check_weights_like(sample_weight, n_samples):
+    """Shape and dtype of a streamed fit's sample_weight (values are checked block by
+    block); lists and other sequences become float64 arrays."""
+    if not all(hasattr(sample_weight, name) for name in ("shape", "dtype", "ndim")):
+        sample_weight = np.asarray(sample_weight)
+    dtype = np.dtype(sample_weight.dtype)
+    if dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric, got an array of dtype {dtype}.")
+    if sample_weight.ndim != 1 or tuple(sample_weight.shape) != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},) to match X, got "
+            f"{tuple(sample_weight.shape)}."
+        )
+    return sample_weight
+
+
+def open_source(X, sample_weight=None, chunk_bytes=None):
+    """A StreamedSource or DaskSource of X, after checking its shape, dtype and slicing."""
+    dtype = check_shape(X)
+    n_samples = int(X.shape[0])
+    if sample_weight is not None:
+        sample_weight = _check_weights_like(sample_weight, n_samples)
+    if is_dask_array(X):
+        from fastem._dask import DaskSource  # dask is an optional dependency
+
+        return DaskSource(X, sample_weight, dtype)
+    return StreamedSource(X, sample_weight, dtype, chunk_bytes=chunk_bytes)
+
+
+# --------------------------------------------------------------------------
+# Inference over sources
+
+
+def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
+                   covariance_type):
+    """Per-row results of the inference kernels on a chunk (rows are independent):
+    'labels' (n,), 'weighted_log_prob' (n, K), 'log_prob' (n,), 'resp' (n, K)."""
+    from scipy.special import logsumexp
+
+    from fastem import _driver  # the driver imports this module
+
+    if not np.isfinite(X).all():
+        row, column = divmod(int(np.flatnonzero(~np.isfinite(X).ravel())[0]), X.shape[1])
+        value = X[row, column]
+        kind = "NaN" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
+        raise ValueError(
+            f"Input X contains {kind} at {_where_row(first_row + row, block_size)}, "
+            f"column {column}. Remove or impute those entries first."
+        )
+    kernels = (_kernels_estep.dense_weighted_log_prob,
+               _kernels_estep.diagonal_weighted_log_prob)
+    weighted = _driver._infer(kernels, X, parameters, covariance_type, block_size)
+    if what == "labels":  # as _driver.estimate_labels
+        return weighted.argmax(axis=1)
+    if what == "weighted_log_prob":
+        return weighted
+    if what == "log_prob":
+        return logsumexp(weighted, axis=1)
+    _, log_resp = _kernels_estep.log_resp_from_weighted(weighted, block_size)
+    return np.exp(log_resp)
+
+
+def estimate(source, what, parameters, covariance_type, block_size):
+    """chunk_estimate over a source: an ndarray (streamed) or a lazy Dask array."""
+    if hasattr(source, "estimate_lazy"):
+        return source.estimate_lazy(what, parameters, covariance_type, block_size)
+    pieces = list(source.map_chunks(chunk_estimate, block_size, what, parameters,
+                                    covariance_type))
+    return np.concatenate(pieces, axis=0)

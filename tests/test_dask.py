@@ -1,0 +1,255 @@
+"""Fits and inference on Dask arrays (``fastem._dask``), on dask's threaded scheduler
+and on a real ``distributed.LocalCluster`` of worker processes.
+
+From the same start a Dask fit gives the in-memory fit's bits whatever the
+chunking (rows not lined up with the blocks, chunks along features), the number
+of workers and threads, and when a worker dies mid-fit. Each EM iteration is one
+graph, whose parameters are one shared key.
+"""
+
+import os
+import pickle
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from fastem import _dask, _sources  # noqa: E402
+from fastem.mixture import GaussianMixture  # noqa: E402
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
+N_SAMPLES, N_FEATURES, N_COMPONENTS = 6100, 3, 3
+BLOCK = 512
+
+
+def make_data(seed=0, n_samples=N_SAMPLES):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(N_COMPONENTS, N_FEATURES))
+    labels = rng.integers(0, N_COMPONENTS, size=n_samples)
+    return centres[labels] + rng.normal(size=(n_samples, N_FEATURES))
+
+
+def make_weights(seed=1):
+    weights = np.random.default_rng(seed).uniform(0.0, 3.0, size=N_SAMPLES)
+    weights[::11] = 0.0
+    return weights
+
+
+FIT_PARAMS = dict(n_components=N_COMPONENTS, random_state=0, chunk_size=BLOCK,
+                  max_iter=15, tol=1e-8, init_sample_size=2000)
+
+
+def fit(X, sample_weight=None, **params):
+    settings = dict(FIT_PARAMS)
+    settings.update(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianMixture(**settings).fit(X, sample_weight=sample_weight)
+
+
+def assert_same_fit(expected, got):
+    for name in FITTED:
+        assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+    assert got.lower_bounds_ == expected.lower_bounds_
+    assert got.n_iter_ == expected.n_iter_
+
+
+@pytest.fixture(scope="module")
+def expected_fits():
+    cache = {}
+
+    def get(covariance_type, dtype="float64", weighted=False, **params):
+        key = (covariance_type, dtype, weighted, tuple(sorted(params.items())))
+        if key not in cache:
+            cache[key] = fit(make_data().astype(dtype),
+                             make_weights() if weighted else None,
+                             covariance_type=covariance_type, **params)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture
+def threads():
+    with dask.config.set(scheduler="threads", num_workers=4):
+        yield
+
+
+# --------------------------------------------------------------------------
+# threaded scheduler
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_threaded_dask_fit_is_the_in_memory_fit(expected_fits, covariance_type, dtype):
+    X = da.from_array(make_data().astype(dtype), chunks=(1000, N_FEATURES))
+    assert_same_fit(expected_fits(covariance_type, dtype),
+                    fit(X, covariance_type=covariance_type))
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize("covariance_type", ["full", "spherical"])
+def test_dask_weights_and_feature_chunks(expected_fits, covariance_type):
+    """Weights as a Dask array with other chunks, or as an ndarray; X chunked along
+    features is rechunked to whole rows."""
+    expected = expected_fits(covariance_type, weighted=True)
+    X = da.from_array(make_data(), chunks=(700, 1))
+    weights = da.from_array(make_weights(), chunks=2500)
+    assert_same_fit(expected, fit(X, weights, covariance_type=covariance_type))
+    assert_same_fit(expected, fit(X, make_weights(), covariance_type=covariance_type))
+
+
+@pytest.mark.parametrize("num_workers", [1, 3])
+@pytest.mark.parametrize("init_params", ["random_from_data", "k-means++"])
+def test_thread_count_and_starts(expected_fits, num_workers, init_params):
+    X = da.from_array(make_data(), chunks=1024)
+    with dask.config.set(scheduler="threads", num_workers=num_workers):
+        got = fit(X, covariance_type="tied", init_params=init_params)
+    assert_same_fit(expected_fits("tied", init_params=init_params), got)
+
+
+@pytest.mark.usefixtures("threads")
+def test_lazy_inference(expected_fits):
+    model = expected_fits("full")
+    X = make_data(seed=4)
+    lazy = da.from_array(X, chunks=1500)
+    labels = model.predict(lazy)
+    assert isinstance(labels, da.Array)
+    assert_array_equal(labels.compute(), model.predict(X))
+    resp = model.predict_proba(lazy)
+    assert isinstance(resp, da.Array) and resp.shape == (len(X), N_COMPONENTS)
+    assert_array_equal(resp.compute(), model.predict_proba(X))
+    assert_array_equal(model.score_samples(lazy).compute(), model.score_samples(X))
+    assert model.score(lazy) == pytest.approx(model.score(X), rel=1e-14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = GaussianMixture(**FIT_PARAMS).fit_predict(
+            da.from_array(make_data(), chunks=1000))
+    assert_array_equal(np.asarray(labels), model.predict(make_data()))
+
+
+@pytest.mark.usefixtures("threads")
+def test_one_graph_per_iteration_with_parameters_as_one_shared_key(monkeypatch):
+    """With a user-given start and no weights a fit computes one graph to check the
+    data and one per iteration; in each, the kernels' inputs are one key that every
+    chunk's task refers to, not a copy inside each task."""
+    rng = np.random.default_rng(0)
+    n_features, n_components = 24, 8
+    X = da.random.default_rng(1).normal(size=(40_000, n_features), chunks=5000)
+    start = dict(weights_init=np.full(n_components, 1 / n_components),
+                 means_init=rng.normal(size=(n_components, n_features)),
+                 precisions_init=np.stack([np.eye(n_features)] * n_components))
+    graphs = []
+    compute = dask.compute
+
+    def counting_compute(*args, **kwargs):
+        graphs.append(dask.base.collections_to_expr(args).__dask_graph__()
+                      if hasattr(dask.base, "collections_to_expr")
+                      else dask.base.collections_to_dsk(args))
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(_dask.dask, "compute", counting_compute)
+    model = fit(X, n_components=n_components, max_iter=3, tol=0, chunk_size=1000,
+                **start)
+    assert model.n_iter_ == 3
+    assert len(graphs) == 1 + 3
+    graph = dict(graphs[-1])
+    sizes = {key: len(pickle.dumps(value)) for key, value in graph.items()}
+    parameters_bytes = n_components * n_features * n_features * 8
+    large = [key for key, size in sizes.items() if size > parameters_bytes / 2]
+    assert len(large) == 1, sizes  # the shared key, once
+    n_chunks = 8  # 5000-row chunks hold whole 1000-row blocks: not rechunked
+    assert sum(1 for key in graph if "run_chunk" in str(key)) == n_chunks
+
+
+@pytest.mark.usefixtures("threads")
+def test_bad_dask_input():
+    X = make_data()
+    X[5000, 2] = np.inf
+    with pytest.raises(ValueError, match=r"\+inf at row 5000 \(block 9\), column 2"):
+        fit(da.from_array(X, chunks=1000))
+    with pytest.raises(ValueError, match="2-D array"):
+        fit(da.zeros((100, 3, 2)))
+    unknown = da.from_array(make_data(), chunks=1000)
+    unknown = unknown[unknown[:, 0] > -np.inf]  # chunk sizes unknown until computed
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        fit(unknown)
+
+
+# --------------------------------------------------------------------------
+# distributed: a LocalCluster of two worker processes with one thread each
+
+
+@pytest.fixture(scope="module")
+def client():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                           processes=True, dashboard_address=None)
+        client = distributed.Client(cluster)
+    try:
+        client.run(_warm_worker)
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _warm_worker():
+    """Load (or compile) the kernels a fit on a worker needs."""
+    _sources.chunk_statistics  # noqa: B018
+    fit(make_data(), max_iter=1)
+    return True
+
+
+@pytest.mark.parametrize("covariance_type, dtype", [("full", "float64"),
+                                                    ("diag", "float32")])
+def test_local_cluster_fit_is_the_in_memory_fit(client, expected_fits, covariance_type,
+                                                 dtype):
+    X = da.from_array(make_data().astype(dtype), chunks=(900, N_FEATURES))
+    assert_same_fit(expected_fits(covariance_type, dtype),
+                    fit(X, covariance_type=covariance_type))
+
+
+def test_local_cluster_with_dask_weights(client, expected_fits):
+    X = client.persist(da.from_array(make_data(), chunks=1024))
+    weights = da.from_array(make_weights(), chunks=3000)
+    assert_same_fit(expected_fits("tied", weighted=True),
+                    fit(X, weights, covariance_type="tied"))
+
+
+def test_a_worker_killed_mid_fit_changes_nothing(client, expected_fits):
+    """A worker process exits during the fit; its nanny restarts it, dask reruns its
+    tasks, and the fit gives the same bits."""
+    params = dict(covariance_type="full", max_iter=20, tol=0)
+    expected = expected_fits(**params)
+    X = da.from_array(make_data(), chunks=600)
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    killed = threading.Event()
+
+    def kill():
+        time.sleep(0.3)
+        try:
+            client.run(os._exit, 1, workers=[victim])
+        except Exception:  # the worker dies before answering
+            pass
+        killed.set()
+
+    killer = threading.Thread(target=kill, daemon=True)
+    started = time.perf_counter()
+    killer.start()
+    got = fit(X, **params)
+    seconds = time.perf_counter() - started
+    killer.join(timeout=30)
+    assert killed.is_set() and seconds > 0.3, seconds  # the kill happened mid-fit
+    assert_same_fit(expected, got)
+    client.wait_for_workers(2, timeout=60)

@@ -1,0 +1,535 @@
+"""Fits on data read block by block (``fastem._sources``): np.memmap, ``.npy`` loaded
+with ``mmap_mode='r'``, h5py, zarr and a minimal array-like.
+
+The central claim is bitwise: from the same start, every source gives the same
+fitted parameters, lower bound and iteration count as the ndarray in memory
+(``assert_array_equal``), for the four covariance types, float32 and float64,
+with and without sample weights, with a ragged last block and several chunks per
+pass. The sample-based start (``init_sample_size``) is checked against
+scikit-learn's KMeans and ``fastem.reference.m_step``; the per-block fold against
+the kernels' ``reduce_*``; bad input, read errors and memory use as the issue asks.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.cluster import KMeans
+
+from fastem import _driver, _kernels_estep, _sources, reference
+from fastem.mixture import GaussianMixture
+
+h5py = pytest.importorskip("h5py")
+zarr = pytest.importorskip("zarr")
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
+N_SAMPLES, N_FEATURES, N_COMPONENTS = 6100, 3, 3  # not small data: the block kernels
+BLOCK = 512  # 12 blocks, the last one ragged (468 rows)
+RTOL_REFERENCE = 1e-10
+
+
+def make_data(seed=0, n_samples=N_SAMPLES, n_features=N_FEATURES):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(N_COMPONENTS, n_features))
+    labels = rng.integers(0, N_COMPONENTS, size=n_samples)
+    return centres[labels] + rng.normal(size=(n_samples, n_features))
+
+
+def make_weights(seed=1, n_samples=N_SAMPLES):
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(0.0, 3.0, size=n_samples)
+    weights[::11] = 0.0
+    return weights
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240613)
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    """Streamed sources read 2 blocks at a time: several chunks per pass."""
+    monkeypatch.setattr(_sources, "CHUNK_BYTES", 2 * BLOCK * N_FEATURES * 4)
+
+
+class RowsOnly:
+    """The least a streamed source needs: shape, dtype, ndim and row slicing."""
+
+    def __init__(self, array):
+        self._array = array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        return self._array[key].copy()
+
+
+def open_as(kind, array, directory, name="X"):
+    """``array`` as a source of the given kind (files written under ``directory``)."""
+    if kind == "ndarray":
+        return array
+    if kind == "memmap":
+        path = os.path.join(directory, f"{name}.dat")
+        out = np.memmap(path, dtype=array.dtype, mode="w+", shape=array.shape)
+        out[:] = array
+        out.flush()
+        return np.memmap(path, dtype=array.dtype, mode="r", shape=array.shape)
+    if kind == "npy":
+        path = os.path.join(directory, f"{name}.npy")
+        np.save(path, array)
+        return np.load(path, mmap_mode="r")
+    if kind == "h5py":
+        handle = h5py.File(os.path.join(directory, f"{name}.h5"), "w")
+        chunks = (min(700, len(array)), *array.shape[1:])  # not lined up with blocks
+        return handle.create_dataset(name, data=array, chunks=chunks)
+    if kind == "zarr":
+        chunks = (min(900, len(array)), *array.shape[1:])
+        out = zarr.open_array(os.path.join(directory, f"{name}.zarr"), mode="w",
+                              shape=array.shape, dtype=array.dtype, chunks=chunks)
+        out[:] = array
+        return out
+    if kind == "rows-only":
+        return RowsOnly(array)
+    raise ValueError(kind)
+
+
+SOURCES = ("memmap", "npy", "h5py", "zarr", "rows-only")
+
+
+def fit(X, sample_weight=None, **params):
+    settings = dict(n_components=N_COMPONENTS, random_state=0, chunk_size=BLOCK,
+                    max_iter=15, tol=1e-8, init_sample_size=2000)
+    settings.update(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianMixture(**settings).fit(X, sample_weight=sample_weight)
+
+
+def assert_same_fit(expected, got):
+    for name in FITTED:
+        assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+    assert got.lower_bound_ == expected.lower_bound_
+    assert got.lower_bounds_ == expected.lower_bounds_
+    assert got.n_iter_ == expected.n_iter_
+    assert got.converged_ == expected.converged_
+
+
+# --------------------------------------------------------------------------
+# the fold
+
+
+@pytest.mark.parametrize("dense", [True, False], ids=["dense", "diagonal"])
+@pytest.mark.parametrize("grouping", [[1] * 9, [2, 3, 4], [9], [4, 1, 4]])
+def test_fold_in_chunks_is_bitwise_the_kernels_reduce(rng, dense, grouping):
+    """StatisticsFold over any grouping of the blocks into chunks gives the bits of
+    reduce_dense / reduce_diagonal over all the blocks at once."""
+    n_blocks, n_components, n_features, n_padded = 9, 4, 5, 8
+    scale = 10.0 ** rng.integers(-8, 8, size=(n_blocks, 1))
+    nk = rng.uniform(size=(n_blocks, n_components)) * scale
+    sum_x = rng.normal(size=(n_blocks, n_components, n_padded)) * scale[:, :, None]
+    if dense:
+        scatter = rng.normal(size=(n_blocks, 2, n_padded, n_padded)) * scale[:, :, None, None]
+        expected = _kernels_estep.reduce_dense(nk, sum_x, scatter, sums := rng.normal(
+            size=(n_blocks, 3)), n_features)
+        fold = _sources.StatisticsFold(True, n_components, n_features, n_padded, 2)
+    else:
+        sum_x = sum_x[:, :, :n_features].copy()
+        scatter = rng.normal(size=(n_blocks, n_components, n_features)) * scale[:, :, None]
+        sums = rng.normal(size=(n_blocks, 3))
+        expected = _kernels_estep.reduce_diagonal(nk, sum_x, scatter, sums)
+        fold = _sources.StatisticsFold(False, n_components, n_features, n_features, 0)
+    start = 0
+    for size in grouping:
+        part = slice(start, start + size)
+        fold.add((nk[part], sum_x[part], scatter[part], sums[part]))
+        start += size
+    for got, want in zip(fold.result(), expected, strict=True):
+        assert_array_equal(got, want)
+
+
+def test_streamed_statistics_equal_the_in_memory_pass(rng):
+    X = make_data()
+    weights = make_weights()
+    parameters = _driver.Parameters(
+        np.full(3, 1 / 3), X[:3].copy(), None, np.stack([np.eye(3) * 0.5] * 3)
+    )
+    memory = _driver.estep_statistics(X, weights, parameters, "full", BLOCK)
+    source = _sources.StreamedSource(RowsOnly(X), RowsOnly(weights))
+    streamed = _driver.source_statistics(source, parameters, "full", BLOCK)
+    for name in ("nk", "sum_x", "scatter", "log_likelihood", "resp_log_resp",
+                 "log_max_resp", "centres"):
+        assert_array_equal(getattr(streamed, name), getattr(memory, name), err_msg=name)
+
+
+# --------------------------------------------------------------------------
+# the equivalence matrix
+
+
+@pytest.fixture(scope="module")
+def expected_fits():
+    """In-memory fits, computed once per (covariance type, dtype, weighted)."""
+    cache = {}
+
+    def get(covariance_type, dtype, weighted, **params):
+        key = (covariance_type, dtype, weighted, tuple(sorted(params.items())))
+        if key not in cache:
+            X = make_data().astype(dtype)
+            weights = make_weights() if weighted else None
+            cache[key] = fit(X, weights, covariance_type=covariance_type, **params)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_source_gives_the_in_memory_fit_bit_for_bit(
+    tmp_path, expected_fits, kind, covariance_type, dtype
+):
+    X = open_as(kind, make_data().astype(dtype), tmp_path)
+    got = fit(X, covariance_type=covariance_type)
+    assert_same_fit(expected_fits(covariance_type, dtype, False), got)
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_sample_weights_streamed_with_the_data(tmp_path, expected_fits, kind,
+                                               covariance_type):
+    X = open_as(kind, make_data(), tmp_path)
+    weights = open_as(kind, make_weights(), tmp_path, name="weights")
+    got = fit(X, weights, covariance_type=covariance_type)
+    assert_same_fit(expected_fits(covariance_type, "float64", True), got)
+    # ndarray weights with a streamed X, too
+    assert_same_fit(expected_fits(covariance_type, "float64", True),
+                    fit(X, make_weights(), covariance_type=covariance_type))
+
+
+@pytest.mark.parametrize("init_params", ["random_from_data", "k-means++"])
+@pytest.mark.parametrize("covariance_type", ["tied", "spherical"])
+def test_other_starts_and_user_given_starts(tmp_path, expected_fits, init_params,
+                                            covariance_type):
+    X = open_as("npy", make_data(), tmp_path)
+    for weighted in (False, True):
+        expected = expected_fits(covariance_type, "float64", weighted,
+                                 init_params=init_params)
+        assert_same_fit(expected, fit(X, make_weights() if weighted else None,
+                                      covariance_type=covariance_type,
+                                      init_params=init_params))
+    start = dict(weights_init=expected.weights_, means_init=expected.means_,
+                 precisions_init=expected.precisions_, max_iter=3)
+    in_memory = fit(make_data(), covariance_type=covariance_type, **start)
+    assert_same_fit(in_memory, fit(X, covariance_type=covariance_type, **start))
+
+
+def test_chunking_and_threads_do_not_change_the_bits(tmp_path, monkeypatch,
+                                                     expected_fits):
+    X = open_as("npy", make_data(), tmp_path)
+    expected = expected_fits("full", "float64", False)
+    for chunk_bytes in (1, 5 * BLOCK * N_FEATURES * 8, 1 << 30):
+        monkeypatch.setattr(_sources, "CHUNK_BYTES", chunk_bytes)
+        for n_threads in (1, 2):
+            assert_same_fit(expected, fit(X, covariance_type="full", n_threads=n_threads))
+
+
+def test_small_streamed_data_is_read_into_memory(tmp_path):
+    X = make_data(n_samples=300)
+    expected = fit(X, covariance_type="full")
+    assert_same_fit(expected, fit(open_as("h5py", X, tmp_path), covariance_type="full"))
+
+
+def test_a_fit_reached_through_the_fallback_is_the_same(tmp_path):
+    """A component re-seeded (more components than clusters, duplicated rows) uses the
+    data covariance and a random row, both read through the source."""
+    rng = np.random.default_rng(3)
+    X = np.repeat(rng.normal(size=(5, 2)), 1300, axis=0)
+    X[:, 0] += 100.0
+    params = dict(n_components=8, covariance_type="full", reg_covar=0.0,
+                  init_params="random_from_data", max_iter=5)
+    expected = fit(X, **params)
+    assert expected.singular_events_
+    got = fit(open_as("zarr", X, tmp_path), **params)
+    assert_same_fit(expected, got)
+    assert got.singular_events_ == expected.singular_events_
+
+
+def test_data_scaled_to_unit_range_streams_too(tmp_path):
+    X = np.ldexp(make_data(), 450)  # fitted at unit scale (beyond 2**400)
+    expected = fit(X, covariance_type="diag")
+    assert_same_fit(expected, fit(open_as("memmap", X, tmp_path), covariance_type="diag"))
+
+
+# --------------------------------------------------------------------------
+# the starts
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_sampled_kmeans_start_against_sklearn_and_the_reference(covariance_type):
+    """init_sample_size: KMeans on the sampled rows, every row to its nearest centre,
+    then the M-step of those hard responsibilities."""
+    X = make_data()
+    size, seed = 1500, 7
+    model = GaussianMixture(N_COMPONENTS, covariance_type=covariance_type, max_iter=0,
+                            init_sample_size=size, random_state=seed, reg_covar=1e-6,
+                            chunk_size=BLOCK).fit(X)
+    random_state = np.random.RandomState(seed)
+    generator = np.random.default_rng(random_state.randint(2**32, dtype=np.uint64))
+    rows = np.sort(generator.choice(len(X), size=size, replace=False))
+    centres = KMeans(N_COMPONENTS, n_init=1, random_state=random_state).fit(
+        X[rows]).cluster_centers_
+    distances = ((X[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    resp = np.eye(N_COMPONENTS)[distances.argmin(axis=1)]
+    weights, means, covariances = reference.m_step(X, resp, covariance_type, 1e-6)
+    assert_allclose(model.weights_, weights, rtol=RTOL_REFERENCE)
+    assert_allclose(model.means_, means, rtol=RTOL_REFERENCE)
+    assert_allclose(model.covariances_, covariances, rtol=RTOL_REFERENCE,
+                    atol=RTOL_REFERENCE * np.abs(covariances).max())
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_start_from_k_rows_is_the_one_hot_pass(covariance_type, weighted):
+    """random_from_data reads only its K rows and gives the bits of the one-hot pass
+    over all rows (parameters_from_resp), including a 'tied' sum in chunk order."""
+    X = make_data(n_samples=3 * _driver.INIT_CHUNK + 17, n_features=2)
+    weights = make_weights(n_samples=len(X)) if weighted else np.ones(len(X))
+    settings = _driver.FitSettings(
+        n_components=5, covariance_type=covariance_type, tol=1e-3, reg_covar=1e-6,
+        max_iter=1, n_init=1, init_params="random_from_data", weights_init=None,
+        means_init=None, precisions_init=None, on_singular="recover", verbose=0,
+        verbose_interval=10, block_size=BLOCK,
+    )
+    resp_of = _driver.initial_resp(X, weights, settings, np.random.RandomState(5))
+    expected = _driver.parameters_from_resp(X, weights, resp_of, 5, covariance_type,
+                                            1e-6)
+    got = _driver._start_from_rows(_sources.MemorySource(X, weights), settings,
+                                   np.random.RandomState(5))
+    for name, want, have in zip(("weights", "means", "covariances"), expected, got,
+                                  strict=True):
+        if name == "weights" and weighted:  # divided by the weights' sum per block
+            assert_allclose(have, want, rtol=1e-15)
+        else:
+            assert_array_equal(have, want, err_msg=name)
+
+
+def test_random_init_needs_memory(tmp_path):
+    X = open_as("npy", make_data(), tmp_path)
+    with pytest.raises(ValueError, match="init_params='random' needs the data in memory"):
+        fit(X, init_params="random")
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (2.5, TypeError),
+                                          (True, TypeError)])
+def test_init_sample_size_is_checked(value, error):
+    with pytest.raises(error, match="init_sample_size"):
+        GaussianMixture(2, init_sample_size=value).fit(make_data(n_samples=50))
+
+
+# --------------------------------------------------------------------------
+# inference
+
+
+@pytest.mark.parametrize("kind", ["npy", "zarr"])
+def test_inference_on_sources_is_the_in_memory_inference(tmp_path, expected_fits, kind):
+    model = expected_fits("full", "float64", False)
+    X = make_data(seed=5)
+    source = open_as(kind, X, tmp_path)
+    assert_array_equal(model.predict(source), model.predict(X))
+    assert_array_equal(model.predict_proba(source), model.predict_proba(X))
+    assert_array_equal(model.score_samples(source), model.score_samples(X))
+    assert model.score(source) == model.score(X)
+    assert model.bic(source) == model.bic(X)
+    params = dict(n_components=N_COMPONENTS, random_state=0, chunk_size=BLOCK,
+                  init_sample_size=2000)
+    labels = GaussianMixture(**params).fit_predict(source)
+    assert_array_equal(labels, GaussianMixture(**params).fit(X).predict(X))
+
+
+# --------------------------------------------------------------------------
+# bad input
+
+
+def test_wrong_number_of_dimensions(tmp_path):
+    for shape in [(N_SAMPLES,), (10, 20, 3)]:
+        X = open_as("npy", np.zeros(shape), tmp_path)
+        with pytest.raises(ValueError, match="2-D array"):
+            GaussianMixture(2).fit(X)
+
+
+def test_a_source_without_row_slicing_is_a_type_error():
+    class NoSlicing:
+        shape, dtype, ndim = (100, 2), np.dtype("float64"), 2
+
+    class BadSlicing(NoSlicing):
+        def __getitem__(self, key):
+            raise KeyError(key)
+
+    with pytest.raises(TypeError, match="cannot be sliced by rows"):
+        GaussianMixture(2).fit(NoSlicing())
+    with pytest.raises(TypeError, match="cannot be sliced by rows"):
+        GaussianMixture(2).fit(BadSlicing())
+
+
+def test_nan_in_block_1000_names_the_row(tmp_path):
+    X = np.random.default_rng(0).normal(size=(1001 * 64, 2))
+    X[1000 * 64 + 5, 1] = np.nan
+    model = GaussianMixture(3, chunk_size=64)
+    with pytest.raises(ValueError, match=r"NaN at row 64005 \(block 1000\), column 1"):
+        model.fit(open_as("npy", X, tmp_path))
+    assert not hasattr(model, "n_features_in_")
+
+
+def test_bad_streamed_weights(tmp_path):
+    X = open_as("npy", make_data(), tmp_path)
+    weights = make_weights()
+    weights[4000] = -1.0
+    with pytest.raises(ValueError, match=r"non-negative; found -1\.0 at index 4000"):
+        fit(X, open_as("memmap", weights, tmp_path, name="w"))
+    with pytest.raises(ValueError, match="shape"):
+        fit(X, np.ones(5))
+
+
+class FailingRows(RowsOnly):
+    """Rows past ``fail_from`` cannot be read (as a damaged file)."""
+
+    def __init__(self, array, fail_from):
+        super().__init__(array)
+        self.fail_from = fail_from
+        self.armed = False
+
+    def __getitem__(self, key):
+        if self.armed and isinstance(key, slice) and key.stop > self.fail_from:
+            raise OSError("Can't read data (inflate() failed)")
+        return super().__getitem__(key)
+
+
+def test_a_read_error_mid_fit_names_the_block_and_leaves_no_half_fitted_model():
+    X = make_data()
+    source = FailingRows(X, fail_from=4000)
+    previous = fit(X[:5000])
+    model = fit(X[:5000])
+    armed = _sources.StreamedSource.read
+
+    def read_then_fail(self, start, stop, block_size=None):
+        source.armed = True  # the checks pass, then the disk breaks
+        return armed(self, start, stop, block_size)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_sources.StreamedSource, "read", read_then_fail)
+        with pytest.raises(_sources.DataReadError,
+                           match=r"block 7 \(rows 3584 to 4095\)"):
+            model.fit(source)
+    assert_same_fit(previous, model)  # what it was before the failed fit
+    fresh = GaussianMixture(3, chunk_size=BLOCK)
+    source.armed = True
+    with pytest.raises(OSError, match="block"):
+        fresh.fit(source)
+    assert not any(name.endswith("_") for name in vars(fresh))
+
+
+def test_a_truncated_file_is_a_clear_error(tmp_path):
+    """A zarr chunk that was damaged after the array was written."""
+    X = open_as("zarr", make_data(), tmp_path)
+    chunk_files = sorted(
+        os.path.join(root, name) for root, _, names in os.walk(tmp_path / "X.zarr")
+        for name in names if not name.startswith(("zarr.json", ".z"))
+    )
+    with open(chunk_files[len(chunk_files) // 2], "wb") as damaged:
+        damaged.write(b"not a chunk")
+    with pytest.raises(_sources.DataReadError, match="block"):
+        fit(X)
+
+
+# --------------------------------------------------------------------------
+# memory
+
+
+MEMORY_SCRIPT = textwrap.dedent("""
+    import sys, threading, time, warnings
+    import numpy as np
+    from fastem import _sources
+    from fastem.mixture import GaussianMixture
+
+    _sources.CHUNK_BYTES = 1 << 20
+    path = sys.argv[1]
+    X = np.load(path, mmap_mode="r")
+
+    def anonymous_kib():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], anonymous_kib())
+            time.sleep(0.002)
+
+    model = GaussianMixture(4, max_iter=2, tol=0, init_sample_size=20000, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X[:70000])  # load the kernels before measuring
+    baseline = anonymous_kib()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X)
+    done.set()
+    sampler.join()
+    print(max(peak[0], anonymous_kib()) - baseline)
+""")
+
+
+def test_streamed_fit_memory_does_not_grow_with_n_samples(tmp_path):
+    """Peak anonymous memory (RssAnon, sampled every 2 ms) of a memory-mapped fit of
+    N and of 4N rows: the growth from N to 4N is a small fraction of the data."""
+    rng = np.random.default_rng(0)
+    peaks = []
+    sizes = (250_000, 1_000_000)
+    for n_samples in sizes:
+        path = tmp_path / f"x{n_samples}.npy"
+        X = (rng.normal(size=(n_samples, 8)) + rng.integers(0, 4, (n_samples, 1)) * 3)
+        np.save(path, X.astype(np.float32))
+        del X
+        result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(path)],
+                                capture_output=True, text=True, timeout=600, check=True)
+        peaks.append(int(result.stdout.split()[-1]) * 1024)
+    data_growth = (sizes[1] - sizes[0]) * 8 * 4
+    assert peaks[1] - peaks[0] < 0.1 * data_growth, (peaks, data_growth)
+    assert peaks[1] < 0.5 * sizes[1] * 8 * 4, peaks
+
+
+def test_the_core_install_does_not_import_dask(tmp_path):
+    """Streamed fits and inference never import dask (an optional dependency)."""
+    path = tmp_path / "x.npy"
+    np.save(path, make_data())
+    script = textwrap.dedent(f"""
+        import sys, warnings
+        import numpy as np
+        from fastem.mixture import GaussianMixture
+        warnings.simplefilter("ignore")
+        X = np.load({str(path)!r}, mmap_mode="r")
+        GaussianMixture(3, max_iter=2).fit(X).predict(X)
+        assert not any(name.split(".")[0] in ("dask", "distributed")
+                       for name in sys.modules), "dask was imported"
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_sampled_rows_are_read_in_one_pass_or_in_runs(tmp_path, monkeypatch, dense):
+    X = make_data()
+    source = _sources.StreamedSource(open_as("zarr", X, tmp_path))
+    monkeypatch.setattr(_sources, "DENSE_SAMPLE", 10 if dense else 10**6)
+    rows = np.sort(np.random.default_rng(0).choice(len(X), 1000, replace=False))
+    assert_array_equal(source.rows(rows), X[rows])

@@ -64,6 +64,7 @@ def time_spark(X, n_iter, partitions=2):
              .config("spark.driver.memory", "3g")
              .config("spark.sql.execution.arrow.pyspark.enabled", "true")
              .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     try:
@@ -89,8 +90,8 @@ def time_spark(X, n_iter, partitions=2):
 
 
 def _start(problem):
-    return {"weights": problem.weights, "means": problem.means,
-            "precisions": problem.precisions}
+    return {"weights": problem.weights_init, "means": problem.means_init,
+            "precisions": problem.precisions_init}
 
 
 def time_fastem_cluster(X, start, n_iter):

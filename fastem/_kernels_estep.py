@@ -1129,14 +1129,6 @@ def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm
     return reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features)
 
 
-def dense_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
-    """``(nk, sum_x, scatter, log_likelihood)`` of dense_statistics_and_sums."""
-    nk, sum_x, scatter, sums = dense_statistics_and_sums(
-        X, sample_weight, means, precisions_chol, log_norm, block_size
-    )
-    return nk, sum_x, scatter, float(sums[0])
-
-
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width):
     """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
@@ -1386,14 +1378,6 @@ def diagonal_statistics_and_sums(X, sample_weight, means, precisions_chol, log_n
     return reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts)
 
 
-def diagonal_statistics(X, sample_weight, means, precisions_chol, log_norm, block_size):
-    """``(nk, sum_x, scatter, log_likelihood)`` of diagonal_statistics_and_sums."""
-    nk, sum_x, scatter, sums = diagonal_statistics_and_sums(
-        X, sample_weight, means, precisions_chol, log_norm, block_size
-    )
-    return nk, sum_x, scatter, float(sums[0])
-
-
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
     """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
@@ -1403,7 +1387,6 @@ def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
     X_tile = np.zeros((n_padded, width), dtype=X.dtype)
-    diff = np.empty((n_padded, width), dtype=X.dtype)
     projection = np.empty((n_padded, width), dtype=X.dtype)
     mahalanobis = np.empty(width, dtype=X.dtype)
     for start in range(first_row, end_row, width):

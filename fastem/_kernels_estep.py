@@ -113,7 +113,8 @@ def _statistics_tile_compiled(X):
     return lambda X: width
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _transpose_tile(X_flat, n_features, start, n_points, X_tile, width):
     """X_tile[i, t] = X[start + t, i]; columns past n_points repeat point 0.
 
@@ -141,234 +142,22 @@ def _transpose_tile(X_flat, n_features, start, n_points, X_tile, width):
             X_tile[i, t] = X_tile[i, 0]
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _rows_end_to_end(X):
     """A 1-D view of C-contiguous X (made once per block: a view costs a reference
     count update that parallel threads contend for)."""
     return X.reshape(X.shape[0] * X.shape[1])
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _project_first8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
-                    mahalanobis, width):
-    """projection[j, t] = sum over rows i0:i0+8 of (x_i - m_i) P[i, j], j0 <= j < j0+4."""
-    prefer_512_bit_vectors()
-    m0 = means[k, i0]
-    m1 = means[k, i0 + 1]
-    m2 = means[k, i0 + 2]
-    m3 = means[k, i0 + 3]
-    m4 = means[k, i0 + 4]
-    m5 = means[k, i0 + 5]
-    m6 = means[k, i0 + 6]
-    m7 = means[k, i0 + 7]
-    p00 = precisions_chol[slot, i0, j0]
-    p01 = precisions_chol[slot, i0, j0 + 1]
-    p02 = precisions_chol[slot, i0, j0 + 2]
-    p03 = precisions_chol[slot, i0, j0 + 3]
-    p10 = precisions_chol[slot, i0 + 1, j0]
-    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
-    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
-    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
-    p20 = precisions_chol[slot, i0 + 2, j0]
-    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
-    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
-    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
-    p30 = precisions_chol[slot, i0 + 3, j0]
-    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
-    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
-    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
-    p40 = precisions_chol[slot, i0 + 4, j0]
-    p41 = precisions_chol[slot, i0 + 4, j0 + 1]
-    p42 = precisions_chol[slot, i0 + 4, j0 + 2]
-    p43 = precisions_chol[slot, i0 + 4, j0 + 3]
-    p50 = precisions_chol[slot, i0 + 5, j0]
-    p51 = precisions_chol[slot, i0 + 5, j0 + 1]
-    p52 = precisions_chol[slot, i0 + 5, j0 + 2]
-    p53 = precisions_chol[slot, i0 + 5, j0 + 3]
-    p60 = precisions_chol[slot, i0 + 6, j0]
-    p61 = precisions_chol[slot, i0 + 6, j0 + 1]
-    p62 = precisions_chol[slot, i0 + 6, j0 + 2]
-    p63 = precisions_chol[slot, i0 + 6, j0 + 3]
-    p70 = precisions_chol[slot, i0 + 7, j0]
-    p71 = precisions_chol[slot, i0 + 7, j0 + 1]
-    p72 = precisions_chol[slot, i0 + 7, j0 + 2]
-    p73 = precisions_chol[slot, i0 + 7, j0 + 3]
-    for t in range(width):
-        d0 = X_tile[i0, t] - m0
-        d1 = X_tile[i0 + 1, t] - m1
-        d2 = X_tile[i0 + 2, t] - m2
-        d3 = X_tile[i0 + 3, t] - m3
-        d4 = X_tile[i0 + 4, t] - m4
-        d5 = X_tile[i0 + 5, t] - m5
-        d6 = X_tile[i0 + 6, t] - m6
-        d7 = X_tile[i0 + 7, t] - m7
-        projection[j0, t] = (
-            (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
-            + (d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70)
-        )
-        projection[j0 + 1, t] = (
-            (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
-            + (d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71)
-        )
-        projection[j0 + 2, t] = (
-            (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
-            + (d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72)
-        )
-        projection[j0 + 3, t] = (
-            (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
-            + (d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73)
-        )
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _project_add4(X_tile, means, k, precisions_chol, slot, i0, j0, projection, width):
+    """projection[j, t] += sum over rows i0:i0+4 of (x_i - m_i) P[i, j], j0 <= j < j0+4.
 
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _project_add8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
-                  mahalanobis, width):
-    """projection[j, t] += sum over rows i0:i0+8 of (x_i - m_i) P[i, j], j0 <= j < j0+4."""
-    prefer_512_bit_vectors()
-    m0 = means[k, i0]
-    m1 = means[k, i0 + 1]
-    m2 = means[k, i0 + 2]
-    m3 = means[k, i0 + 3]
-    m4 = means[k, i0 + 4]
-    m5 = means[k, i0 + 5]
-    m6 = means[k, i0 + 6]
-    m7 = means[k, i0 + 7]
-    p00 = precisions_chol[slot, i0, j0]
-    p01 = precisions_chol[slot, i0, j0 + 1]
-    p02 = precisions_chol[slot, i0, j0 + 2]
-    p03 = precisions_chol[slot, i0, j0 + 3]
-    p10 = precisions_chol[slot, i0 + 1, j0]
-    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
-    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
-    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
-    p20 = precisions_chol[slot, i0 + 2, j0]
-    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
-    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
-    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
-    p30 = precisions_chol[slot, i0 + 3, j0]
-    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
-    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
-    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
-    p40 = precisions_chol[slot, i0 + 4, j0]
-    p41 = precisions_chol[slot, i0 + 4, j0 + 1]
-    p42 = precisions_chol[slot, i0 + 4, j0 + 2]
-    p43 = precisions_chol[slot, i0 + 4, j0 + 3]
-    p50 = precisions_chol[slot, i0 + 5, j0]
-    p51 = precisions_chol[slot, i0 + 5, j0 + 1]
-    p52 = precisions_chol[slot, i0 + 5, j0 + 2]
-    p53 = precisions_chol[slot, i0 + 5, j0 + 3]
-    p60 = precisions_chol[slot, i0 + 6, j0]
-    p61 = precisions_chol[slot, i0 + 6, j0 + 1]
-    p62 = precisions_chol[slot, i0 + 6, j0 + 2]
-    p63 = precisions_chol[slot, i0 + 6, j0 + 3]
-    p70 = precisions_chol[slot, i0 + 7, j0]
-    p71 = precisions_chol[slot, i0 + 7, j0 + 1]
-    p72 = precisions_chol[slot, i0 + 7, j0 + 2]
-    p73 = precisions_chol[slot, i0 + 7, j0 + 3]
-    for t in range(width):
-        d0 = X_tile[i0, t] - m0
-        d1 = X_tile[i0 + 1, t] - m1
-        d2 = X_tile[i0 + 2, t] - m2
-        d3 = X_tile[i0 + 3, t] - m3
-        d4 = X_tile[i0 + 4, t] - m4
-        d5 = X_tile[i0 + 5, t] - m5
-        d6 = X_tile[i0 + 6, t] - m6
-        d7 = X_tile[i0 + 7, t] - m7
-        projection[j0, t] += (
-            (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
-            + (d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70)
-        )
-        projection[j0 + 1, t] += (
-            (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
-            + (d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71)
-        )
-        projection[j0 + 2, t] += (
-            (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
-            + (d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72)
-        )
-        projection[j0 + 3, t] += (
-            (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
-            + (d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73)
-        )
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _project_last8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
-                   mahalanobis, width):
-    """mahalanobis[t] += sum_j (projection[j, t] + rows i0:i0+8)^2, j0 <= j < j0+4."""
-    prefer_512_bit_vectors()
-    m0 = means[k, i0]
-    m1 = means[k, i0 + 1]
-    m2 = means[k, i0 + 2]
-    m3 = means[k, i0 + 3]
-    m4 = means[k, i0 + 4]
-    m5 = means[k, i0 + 5]
-    m6 = means[k, i0 + 6]
-    m7 = means[k, i0 + 7]
-    p00 = precisions_chol[slot, i0, j0]
-    p01 = precisions_chol[slot, i0, j0 + 1]
-    p02 = precisions_chol[slot, i0, j0 + 2]
-    p03 = precisions_chol[slot, i0, j0 + 3]
-    p10 = precisions_chol[slot, i0 + 1, j0]
-    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
-    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
-    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
-    p20 = precisions_chol[slot, i0 + 2, j0]
-    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
-    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
-    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
-    p30 = precisions_chol[slot, i0 + 3, j0]
-    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
-    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
-    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
-    p40 = precisions_chol[slot, i0 + 4, j0]
-    p41 = precisions_chol[slot, i0 + 4, j0 + 1]
-    p42 = precisions_chol[slot, i0 + 4, j0 + 2]
-    p43 = precisions_chol[slot, i0 + 4, j0 + 3]
-    p50 = precisions_chol[slot, i0 + 5, j0]
-    p51 = precisions_chol[slot, i0 + 5, j0 + 1]
-    p52 = precisions_chol[slot, i0 + 5, j0 + 2]
-    p53 = precisions_chol[slot, i0 + 5, j0 + 3]
-    p60 = precisions_chol[slot, i0 + 6, j0]
-    p61 = precisions_chol[slot, i0 + 6, j0 + 1]
-    p62 = precisions_chol[slot, i0 + 6, j0 + 2]
-    p63 = precisions_chol[slot, i0 + 6, j0 + 3]
-    p70 = precisions_chol[slot, i0 + 7, j0]
-    p71 = precisions_chol[slot, i0 + 7, j0 + 1]
-    p72 = precisions_chol[slot, i0 + 7, j0 + 2]
-    p73 = precisions_chol[slot, i0 + 7, j0 + 3]
-    for t in range(width):
-        d0 = X_tile[i0, t] - m0
-        d1 = X_tile[i0 + 1, t] - m1
-        d2 = X_tile[i0 + 2, t] - m2
-        d3 = X_tile[i0 + 3, t] - m3
-        d4 = X_tile[i0 + 4, t] - m4
-        d5 = X_tile[i0 + 5, t] - m5
-        d6 = X_tile[i0 + 6, t] - m6
-        d7 = X_tile[i0 + 7, t] - m7
-        s0 = projection[j0, t] + (
-            (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
-            + (d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70)
-        )
-        s1 = projection[j0 + 1, t] + (
-            (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
-            + (d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71)
-        )
-        s2 = projection[j0 + 2, t] + (
-            (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
-            + (d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72)
-        )
-        s3 = projection[j0 + 3, t] + (
-            (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
-            + (d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73)
-        )
-        mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _project_last4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
-                   mahalanobis, width):
-    """mahalanobis[t] += sum_j (projection[j, t] + rows i0:i0+4)^2, j0 <= j < j0+4."""
+    One 4x4 block of the factor in registers: 16 multiply-adds per 4 loads of
+    the tile and 4 loads and stores of ``projection``.
+    """
     prefer_512_bit_vectors()
     m0 = means[k, i0]
     m1 = means[k, i0 + 1]
@@ -395,124 +184,14 @@ def _project_last4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
         d1 = X_tile[i0 + 1, t] - m1
         d2 = X_tile[i0 + 2, t] - m2
         d3 = X_tile[i0 + 3, t] - m3
-        s0 = projection[j0, t] + (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
-        s1 = projection[j0 + 1, t] + (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
-        s2 = projection[j0 + 2, t] + (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
-        s3 = projection[j0 + 3, t] + (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
-        mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+        projection[j0, t] += d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30
+        projection[j0 + 1, t] += d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31
+        projection[j0 + 2, t] += d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32
+        projection[j0 + 3, t] += d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _project_only8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
-                   mahalanobis, width):
-    """mahalanobis[t] += sum_j (rows i0:i0+8 of (x_i - m_i) P[i, j])^2, j0 <= j < j0+4."""
-    prefer_512_bit_vectors()
-    m0 = means[k, i0]
-    m1 = means[k, i0 + 1]
-    m2 = means[k, i0 + 2]
-    m3 = means[k, i0 + 3]
-    m4 = means[k, i0 + 4]
-    m5 = means[k, i0 + 5]
-    m6 = means[k, i0 + 6]
-    m7 = means[k, i0 + 7]
-    p00 = precisions_chol[slot, i0, j0]
-    p01 = precisions_chol[slot, i0, j0 + 1]
-    p02 = precisions_chol[slot, i0, j0 + 2]
-    p03 = precisions_chol[slot, i0, j0 + 3]
-    p10 = precisions_chol[slot, i0 + 1, j0]
-    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
-    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
-    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
-    p20 = precisions_chol[slot, i0 + 2, j0]
-    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
-    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
-    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
-    p30 = precisions_chol[slot, i0 + 3, j0]
-    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
-    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
-    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
-    p40 = precisions_chol[slot, i0 + 4, j0]
-    p41 = precisions_chol[slot, i0 + 4, j0 + 1]
-    p42 = precisions_chol[slot, i0 + 4, j0 + 2]
-    p43 = precisions_chol[slot, i0 + 4, j0 + 3]
-    p50 = precisions_chol[slot, i0 + 5, j0]
-    p51 = precisions_chol[slot, i0 + 5, j0 + 1]
-    p52 = precisions_chol[slot, i0 + 5, j0 + 2]
-    p53 = precisions_chol[slot, i0 + 5, j0 + 3]
-    p60 = precisions_chol[slot, i0 + 6, j0]
-    p61 = precisions_chol[slot, i0 + 6, j0 + 1]
-    p62 = precisions_chol[slot, i0 + 6, j0 + 2]
-    p63 = precisions_chol[slot, i0 + 6, j0 + 3]
-    p70 = precisions_chol[slot, i0 + 7, j0]
-    p71 = precisions_chol[slot, i0 + 7, j0 + 1]
-    p72 = precisions_chol[slot, i0 + 7, j0 + 2]
-    p73 = precisions_chol[slot, i0 + 7, j0 + 3]
-    for t in range(width):
-        d0 = X_tile[i0, t] - m0
-        d1 = X_tile[i0 + 1, t] - m1
-        d2 = X_tile[i0 + 2, t] - m2
-        d3 = X_tile[i0 + 3, t] - m3
-        d4 = X_tile[i0 + 4, t] - m4
-        d5 = X_tile[i0 + 5, t] - m5
-        d6 = X_tile[i0 + 6, t] - m6
-        d7 = X_tile[i0 + 7, t] - m7
-        s0 = (
-            (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
-            + (d4 * p40 + d5 * p50 + d6 * p60 + d7 * p70)
-        )
-        s1 = (
-            (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
-            + (d4 * p41 + d5 * p51 + d6 * p61 + d7 * p71)
-        )
-        s2 = (
-            (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
-            + (d4 * p42 + d5 * p52 + d6 * p62 + d7 * p72)
-        )
-        s3 = (
-            (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
-            + (d4 * p43 + d5 * p53 + d6 * p63 + d7 * p73)
-        )
-        mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def _project_only4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
-                   mahalanobis, width):
-    """mahalanobis[t] += sum_j (rows i0:i0+4 of (x_i - m_i) P[i, j])^2, j0 <= j < j0+4."""
-    prefer_512_bit_vectors()
-    m0 = means[k, i0]
-    m1 = means[k, i0 + 1]
-    m2 = means[k, i0 + 2]
-    m3 = means[k, i0 + 3]
-    p00 = precisions_chol[slot, i0, j0]
-    p01 = precisions_chol[slot, i0, j0 + 1]
-    p02 = precisions_chol[slot, i0, j0 + 2]
-    p03 = precisions_chol[slot, i0, j0 + 3]
-    p10 = precisions_chol[slot, i0 + 1, j0]
-    p11 = precisions_chol[slot, i0 + 1, j0 + 1]
-    p12 = precisions_chol[slot, i0 + 1, j0 + 2]
-    p13 = precisions_chol[slot, i0 + 1, j0 + 3]
-    p20 = precisions_chol[slot, i0 + 2, j0]
-    p21 = precisions_chol[slot, i0 + 2, j0 + 1]
-    p22 = precisions_chol[slot, i0 + 2, j0 + 2]
-    p23 = precisions_chol[slot, i0 + 2, j0 + 3]
-    p30 = precisions_chol[slot, i0 + 3, j0]
-    p31 = precisions_chol[slot, i0 + 3, j0 + 1]
-    p32 = precisions_chol[slot, i0 + 3, j0 + 2]
-    p33 = precisions_chol[slot, i0 + 3, j0 + 3]
-    for t in range(width):
-        d0 = X_tile[i0, t] - m0
-        d1 = X_tile[i0 + 1, t] - m1
-        d2 = X_tile[i0 + 2, t] - m2
-        d3 = X_tile[i0 + 3, t] - m3
-        s0 = (d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30)
-        s1 = (d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31)
-        s2 = (d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32)
-        s3 = (d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33)
-        mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
                    width):
     """mahalanobis[t] = |(x_t - m_k)^T P|^2 for two (padded) features."""
@@ -530,17 +209,16 @@ def _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalano
         mahalanobis[t] = s0 * s0 + s1 * s1
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
                        width):
     """mahalanobis[t] = |(x_t - m_k)^T P|^2 with P upper triangular, padded to 4s.
 
     The deviations x_t - m_k are formed on the fly from the transposed tile.
-    Column block j0:j0+4 of (x - m)^T P needs rows i < j0 + 4 of P; it is
-    summed from chunks of eight rows (then four): 32 multiply-adds per 8
-    loads of the tile. A block that needs at most eight rows (all of them
-    when D <= 8) goes straight into the squared norm; a longer one keeps its
-    partial sums in ``projection`` until its last chunk adds them in.
+    Column block j0:j0+4 of (x - m)^T P needs rows i < j0 + 4 of P: it is
+    summed into ``projection`` one 4x4 block of P at a time (_project_add4),
+    then its squares are added to the norm.
     """
     prefer_512_bit_vectors()
     n_padded = X_tile.shape[0]
@@ -551,30 +229,21 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
     for t in range(width):
         mahalanobis[t] = 0.0
     for j0 in range(0, n_padded, BLOCK):
-        n_rows = j0 + BLOCK
-        if n_rows == BLOCK:
-            _project_only4(X_tile, means, k, precisions_chol, slot, 0, j0, projection,
-                           mahalanobis, width)
-        elif n_rows == 2 * BLOCK:
-            _project_only8(X_tile, means, k, precisions_chol, slot, 0, j0, projection,
-                           mahalanobis, width)
-        else:
-            _project_first8(X_tile, means, k, precisions_chol, slot, 0, j0, projection,
-                            mahalanobis, width)
-            i0 = 2 * BLOCK
-            while n_rows - i0 > 2 * BLOCK:
-                _project_add8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
-                              mahalanobis, width)
-                i0 += 2 * BLOCK
-            if n_rows - i0 == 2 * BLOCK:
-                _project_last8(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
-                               mahalanobis, width)
-            else:
-                _project_last4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
-                               mahalanobis, width)
+        for j in range(j0, j0 + BLOCK):
+            for t in range(width):
+                projection[j, t] = 0.0
+        for i0 in range(0, j0 + BLOCK, BLOCK):
+            _project_add4(X_tile, means, k, precisions_chol, slot, i0, j0, projection, width)
+        for t in range(width):
+            s0 = projection[j0, t]
+            s1 = projection[j0 + 1, t]
+            s2 = projection[j0 + 2, t]
+            s3 = projection[j0 + 3, t]
+            mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, sample_weight,
                       start, width):
     """Weighted log-probabilities (K, width) -> unnormalised responsibilities, in place.
@@ -635,7 +304,8 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, s
         scale[t] = 0.0
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _log_norm_shift(log_norm):
     """The largest entry of log_norm (0 if all are -inf), subtracted from them all
     before the log-probabilities are rounded to the data's dtype.
@@ -655,7 +325,8 @@ def _log_norm_shift(log_norm):
     return 0.0 if shift == -np.inf else shift
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, width):
     """log_prob[k, t] = log_norm[k] - shift - mahalanobis[t] / 2; -inf past the
     tile's points (see _log_norm_shift).
@@ -674,7 +345,8 @@ def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, w
         log_prob[k, t] = -np.inf
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, entropy, log_max_resp,
                    sums):
     """Add the tile's weighted sums, in float64, to ``sums``: [0] sum_t w_t log p(x_t)
@@ -697,14 +369,16 @@ def _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, entropy
     sums[2] += log_max
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _negligible_weight(weighted_resp):
     """The largest weighted responsibility counted as zero (see _weighted_responsibility),
     in weighted_resp's dtype (2**-63 resp. 2**-511, exact)."""
     return weighted_resp.dtype.type(math.sqrt(np.finfo(weighted_resp.dtype).tiny))
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp):
     """weighted_resp[t] = w_t r_tk = resp[k, t] scale[t] (see _responsibilities),
     in the data's dtype; returns it as a float64 (for nk's float64 sum).
@@ -723,7 +397,8 @@ def _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp):
     return np.float64(value)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _weight_responsibilities(scale, n_points, resp, k, weighted_resp, width):
     """weighted_resp[t] = w_t r_tk for the tile (_weighted_responsibility; zero past
     the tile's points); returns their float64 sum and how many are non-zero."""
@@ -740,7 +415,8 @@ def _weight_responsibilities(scale, n_points, resp, k, weighted_resp, width):
     return total, count
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _gather_points(weighted_resp, n_points, index, gathered_resp):
     """The points of the tile with non-zero weighted_resp; returns how many.
 
@@ -757,7 +433,8 @@ def _gather_points(weighted_resp, n_points, index, gathered_resp):
     return count
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, diff,
                        weighted_diff, sum_x, scatter, slot):
     """sum_x[k] and scatter[slot] of the gathered points (see _gather_points), point-major.
@@ -837,7 +514,8 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
             scatter[slot, i0 + 3, j0 + 3] += a33
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_scatter2(weighted_diff, diff, scatter, slot, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t] for two (padded) features."""
     prefer_512_bit_vectors()
@@ -856,7 +534,8 @@ def _dense_scatter2(weighted_diff, diff, scatter, slot, width):
     scatter[slot, 1, 1] += a11
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_x, scatter,
                        slot, width):
     """Component k's statistics of a tile of two (padded) features, in one pass.
@@ -894,7 +573,8 @@ def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_
     return total
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_scatter(weighted_diff, diff, scatter, slot, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks."""
     prefer_512_bit_vectors()
@@ -977,7 +657,8 @@ def n_blocks_of(n_samples, block_size):
     return -(-n_samples // block_size)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
                  nk, sum_x, scatter, sums, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter and
@@ -1129,7 +810,8 @@ def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm
     return reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width):
     """mahalanobis[t] = sum_i ((X_tile[i, t] - means[k, i]) precisions_chol[k, i])^2."""
     prefer_512_bit_vectors()
@@ -1191,7 +873,8 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
         i += 1
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol, log_norm,
                     nk, sum_x, scatter, sums, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D)
@@ -1378,7 +1061,8 @@ def diagonal_statistics_and_sums(X, sample_weight, means, precisions_chol, log_n
     return reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
     """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
     prefer_512_bit_vectors()
@@ -1418,7 +1102,8 @@ def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     return out
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_norm, out):
     """out[i, k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2 for rows [first_row, end_row)."""
     prefer_512_bit_vectors()
@@ -1455,7 +1140,8 @@ def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     return out
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _normalise_rows(weighted_log_prob, first_row, end_row, log_prob_norm, log_resp):
     prefer_512_bit_vectors()
     n_components = weighted_log_prob.shape[1]

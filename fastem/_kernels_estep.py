@@ -27,7 +27,7 @@ Conventions shared by every kernel here:
   body compiled in one process and loaded from the cache in another rounded
   differently in the last bits.
 * Inside a block, samples are processed in tiles (``STATISTICS_TILE`` points
-  by dtype in the statistics kernels, ``TILE`` in the others) stored
+  by dtype) stored
   transposed (feature-major), so that the inner loops run over points and
   vectorise. Features are padded with zeros to a multiple of 4 so that the
   two O(D^2) loops (the triangular projection and the scatter update) work
@@ -61,8 +61,6 @@ from fastem._kernels_exp import exp64, exp_typed, log64, log_typed
 from fastem._kernels_threads import run_blocks
 from fastem._kernels_vector import prefer_512_bit_vectors
 
-# Points per tile of the inference kernels (log-probabilities).
-TILE = 64
 # Points per tile of the statistics kernels, by dtype: wider tiles spread the
 # per-tile costs (horizontal sums, loop set-up) over more points. Measured (one
 # E-step pass, one thread; widths 64 / 128 / 256): float64 P2 32.8 / 31.7 / 36.1 ms,
@@ -77,7 +75,7 @@ BLOCK = 4  # register block of the O(D^2) loops
 # points gets the statistics of just those points, gathered point-major (see
 # _sparse_statistics): once clusters separate, most of a tile's points have
 # exactly zero responsibility (below the flush of _weight_responsibilities) for
-# most components, and the O(D^2) scatter of all TILE points would be wasted.
+# most components, and the O(D^2) scatter of all the tile's points would be wasted.
 # Measured (one E-step pass, one thread): P3 (D = 32) 118 -> 88 ms in float64,
 # 73 -> 54 ms in float32; wider limits (32, 48) were no faster.
 SPARSE_TILE = 16
@@ -343,6 +341,15 @@ def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, w
         peak[t] = max(peak[t], value)
     for t in range(n_points, width):
         log_prob[k, t] = -np.inf
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _store_weighted_log_prob(log_norm, k, mahalanobis, start, n_points, weighted_log_prob):
+    """weighted_log_prob[start + t, k] = log_norm[k] - mahalanobis[t] / 2, in float64,
+    for the tile's points (inference: no shift, see _log_norm_shift)."""
+    for t in range(n_points):
+        weighted_log_prob[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -660,9 +667,12 @@ def n_blocks_of(n_samples, block_size):
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
-                 nk, sum_x, scatter, sums, width):
+                 nk, sum_x, scatter, sums, weighted_log_prob, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter and
-    their weighted log-likelihood, sum r log r and sum log max r to sums[0:3].
+    their weighted log-likelihood, sum r log r and sum log max r to sums[0:3];
+    or, if ``weighted_log_prob`` has rows, only set its rows [first_row,
+    end_row) to log_norm[k] - |(x_i - m_k) P_k|^2 / 2 (inference; see
+    dense_statistics_blocks).
 
     ``means_padded`` and ``factors`` are padded to a multiple of 4 features
     (see pad_dense).
@@ -683,6 +693,7 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     tile_entropy = np.empty(width, dtype=X.dtype)
     weighted_resp = np.empty(width, dtype=X.dtype)
     shift = _log_norm_shift(log_norm)
+    inference = weighted_log_prob.shape[0] > 0
     # the narrow tile of a component with few non-zero responsibilities
     sparse = width > SPARSE_TILE and n_padded >= SPARSE_MIN_FEATURES
     index = np.zeros(SPARSE_TILE, dtype=np.int64)
@@ -697,8 +708,14 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
         for k in range(n_components):
             _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
                                projection, mahalanobis, width)
-            _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
-                            width)
+            if inference:
+                _store_weighted_log_prob(log_norm, k, mahalanobis, start, n_points,
+                                         weighted_log_prob)
+            else:
+                _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
+                                width)
+        if inference:
+            continue
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
                           sample_weight, start, width)
         _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, tile_entropy,
@@ -735,8 +752,8 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, block_size,
-                            nk_parts, sum_x_parts, scatter_parts, sums_parts, first_block,
-                            end_block):
+                            nk_parts, sum_x_parts, scatter_parts, sums_parts,
+                            weighted_log_prob, first_block, end_block):
     """Partial statistics of blocks [first_block, end_block) of X ('full' and 'tied').
 
     Block b (rows [b * block_size, min(N, (b + 1) * block_size))) writes its
@@ -747,13 +764,21 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     Dask tasks each call it on their own range of blocks; the parts are then
     summed in block order (reduce_dense), so the result does not depend on
     who computed which block.
+
+    Inference uses the same kernel (one compiled kernel, not two: the
+    Mahalanobis code is most of the compile time): given a ``weighted_log_prob``
+    (N, K) float64 array with rows, it fills its rows of the blocks (see
+    _store_weighted_log_prob) and computes no statistics; sample_weight is
+    then not read and the parts need one row, which is not written
+    (dense_weighted_log_prob). For statistics pass a (0, 0) array.
     """
     n_samples = X.shape[0]
     for block in range(first_block, end_block):
+        part = block % nk_parts.shape[0]  # block, or 0 for inference
         _dense_block(
             X, sample_weight, block * block_size, min(n_samples, (block + 1) * block_size),
-            means_padded, factors, log_norm, nk_parts[block], sum_x_parts[block],
-            scatter_parts[block], sums_parts[block], statistics_tile(X),
+            means_padded, factors, log_norm, nk_parts[part], sum_x_parts[part],
+            scatter_parts[part], sums_parts[part], weighted_log_prob, statistics_tile(X),
         )
 
 
@@ -806,7 +831,8 @@ def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm
     scatter_parts = np.zeros((n_blocks, factors.shape[0], n_padded, n_padded))
     sums_parts = np.zeros((n_blocks, 3))
     run_blocks(dense_statistics_blocks, n_blocks, X, sample_weight, means_padded, factors,
-               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts)
+               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
+               STATISTICS_ONLY)
     return reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features)
 
 
@@ -876,9 +902,10 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol, log_norm,
-                    nk, sum_x, scatter, sums, width):
+                    nk, sum_x, scatter, sums, weighted_log_prob, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D)
-    and the three sums of _add_tile_sums to sums[0:3]."""
+    and the three sums of _add_tile_sums to sums[0:3]; or only the rows'
+    weighted log-probabilities, as _dense_block."""
     prefer_512_bit_vectors()
     X_flat = _rows_end_to_end(X)
     n_features = X.shape[1]
@@ -892,6 +919,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     tile_entropy = np.empty(width, dtype=X.dtype)
     weighted_resp = np.empty(width, dtype=X.dtype)
     shift = _log_norm_shift(log_norm)
+    inference = weighted_log_prob.shape[0] > 0
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
         _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
@@ -899,8 +927,14 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             tile_peak[t] = -np.inf
         for k in range(n_components):
             _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
-            _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
-                            width)
+            if inference:
+                _store_weighted_log_prob(log_norm, k, mahalanobis, start, n_points,
+                                         weighted_log_prob)
+            else:
+                _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
+                                width)
+        if inference:
+            continue
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
                           sample_weight, start, width)
         _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, tile_entropy,
@@ -1010,16 +1044,18 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_norm, block_size,
-                               nk_parts, sum_x_parts, scatter_parts, sums_parts, first_block,
-                               end_block):
-    """Partial statistics of blocks [first_block, end_block) ('diag', 'spherical');
-    see dense_statistics_blocks (scatter_parts[b] is (K, D))."""
+                               nk_parts, sum_x_parts, scatter_parts, sums_parts,
+                               weighted_log_prob, first_block, end_block):
+    """Partial statistics of blocks [first_block, end_block) ('diag', 'spherical'), or
+    their weighted log-probabilities; see dense_statistics_blocks (scatter_parts[b]
+    is (K, D))."""
     n_samples = X.shape[0]
     for block in range(first_block, end_block):
+        part = block % nk_parts.shape[0]  # block, or 0 for inference
         _diagonal_block(
             X, sample_weight, block * block_size, min(n_samples, (block + 1) * block_size),
-            means, precisions_chol, log_norm, nk_parts[block], sum_x_parts[block],
-            scatter_parts[block], sums_parts[block], statistics_tile(X),
+            means, precisions_chol, log_norm, nk_parts[part], sum_x_parts[part],
+            scatter_parts[part], sums_parts[part], weighted_log_prob, statistics_tile(X),
         )
 
 
@@ -1057,87 +1093,45 @@ def diagonal_statistics_and_sums(X, sample_weight, means, precisions_chol, log_n
     scatter_parts = np.zeros((n_blocks, n_components, n_features))
     sums_parts = np.zeros((n_blocks, 3))
     run_blocks(diagonal_statistics_blocks, n_blocks, X, sample_weight, means, precisions_chol,
-               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts)
+               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
+               STATISTICS_ONLY)
     return reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _dense_log_prob_block(X, first_row, end_row, means_padded, factors, log_norm, out):
-    """out[i, k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2 for rows [first_row, end_row)."""
-    prefer_512_bit_vectors()
-    X_flat = _rows_end_to_end(X)
-    width = TILE
-    n_components, n_padded = means_padded.shape
-    shared = factors.shape[0] == 1
-    X_tile = np.zeros((n_padded, width), dtype=X.dtype)
-    projection = np.empty((n_padded, width), dtype=X.dtype)
-    mahalanobis = np.empty(width, dtype=X.dtype)
-    for start in range(first_row, end_row, width):
-        n_points = min(width, end_row - start)
-        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
-        for k in range(n_components):
-            _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
-                               projection, mahalanobis, width)
-            for t in range(n_points):
-                out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
+# The weighted_log_prob argument of the statistics kernels when they compute statistics.
+STATISTICS_ONLY = np.zeros((0, 0))
+# The sample weights of an inference call (not read; read-only, as in every call).
+_NO_WEIGHTS = np.zeros(0)
+_NO_WEIGHTS.flags.writeable = False
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def dense_weighted_log_prob_blocks(X, means_padded, factors, log_norm, block_size, out,
-                                   first_block, end_block):
-    """Rows of blocks [first_block, end_block) of ``out`` (see dense_weighted_log_prob)."""
-    n_samples = X.shape[0]
-    for block in range(first_block, end_block):
-        _dense_log_prob_block(X, block * block_size, min(n_samples, (block + 1) * block_size),
-                              means_padded, factors, log_norm, out)
-
-
-def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
-    """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'."""
-    means_padded, factors = pad_dense(means, precisions_chol)
-    out = np.empty((X.shape[0], means.shape[0]))
-    run_blocks(dense_weighted_log_prob_blocks, n_blocks_of(X.shape[0], block_size), X,
-               means_padded, factors, log_norm, block_size, out)
+def _weighted_log_prob(kernel, X, means, factors, log_norm, block_size, n_scatter):
+    """(n_samples, K) weighted log-probabilities from a statistics kernel in its
+    inference mode (one row of unused parts; see dense_statistics_blocks)."""
+    n_components, n_columns = means.shape
+    out = np.empty((X.shape[0], n_components))
+    run_blocks(kernel, n_blocks_of(X.shape[0], block_size), X, _NO_WEIGHTS, means, factors,
+               log_norm, block_size, np.zeros((1, n_components)),
+               np.zeros((1, n_components, n_columns)), np.zeros((1,) + n_scatter),
+               np.zeros((1, 3)), out)
     return out
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _diagonal_log_prob_block(X, first_row, end_row, means, precisions_chol, log_norm, out):
-    """out[i, k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2 for rows [first_row, end_row)."""
-    prefer_512_bit_vectors()
-    X_flat = _rows_end_to_end(X)
-    width = TILE
-    n_features = X.shape[1]
-    X_tile = np.zeros((n_features, width), dtype=X.dtype)
-    mahalanobis = np.empty(width, dtype=X.dtype)
-    for start in range(first_row, end_row, width):
-        n_points = min(width, end_row - start)
-        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
-        for k in range(means.shape[0]):
-            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
-            for t in range(n_points):
-                out[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
+def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
+    """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'.
 
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def diagonal_weighted_log_prob_blocks(X, means, precisions_chol, log_norm, block_size, out,
-                                      first_block, end_block):
-    """Rows of blocks [first_block, end_block) of ``out`` (see diagonal_weighted_log_prob)."""
-    n_samples = X.shape[0]
-    for block in range(first_block, end_block):
-        _diagonal_log_prob_block(X, block * block_size,
-                                 min(n_samples, (block + 1) * block_size), means,
-                                 precisions_chol, log_norm, out)
+    ``X`` read-only, as the statistics' (one compiled kernel serves both).
+    """
+    means_padded, factors = pad_dense(means, precisions_chol)
+    width = means_padded.shape[1]
+    return _weighted_log_prob(dense_statistics_blocks, X, means_padded, factors, log_norm,
+                              block_size, (factors.shape[0], width, width))
 
 
 def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'."""
-    out = np.empty((X.shape[0], means.shape[0]))
-    run_blocks(diagonal_weighted_log_prob_blocks, n_blocks_of(X.shape[0], block_size), X,
-               means, precisions_chol, log_norm, block_size, out)
-    return out
+    return _weighted_log_prob(diagonal_statistics_blocks, X, means, precisions_chol,
+                              log_norm, block_size, means.shape)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True,

@@ -161,7 +161,8 @@ def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs):
         kernel = _kernels_estep.diagonal_statistics_blocks
     sums_parts = np.zeros((n_blocks, 3))
     run_blocks(kernel, n_blocks, read_only(X), read_only(sample_weight), means, factors,
-               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts)
+               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
+               _kernels_estep.STATISTICS_ONLY)
     return nk_parts, sum_x_parts, scatter_parts, sums_parts
 
 
@@ -225,11 +226,8 @@ def nearest_centre(X, centres, block_size):
     n_components, n_features = centres.shape
     means = np.ascontiguousarray(centres, dtype=X.dtype)
     factors = np.eye(n_features, dtype=X.dtype)[np.newaxis]
-    means_padded, factors = _kernels_estep.pad_dense(means, factors)
-    weighted = np.empty((X.shape[0], n_components))
-    run_blocks(_kernels_estep.dense_weighted_log_prob_blocks,
-               n_blocks_of(X.shape[0], block_size), read_only(X), means_padded, factors,
-               np.zeros(n_components), block_size, weighted)
+    weighted = _kernels_estep.dense_weighted_log_prob(read_only(X), means, factors,
+                                                      np.zeros(n_components), block_size)
     return weighted.argmax(axis=1)
 
 

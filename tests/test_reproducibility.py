@@ -160,7 +160,7 @@ def test_kernels_release_the_gil():
     ]
     names = {kernel.__name__ for kernel in kernels}
     assert {"dense_statistics_blocks", "diagonal_statistics_blocks",
-            "dense_weighted_log_prob_blocks", "log_resp_blocks", "dense_em",
+            "log_resp_blocks", "dense_em",
             "diagonal_em", "dense_statistics_rows"} <= names
     assert all(kernel.targetoptions.get("nogil") for kernel in kernels)
     # no numba parallel loops: threads come from run_blocks

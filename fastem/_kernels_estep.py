@@ -325,14 +325,22 @@ def _log_norm_shift(log_norm):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, width):
+def _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, log_prob, peak,
+                    weighted_log_prob, width):
     """log_prob[k, t] = log_norm[k] - shift - mahalanobis[t] / 2; -inf past the
     tile's points (see _log_norm_shift).
 
     peak[t] becomes the largest log_prob[., t] so far (start it at -inf).
     Computed in log_prob's dtype (log_norm and shift are float64).
+
+    Inference (``weighted_log_prob`` has rows) sets weighted_log_prob[start + t, k]
+    = log_norm[k] - mahalanobis[t] / 2 in float64 instead (no shift).
     """
     prefer_512_bit_vectors()
+    if weighted_log_prob.shape[0] > 0:
+        for t in range(n_points):
+            weighted_log_prob[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
+        return
     offset = log_prob.dtype.type(log_norm[k] - shift)
     half = log_prob.dtype.type(0.5)
     for t in range(width):
@@ -341,15 +349,6 @@ def _store_log_prob(log_norm, shift, k, mahalanobis, n_points, log_prob, peak, w
         peak[t] = max(peak[t], value)
     for t in range(n_points, width):
         log_prob[k, t] = -np.inf
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _store_weighted_log_prob(log_norm, k, mahalanobis, start, n_points, weighted_log_prob):
-    """weighted_log_prob[start + t, k] = log_norm[k] - mahalanobis[t] / 2, in float64,
-    for the tile's points (inference: no shift, see _log_norm_shift)."""
-    for t in range(n_points):
-        weighted_log_prob[start + t, k] = log_norm[k] - 0.5 * mahalanobis[t]
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -708,12 +707,8 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
         for k in range(n_components):
             _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
                                projection, mahalanobis, width)
-            if inference:
-                _store_weighted_log_prob(log_norm, k, mahalanobis, start, n_points,
-                                         weighted_log_prob)
-            else:
-                _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
-                                width)
+            _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp, tile_peak,
+                            weighted_log_prob, width)
         if inference:
             continue
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
@@ -768,7 +763,7 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     Inference uses the same kernel (one compiled kernel, not two: the
     Mahalanobis code is most of the compile time): given a ``weighted_log_prob``
     (N, K) float64 array with rows, it fills its rows of the blocks (see
-    _store_weighted_log_prob) and computes no statistics; sample_weight is
+    _store_log_prob) and computes no statistics; sample_weight is
     then not read and the parts need one row, which is not written
     (dense_weighted_log_prob). For statistics pass a (0, 0) array.
     """
@@ -927,12 +922,8 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             tile_peak[t] = -np.inf
         for k in range(n_components):
             _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
-            if inference:
-                _store_weighted_log_prob(log_norm, k, mahalanobis, start, n_points,
-                                         weighted_log_prob)
-            else:
-                _store_log_prob(log_norm, shift, k, mahalanobis, n_points, resp, tile_peak,
-                                width)
+            _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp, tile_peak,
+                            weighted_log_prob, width)
         if inference:
             continue
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,

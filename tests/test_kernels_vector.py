@@ -64,10 +64,7 @@ def _functions_with_loops():
     return sorted(names)
 
 
-BLOCK_FUNCTIONS = [
-    "_dense_block", "_diagonal_block",
-    "_dense_log_prob_block", "_diagonal_log_prob_block",
-]
+BLOCK_FUNCTIONS = ["_dense_block", "_diagonal_block"]
 
 
 @pytest.mark.parametrize("name", [name for name in _functions_with_loops()

@@ -24,9 +24,10 @@ distributed = pytest.importorskip("distributed")
 from bayesian_helpers import (  # noqa: E402  (tests/bayesian_helpers.py)
     PRIOR_TYPES,
     SOURCE_FIT_PARAMS,
+    WEIGHT_SCALE,
     assert_identical_posterior,
     fit_bayesian,
-    in_memory_fits,
+    in_memory_fits_fixture,
 )
 
 from fastem import BayesianGaussianMixture, _dask, _sources  # noqa: E402
@@ -125,19 +126,22 @@ def test_thread_count_and_starts(expected_fits, num_workers, init_params):
     assert_same_fit(expected_fits("tied", init_params=init_params), got)
 
 
+def assert_lazy_inference(model):
+    """predict, predict_proba and score_samples of a Dask array are lazy Dask arrays
+    with the in-memory results; score is the in-memory score (to rounding)."""
+    X = make_data(seed=4)
+    lazy = da.from_array(X, chunks=1500)
+    for method in ("predict", "predict_proba", "score_samples"):
+        result = getattr(model, method)(lazy)
+        assert isinstance(result, da.Array), method
+        assert_array_equal(result.compute(), getattr(model, method)(X), err_msg=method)
+    assert model.score(lazy) == pytest.approx(model.score(X), rel=1e-14)
+
+
 @pytest.mark.usefixtures("threads")
 def test_lazy_inference(expected_fits):
     model = expected_fits("full")
-    X = make_data(seed=4)
-    lazy = da.from_array(X, chunks=1500)
-    labels = model.predict(lazy)
-    assert isinstance(labels, da.Array)
-    assert_array_equal(labels.compute(), model.predict(X))
-    resp = model.predict_proba(lazy)
-    assert isinstance(resp, da.Array) and resp.shape == (len(X), N_COMPONENTS)
-    assert_array_equal(resp.compute(), model.predict_proba(X))
-    assert_array_equal(model.score_samples(lazy).compute(), model.score_samples(X))
-    assert model.score(lazy) == pytest.approx(model.score(X), rel=1e-14)
+    assert_lazy_inference(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         labels = GaussianMixture(**FIT_PARAMS).fit_predict(
@@ -267,15 +271,7 @@ def test_a_worker_killed_mid_fit_changes_nothing(client, expected_fits):
 # BayesianGaussianMixture on the LocalCluster
 
 
-def make_counts():
-    """Weights whose mean is about 7: a variational fit keeps their scale (does not
-    normalise them, as GaussianMixture does)."""
-    return 5.0 * make_weights()
-
-
-@pytest.fixture(scope="module")
-def expected_bayesian():
-    return in_memory_fits(make_data, make_counts)
+expected_bayesian = in_memory_fits_fixture(make_data, make_weights)
 
 
 @pytest.mark.parametrize("prior_type", PRIOR_TYPES)
@@ -295,22 +291,11 @@ def test_local_cluster_bayesian_fit_is_the_in_memory_fit(client, expected_bayesi
 
 def test_local_cluster_bayesian_weights_and_lazy_inference(client, expected_bayesian):
     X = client.persist(da.from_array(make_data(), chunks=1024))
-    weights = da.from_array(make_counts(), chunks=3000)
+    weights = da.from_array(WEIGHT_SCALE * make_weights(), chunks=3000)
     assert_identical_posterior(fit_bayesian(X, weights, covariance_type="tied"),
                                expected_bayesian("tied", weighted=True))
     model = expected_bayesian("full")
-    X = make_data(seed=4)
-    lazy = da.from_array(X, chunks=1500)
-    labels = model.predict(lazy)
-    assert isinstance(labels, da.Array)
-    assert_array_equal(labels.compute(), model.predict(X))
-    resp = model.predict_proba(lazy)
-    assert isinstance(resp, da.Array) and resp.shape == (len(X), 4)
-    assert_array_equal(resp.compute(), model.predict_proba(X))
-    log_prob = model.score_samples(lazy)
-    assert isinstance(log_prob, da.Array)
-    assert_array_equal(log_prob.compute(), model.score_samples(X))
-    assert model.score(lazy) == pytest.approx(model.score(X), rel=1e-14)
+    assert_lazy_inference(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         labels = BayesianGaussianMixture(**SOURCE_FIT_PARAMS).fit_predict(

@@ -21,9 +21,10 @@ import pytest
 from bayesian_helpers import (  # tests/bayesian_helpers.py
     PRIOR_TYPES,
     SOURCE_FIT_PARAMS,
+    WEIGHT_SCALE,
     assert_identical_posterior,
     fit_bayesian,
-    in_memory_fits,
+    in_memory_fits_fixture,
 )
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.cluster import KMeans
@@ -546,15 +547,7 @@ def test_sampled_rows_are_read_in_one_pass_or_in_runs(tmp_path, monkeypatch, den
 # BayesianGaussianMixture: the same sources, the same bits
 
 
-def make_counts():
-    """Weights whose mean is about 7: a variational fit keeps their scale (does not
-    normalise them, as GaussianMixture does)."""
-    return 5.0 * make_weights()
-
-
-@pytest.fixture(scope="module")
-def expected_bayesian():
-    return in_memory_fits(make_data, make_counts)
+expected_bayesian = in_memory_fits_fixture(make_data, make_weights)
 
 
 @pytest.mark.parametrize("kind", ["npy", "h5py", "zarr"])
@@ -579,7 +572,7 @@ def test_bayesian_streamed_weights_and_other_starts(tmp_path, expected_bayesian,
     """Weights streamed with the data (as given: a variational fit does not rescale
     them), and the K-row starts, give the in-memory bits."""
     X = open_as("npy", make_data(), tmp_path)
-    weights = open_as("memmap", make_counts(), tmp_path, name="weights")
+    weights = open_as("memmap", WEIGHT_SCALE * make_weights(), tmp_path, name="weights")
     assert_identical_posterior(fit_bayesian(X, weights, covariance_type=covariance_type),
                                expected_bayesian(covariance_type, weighted=True))
     for init_params in ("k-means++", "random_from_data"):

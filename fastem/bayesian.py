@@ -3,8 +3,9 @@
 Variational inference for a Gaussian mixture, as scikit-learn's
 ``BayesianGaussianMixture`` does it. Its E-step is the ordinary Gaussian
 E-step with other per-component constants, so each iteration is one pass of
-fastem's fused kernels (:func:`fastem._driver.estep_statistics` with
-``log_weights``); everything else works on K x D arrays in numpy here.
+fastem's fused kernels (:func:`fastem._driver.source_statistics` with
+``log_weights``) over any source GaussianMixture takes (memory, streamed,
+Dask); everything else works on K x D arrays in numpy here.
 
 With ``nu_k`` the degrees of freedom, ``beta_k`` the mean precisions and
 ``covariances_`` the Wishart scale divided by ``nu_k`` (scikit-learn's
@@ -346,9 +347,10 @@ class BayesianGaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
     from the same start) whose per-sample work runs in fastem's parallel
     numba kernels, one pass over the data per iteration. It adds per-sample
     weights, control of threads and chunking, and data streamed from disk or
-    held by Dask, as :class:`fastem.GaussianMixture` takes them. Components the data do not
-    need get weights near zero (more readily with the Dirichlet-process
-    prior), so ``n_components`` is an upper bound on the components used.
+    held by Dask, as :class:`fastem.GaussianMixture` takes them. Components
+    the data do not need get weights near zero (more readily with the
+    Dirichlet-process prior), so ``n_components`` is an upper bound on the
+    components used.
 
     Parameters
     ----------

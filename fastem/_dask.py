@@ -172,11 +172,12 @@ class DaskSource(_sources.ChunkedSource):
             weights, dtype=np.float64)
         return _sources.MemorySource(X, weights)
 
-    def estimate_lazy(self, what, parameters, covariance_type, block_size):
+    def estimate_lazy(self, what, parameters, covariance_type, block_size,
+                      log_weights=None):
         """A lazy Dask array of chunk_estimate's results (rows of X's chunks)."""
         X, _ = self.aligned(block_size)
-        shared = dask.delayed((what, parameters, covariance_type), traverse=False,
-                              pure=True)
+        shared = dask.delayed((what, parameters, covariance_type, log_weights),
+                              traverse=False, pure=True)
         n_components = parameters.means.shape[0]
         if what in ("labels", "log_prob"):
             kwargs = dict(drop_axis=1,
@@ -188,7 +189,7 @@ class DaskSource(_sources.ChunkedSource):
 
 
 def _estimate_block(X, shared, block_size, dtype_in, exponent, block_info=None):
-    what, parameters, covariance_type = shared
+    what, parameters, covariance_type, log_weights = shared
     first_row = 0
     if block_info is not None and 0 in block_info:
         first_row = block_info[0]["array-location"][0][0]
@@ -197,4 +198,4 @@ def _estimate_block(X, shared, block_size, dtype_in, exponent, block_info=None):
         X = np.ldexp(X, exponent).astype(dtype_in, copy=False)
     with thread_limit(1):
         return _sources.chunk_estimate(X, None, first_row, block_size, what, parameters,
-                                       covariance_type)
+                                       covariance_type, log_weights)

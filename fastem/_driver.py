@@ -828,11 +828,8 @@ def initial_resp(X, sample_weight, settings, random_state):
 def initialize(X, sample_weight, settings, random_state, context):
     """Starting parameters of one restart (user-given parts override).
 
-    ``X`` is an ndarray (with ``sample_weight``) or a source. In memory the
-    starts are scikit-learn's (its exact k-means on all the data by default);
-    streamed and Dask data, or ``settings.init_sample_size``, start k-means
-    and k-means++ from a seeded uniform sample of rows (see
-    :func:`_sampled_start`). 'random_from_data' reads only its K rows.
+    ``X`` is an ndarray (with ``sample_weight``) or a source; the start is
+    :func:`start_parameters`'s.
     """
     source = as_source(X, sample_weight)
     covariance_type = settings.covariance_type
@@ -844,28 +841,9 @@ def initialize(X, sample_weight, settings, random_state, context):
     )
     status = None
     if not user_given:
-        method = settings.init_params
-        sampled = method in ("kmeans", "k-means++") and (
-            settings.init_sample_size is not None or not source.in_memory
+        weights, means, covariances, status = start_parameters(
+            source, settings, random_state, context.precision_limit
         )
-        if sampled:
-            parameters, status = _sampled_start(source, settings, random_state, context)
-            weights, means, covariances = (parameters.weights, parameters.means,
-                                           parameters.covariances)
-        elif method == "random_from_data":
-            weights, means, covariances = _start_from_rows(source, settings, random_state)
-        elif source.in_memory:
-            resp_of = initial_resp(source.X, source.sample_weight, settings, random_state)
-            weights, means, covariances = parameters_from_resp(
-                source.X, source.sample_weight, resp_of, settings.n_components,
-                covariance_type, settings.reg_covar,
-            )
-        else:
-            raise ValueError(
-                f"init_params={method!r} needs the data in memory; streamed and Dask data "
-                "start from 'kmeans', 'k-means++' or 'random_from_data', or from "
-                "weights_init, means_init and precisions_init."
-            )
     if settings.weights_init is not None:
         weights = np.array(settings.weights_init, dtype=np.float64)
     if settings.means_init is not None:
@@ -887,6 +865,41 @@ def initialize(X, sample_weight, settings, random_state, context):
     if np.any(status != STATUS_OK):
         _repair(parameters, status, source, None, settings, random_state, context, 0)
     return parameters
+
+
+def start_parameters(source, settings, random_state, precision_limit=np.inf):
+    """(weights, means, covariances, status) of the start ``settings.init_params`` asks
+    for, from any source (BayesianGaussianMixture's start too).
+
+    In memory the starts are scikit-learn's (its exact k-means on all the data
+    by default); streamed and Dask data, or ``settings.init_sample_size``,
+    start k-means and k-means++ from a seeded uniform sample of rows (see
+    :func:`_sampled_start`). 'random_from_data' reads only its K rows;
+    'random' needs the data in memory. ``status`` is None, or the sampled
+    start's flags (components no row went to). ``settings`` needs
+    n_components, covariance_type, init_params, init_sample_size, reg_covar
+    and block_size.
+    """
+    method = settings.init_params
+    sampled = method in ("kmeans", "k-means++") and (
+        settings.init_sample_size is not None or not source.in_memory
+    )
+    if sampled:
+        parameters, status = _sampled_start(source, settings, random_state, precision_limit)
+        return parameters.weights, parameters.means, parameters.covariances, status
+    if method == "random_from_data":
+        return (*_start_from_rows(source, settings, random_state), None)
+    if source.in_memory:
+        resp_of = initial_resp(source.X, source.sample_weight, settings, random_state)
+        return (*parameters_from_resp(
+            source.X, source.sample_weight, resp_of, settings.n_components,
+            settings.covariance_type, settings.reg_covar,
+        ), None)
+    raise ValueError(
+        f"init_params={method!r} needs the data in memory; streamed and Dask data "
+        "start from 'kmeans', 'k-means++' or 'random_from_data', or from "
+        "weights_init, means_init and precisions_init."
+    )
 
 
 def _choose_positive_rows(source, n_rows, random_state, block_size, legacy=True):
@@ -965,7 +978,7 @@ def _start_from_rows(source, settings, random_state, rows=None):
     return weights, means, covariances
 
 
-def _sampled_start(source, settings, random_state, context):
+def _sampled_start(source, settings, random_state, precision_limit=np.inf):
     """k-means or k-means++ on a seeded uniform sample of the rows, then one pass.
 
     The sample is ``settings.init_sample_size`` rows (default
@@ -1002,7 +1015,7 @@ def _sampled_start(source, settings, random_state, context):
         weights, means, covariances = _start_from_rows(source, settings, random_state,
                                                        rows[indices])
         factors, status = _factors_and_status(covariances, settings.covariance_type,
-                                              n_components, context.precision_limit)
+                                              n_components, precision_limit)
         return Parameters(weights, means, covariances, factors), status
     centres = (
         KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
@@ -1041,6 +1054,28 @@ def _factors_and_status(covariances, covariance_type, n_components, limit=np.inf
 # Singular-covariance fallback
 
 
+def weighted_mean_and_scatter(source, block_size):
+    """(mean, scatter, total weight) of the data: the weighted mean, the weighted
+    scatter sum_i w_i (x_i - mean)(x_i - mean)^T (exactly symmetric) and sum_i w_i,
+    float64, per block and then in block order (the same bits from every source).
+
+    The mean is accumulated around a data row, so identical rows have their own
+    value as mean and an exactly zero scatter.
+    """
+    total = source.total_weight(block_size)
+    shift = source.rows([source.first_positive_row()])[0].astype(np.float64)
+    mean = np.zeros(source.shape[1])
+    for parts in source.map_chunks(_sources.chunk_weighted_sums, block_size, shift):
+        for part in parts:
+            mean += part
+    mean = shift + mean / total
+    scatter = np.zeros((source.shape[1], source.shape[1]))
+    for parts in source.map_chunks(_sources.chunk_weighted_scatters, block_size, mean):
+        for part in parts:
+            scatter += part
+    return mean, 0.5 * (scatter + scatter.T), total
+
+
 class _FitContext:
     """Per-fit state the fallback needs: data covariance (lazily), events."""
 
@@ -1059,23 +1094,8 @@ class _FitContext:
     def data_covariance(self):
         """Weighted covariance of the data, float64, computed in chunks once."""
         if self._data_covariance is None:
-            source, block_size = self.source, self.block_size
-            total = source.total_weight(block_size)
-            # The mean is accumulated around a data row, so identical rows have
-            # their own value as mean and an exactly zero covariance.
-            shift = source.rows([source.first_positive_row()])[0].astype(np.float64)
-            mean = np.zeros(source.shape[1])
-            for parts in source.map_chunks(_sources.chunk_weighted_sums, block_size, shift):
-                for part in parts:
-                    mean += part
-            mean = shift + mean / total
-            covariance = np.zeros((source.shape[1], source.shape[1]))
-            for parts in source.map_chunks(_sources.chunk_weighted_scatters, block_size,
-                                           mean):
-                for part in parts:
-                    covariance += part
-            covariance = 0.5 * (covariance + covariance.T)  # exactly symmetric
-            self._data_covariance = covariance / total
+            _, scatter, total = weighted_mean_and_scatter(self.source, self.block_size)
+            self._data_covariance = scatter / total
         return self._data_covariance
 
     def scale(self):

@@ -850,9 +850,10 @@ def open_source(X, sample_weight=None, chunk_bytes=None):
 
 
 def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
-                   covariance_type):
+                   covariance_type, log_weights=None):
     """Per-row results of the inference kernels on a chunk (rows are independent):
-    'labels' (n,), 'weighted_log_prob' (n, K), 'log_prob' (n,), 'resp' (n, K)."""
+    'labels' (n,), 'weighted_log_prob' (n, K), 'log_prob' (n,), 'resp' (n, K).
+    ``log_weights`` as in ``_driver.kernel_inputs`` (None: log(parameters.weights))."""
     from scipy.special import logsumexp
 
     from fastem import _driver  # the driver imports this module
@@ -867,7 +868,8 @@ def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
         )
     kernels = (_kernels_estep.dense_weighted_log_prob,
                _kernels_estep.diagonal_weighted_log_prob)
-    weighted = _driver._infer(kernels, X, parameters, covariance_type, block_size)
+    weighted = _driver._infer(kernels, X, parameters, covariance_type, block_size,
+                              log_weights)
     if what == "labels":  # as _driver.estimate_labels
         return weighted.argmax(axis=1)
     if what == "weighted_log_prob":
@@ -878,10 +880,11 @@ def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
     return np.exp(log_resp)
 
 
-def estimate(source, what, parameters, covariance_type, block_size):
+def estimate(source, what, parameters, covariance_type, block_size, log_weights=None):
     """chunk_estimate over a source: an ndarray (streamed) or a lazy Dask array."""
     if hasattr(source, "estimate_lazy"):
-        return source.estimate_lazy(what, parameters, covariance_type, block_size)
+        return source.estimate_lazy(what, parameters, covariance_type, block_size,
+                                    log_weights)
     pieces = list(source.map_chunks(chunk_estimate, block_size, what, parameters,
-                                    covariance_type))
+                                    covariance_type, log_weights))
     return np.concatenate(pieces, axis=0)

@@ -305,6 +305,30 @@ def _check_common_hyperparameters(estimator):
         _check_integer(estimator.n_threads, "n_threads", 1)
     if estimator.chunk_size is not None:
         _check_integer(estimator.chunk_size, "chunk_size", 1)
+    check_init_sample_size(estimator.init_sample_size)
+
+
+def check_init_sample_size(value):
+    """init_sample_size: None or a positive int."""
+    if value is None:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"init_sample_size must be an int or None, got {type(value).__name__}."
+        )
+    if value < 1:
+        raise ValueError(f"init_sample_size must be a positive int, got {value}.")
+
+
+def check_n_present(n_present, n_samples, n_components):
+    """At least n_components rows of positive weight (n_present of the n_samples)."""
+    if n_present < n_components:
+        raise ValueError(
+            "Expected n_samples >= n_components but got "
+            f"n_components = {n_components}, n_samples = {n_present}"
+            + (" (rows with positive sample_weight)" if n_present < n_samples else "")
+            + ". Use fewer components or more data."
+        )
 
 
 def check_hyperparameters(estimator):

@@ -3,8 +3,9 @@
 Variational inference for a Gaussian mixture, as scikit-learn's
 ``BayesianGaussianMixture`` does it. Its E-step is the ordinary Gaussian
 E-step with other per-component constants, so each iteration is one pass of
-fastem's fused kernels (:func:`fastem._driver.estep_statistics` with
-``log_weights``); everything else works on K x D arrays in numpy here.
+fastem's fused kernels (:func:`fastem._driver.source_statistics` with
+``log_weights``) over any source GaussianMixture takes (memory, streamed,
+Dask); everything else works on K x D arrays in numpy here.
 
 With ``nu_k`` the degrees of freedom, ``beta_k`` the mean precisions and
 ``covariances_`` the Wishart scale divided by ``nu_k`` (scikit-learn's
@@ -30,6 +31,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from fastem import _driver, _validation
+from fastem._estimator import SourcesMixin, is_source
 from fastem._kernels_threads import thread_limit
 from fastem.mixture import GaussianMixture
 
@@ -337,33 +339,18 @@ class _Scaling:
         return posterior
 
 
-def _weighted_mean_and_covariance(X, sample_weight):
-    """Weighted mean and covariance with frequency weights (divided by sum w - 1:
-    ``np.cov(X.T)`` for unit weights), in chunks, float64."""
-    total = float(sample_weight.sum())
-    shift = X[int(np.argmax(sample_weight > 0))].astype(np.float64)
-    mean = np.zeros(X.shape[1])
-    for start, stop in _driver._chunks(X.shape[0]):
-        mean += sample_weight[start:stop] @ (X[start:stop].astype(np.float64) - shift)
-    mean = shift + mean / total
-    covariance = np.zeros((X.shape[1], X.shape[1]))
-    for start, stop in _driver._chunks(X.shape[0]):
-        diff = X[start:stop].astype(np.float64) - mean
-        covariance += (sample_weight[start:stop, np.newaxis] * diff).T @ diff
-    covariance = 0.5 * (covariance + covariance.T)
-    return mean, covariance / (total - 1.0)
-
-
-class BayesianGaussianMixture(DensityMixin, BaseEstimator):
+class BayesianGaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
     """Variational Bayesian estimation of a Gaussian mixture.
 
     A drop-in for :class:`sklearn.mixture.BayesianGaussianMixture` (same
     constructor parameters, methods and fitted attributes, the same answers
     from the same start) whose per-sample work runs in fastem's parallel
     numba kernels, one pass over the data per iteration. It adds per-sample
-    weights and control of threads and chunking. Components the data do not
-    need get weights near zero (more readily with the Dirichlet-process
-    prior), so ``n_components`` is an upper bound on the components used.
+    weights, control of threads and chunking, and data streamed from disk or
+    held by Dask, as :class:`fastem.GaussianMixture` takes them. Components
+    the data do not need get weights near zero (more readily with the
+    Dirichlet-process prior), so ``n_components`` is an upper bound on the
+    components used.
 
     Parameters
     ----------
@@ -418,6 +405,12 @@ default='dirichlet_process'
     chunk_size : int or None, default=None
         Rows per parallel block; None picks it from the data's shape. Results
         depend on it only through floating-point summation order.
+    init_sample_size : int or None, default=None
+        'kmeans' and 'k-means++' starts computed from a seeded uniform sample
+        of this many rows, as in :class:`fastem.GaussianMixture`. None:
+        scikit-learn's start from all the data when X is in memory, and a
+        sample of 100,000 rows for data streamed from disk or held by Dask.
+        The same value gives the same start, bit for bit, from every kind of X.
 
     Attributes
     ----------
@@ -473,6 +466,7 @@ default='dirichlet_process'
         verbose_interval=10,
         n_threads=None,
         chunk_size=None,
+        init_sample_size=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -493,6 +487,7 @@ default='dirichlet_process'
         self.verbose_interval = verbose_interval
         self.n_threads = n_threads
         self.chunk_size = chunk_size
+        self.init_sample_size = init_sample_size
 
     # ------------------------------------------------------------------
     # fitting
@@ -504,13 +499,18 @@ default='dirichlet_process'
         ----------
         X : array-like of shape (n_samples, n_features)
             Training data, float32 or float64 (integers are converted to
-            float64). Never modified.
+            float64). Never modified. As in :meth:`fastem.GaussianMixture.fit`:
+            an ``np.memmap``, ``h5py.Dataset``, ``zarr.Array`` or any object
+            with ``shape``, ``dtype``, ``ndim`` and row slicing is read block by
+            block, and a ``dask.array.Array`` is fitted on its scheduler, one
+            graph per iteration.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights: an integer weight is equivalent to
             repeating the row that many times, a zero weight to leaving it
             out. Unlike in a maximum-likelihood fit their scale matters (the
-            posterior counts samples).
+            posterior counts samples). With a streamed or Dask X, an
+            array-like (or Dask array) read the same way.
 
         Returns
         -------
@@ -533,63 +533,75 @@ default='dirichlet_process'
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A lazy Dask array when X is a Dask array.
         """
         return self._fit(X, sample_weight, labels=True)
 
     def _fit(self, X, sample_weight, labels):
         _validation.check_bayesian_hyperparameters(self)
+        if is_source(X):
+            return self._fit_source(X, sample_weight, labels)
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
-        n_samples, n_features = X.shape
+        n_samples = X.shape[0]
         sample_weight_given = sample_weight
         sample_weight = _validation.check_sample_weight(sample_weight, n_samples,
                                                         normalise=False)
         n_present = n_samples if sample_weight_given is None else int(
             np.count_nonzero(sample_weight)
         )
-        if n_present < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {self.n_components}, n_samples = {n_present}"
-                + (" (rows with positive sample_weight)" if n_present < n_samples else "")
-                + ". Use fewer components or more data."
-            )
+        _validation.check_n_present(n_present, n_samples, self.n_components)
+        return self._fit_data(_driver.as_source(X, sample_weight), labels)
+
+    def _fit_chunked(self, source, labels):
+        self._scan(source)
+        # the weights as given: their scale matters here (no normalisation)
+        return self._fit_data(source, labels)
+
+    def _fit_data(self, source, labels):
+        """The fit proper, from a checked source (in memory, streamed or Dask)."""
+        n_features = source.shape[1]
         # Data whose spread is beyond 2**+-400 (float32: 2**+-40) is fitted as
         # X * 2**-exponent, as fastem.GaussianMixture does (exact: a power of two).
-        exponent = _driver.scale_exponent(X, float(self.reg_covar))
-        X_fit = np.ldexp(X, -exponent) if exponent else X
-        priors = self._resolve_priors(X_fit, sample_weight, exponent)
+        exponent = _driver.scale_exponent(source, float(self.reg_covar))
+        fitted = source.scaled(-exponent) if exponent else source
+        block_size = self._block_size(source)
+        priors = self._resolve_priors(fitted, block_size, exponent)
         warm = self.warm_start and hasattr(self, "converged_")
         if warm:
             self._check_warm_start(n_features)
         scaling = _Scaling(exponent, n_features, self.covariance_type,
                            math.ldexp(float(self.reg_covar), -2 * exponent))
         random_state = _driver.LazyRandomState(self.random_state)
-        block_size = self._block_size(X)
-        with thread_limit(self._threads(X, block_size)):
-            best = self._fit_restarts(X_fit, sample_weight, priors, warm, random_state,
-                                      block_size, scaling)
+        with thread_limit(self._threads(source, block_size)):
+            best = self._fit_restarts(fitted, priors, warm, random_state, block_size,
+                                      scaling)
             best.posterior = scaling.to_data(best.posterior)
             self._set_result(best)
             if not labels:
                 return None
-            return _driver.estimate_labels(X, *self._kernel_parameters(), block_size,
-                                           self._offsets())
+            return self._labels(source, block_size)
 
-    def _resolve_priors(self, X, sample_weight, exponent=0):
+    def _resolve_priors(self, source, block_size, exponent=0):
         """Check the priors, set the ``*_prior_`` attributes (in the data's units),
-        and return the priors for X, which is the data * 2**-exponent."""
-        n_features = X.shape[1]
+        and return the priors for the source, which is the data * 2**-exponent.
+
+        The default mean and covariance priors are the weighted mean and the
+        frequency-weighted covariance (divided by sum w - 1: ``np.cov(X.T)``
+        for unit weights), summed per block in block order."""
+        n_features = source.shape[1]
         covariance_type = self.covariance_type
         if self.mean_prior is None or self.covariance_prior is None:
-            if self.covariance_prior is None and not sample_weight.sum() > 1.0:
+            data_mean, scatter, total = _driver.weighted_mean_and_scatter(source,
+                                                                          block_size)
+            if self.covariance_prior is None and not total > 1.0:
                 raise ValueError(
-                    f"sample_weight sums to {sample_weight.sum():.6g}, but the default "
+                    f"sample_weight sums to {total:.6g}, but the default "
                     "covariance_prior (the data's covariance, divided by the total "
                     "weight - 1) needs a total weight above 1. Scale sample_weight "
                     "(an integer weight counts a row that many times) or give "
                     "covariance_prior."
                 )
-            data_mean, data_covariance = _weighted_mean_and_covariance(X, sample_weight)
+            data_covariance = scatter / (total - 1.0)
         if self.mean_prior is None:
             mean = data_mean
         else:
@@ -643,8 +655,7 @@ default='dirichlet_process'
                 "Set warm_start=False to start afresh."
             )
 
-    def _fit_restarts(self, X, sample_weight, priors, warm, random_state, block_size,
-                      scaling):
+    def _fit_restarts(self, source, priors, warm, random_state, block_size, scaling):
         """Run the initialisations (one when warm); return the best _Result (its
         posterior for X, its lower bounds in the data's units)."""
         best = None
@@ -659,14 +670,14 @@ default='dirichlet_process'
                     posterior = scaling.to_unit(self._posterior())
                     lower_bound = self.lower_bound_
                 else:
-                    posterior = self._initial_posterior(X, sample_weight, priors,
-                                                        random_state, scaling.reg_covar)
+                    posterior = self._initial_posterior(source, priors, random_state,
+                                                        scaling.reg_covar, block_size)
                     lower_bound = -np.inf
                 if self.max_iter == 0:
                     result = _Result(posterior, -np.inf, [], 0, False)
                 else:
-                    result = self._iterate(X, sample_weight, priors, posterior,
-                                           lower_bound, block_size, scaling)
+                    result = self._iterate(source, priors, posterior, lower_bound,
+                                           block_size, scaling)
             except _Breakdown as error:
                 failures.append(f"initialization {init}: {error}")
                 continue
@@ -693,25 +704,27 @@ default='dirichlet_process'
             )
         return best
 
-    def _initial_posterior(self, X, sample_weight, priors, random_state, reg_covar):
-        """scikit-learn's start: the posterior of the initial responsibilities."""
-        settings = SimpleNamespace(n_components=self.n_components,
-                                   init_params=self.init_params)
-        resp_of = _driver.initial_resp(X, sample_weight, settings, random_state)
-        weights, xk, sk = _driver.parameters_from_resp(
-            X, sample_weight, resp_of, self.n_components, self.covariance_type, reg_covar
+    def _initial_posterior(self, source, priors, random_state, reg_covar, block_size):
+        """The posterior of the start (scikit-learn's in memory; the sampled k-means
+        start on streamed and Dask data or with init_sample_size: see
+        ``_driver.start_parameters``, whose flags of empty components are not
+        needed here: the prior gives such a component a proper posterior)."""
+        settings = SimpleNamespace(
+            n_components=self.n_components, covariance_type=self.covariance_type,
+            init_params=self.init_params, init_sample_size=self.init_sample_size,
+            reg_covar=reg_covar, block_size=block_size,
         )
-        nk = weights * sample_weight.sum()  # the padded counts
+        weights, xk, sk, _ = _driver.start_parameters(source, settings, random_state)
+        nk = weights * source.total_weight(block_size)  # the padded counts
         return _update(nk, xk, sk, priors, self.covariance_type,
                        self.weight_concentration_prior_type)
 
-    def _iterate(self, X, sample_weight, priors, posterior, lower_bound, block_size,
-                 scaling):
+    def _iterate(self, source, priors, posterior, lower_bound, block_size, scaling):
         """Variational E- and M-steps until the lower bound (in the data's units)
         changes by less than tol."""
         covariance_type = self.covariance_type
         prior_type = self.weight_concentration_prior_type
-        features = _features_column(X.shape[1])
+        features = _features_column(source.shape[1])
         reg_covar = scaling.reg_covar
         tol = self.tol
         lower_bounds = []
@@ -722,9 +735,9 @@ default='dirichlet_process'
                                       bound=False)
         for n_iter in range(1, self.max_iter + 1):
             previous = lower_bound
-            statistics = _driver.estep_statistics(
-                X, sample_weight, self._parameters_of(posterior), covariance_type,
-                block_size, log_weights=offsets,
+            statistics = _driver.source_statistics(
+                source, self._parameters_of(posterior), covariance_type, block_size,
+                log_weights=offsets,
             )
             posterior = _update(*_gaussian_statistics(statistics, covariance_type, reg_covar),
                                 priors, covariance_type, prior_type)
@@ -769,13 +782,6 @@ default='dirichlet_process'
         cost more than the work on small data)."""
         return 1 if block_size >= X.shape[0] else self.n_threads
 
-    def _block_size(self, X):
-        if self.chunk_size is not None:
-            return int(self.chunk_size)
-        return _driver.default_block_size(
-            X.shape[0], X.shape[1], self.n_components, self.covariance_type, X.itemsize
-        )
-
     def _set_result(self, result):
         posterior = result.posterior
         prior_type = self.weight_concentration_prior_type
@@ -816,15 +822,6 @@ default='dirichlet_process'
             posterior.precisions_chol,
         )
 
-    def _kernel_parameters(self):
-        return self._parameters_of(self._posterior()), self.covariance_type
-
-    def _offsets(self):
-        return _log_weight_offsets(
-            self._posterior(), self.weight_concentration_prior_type,
-            self.means_.shape[1],
-        )
-
     def __sklearn_is_fitted__(self):
         # not merely any attribute ending in "_": a fit that failed its checks
         # has set n_features_in_ and the priors, but no posterior
@@ -833,14 +830,23 @@ default='dirichlet_process'
     # ------------------------------------------------------------------
     # inference
 
+    def _inference_model(self):
+        """(Parameters, covariance_type, offsets) of the inference kernels: the
+        posterior's means and precision factors, and its E-step offsets in place
+        of the log weights."""
+        posterior = self._posterior()
+        offsets = _log_weight_offsets(posterior, self.weight_concentration_prior_type,
+                                      self.means_.shape[1])
+        return self._parameters_of(posterior), self.covariance_type, offsets
+
     def _estimate(self, X, function):
         """Validate X and apply a driver function with the variational offsets."""
         check_is_fitted(self)
         X = _validation.check_data(self, X, reset=False)
-        parameters, covariance_type = self._kernel_parameters()
+        parameters, covariance_type, log_weights = self._inference_model()
         block_size = self._block_size(X)
         with thread_limit(self._threads(X, block_size)):
-            return function(X, parameters, covariance_type, block_size, self._offsets())
+            return function(X, parameters, covariance_type, block_size, log_weights)
 
     def score_samples(self, X):
         """Per-sample log of the variational weighted probabilities' sum.
@@ -852,11 +858,16 @@ default='dirichlet_process'
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            In memory, streamed or a Dask array, as in :meth:`fit`.
 
         Returns
         -------
         log_prob : ndarray of shape (n_samples,)
+            A lazy Dask array when X is a Dask array.
         """
+        result, X = self._estimate_source(X, "log_prob")
+        if result is not None:
+            return result
         return logsumexp(self._estimate(X, _driver.estimate_weighted_log_prob), axis=1)
 
     def score(self, X, y=None):
@@ -871,7 +882,7 @@ default='dirichlet_process'
         -------
         score : float
         """
-        return float(self.score_samples(X).mean())
+        return self._mean_score(X)
 
     def predict_proba(self, X):
         """Posterior probability (responsibility) of each component for each sample.
@@ -879,12 +890,16 @@ default='dirichlet_process'
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            In memory, streamed or a Dask array, as in :meth:`fit`.
 
         Returns
         -------
         resp : ndarray of shape (n_samples, n_components)
-            Rows sum to one.
+            Rows sum to one. A lazy Dask array when X is a Dask array.
         """
+        result, X = self._estimate_source(X, "resp")
+        if result is not None:
+            return result
         _, log_resp = self._estimate(X, _driver.estimate_log_prob_resp)
         return np.exp(log_resp)
 
@@ -894,11 +909,16 @@ default='dirichlet_process'
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            In memory, streamed or a Dask array, as in :meth:`fit`.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A lazy Dask array when X is a Dask array.
         """
+        result, X = self._estimate_source(X, "labels")
+        if result is not None:
+            return result
         return self._estimate(X, _driver.estimate_labels)
 
     sample = GaussianMixture.sample

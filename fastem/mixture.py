@@ -6,14 +6,15 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from fastem import _driver, _sources, _validation
+from fastem import _driver, _validation
 from fastem._driver import SingularCovarianceError, SingularCovarianceWarning
+from fastem._estimator import SourcesMixin, is_source
 from fastem._kernels_threads import thread_limit
 
 __all__ = ["GaussianMixture", "SingularCovarianceError", "SingularCovarianceWarning"]
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
     """Gaussian mixture model fitted by expectation-maximisation.
 
     A drop-in for :class:`sklearn.mixture.GaussianMixture` (same constructor
@@ -210,8 +211,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         parameters are the same either way).
         """
         _validation.check_hyperparameters(self)
-        _check_init_sample_size(self.init_sample_size)
-        if _sources.is_streamable(X) or _sources.is_dask_array(X):
+        if is_source(X):
             return self._fit_source(X, sample_weight, labels)
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
         n_samples, n_features = X.shape
@@ -221,78 +221,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         n_present = n_samples if sample_weight_given is None else int(
             np.count_nonzero(sample_weight)
         )
-        if n_present < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {self.n_components}, n_samples = {n_present}"
-                + (" (rows with positive sample_weight)" if n_present < n_samples else "")
-                + ". Use fewer components or more data."
-            )
-        settings = self._settings(X)
-        warm = self.warm_start and hasattr(self, "converged_")
-        random_state = _driver.LazyRandomState(self.random_state)
-        with thread_limit(self.n_threads):
-            result = _driver.fit(
-                X,
-                sample_weight,
-                settings,
-                random_state,
-                warm_parameters=self._parameters() if warm else None,
-                warm_lower_bound=self.lower_bound_ if warm else None,
-            )
-            self._set_result(result)
-            if not labels:
-                return None
-            # The final labelling pass (as scikit-learn's, so that the labels
-            # agree with fit().predict()): one pass, no (n_samples, K) arrays.
-            return _driver.estimate_labels(
-                X, result.parameters, self.covariance_type, self._block_size(X)
-            )
-
-    def _fit_source(self, X, sample_weight, labels):
-        """``_fit`` for data read block by block (streamed or Dask).
-
-        Small data is read into memory and fitted as an ndarray. Otherwise the
-        checks run block by block, and a fit that fails (bad data, a read
-        error) leaves the estimator as it was.
-        """
-        source = _sources.open_source(X, sample_weight)
-        n_samples, n_features = source.shape
-        if n_samples < 2:
-            raise ValueError(
-                f"Found array with {n_samples} sample(s) (shape={source.shape}) while a "
-                "minimum of 2 is required."
-            )
-        if _driver.is_small(n_samples, n_features, self.n_components):
-            memory = source.materialise()
-            X = memory.X
-            if memory.sample_weight is not None and sample_weight is not None:
-                sample_weight = memory.sample_weight
-            return self._fit(X, sample_weight, labels)
-        saved = dict(vars(self))
-        try:
-            return self._fit_chunked(source, labels)
-        except BaseException:
-            vars(self).clear()
-            vars(self).update(saved)
-            raise
+        _validation.check_n_present(n_present, n_samples, self.n_components)
+        return self._fit_data(_driver.as_source(X, sample_weight), labels)
 
     def _fit_chunked(self, source, labels):
-        n_samples, n_features = source.shape
-        if hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        self.n_features_in_ = n_features
-        block_size = self._block_size(source)
-        summary = source.scan(block_size)
-        if summary.n_positive < self.n_components:
-            weighted = summary.n_positive < n_samples
-            raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {self.n_components}, n_samples = {summary.n_positive}"
-                + (" (rows with positive sample_weight)" if weighted else "")
-                + ". Use fewer components or more data."
-            )
-        source = source.with_weight_exponent(source.weight_exponent(block_size))
+        block_size = self._scan(source)
+        return self._fit_data(source.with_weight_exponent(source.weight_exponent(block_size)),
+                              labels)
+
+    def _fit_data(self, source, labels):
+        """The fit proper, from a checked source; the final labels with ``labels``.
+
+        (The final labelling pass, as scikit-learn's, so that the labels agree
+        with fit().predict(): one pass, no (n_samples, K) arrays.)
+        """
         settings = self._settings(source)
         warm = self.warm_start and hasattr(self, "converged_")
         random_state = _driver.LazyRandomState(self.random_state)
@@ -302,12 +244,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 warm_parameters=self._parameters() if warm else None,
                 warm_lower_bound=self.lower_bound_ if warm else None,
             )
-            labels_out = None
-            if labels:
-                labels_out = _sources.estimate(source, "labels", result.parameters,
-                                               self.covariance_type, block_size)
-        self._set_result(result)
-        return labels_out
+            self._set_result(result)
+            if not labels:
+                return None
+            return self._labels(source, settings.block_size)
 
     def _settings(self, X):
         n_features = X.shape[1]
@@ -340,14 +280,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             # per-iteration callback (n_iter, lower_bound, change, seconds), set by
             # the command line's progress line; not a constructor parameter
             progress=getattr(self, "_progress", None),
-        )
-
-    def _block_size(self, X):
-        if self.chunk_size is not None:
-            return int(self.chunk_size)
-        return _driver.default_block_size(
-            X.shape[0], X.shape[1], self.n_components, self.covariance_type,
-            np.dtype(X.dtype).itemsize,
         )
 
     def _set_result(self, result):
@@ -388,26 +320,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _weighted_log_prob(self, X):
         return self._estimate(X, _driver.estimate_weighted_log_prob)
 
-    def _estimate_source(self, X, what):
-        """Inference on a streamed or Dask X: ``_sources.estimate`` (an ndarray computed
-        block by block, or a lazy Dask array); None for other X, and for small data,
-        which is read into memory and takes the ordinary path (returned as ``X``)."""
-        if not (_sources.is_streamable(X) or _sources.is_dask_array(X)):
-            return None, X
-        check_is_fitted(self)
-        source = _sources.open_source(X)
-        if source.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {source.shape[1]} features, but {type(self).__name__} is "
-                f"expecting {self.n_features_in_} features as input."
-            )
-        if not _sources.is_dask_array(X) and _driver.is_small(
-            source.shape[0], source.shape[1], self.n_components
-        ):
-            return None, source.materialise().X
-        with thread_limit(self.n_threads):
-            return _sources.estimate(source, what, self._parameters(), self.covariance_type,
-                                     self._block_size(source)), None
+    def _inference_model(self):
+        return self._parameters(), self.covariance_type, None
 
     def score_samples(self, X):
         """Log-likelihood of each sample, log p(x).
@@ -438,10 +352,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         log_likelihood : float
         """
-        log_prob = self.score_samples(X)
-        if _sources.is_dask_array(log_prob):
-            log_prob = log_prob.mean().compute()
-        return float(log_prob.mean())
+        return self._mean_score(X)
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
@@ -565,14 +476,3 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         aic : float
         """
         return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
-
-
-def _check_init_sample_size(value):
-    if value is None:
-        return
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"init_sample_size must be an int or None, got {type(value).__name__}."
-        )
-    if value < 1:
-        raise ValueError(f"init_sample_size must be a positive int, got {value}.")

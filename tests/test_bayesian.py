@@ -16,6 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bayesian_helpers import (  # tests/bayesian_helpers.py
+    POSTERIOR,
+    PRIOR_TYPES,
+    assert_identical_posterior,
+    concentration,
+)
 from numpy.testing import assert_array_equal
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -25,7 +31,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from fastem import BayesianGaussianMixture, reference
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 RTOL_SKLEARN = 1e-9  # float64 parity with scikit-learn from the same start
@@ -34,8 +39,6 @@ RTOL_FLOAT32 = 1e-4  # float32 data against the float64 oracle
 RTOL_EQUIVALENT = 1e-10  # integer sample weights against repeated rows
 N_ITER = 8  # iterations of the fixed-length comparisons (tol = 0)
 
-POSTERIOR = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
-             "mean_precision_", "degrees_of_freedom_", "lower_bounds_")
 
 parametrize_types = pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 parametrize_priors = pytest.mark.parametrize("prior_type", PRIOR_TYPES)
@@ -66,11 +69,6 @@ def fit_quietly(model, X, **fit_params):
         return model.fit(X, **fit_params)
 
 
-def concentration(model):
-    """weight_concentration_ as one array (the two Beta arrays stacked)."""
-    return np.atleast_2d(np.asarray(model.weight_concentration_, dtype=float))
-
-
 def assert_close(actual, expected, rtol, name, normwise=False):
     """Elementwise within rtol; ``normwise``: within rtol of the largest entry (for
     float32 data, whose rounding is relative to the data, not to each entry)."""
@@ -89,12 +87,6 @@ def assert_same_posterior(actual, expected, rtol):
                  "lower_bound_")
     assert_close(concentration(actual), concentration(expected), rtol,
                  "weight_concentration_")
-
-
-def assert_identical_posterior(actual, expected):
-    for name in (*POSTERIOR, "lower_bound_"):
-        assert_array_equal(getattr(actual, name), getattr(expected, name), err_msg=name)
-    assert_array_equal(concentration(actual), concentration(expected))
 
 
 def assert_matches_reference(model, parameters, lower_bounds, prior_type, rtol,

@@ -21,7 +21,16 @@ dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from fastem import _dask, _sources  # noqa: E402
+from bayesian_helpers import (  # noqa: E402  (tests/bayesian_helpers.py)
+    PRIOR_TYPES,
+    SOURCE_FIT_PARAMS,
+    WEIGHT_SCALE,
+    assert_identical_posterior,
+    fit_bayesian,
+    in_memory_fits_fixture,
+)
+
+from fastem import BayesianGaussianMixture, _dask, _sources  # noqa: E402
 from fastem.mixture import GaussianMixture  # noqa: E402
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -117,19 +126,22 @@ def test_thread_count_and_starts(expected_fits, num_workers, init_params):
     assert_same_fit(expected_fits("tied", init_params=init_params), got)
 
 
+def assert_lazy_inference(model):
+    """predict, predict_proba and score_samples of a Dask array are lazy Dask arrays
+    with the in-memory results; score is the in-memory score (to rounding)."""
+    X = make_data(seed=4)
+    lazy = da.from_array(X, chunks=1500)
+    for method in ("predict", "predict_proba", "score_samples"):
+        result = getattr(model, method)(lazy)
+        assert isinstance(result, da.Array), method
+        assert_array_equal(result.compute(), getattr(model, method)(X), err_msg=method)
+    assert model.score(lazy) == pytest.approx(model.score(X), rel=1e-14)
+
+
 @pytest.mark.usefixtures("threads")
 def test_lazy_inference(expected_fits):
     model = expected_fits("full")
-    X = make_data(seed=4)
-    lazy = da.from_array(X, chunks=1500)
-    labels = model.predict(lazy)
-    assert isinstance(labels, da.Array)
-    assert_array_equal(labels.compute(), model.predict(X))
-    resp = model.predict_proba(lazy)
-    assert isinstance(resp, da.Array) and resp.shape == (len(X), N_COMPONENTS)
-    assert_array_equal(resp.compute(), model.predict_proba(X))
-    assert_array_equal(model.score_samples(lazy).compute(), model.score_samples(X))
-    assert model.score(lazy) == pytest.approx(model.score(X), rel=1e-14)
+    assert_lazy_inference(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         labels = GaussianMixture(**FIT_PARAMS).fit_predict(
@@ -253,3 +265,40 @@ def test_a_worker_killed_mid_fit_changes_nothing(client, expected_fits):
     assert killed.is_set() and seconds > 0.3, seconds  # the kill happened mid-fit
     assert_same_fit(expected, got)
     client.wait_for_workers(2, timeout=60)
+
+
+# --------------------------------------------------------------------------
+# BayesianGaussianMixture on the LocalCluster
+
+
+expected_bayesian = in_memory_fits_fixture(make_data, make_weights)
+
+
+@pytest.mark.parametrize("prior_type", PRIOR_TYPES)
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_local_cluster_bayesian_fit_is_the_in_memory_fit(client, expected_bayesian,
+                                                         prior_type, covariance_type,
+                                                         dtype):
+    """Chunks of 900 rows, rechunked to the fit's 512-row blocks; the posterior and
+    lower bounds are the in-memory fit's bit for bit."""
+    X = da.from_array(make_data().astype(dtype), chunks=(900, N_FEATURES))
+    params = dict(covariance_type=covariance_type, weight_concentration_prior_type=prior_type)
+    expected = expected_bayesian(dtype=dtype, **params)
+    assert expected.n_iter_ == 10
+    assert_identical_posterior(fit_bayesian(X, **params), expected)
+
+
+def test_local_cluster_bayesian_weights_and_lazy_inference(client, expected_bayesian):
+    X = client.persist(da.from_array(make_data(), chunks=1024))
+    weights = da.from_array(WEIGHT_SCALE * make_weights(), chunks=3000)
+    assert_identical_posterior(fit_bayesian(X, weights, covariance_type="tied"),
+                               expected_bayesian("tied", weighted=True))
+    model = expected_bayesian("full")
+    assert_lazy_inference(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = BayesianGaussianMixture(**SOURCE_FIT_PARAMS).fit_predict(
+            da.from_array(make_data(), chunks=1000))
+    assert isinstance(labels, da.Array)
+    assert_array_equal(labels.compute(), model.predict(make_data()))

@@ -18,10 +18,18 @@ import warnings
 
 import numpy as np
 import pytest
+from bayesian_helpers import (  # tests/bayesian_helpers.py
+    PRIOR_TYPES,
+    SOURCE_FIT_PARAMS,
+    WEIGHT_SCALE,
+    assert_identical_posterior,
+    fit_bayesian,
+    in_memory_fits_fixture,
+)
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.cluster import KMeans
 
-from fastem import _driver, _kernels_estep, _sources, reference
+from fastem import BayesianGaussianMixture, _driver, _kernels_estep, _sources, reference
 from fastem.mixture import GaussianMixture
 
 h5py = pytest.importorskip("h5py")
@@ -533,3 +541,78 @@ def test_sampled_rows_are_read_in_one_pass_or_in_runs(tmp_path, monkeypatch, den
     monkeypatch.setattr(_sources, "DENSE_SAMPLE", 10 if dense else 10**6)
     rows = np.sort(np.random.default_rng(0).choice(len(X), 1000, replace=False))
     assert_array_equal(source.rows(rows), X[rows])
+
+
+# --------------------------------------------------------------------------
+# BayesianGaussianMixture: the same sources, the same bits
+
+
+expected_bayesian = in_memory_fits_fixture(make_data, make_weights)
+
+
+@pytest.mark.parametrize("kind", ["npy", "h5py", "zarr"])
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("prior_type", PRIOR_TYPES)
+def test_bayesian_fit_from_every_source_is_the_in_memory_fit(
+    tmp_path, expected_bayesian, kind, covariance_type, dtype, prior_type
+):
+    """A memory-mapped .npy, h5py and zarr give the in-memory posterior and lower
+    bounds bit for bit, from the same (sampled k-means) start."""
+    X = open_as(kind, make_data().astype(dtype), tmp_path)
+    params = dict(covariance_type=covariance_type, weight_concentration_prior_type=prior_type)
+    expected = expected_bayesian(dtype=dtype, **params)
+    assert expected.n_iter_ == 10  # ten variational iterations compared, not a start
+    assert_identical_posterior(fit_bayesian(X, **params), expected)
+
+
+@pytest.mark.parametrize("covariance_type", ["tied", "spherical"])
+def test_bayesian_streamed_weights_and_other_starts(tmp_path, expected_bayesian,
+                                                   covariance_type):
+    """Weights streamed with the data (as given: a variational fit does not rescale
+    them), and the K-row starts, give the in-memory bits."""
+    X = open_as("npy", make_data(), tmp_path)
+    weights = open_as("memmap", WEIGHT_SCALE * make_weights(), tmp_path, name="weights")
+    assert_identical_posterior(fit_bayesian(X, weights, covariance_type=covariance_type),
+                               expected_bayesian(covariance_type, weighted=True))
+    for init_params in ("k-means++", "random_from_data"):
+        assert_identical_posterior(
+            fit_bayesian(X, covariance_type=covariance_type, init_params=init_params),
+            expected_bayesian(covariance_type, init_params=init_params))
+
+
+def test_bayesian_data_scaled_to_unit_range_streams_too(tmp_path):
+    X = np.ldexp(make_data(), 450)  # fitted at unit scale (beyond 2**400)
+    expected = fit_bayesian(X, covariance_type="diag")
+    assert_identical_posterior(fit_bayesian(open_as("zarr", X, tmp_path),
+                                            covariance_type="diag"), expected)
+
+
+def test_bayesian_starts_on_streamed_data_are_those_of_gaussian_mixture(tmp_path):
+    """Without init_sample_size a streamed fit starts from the sampled k-means (the
+    in-memory one from k-means on all rows); 'random' needs the data in memory."""
+    X = make_data()
+    source = open_as("npy", X, tmp_path)
+    sampled = fit_bayesian(X, init_sample_size=100_000)  # every row: the default
+    assert_identical_posterior(fit_bayesian(source, init_sample_size=None), sampled)
+    with pytest.raises(ValueError, match="init_params='random' needs the data in memory"):
+        fit_bayesian(source, init_params="random")
+    for value, error in [(0, ValueError), (2.5, TypeError)]:
+        with pytest.raises(error, match="init_sample_size"):
+            fit_bayesian(X, init_sample_size=value)
+
+
+def test_bayesian_inference_on_sources_is_the_in_memory_inference(tmp_path,
+                                                                  expected_bayesian):
+    model = expected_bayesian("full")
+    X = make_data(seed=5)
+    source = open_as("h5py", X, tmp_path)
+    assert_array_equal(model.predict(source), model.predict(X))
+    assert_array_equal(model.predict_proba(source), model.predict_proba(X))
+    assert_array_equal(model.score_samples(source), model.score_samples(X))
+    assert model.score(source) == model.score(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = BayesianGaussianMixture(**SOURCE_FIT_PARAMS, covariance_type="full"
+                                         ).fit_predict(open_as("zarr", make_data(), tmp_path))
+    assert_array_equal(labels, model.predict(make_data()))

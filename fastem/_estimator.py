@@ -1,0 +1,122 @@
+"""What fastem's mixture estimators share about where their data comes from.
+
+:class:`fastem.GaussianMixture` and :class:`fastem.BayesianGaussianMixture`
+fit from, and infer on, the same kinds of X (see ``fastem._sources``): an
+array in memory, an array-like read block by block (``np.memmap``,
+``h5py.Dataset``, ``zarr.Array``, ...) or a ``dask.array.Array``.
+:class:`SourcesMixin` is the part of that which does not depend on the model.
+"""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from fastem import _driver, _sources, _validation
+from fastem._kernels_threads import thread_limit
+
+
+def is_source(X):
+    """Whether X is read block by block (streamed or Dask) instead of into memory."""
+    return _sources.is_streamable(X) or _sources.is_dask_array(X)
+
+
+class SourcesMixin:
+    """Fits from and inference on streamed and Dask X, for a mixture estimator.
+
+    The estimator has ``n_components``, ``covariance_type``, ``chunk_size``
+    and ``n_threads``, and defines ``_fit(X, sample_weight, labels)`` (which
+    hands a streamed or Dask X to :meth:`_fit_source`), ``_fit_chunked(source,
+    labels)`` (the fit of a source too large to read into memory, which starts
+    with :meth:`_scan`) and ``_inference_model()``, the inference kernels'
+    ``(parameters, covariance_type, log_weights)``.
+    """
+
+    def _block_size(self, X):
+        """Rows per block: ``chunk_size``, else from X's shape and dtype only
+        (``_driver.default_block_size``), so every source of X gets the same blocks."""
+        if self.chunk_size is not None:
+            return int(self.chunk_size)
+        return _driver.default_block_size(
+            X.shape[0], X.shape[1], self.n_components, self.covariance_type,
+            np.dtype(X.dtype).itemsize,
+        )
+
+    def _fit_source(self, X, sample_weight, labels):
+        """``_fit`` for data read block by block (streamed or Dask).
+
+        Small data is read into memory and fitted as an ndarray. Otherwise the
+        checks run block by block, and a fit that fails (bad data, a read
+        error) leaves the estimator as it was.
+        """
+        source = _sources.open_source(X, sample_weight)
+        n_samples, n_features = source.shape
+        if n_samples < 2:
+            raise ValueError(
+                f"Found array with {n_samples} sample(s) (shape={source.shape}) while a "
+                "minimum of 2 is required."
+            )
+        if _driver.is_small(n_samples, n_features, self.n_components):
+            memory = source.materialise()
+            X = memory.X
+            if memory.sample_weight is not None and sample_weight is not None:
+                sample_weight = memory.sample_weight
+            return self._fit(X, sample_weight, labels)
+        saved = dict(vars(self))
+        try:
+            return self._fit_chunked(source, labels)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(saved)
+            raise
+
+    def _scan(self, source):
+        """The start of a chunked fit: ``n_features_in_`` (no feature names), one
+        pass of checks over the blocks (kept as ``source.summary``) and the
+        rows-of-positive-weight check. Returns the block size."""
+        n_samples, n_features = source.shape
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.n_features_in_ = n_features
+        block_size = self._block_size(source)
+        summary = source.scan(block_size)
+        _validation.check_n_present(summary.n_positive, n_samples, self.n_components)
+        return block_size
+
+    def _labels(self, source, block_size):
+        """The most probable component of each row of a source under the fitted
+        model: an ndarray (in memory, or streamed block by block) or a lazy Dask
+        array."""
+        parameters, covariance_type, log_weights = self._inference_model()
+        if source.in_memory:
+            return _driver.estimate_labels(source.X, parameters, covariance_type,
+                                           block_size, log_weights)
+        return _sources.estimate(source, "labels", parameters, covariance_type,
+                                 block_size, log_weights)
+
+    def _estimate_source(self, X, what):
+        """Inference on a streamed or Dask X: ``_sources.estimate`` (an ndarray computed
+        block by block, or a lazy Dask array); None for other X, and for small data,
+        which is read into memory and takes the ordinary path (returned as ``X``)."""
+        if not is_source(X):
+            return None, X
+        check_is_fitted(self)
+        source = _sources.open_source(X)
+        if source.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {source.shape[1]} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        if not _sources.is_dask_array(X) and _driver.is_small(
+            source.shape[0], source.shape[1], self.n_components
+        ):
+            return None, source.materialise().X
+        parameters, covariance_type, log_weights = self._inference_model()
+        with thread_limit(self.n_threads):
+            return _sources.estimate(source, what, parameters, covariance_type,
+                                     self._block_size(source), log_weights), None
+
+    def _mean_score(self, X):
+        """Mean of ``score_samples(X)`` as a float (computed by dask for a Dask X)."""
+        log_prob = self.score_samples(X)
+        if _sources.is_dask_array(log_prob):
+            log_prob = log_prob.mean().compute()
+        return float(log_prob.mean())

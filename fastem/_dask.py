@@ -26,8 +26,9 @@ from fastem._kernels_threads import thread_limit
 
 
 def run_chunk(function, X, sample_weight, first_row, block_size, dtype, exponent,
-              weight_exponent, n_rows, shared):
-    """The task of one chunk: ``function`` on its rows, on one kernel thread."""
+              weight_exponent, n_rows, own, shared):
+    """The task of one chunk: ``function`` on its rows, on one kernel thread, with the
+    chunk's own arguments ``own`` (a tuple) before the pass's ``shared`` ones."""
     if X is not None:
         X = np.ascontiguousarray(X, dtype=dtype)
         if exponent:
@@ -39,7 +40,7 @@ def run_chunk(function, X, sample_weight, first_row, block_size, dtype, exponent
         if weight_exponent:
             sample_weight = np.ldexp(sample_weight, -weight_exponent)
     with thread_limit(1):
-        return function(X, sample_weight, first_row, block_size, *shared)
+        return function(X, sample_weight, first_row, block_size, *own, *shared)
 
 
 def _aligned_chunks(chunks, block_size):
@@ -101,7 +102,9 @@ class DaskSource(_sources.ChunkedSource):
             self._rechunked[key] = (X, weights)
         return self._rechunked[key]
 
-    def _tasks(self, function, block_size, args, weights_only=False):
+    def _tasks(self, function, block_size, args, weights_only=False, own=None):
+        """One delayed run_chunk per row chunk; ``own``: a tuple of arguments per
+        chunk (passed before ``args``, which are one shared key)."""
         X, weights = self.aligned(block_size)
         shared = dask.delayed(tuple(args), traverse=False, pure=True)
         x_blocks = X.to_delayed().ravel()
@@ -113,14 +116,40 @@ class DaskSource(_sources.ChunkedSource):
             tasks.append(call(
                 function, None if weights_only else x_blocks[index],
                 None if w_blocks is None else w_blocks[index], first_row, block_size,
-                self.dtype, self.exponent, self.weight_exponent_, n_rows, shared,
+                self.dtype, self.exponent, self.weight_exponent_, n_rows,
+                () if own is None else own[index], shared,
             ))
             first_row += n_rows
         return tasks
 
     def map_chunks(self, function, block_size, *args, weights_only=False):
         """One graph: ``function`` on every chunk; results in row order."""
-        tasks = self._tasks(function, block_size, args, weights_only)
+        return self._compute(function, self._tasks(function, block_size, args,
+                                                   weights_only))
+
+    def map_chunks_drawing(self, function, block_size, random_state, draws_per_row,
+                           *args):
+        """``map_chunks`` whose function draws ``draws_per_row`` uniform doubles per
+        row from a RandomState (its first argument after ``block_size``), in row order.
+
+        Each task gets the state ``random_state`` has at the task's first row
+        (``get_state()``: 2.5 KB) and draws its rows' numbers itself; the client
+        advances ``random_state`` past each chunk's draws without keeping them
+        (``_sources.skip_draws``: a piece at a time), so it ends where one draw
+        for all the rows leaves it. Sending the numbers instead would cost
+        8 * draws_per_row bytes per row, all held on the client while the graph
+        is built and sent; a state costs the same whatever the chunk's rows. The
+        price is generating the numbers twice (client and worker), a few ns each.
+        """
+        X, _ = self.aligned(block_size)
+        states = []
+        for n_rows in X.chunks[0]:
+            states.append((random_state.get_state(),))
+            _sources.skip_draws(random_state, n_rows * draws_per_row)
+        return self._compute(function, self._tasks(function, block_size, args,
+                                                   own=states))
+
+    def _compute(self, function, tasks):
         try:
             results = dask.compute(*tasks)
         except (ValueError, TypeError, ArithmeticError):
@@ -130,7 +159,7 @@ class DaskSource(_sources.ChunkedSource):
                 f"A Dask task of the pass {function.__name__} failed: "
                 f"{type(error).__name__}: {error}"
             ) from error
-        yield from results
+        return iter(results)
 
     def rows(self, indices):
         indices = np.asarray(indices, dtype=np.int64)

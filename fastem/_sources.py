@@ -291,6 +291,115 @@ def fold_hard_statistics(source, block_size, covariance_type, centres):
 
 
 # --------------------------------------------------------------------------
+# The 'random' start: scikit-learn's uniform responsibilities, drawn block by block
+#
+# scikit-learn draws random_state.uniform(size=(n_samples, K)) at once and
+# normalises the rows. A RandomState draws its doubles one after another, so
+# drawing the rows of each block in row order, with successive calls on the
+# same RandomState, gives the same numbers (and leaves the RandomState where
+# the one big draw leaves it) while holding one block of them at a time.
+
+
+def draw_resp(random_state, n_rows, n_components):
+    """Uniform responsibilities of the next ``n_rows`` rows, each row normalised."""
+    resp = random_state.uniform(size=(n_rows, n_components))
+    resp /= resp.sum(axis=1)[:, np.newaxis]
+    return resp
+
+
+def skip_draws(random_state, n_draws, piece=1 << 20):
+    """Advance ``random_state`` past ``n_draws`` uniform doubles, ``piece`` at a time."""
+    while n_draws > 0:
+        random_state.uniform(size=min(n_draws, piece))
+        n_draws -= piece
+
+
+def as_random_state(draws):
+    """The RandomState a chunk draws from: ``draws`` itself, or a new one set to the
+    state ``draws`` (``RandomState.get_state()``, as a Dask task receives it)."""
+    if isinstance(draws, np.random.RandomState):
+        return draws
+    random_state = np.random.RandomState()
+    random_state.set_state(draws)
+    return random_state
+
+
+def chunk_random_sums(X, sample_weight, first_row, block_size, draws, n_components,
+                      shift):
+    """Per block of the 'random' start: (nk, sum_i w_i r_ik (x_i - shift)), float64,
+    as ``_driver.parameters_from_resp``'s first pass computes them per chunk."""
+    random_state = as_random_state(draws)
+    out = []
+    for start in _block_starts(X.shape[0], block_size):
+        stop = min(X.shape[0], start + block_size)
+        weighted_resp = (draw_resp(random_state, stop - start, n_components)
+                         * sample_weight[start:stop, np.newaxis])
+        out.append((weighted_resp.sum(axis=0),
+                    weighted_resp.T @ (X[start:stop].astype(np.float64) - shift)))
+    return out
+
+
+def chunk_random_scatters(X, sample_weight, first_row, block_size, draws, means,
+                          covariance_type):
+    """Per block of the 'random' start: each component's term of the scatter around
+    ``means`` (K, D, D) for 'full' and 'tied', (K, D) otherwise, as the second pass
+    of ``_driver.parameters_from_resp`` computes them."""
+    random_state = as_random_state(draws)
+    n_components, n_features = means.shape
+    dense = covariance_type in ("full", "tied")
+    out = []
+    for start in _block_starts(X.shape[0], block_size):
+        stop = min(X.shape[0], start + block_size)
+        weighted_resp = (draw_resp(random_state, stop - start, n_components)
+                         * sample_weight[start:stop, np.newaxis])
+        rows = X[start:stop].astype(np.float64)
+        terms = np.empty((n_components, n_features, n_features) if dense
+                         else (n_components, n_features))
+        for k in range(n_components):
+            diff = rows - means[k]
+            weighted_diff = weighted_resp[:, k, np.newaxis] * diff
+            terms[k] = weighted_diff.T @ diff if dense else (weighted_diff * diff).sum(axis=0)
+        out.append(terms)
+    return out
+
+
+def fold_random_sums(source, block_size, random_state, n_components, shift):
+    """(nk, weighted sum around ``shift``) of the 'random' start, in block order;
+    draws the responsibilities from ``random_state`` (advancing it by
+    n_samples * n_components doubles)."""
+    nk = np.zeros(n_components)
+    weighted_sum = np.zeros((n_components, source.n_features))
+    for parts in source.map_chunks_drawing(chunk_random_sums, block_size, random_state,
+                                           n_components, n_components, shift):
+        for block_nk, block_sum in parts:
+            nk += block_nk
+            weighted_sum += block_sum
+    return nk, weighted_sum
+
+
+def fold_random_scatters(source, block_size, random_state, means, covariance_type):
+    """The 'random' start's scatter around ``means`` in block order, then component
+    order ('tied' sums the components' terms), from the same draws again."""
+    n_components, n_features = means.shape
+    if covariance_type == "full":
+        scatter = np.zeros((n_components, n_features, n_features))
+    elif covariance_type == "tied":
+        scatter = np.zeros((n_features, n_features))
+    else:
+        scatter = np.zeros((n_components, n_features))
+    for parts in source.map_chunks_drawing(chunk_random_scatters, block_size,
+                                           random_state, n_components, means,
+                                           covariance_type):
+        for terms in parts:
+            if covariance_type == "tied":
+                for term in terms:
+                    scatter += term
+            else:
+                scatter += terms
+    return scatter
+
+
+# --------------------------------------------------------------------------
 # One pass of checks: non-finite values, spreads, weights
 
 
@@ -455,6 +564,14 @@ class MemorySource:
     def map_chunks(self, function, block_size, *args, weights_only=False):
         yield function(self.X, self.sample_weight, 0, block_size, *args)
 
+    def map_chunks_drawing(self, function, block_size, random_state, draws_per_row,
+                           *args):
+        """``map_chunks`` whose function draws ``draws_per_row`` uniform doubles per
+        row from ``random_state`` (its first argument after ``block_size``), in row
+        order: the chunks run in order on this thread, so it draws from the
+        RandomState itself."""
+        return self.map_chunks(function, block_size, random_state, *args)
+
     def rows(self, indices):
         """The rows at sorted ``indices``, as an ndarray of X's dtype."""
         return self.X[np.asarray(indices, dtype=np.int64)]
@@ -507,6 +624,8 @@ class ChunkedSource:
         results = list(self.map_chunks(chunk_scan, block_size))
         self.summary = Summary.combine(results, self.n_features, block_size, name)
         return self.summary
+
+    map_chunks_drawing = MemorySource.map_chunks_drawing
 
     def max_abs(self):
         return self.summary.max_abs

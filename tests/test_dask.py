@@ -21,7 +21,7 @@ dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from fastem import _dask, _sources  # noqa: E402
+from fastem import _dask, _driver, _sources  # noqa: E402
 from fastem.mixture import GaussianMixture  # noqa: E402
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -115,6 +115,49 @@ def test_thread_count_and_starts(expected_fits, num_workers, init_params):
     with dask.config.set(scheduler="threads", num_workers=num_workers):
         got = fit(X, covariance_type="tied", init_params=init_params)
     assert_same_fit(expected_fits("tied", init_params=init_params), got)
+
+
+@pytest.fixture
+def random_chunks(monkeypatch):
+    """The 'random' start in chunks of 1000 rows: several tasks per pass."""
+    monkeypatch.setattr(_driver, "INIT_CHUNK", 1000)
+
+
+RANDOM = dict(init_params="random", n_init=2)
+
+
+@pytest.mark.usefixtures("threads", "random_chunks")
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_threaded_random_start_is_the_in_memory_fit(covariance_type):
+    expected = fit(make_data(), covariance_type=covariance_type, **RANDOM)
+    for chunks in (900, 3000):  # rechunked to whole 1000-row chunks; kept
+        X = da.from_array(make_data(), chunks=(chunks, N_FEATURES))
+        assert_same_fit(expected, fit(X, covariance_type=covariance_type, **RANDOM))
+
+
+@pytest.mark.usefixtures("threads", "random_chunks")
+def test_random_start_sends_states_not_numbers(monkeypatch):
+    """Each task of the 'random' start's passes gets its RandomState's state (2.5 KB),
+    not its rows' random numbers (5000 rows x 8 components x 8 bytes = 320 KB)."""
+    X = da.random.default_rng(1).normal(size=(40_000, 4), chunks=5000)
+    graphs = []
+    compute = dask.compute
+
+    def recording_compute(*args, **kwargs):
+        graphs.append(dict(dask.base.collections_to_expr(args).__dask_graph__()
+                           if hasattr(dask.base, "collections_to_expr")
+                           else dask.base.collections_to_dsk(args)))
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(_dask.dask, "compute", recording_compute)
+    fit(X, n_components=8, max_iter=0, init_params="random", chunk_size=1000)
+    pickled = [[pickle.dumps(value) for value in graph.values()] for graph in graphs]
+    drawing = [tasks for tasks in pickled
+               if any(b"chunk_random" in task for task in tasks)]
+    assert len(drawing) == 2  # the sums, then the scatters
+    for tasks in drawing:
+        sizes = sorted(len(task) for task in tasks)
+        assert 2500 < sizes[-1] < 20_000, sizes[-3:]
 
 
 @pytest.mark.usefixtures("threads")
@@ -225,6 +268,23 @@ def test_local_cluster_with_dask_weights(client, expected_fits):
     weights = da.from_array(make_weights(), chunks=3000)
     assert_same_fit(expected_fits("tied", weighted=True),
                     fit(X, weights, covariance_type="tied"))
+
+
+@pytest.mark.usefixtures("random_chunks")
+@pytest.mark.parametrize("covariance_type, dtype, chunks", [("full", "float64", 900),
+                                                            ("diag", "float32", 2000)])
+def test_local_cluster_random_start_is_the_in_memory_fit(client, covariance_type, dtype,
+                                                         chunks):
+    """The workers draw the 'random' start's numbers from the states the client sends:
+    the in-memory bits, weights as a Dask array too."""
+    X = make_data().astype(dtype)
+    # two restarts: the second starts where the client advanced the RandomState to
+    params = dict(covariance_type=covariance_type, max_iter=2, **RANDOM)
+    assert_same_fit(fit(X, **params), fit(da.from_array(X, chunks=chunks), **params))
+    expected = fit(X, make_weights(), **params)
+    got = fit(da.from_array(X, chunks=chunks), da.from_array(make_weights(), chunks=2500),
+              **params)
+    assert_same_fit(expected, got)
 
 
 def test_a_worker_killed_mid_fit_changes_nothing(client, expected_fits):

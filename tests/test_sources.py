@@ -318,10 +318,58 @@ def test_start_from_k_rows_is_the_one_hot_pass(covariance_type, weighted):
             assert_array_equal(have, want, err_msg=name)
 
 
-def test_random_init_needs_memory(tmp_path):
-    X = open_as("npy", make_data(), tmp_path)
-    with pytest.raises(ValueError, match="init_params='random' needs the data in memory"):
-        fit(X, init_params="random")
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_random_start_streams_bit_for_bit(tmp_path, monkeypatch, covariance_type, dtype):
+    """init_params='random' from every source: the in-memory fit's bits. Chunks of the
+    start of 1000 rows: 7 of them, the last ragged, one or two per read."""
+    monkeypatch.setattr(_driver, "INIT_CHUNK", 1000)
+    X = make_data().astype(dtype)
+    params = dict(covariance_type=covariance_type, init_params="random", n_init=2)
+    expected = fit(X, **params)
+    for kind in SOURCES:
+        assert_same_fit(expected, fit(open_as(kind, X, tmp_path, name=kind), **params))
+    if covariance_type in ("full", "spherical") and dtype == "float64":
+        weights = make_weights()
+        expected = fit(X, weights, **params)
+        assert_same_fit(expected, fit(open_as("zarr", X, tmp_path, name="Xw"),
+                                      open_as("h5py", weights, tmp_path, name="w"),
+                                      **params))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_random_start_is_scikit_learns_one_draw(tmp_path, covariance_type):
+    """Drawn INIT_CHUNK rows at a time from a memory map, the start is bit for bit
+    scikit-learn's single uniform draw of (n_samples, K) normalised (initial_resp)
+    through parameters_from_resp, leaves the RandomState where that draw does, and
+    agrees with reference.m_step; K = 9 puts the row sums past numpy's 8-term
+    unrolled loop, and the last chunk holds one row."""
+    n_components = 9
+    X = make_data(n_samples=2 * _driver.INIT_CHUNK + 1, n_features=2)
+    settings = _driver.FitSettings(
+        n_components=n_components, covariance_type=covariance_type, tol=1e-3,
+        reg_covar=1e-6, max_iter=1, n_init=1, init_params="random", weights_init=None,
+        means_init=None, precisions_init=None, on_singular="recover", verbose=0,
+        verbose_interval=10, block_size=BLOCK,
+    )
+    one_draw = np.random.RandomState(5)
+    ones = np.ones(len(X))
+    expected = _driver.parameters_from_resp(
+        X, ones, _driver.initial_resp(X, ones, settings, one_draw), n_components,
+        covariance_type, 1e-6)
+    by_chunk = np.random.RandomState(5)
+    source = _sources.StreamedSource(open_as("npy", X, tmp_path))
+    source.scan(BLOCK)  # the checks' pass, as a fit makes it first
+    got = _driver._random_start(source, settings, by_chunk)
+    for name, want, have in zip(("weights", "means", "covariances"), expected, got,
+                                strict=True):
+        assert_array_equal(have, want, err_msg=name)
+    assert by_chunk.uniform() == one_draw.uniform()
+    resp = np.random.RandomState(5).uniform(size=(len(X), n_components))
+    resp /= resp.sum(axis=1, keepdims=True)
+    for want, have in zip(reference.m_step(X, resp, covariance_type, 1e-6), got,
+                          strict=True):
+        assert_allclose(have, want, rtol=RTOL_REFERENCE)
 
 
 @pytest.mark.parametrize("value, error", [(0, ValueError), (2.5, TypeError),

@@ -438,6 +438,16 @@ def chunk_scan(X, sample_weight, first_row, block_size):
     return result
 
 
+def where_rows(start, stop, block_size=None):
+    """'block 7 (rows 3584 to 4095)' or 'blocks 6 to 7 (rows ...)': rows [start, stop)."""
+    where = f"rows {start} to {stop - 1}"
+    if block_size:
+        first, last = start // block_size, (stop - 1) // block_size
+        where = (f"block {first} ({where})" if first == last
+                 else f"blocks {first} to {last} ({where})")
+    return where
+
+
 def _where_row(row, block_size):
     return f"row {row} (block {row // block_size})" if block_size else f"row {row}"
 
@@ -722,19 +732,11 @@ class StreamedSource(ChunkedSource):
         n_blocks = max(current_threads(), self.chunk_bytes // (block_size * row_bytes))
         return int(n_blocks * block_size)
 
-    def _where(self, start, stop, block_size):
-        where = f"rows {start} to {stop - 1}"
-        if block_size:
-            first, last = start // block_size, (stop - 1) // block_size
-            where = (f"block {first} ({where})" if first == last
-                     else f"blocks {first} to {last} ({where})")
-        return where
-
     def read_weights(self, start, stop, block_size=None):
         """Weights of rows [start, stop), float64, normalised (ones when none given)."""
         if self.sample_weight is None:
             return np.ones(stop - start)
-        where = self._where(start, stop, block_size)
+        where = where_rows(start, stop, block_size)
         try:
             weights = np.asarray(self.sample_weight[start:stop], dtype=np.float64)
         except Exception as error:
@@ -753,7 +755,7 @@ class StreamedSource(ChunkedSource):
 
     def read(self, start, stop, block_size=None):
         """(X rows, weights) of [start, stop) as C-contiguous arrays; errors name the block."""
-        where = self._where(start, stop, block_size)
+        where = where_rows(start, stop, block_size)
         try:
             X = np.asarray(self.X[start:stop])
         except Exception as error:

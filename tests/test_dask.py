@@ -228,6 +228,78 @@ def test_bad_dask_input():
         fit(unknown)
 
 
+class FailingRows:
+    """An array-like for da.from_array whose rows past ``fail_from`` cannot be read
+    once ``armed`` (as a file damaged mid-fit)."""
+
+    def __init__(self, array, fail_from, armed=True):
+        self._array = array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+        self.fail_from = fail_from
+        self.armed = armed
+
+    def __getitem__(self, key):
+        rows = key[0] if isinstance(key, tuple) else key
+        if self.armed and rows.stop > self.fail_from:
+            raise OSError("Can't read data (inflate() failed)")
+        return self._array[key].copy()
+
+
+# 1000-row chunks rechunked to whole 512-row blocks: chunks of 1024 rows; rows 4000
+# and on fail, so the chunk of rows 3072 to 4095 fails, at its second block
+FAILED_BLOCK = r"Reading block 7 \(rows 3584 to 4095\) of X failed: OSError"
+
+
+@pytest.mark.usefixtures("threads")
+def test_a_read_error_mid_fit_names_the_block(monkeypatch):
+    """As a streamed source's (tests/test_sources.py): the checks pass, then a read
+    fails; the error names the first block that cannot be read, and the pass."""
+    source = FailingRows(make_data(), fail_from=4000, armed=False)
+    scan = _dask.DaskSource.scan
+
+    def scan_then_break(self, *args, **kwargs):
+        summary = scan(self, *args, **kwargs)
+        source.armed = True
+        return summary
+
+    monkeypatch.setattr(_dask.DaskSource, "scan", scan_then_break)
+    X = make_data()
+    start = dict(weights_init=np.full(N_COMPONENTS, 1 / N_COMPONENTS),
+                 means_init=X[:N_COMPONENTS], precisions_init=np.stack(
+                     [np.eye(N_FEATURES)] * N_COMPONENTS))
+    model = GaussianMixture(**FIT_PARAMS, **start)
+    with pytest.raises(_sources.DataReadError,
+                       match=FAILED_BLOCK + r".*pass chunk_statistics"):
+        model.fit(da.from_array(source, chunks=(1000, N_FEATURES)))
+    assert not any(name.endswith("_") for name in vars(model))  # no half-fitted model
+    # the sampled start's rows: the first 1000-row chunk with a row that cannot be read
+    source.armed = False
+    with pytest.raises(_sources.DataReadError,
+                       match=r"Reading rows 4000 to 4999 of X failed: OSError"):
+        fit(da.from_array(source, chunks=(1000, N_FEATURES)))
+    weights = FailingRows(make_weights(), fail_from=4000)
+    with pytest.raises(_sources.DataReadError,
+                       match=r"block 7 \(rows 3584 to 4095\) of sample_weight"):
+        fit(da.from_array(make_data(), chunks=1000), da.from_array(weights, chunks=1000))
+
+
+@pytest.mark.usefixtures("threads")
+def test_a_damaged_zarr_chunk_names_the_block(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    store = zarr.open_array(str(tmp_path / "X.zarr"), mode="w", shape=(N_SAMPLES, 3),
+                            dtype="float64", chunks=(900, 3))
+    store[:] = make_data()
+    chunk_files = sorted(os.path.join(root, name)
+                         for root, _, names in os.walk(tmp_path / "X.zarr")
+                         for name in names if not name.startswith(("zarr.json", ".z")))
+    assert len(chunk_files) == 7
+    with open(chunk_files[3], "wb") as damaged:  # rows 2700 to 3599
+        damaged.write(b"not a chunk")
+    with pytest.raises(_sources.DataReadError,
+                       match=r"block 5 \(rows 2560 to 3071\) of X failed"):
+        fit(da.from_zarr(store))
+
+
 # --------------------------------------------------------------------------
 # distributed: a LocalCluster of two worker processes with one thread each
 
@@ -285,6 +357,14 @@ def test_local_cluster_random_start_is_the_in_memory_fit(client, covariance_type
     got = fit(da.from_array(X, chunks=chunks), da.from_array(make_weights(), chunks=2500),
               **params)
     assert_same_fit(expected, got)
+
+
+def test_local_cluster_read_error_names_the_block(client):
+    """On a distributed Client the passes run as futures (the failed one is known)."""
+    assert _dask._distributed_client([dask.delayed(int)(1)]) is client
+    X = da.from_array(FailingRows(make_data(), fail_from=4000), chunks=(1000, N_FEATURES))
+    with pytest.raises(_sources.DataReadError, match=FAILED_BLOCK + r".*pass chunk_scan"):
+        fit(X)
 
 
 def test_a_worker_killed_mid_fit_changes_nothing(client, expected_fits):

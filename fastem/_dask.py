@@ -246,7 +246,8 @@ class DaskSource(_sources.ChunkedSource):
         name = function.__name__
         if index is None:
             return _sources.DataReadError(
-                f"A Dask task of the pass {name} failed: {type(error).__name__}: {error}"
+                f"A Dask task of the pass {name} failed: "
+                f"{type(error).__name__}: {error}"
             )
         chunks = self.aligned(block_size)[0].chunks[0]
         first = sum(chunks[:index])
@@ -265,8 +266,9 @@ class DaskSource(_sources.ChunkedSource):
                     where = _sources.where_rows(start, end, block_size)
                     return _sources.DataReadError(
                         f"Reading {where} of {array_name} failed: "
-                        f"{type(block_error).__name__}: {block_error} (in a Dask task of "
-                        f"the pass {name}). Check that the data is complete and readable."
+                        f"{type(block_error).__name__}: {block_error} (in a Dask "
+                        f"task of the pass {name}). Check that the data is complete "
+                        "and readable."
                     )
         where = _sources.where_rows(first, stop, block_size)
         return _sources.DataReadError(

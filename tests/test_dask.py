@@ -280,7 +280,8 @@ def test_a_read_error_mid_fit_names_the_block(monkeypatch):
     weights = FailingRows(make_weights(), fail_from=4000)
     with pytest.raises(_sources.DataReadError,
                        match=r"block 7 \(rows 3584 to 4095\) of sample_weight"):
-        fit(da.from_array(make_data(), chunks=1000), da.from_array(weights, chunks=1000))
+        fit(da.from_array(make_data(), chunks=1000),
+            da.from_array(weights, chunks=1000))
 
 
 @pytest.mark.usefixtures("threads")
@@ -354,16 +355,18 @@ def test_local_cluster_random_start_is_the_in_memory_fit(client, covariance_type
     params = dict(covariance_type=covariance_type, max_iter=2, **RANDOM)
     assert_same_fit(fit(X, **params), fit(da.from_array(X, chunks=chunks), **params))
     expected = fit(X, make_weights(), **params)
-    got = fit(da.from_array(X, chunks=chunks), da.from_array(make_weights(), chunks=2500),
-              **params)
+    got = fit(da.from_array(X, chunks=chunks),
+              da.from_array(make_weights(), chunks=2500), **params)
     assert_same_fit(expected, got)
 
 
 def test_local_cluster_read_error_names_the_block(client):
     """On a distributed Client the passes run as futures (the failed one is known)."""
     assert _dask._distributed_client([dask.delayed(int)(1)]) is client
-    X = da.from_array(FailingRows(make_data(), fail_from=4000), chunks=(1000, N_FEATURES))
-    with pytest.raises(_sources.DataReadError, match=FAILED_BLOCK + r".*pass chunk_scan"):
+    X = da.from_array(FailingRows(make_data(), fail_from=4000),
+                      chunks=(1000, N_FEATURES))
+    with pytest.raises(_sources.DataReadError,
+                       match=FAILED_BLOCK + r".*pass chunk_scan"):
         fit(X)
 
 

@@ -17,13 +17,15 @@ configuration runs in a fresh process and reports:
 Configurations: ``memory`` (np.load of the .npy), ``memmap`` (np.load with
 mmap_mode='r', page cache warm: the file was just read), ``memmap-cold`` (the
 file's pages dropped with posix_fadvise(DONTNEED) first), ``zarr`` (a zarr array
-of 131072-row chunks, zarr's default codec), ``cluster`` (a distributed
+of 131072-row chunks unless ``--zarr-chunk-rows`` says otherwise, zarr's default
+codec), ``cluster`` (a distributed
 LocalCluster of 2 worker processes x 1 thread, X read from the zarr store and
 persisted on the workers). All fits must give the same parameters bit for bit;
 the script checks it.
 
     python benchmarks/scale_out.py [--rows 10000000] [--n-iter 5] [--dir DIR]
                                    [--configs memory,memmap,...]
+                                   [--zarr-chunk-rows 131072]
 
 Numbers in the README come from a shared, noisy 2-core machine.
 """
@@ -84,7 +86,7 @@ class PeakAnonymous:
         self.peak = max(self.peak, _status_kib("RssAnon"))
 
 
-def write_data(directory, n_rows):
+def write_data(directory, n_rows, zarr_chunk_rows=ZARR_CHUNK_ROWS):
     """The .npy and zarr copies of P2 x n_rows/10^6, and P2's start (written once)."""
     npy = os.path.join(directory, f"p2_{n_rows}.npy")
     start = os.path.join(directory, f"p2_{n_rows}_start.npz")
@@ -95,15 +97,17 @@ def write_data(directory, n_rows):
         np.save(npy, X)
         np.savez(start, weights=weights, means=means, precisions=precisions)
         del X
-    store = os.path.join(directory, f"p2_{n_rows}.zarr")
+    suffix = "" if zarr_chunk_rows == ZARR_CHUNK_ROWS else f"_c{zarr_chunk_rows}"
+    store = os.path.join(directory, f"p2_{n_rows}{suffix}.zarr")
     if not os.path.exists(store):
         import zarr
 
         X = np.load(npy, mmap_mode="r")
         out = zarr.open_array(store, mode="w", shape=X.shape, dtype=X.dtype,
-                              chunks=(ZARR_CHUNK_ROWS, X.shape[1]))
-        for begin in range(0, X.shape[0], ZARR_CHUNK_ROWS):
-            out[begin:begin + ZARR_CHUNK_ROWS] = X[begin:begin + ZARR_CHUNK_ROWS]
+                              chunks=(zarr_chunk_rows, X.shape[1]))
+        step = zarr_chunk_rows * max(1, ZARR_CHUNK_ROWS // zarr_chunk_rows)
+        for begin in range(0, X.shape[0], step):
+            out[begin:begin + step] = X[begin:begin + step]
     return npy, store, start
 
 
@@ -188,6 +192,9 @@ def main(argv=None):
     parser.add_argument("--dir", default=None, help="where the data files go "
                         "(default: a directory under the system's temp dir, kept)")
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--zarr-chunk-rows", type=int, default=ZARR_CHUNK_ROWS,
+                        help="rows per zarr storage chunk (default 131072: 8 MiB; "
+                        "16384, 1 MiB, holds less while decoding, see the README)")
     parser.add_argument("--worker", nargs=4, metavar=("CONFIG", "NPY", "ZARR", "START"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -197,7 +204,7 @@ def main(argv=None):
         return 0
     directory = args.dir or os.path.join(tempfile.gettempdir(), "fastem_scale_out")
     os.makedirs(directory, exist_ok=True)
-    npy, store, start = write_data(directory, args.rows)
+    npy, store, start = write_data(directory, args.rows, args.zarr_chunk_rows)
     data_mib = os.path.getsize(npy) / 2**20
     print(f"P2 x{args.rows / 1e6:g}: {args.rows} x 8 float64 ({data_mib:.0f} MiB), K = 16 "
           f"full, {args.n_iter} iterations from P2's start; "

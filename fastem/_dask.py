@@ -26,8 +26,9 @@ from fastem._kernels_threads import thread_limit
 
 
 def run_chunk(function, X, sample_weight, first_row, block_size, dtype, exponent,
-              weight_exponent, n_rows, shared):
-    """The task of one chunk: ``function`` on its rows, on one kernel thread."""
+              weight_exponent, n_rows, own, shared):
+    """The task of one chunk: ``function`` on its rows, on one kernel thread, with the
+    chunk's own arguments ``own`` (a tuple) before the pass's ``shared`` ones."""
     if X is not None:
         X = np.ascontiguousarray(X, dtype=dtype)
         if exponent:
@@ -39,7 +40,49 @@ def run_chunk(function, X, sample_weight, first_row, block_size, dtype, exponent
         if weight_exponent:
             sample_weight = np.ldexp(sample_weight, -weight_exponent)
     with thread_limit(1):
-        return function(X, sample_weight, first_row, block_size, *shared)
+        return function(X, sample_weight, first_row, block_size, *own, *shared)
+
+
+def _distributed_client(tasks):
+    """The distributed Client dask.compute would run ``tasks`` on, or None."""
+    client = getattr(dask.base.get_scheduler(collections=list(tasks)), "__self__", None)
+    return client if type(client).__module__.startswith("distributed") else None
+
+
+def _first_failure(tasks):
+    """(index, error) of the first task that fails when run alone, in order; (None,
+    None) if none does (the failure did not come back)."""
+    for index, task in enumerate(tasks):
+        try:
+            dask.compute(task)
+        except Exception as error:
+            return index, error
+    return None, None
+
+
+def _picked(array, indices, name):
+    """``array[indices]`` (sorted indices) computed. A failure other than a ValueError,
+    TypeError or ArithmeticError raises DataReadError naming the first of the array's
+    row chunks whose picked rows cannot be computed (each tried alone, in order)."""
+    try:
+        return array[indices].compute()
+    except (ValueError, TypeError, ArithmeticError):
+        raise
+    except Exception as error:
+        failure, where = error, f"{len(indices)} picked rows"
+        bounds = np.cumsum((0, *array.chunks[0]))
+        for first, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            chosen = indices[(indices >= first) & (indices < stop)]
+            if len(chosen):
+                try:
+                    array[chosen].compute()
+                except Exception as chunk_error:
+                    failure, where = chunk_error, f"rows {first} to {stop - 1}"
+                    break
+        raise _sources.DataReadError(
+            f"Reading {where} of {name} failed: {type(failure).__name__}: {failure} "
+            "(rows picked for the start). Check that the data is complete and readable."
+        ) from failure
 
 
 def _aligned_chunks(chunks, block_size):
@@ -101,7 +144,9 @@ class DaskSource(_sources.ChunkedSource):
             self._rechunked[key] = (X, weights)
         return self._rechunked[key]
 
-    def _tasks(self, function, block_size, args, weights_only=False):
+    def _tasks(self, function, block_size, args, weights_only=False, own=None):
+        """One delayed run_chunk per row chunk; ``own``: a tuple of arguments per
+        chunk (passed before ``args``, which are one shared key)."""
         X, weights = self.aligned(block_size)
         shared = dask.delayed(tuple(args), traverse=False, pure=True)
         x_blocks = X.to_delayed().ravel()
@@ -113,30 +158,129 @@ class DaskSource(_sources.ChunkedSource):
             tasks.append(call(
                 function, None if weights_only else x_blocks[index],
                 None if w_blocks is None else w_blocks[index], first_row, block_size,
-                self.dtype, self.exponent, self.weight_exponent_, n_rows, shared,
+                self.dtype, self.exponent, self.weight_exponent_, n_rows,
+                () if own is None else own[index], shared,
             ))
             first_row += n_rows
         return tasks
 
     def map_chunks(self, function, block_size, *args, weights_only=False):
         """One graph: ``function`` on every chunk; results in row order."""
-        tasks = self._tasks(function, block_size, args, weights_only)
+        return self._compute(function, block_size,
+                             self._tasks(function, block_size, args, weights_only),
+                             weights_only)
+
+    def map_chunks_drawing(self, function, block_size, random_state, draws_per_row,
+                           *args):
+        """``map_chunks`` whose function draws ``draws_per_row`` uniform doubles per
+        row from a RandomState (its first argument after ``block_size``), in row order.
+
+        Each task gets the state ``random_state`` has at the task's first row
+        (``get_state()``: 2.5 KB) and draws its rows' numbers itself; the client
+        advances ``random_state`` past each chunk's draws without keeping them
+        (``_sources.skip_draws``: a piece at a time), so it ends where one draw
+        for all the rows leaves it. Sending the numbers instead would cost
+        8 * draws_per_row bytes per row, all held on the client while the graph
+        is built and sent; a state costs the same whatever the chunk's rows. The
+        price is generating the numbers twice (client and worker), a few ns each.
+        """
+        X, _ = self.aligned(block_size)
+        states = []
+        for n_rows in X.chunks[0]:
+            states.append((random_state.get_state(),))
+            _sources.skip_draws(random_state, n_rows * draws_per_row)
+        return self._compute(function, block_size,
+                             self._tasks(function, block_size, args, own=states))
+
+    def _compute(self, function, block_size, tasks, weights_only=False):
+        """The tasks' results in row order, as one graph.
+
+        A task that fails with anything but a ValueError, TypeError or
+        ArithmeticError (raised as they are) raises DataReadError naming the
+        first failed chunk in row order and, in it, the first block whose rows
+        cannot be read (see _read_error). On a distributed Client the tasks run
+        as futures, so the failed ones are known; on dask's local schedulers,
+        which stop at the first failure without saying which task it was, the
+        chunks are run again one at a time, in order, to find it (only after a
+        failure).
+        """
+        client = _distributed_client(tasks)
+        if client is None:
+            try:
+                return iter(dask.compute(*tasks))
+            except (ValueError, TypeError, ArithmeticError):
+                raise
+            except Exception as error:
+                index, failure = _first_failure(tasks)
+                failure = error if failure is None else failure
+                raise self._read_error(function, block_size, index, failure,
+                                       weights_only) from failure
+        from distributed import wait
+
+        futures = client.compute(list(tasks))
         try:
-            results = dask.compute(*tasks)
-        except (ValueError, TypeError, ArithmeticError):
-            raise
-        except Exception as error:
-            raise _sources.DataReadError(
-                f"A Dask task of the pass {function.__name__} failed: "
+            wait(futures)
+            for index, future in enumerate(futures):
+                if future.status == "error":
+                    failure = future.exception()
+                    if isinstance(failure, (ValueError, TypeError, ArithmeticError)):
+                        raise failure
+                    raise self._read_error(function, block_size, index, failure,
+                                           weights_only) from failure
+            try:
+                return iter(client.gather(futures))
+            except Exception as error:  # lost or cancelled since
+                raise self._read_error(function, block_size, None, error,
+                                       weights_only) from error
+        finally:
+            for future in futures:
+                future.release()
+
+    def _read_error(self, function, block_size, index, error, weights_only=False):
+        """A DataReadError for a failed task of chunk ``index`` (None: not known).
+
+        Names the first block of the chunk whose rows of X (unless the pass read
+        only the weights), then of the weights, cannot be computed on their own,
+        as a streamed source does; else the chunk's blocks; else the pass.
+        """
+        name = function.__name__
+        if index is None:
+            return _sources.DataReadError(
+                f"A Dask task of the pass {name} failed: "
                 f"{type(error).__name__}: {error}"
-            ) from error
-        yield from results
+            )
+        chunks = self.aligned(block_size)[0].chunks[0]
+        first = sum(chunks[:index])
+        stop = first + chunks[index]
+        # the arrays as given, not rechunked: a block's rows then read only the
+        # source chunks they lie in, as a streamed read of them does
+        arrays = [] if weights_only else [("X", self.X)]
+        if self.sample_weight is not None:
+            arrays.append(("sample_weight", self.sample_weight))
+        for array_name, array in arrays:
+            for start in range(first, stop, block_size or stop - first):
+                end = min(stop, start + (block_size or stop - first))
+                try:
+                    dask.compute(array[start:end])
+                except Exception as block_error:
+                    where = _sources.where_rows(start, end, block_size)
+                    return _sources.DataReadError(
+                        f"Reading {where} of {array_name} failed: "
+                        f"{type(block_error).__name__}: {block_error} (in a Dask "
+                        f"task of the pass {name}). Check that the data is complete "
+                        "and readable."
+                    )
+        where = _sources.where_rows(first, stop, block_size)
+        return _sources.DataReadError(
+            f"The Dask task of {where} in the pass {name} failed: "
+            f"{type(error).__name__}: {error}"
+        )
 
     def rows(self, indices):
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) == 0:
             return np.empty((0, self.n_features), dtype=self.dtype)
-        X = np.ascontiguousarray(self.X[indices].compute(), dtype=self.dtype)
+        X = np.ascontiguousarray(_picked(self.X, indices, "X"), dtype=self.dtype)
         if self.exponent:
             X = np.ldexp(X, self.exponent).astype(self.dtype, copy=False)
         return X
@@ -145,7 +289,8 @@ class DaskSource(_sources.ChunkedSource):
         indices = np.asarray(indices, dtype=np.int64)
         if self.sample_weight is None:
             return np.ones(len(indices))
-        weights = np.asarray(self.sample_weight[indices].compute(), dtype=np.float64)
+        weights = np.asarray(_picked(self.sample_weight, indices, "sample_weight"),
+                             dtype=np.float64)
         if self.weight_exponent_:
             weights = np.ldexp(weights, -self.weight_exponent_)
         return weights

@@ -747,6 +747,17 @@ def parameters_from_resp(X, sample_weight, resp_of, n_components, covariance_typ
                 covariances += weighted_diff.T @ diff
             else:
                 covariances[k] += (weighted_diff * diff).sum(axis=0)
+    covariances = covariances_from_scatter(covariances, nk, covariance_type, reg_covar)
+    weights = nk / sample_weight.sum()
+    return weights, means, covariances
+
+
+def covariances_from_scatter(scatter, nk, covariance_type, reg_covar):
+    """Covariances (scikit-learn's layouts) from the weighted scatter around the means
+    ((K, D, D) 'full', (D, D) 'tied', (K, D) otherwise) and the padded counts ``nk``;
+    ``scatter`` may be overwritten."""
+    covariances = scatter
+    n_features = covariances.shape[-1]
     if covariance_type in ("full", "tied"):
         # (w d)^T d rounds entry (i, j) differently from (j, i): make it exactly
         # symmetric, as the M-step's mirrored scatter is (a model that keeps its
@@ -757,14 +768,13 @@ def parameters_from_resp(X, sample_weight, resp_of, n_components, covariance_typ
         covariances.flat[:: n_features + 1] += reg_covar
     elif covariance_type == "full":
         covariances /= nk[:, np.newaxis, np.newaxis]
-        for k in range(n_components):
+        for k in range(len(nk)):
             covariances[k].flat[:: n_features + 1] += reg_covar
     else:
         covariances = covariances / nk[:, np.newaxis] + reg_covar
         if covariance_type == "spherical":
             covariances = covariances.mean(axis=1)
-    weights = nk / sample_weight.sum()
-    return weights, means, covariances
+    return covariances
 
 
 def _one_hot(labels, n_components):
@@ -875,7 +885,8 @@ def start_parameters(source, settings, random_state, precision_limit=np.inf):
     by default); streamed and Dask data, or ``settings.init_sample_size``,
     start k-means and k-means++ from a seeded uniform sample of rows (see
     :func:`_sampled_start`). 'random_from_data' reads only its K rows;
-    'random' needs the data in memory. ``status`` is None, or the sampled
+    'random' draws scikit-learn's responsibilities a chunk at a time
+    (:func:`_random_start`). ``status`` is None, or the sampled
     start's flags (components no row went to). ``settings`` needs
     n_components, covariance_type, init_params, init_sample_size, reg_covar
     and block_size.
@@ -889,17 +900,14 @@ def start_parameters(source, settings, random_state, precision_limit=np.inf):
         return parameters.weights, parameters.means, parameters.covariances, status
     if method == "random_from_data":
         return (*_start_from_rows(source, settings, random_state), None)
-    if source.in_memory:
-        resp_of = initial_resp(source.X, source.sample_weight, settings, random_state)
-        return (*parameters_from_resp(
-            source.X, source.sample_weight, resp_of, settings.n_components,
-            settings.covariance_type, settings.reg_covar,
-        ), None)
-    raise ValueError(
-        f"init_params={method!r} needs the data in memory; streamed and Dask data "
-        "start from 'kmeans', 'k-means++' or 'random_from_data', or from "
-        "weights_init, means_init and precisions_init."
-    )
+    if method == "random":
+        return (*_random_start(source, settings, random_state), None)
+    # k-means or k-means++ on all the data, in memory: scikit-learn's exact start
+    resp_of = initial_resp(source.X, source.sample_weight, settings, random_state)
+    return (*parameters_from_resp(
+        source.X, source.sample_weight, resp_of, settings.n_components,
+        settings.covariance_type, settings.reg_covar,
+    ), None)
 
 
 def _choose_positive_rows(source, n_rows, random_state, block_size, legacy=True):
@@ -958,22 +966,41 @@ def _start_from_rows(source, settings, random_state, rows=None):
             covariances += weighted_diff[k][:, np.newaxis] * diff[k][np.newaxis, :]
     else:
         covariances = weighted_diff * diff
-    if covariance_type in ("full", "tied"):
-        covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
-    if covariance_type == "tied":
-        covariances /= nk.sum()
-        covariances.flat[:: n_features + 1] += settings.reg_covar
-    elif covariance_type == "full":
-        covariances /= nk[:, np.newaxis, np.newaxis]
-        for k in range(n_components):
-            covariances[k].flat[:: n_features + 1] += settings.reg_covar
-    else:
-        covariances = covariances / nk[:, np.newaxis] + settings.reg_covar
-        if covariance_type == "spherical":
-            covariances = covariances.mean(axis=1)
+    covariances = covariances_from_scatter(covariances, nk, covariance_type,
+                                           settings.reg_covar)
     # parameters_from_resp divides by numpy's sum of all the weights; this is the
     # sum per block, then in block order, which every source computes alike
     # (the same for unit weights, within an ulp or so otherwise)
+    weights = nk / source.total_weight(settings.block_size)
+    return weights, means, covariances
+
+
+def _random_start(source, settings, random_state):
+    """scikit-learn's 'random' start (uniform responsibilities, rows normalised, then
+    the weighted M-step of parameters_from_resp) from any source, block by block.
+
+    The responsibilities are drawn INIT_CHUNK rows at a time, in row order, as
+    the chunks of parameters_from_resp are reached: the same numbers as
+    scikit-learn's one draw of (n_samples, K), and ``random_state`` ends where
+    that draw leaves it (see _sources.draw_resp). The second pass (the scatter
+    around the means) draws them again from a copy of the starting state. The
+    sums are parameters_from_resp's, chunk by chunk in order; the weights are
+    divided by the weights' sum per block in block order (as _start_from_rows).
+    Memory: one chunk's responsibilities, never (n_samples, K).
+    """
+    random_state = _random_state(random_state)
+    n_components = settings.n_components
+    replay = np.random.RandomState()
+    replay.set_state(random_state.get_state())
+    shift = source.rows([source.first_positive_row()])[0].astype(np.float64)
+    nk, weighted_sum = _sources.fold_random_sums(source, INIT_CHUNK, random_state,
+                                                 n_components, shift)
+    nk += _kernels_mstep.WEIGHT_FLOOR
+    means = shift + weighted_sum / nk[:, np.newaxis]
+    scatter = _sources.fold_random_scatters(source, INIT_CHUNK, replay, means,
+                                            settings.covariance_type)
+    covariances = covariances_from_scatter(scatter, nk, settings.covariance_type,
+                                           settings.reg_covar)
     weights = nk / source.total_weight(settings.block_size)
     return weights, means, covariances
 

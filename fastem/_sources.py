@@ -49,6 +49,13 @@ from fastem._kernels_threads import current_threads, run_blocks
 # of data (none for a memory map, whose chunks are views of the file's pages).
 CHUNK_BYTES = 16 << 20
 
+# A chunk of ours is read from a chunked store (zarr) in pieces of whole storage
+# chunks of about this many bytes (at least one storage chunk): zarr holds about
+# three times a read's bytes while decoding it (see StreamedSource._read_rows), and
+# one read per storage chunk would cost zarr's fixed overhead per call (~2 ms)
+# for every small chunk, and its parallel decoding.
+PIECE_BYTES = 4 << 20
+
 # A memory-mapped chunk is "read" by touching one element per page of it on the
 # reader thread: its pages are then in memory (read from disk if need be) before
 # the kernels reach them.
@@ -289,6 +296,117 @@ def fold_hard_statistics(source, block_size, covariance_type, centres):
 
 
 # --------------------------------------------------------------------------
+# The 'random' start: scikit-learn's uniform responsibilities, drawn block by block
+#
+# scikit-learn draws random_state.uniform(size=(n_samples, K)) at once and
+# normalises the rows. A RandomState draws its doubles one after another, so
+# drawing the rows of each block in row order, with successive calls on the
+# same RandomState, gives the same numbers (and leaves the RandomState where
+# the one big draw leaves it) while holding one block of them at a time.
+
+
+def draw_resp(random_state, n_rows, n_components):
+    """Uniform responsibilities of the next ``n_rows`` rows, each row normalised."""
+    resp = random_state.uniform(size=(n_rows, n_components))
+    resp /= resp.sum(axis=1)[:, np.newaxis]
+    return resp
+
+
+def skip_draws(random_state, n_draws, piece=1 << 20):
+    """Advance ``random_state`` past ``n_draws`` uniform doubles, ``piece`` at a
+    time."""
+    while n_draws > 0:
+        random_state.uniform(size=min(n_draws, piece))
+        n_draws -= piece
+
+
+def as_random_state(draws):
+    """The RandomState a chunk draws from: ``draws`` itself, or a new one set to the
+    state ``draws`` (``RandomState.get_state()``, as a Dask task receives it)."""
+    if isinstance(draws, np.random.RandomState):
+        return draws
+    random_state = np.random.RandomState()
+    random_state.set_state(draws)
+    return random_state
+
+
+def chunk_random_sums(X, sample_weight, first_row, block_size, draws, n_components,
+                      shift):
+    """Per block of the 'random' start: (nk, sum_i w_i r_ik (x_i - shift)), float64,
+    as ``_driver.parameters_from_resp``'s first pass computes them per chunk."""
+    random_state = as_random_state(draws)
+    out = []
+    for start in _block_starts(X.shape[0], block_size):
+        stop = min(X.shape[0], start + block_size)
+        weighted_resp = (draw_resp(random_state, stop - start, n_components)
+                         * sample_weight[start:stop, np.newaxis])
+        out.append((weighted_resp.sum(axis=0),
+                    weighted_resp.T @ (X[start:stop].astype(np.float64) - shift)))
+    return out
+
+
+def chunk_random_scatters(X, sample_weight, first_row, block_size, draws, means,
+                          covariance_type):
+    """Per block of the 'random' start: each component's term of the scatter around
+    ``means`` (K, D, D) for 'full' and 'tied', (K, D) otherwise, as the second pass
+    of ``_driver.parameters_from_resp`` computes them."""
+    random_state = as_random_state(draws)
+    n_components, n_features = means.shape
+    dense = covariance_type in ("full", "tied")
+    out = []
+    for start in _block_starts(X.shape[0], block_size):
+        stop = min(X.shape[0], start + block_size)
+        weighted_resp = (draw_resp(random_state, stop - start, n_components)
+                         * sample_weight[start:stop, np.newaxis])
+        rows = X[start:stop].astype(np.float64)
+        terms = np.empty((n_components, n_features, n_features) if dense
+                         else (n_components, n_features))
+        for k in range(n_components):
+            diff = rows - means[k]
+            weighted_diff = weighted_resp[:, k, np.newaxis] * diff
+            terms[k] = (weighted_diff.T @ diff if dense
+                        else (weighted_diff * diff).sum(axis=0))
+        out.append(terms)
+    return out
+
+
+def fold_random_sums(source, block_size, random_state, n_components, shift):
+    """(nk, weighted sum around ``shift``) of the 'random' start, in block order;
+    draws the responsibilities from ``random_state`` (advancing it by
+    n_samples * n_components doubles)."""
+    nk = np.zeros(n_components)
+    weighted_sum = np.zeros((n_components, source.n_features))
+    for parts in source.map_chunks_drawing(chunk_random_sums, block_size, random_state,
+                                           n_components, n_components, shift):
+        for block_nk, block_sum in parts:
+            nk += block_nk
+            weighted_sum += block_sum
+    return nk, weighted_sum
+
+
+def fold_random_scatters(source, block_size, random_state, means, covariance_type):
+    """The 'random' start's scatter around ``means`` in block order, then component
+    order ('tied' sums the components' terms), from the same draws again."""
+    n_components, n_features = means.shape
+    if covariance_type == "full":
+        scatter = np.zeros((n_components, n_features, n_features))
+    elif covariance_type == "tied":
+        scatter = np.zeros((n_features, n_features))
+    else:
+        scatter = np.zeros((n_components, n_features))
+    for parts in source.map_chunks_drawing(chunk_random_scatters, block_size,
+                                           random_state, n_components, means,
+                                           covariance_type):
+        for terms in parts:
+            if covariance_type == "tied":
+                for term in terms:
+                    scatter += term
+            else:
+                scatter += terms
+    return scatter
+
+
+# --------------------------------------------------------------------------
 # One pass of checks: non-finite values, spreads, weights
 
 
@@ -325,6 +443,17 @@ def chunk_scan(X, sample_weight, first_row, block_size):
             result["weighted_high"] = X[positive].max(axis=0).astype(np.float64)
             result["weighted_low"] = X[positive].min(axis=0).astype(np.float64)
     return result
+
+
+def where_rows(start, stop, block_size=None):
+    """Rows [start, stop) named as 'block 7 (rows 3584 to 4095)' or 'blocks 6 to 7
+    (rows ...)'."""
+    where = f"rows {start} to {stop - 1}"
+    if block_size:
+        first, last = start // block_size, (stop - 1) // block_size
+        where = (f"block {first} ({where})" if first == last
+                 else f"blocks {first} to {last} ({where})")
+    return where
 
 
 def _where_row(row, block_size):
@@ -453,6 +582,14 @@ class MemorySource:
     def map_chunks(self, function, block_size, *args, weights_only=False):
         yield function(self.X, self.sample_weight, 0, block_size, *args)
 
+    def map_chunks_drawing(self, function, block_size, random_state, draws_per_row,
+                           *args):
+        """``map_chunks`` whose function draws ``draws_per_row`` uniform doubles per
+        row from ``random_state`` (its first argument after ``block_size``), in row
+        order: the chunks run in order on this thread, so it draws from the
+        RandomState itself."""
+        return self.map_chunks(function, block_size, random_state, *args)
+
     def rows(self, indices):
         """The rows at sorted ``indices``, as an ndarray of X's dtype."""
         return self.X[np.asarray(indices, dtype=np.int64)]
@@ -505,6 +642,8 @@ class ChunkedSource:
         results = list(self.map_chunks(chunk_scan, block_size))
         self.summary = Summary.combine(results, self.n_features, block_size, name)
         return self.summary
+
+    map_chunks_drawing = MemorySource.map_chunks_drawing
 
     def max_abs(self):
         return self.summary.max_abs
@@ -577,6 +716,9 @@ class StreamedSource(ChunkedSource):
         self.exponent = exponent
         self.weight_exponent_ = weight_exponent
         self.chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+        self.storage_rows = storage_chunk_rows(X)
+        self._read_into = _zarr_read_into(X) if self.storage_rows else None
+        self._ones = np.ones(0)
 
     def _with(self, **changes):
         fields = dict(sample_weight=self.sample_weight, dtype=self.dtype,
@@ -601,19 +743,17 @@ class StreamedSource(ChunkedSource):
         n_blocks = max(current_threads(), self.chunk_bytes // (block_size * row_bytes))
         return int(n_blocks * block_size)
 
-    def _where(self, start, stop, block_size):
-        where = f"rows {start} to {stop - 1}"
-        if block_size:
-            first, last = start // block_size, (stop - 1) // block_size
-            where = (f"block {first} ({where})" if first == last
-                     else f"blocks {first} to {last} ({where})")
-        return where
-
     def read_weights(self, start, stop, block_size=None):
         """Weights of rows [start, stop), float64, normalised (ones when none given)."""
         if self.sample_weight is None:
-            return np.ones(stop - start)
-        where = self._where(start, stop, block_size)
+            # one read-only array of ones for every chunk, not a new one per chunk
+            ones = self._ones
+            if len(ones) < stop - start:
+                ones = np.ones(stop - start)
+                ones.flags.writeable = False
+                self._ones = ones
+            return ones[:stop - start]
+        where = where_rows(start, stop, block_size)
         try:
             weights = np.asarray(self.sample_weight[start:stop], dtype=np.float64)
         except Exception as error:
@@ -630,11 +770,13 @@ class StreamedSource(ChunkedSource):
             weights = np.ldexp(weights, -self.weight_exponent_)
         return weights
 
-    def read(self, start, stop, block_size=None):
-        """(X rows, weights) of [start, stop) as C-contiguous arrays; errors name the block."""
-        where = self._where(start, stop, block_size)
+    def read(self, start, stop, block_size=None, out=None):
+        """(X rows, weights) of [start, stop) as C-contiguous arrays; errors name the
+        block. ``out``: an array of at least stop - start rows of X's dtype that a
+        chunked store's rows may be read into (see chunks)."""
+        where = where_rows(start, stop, block_size)
         try:
-            X = np.asarray(self.X[start:stop])
+            X = self._read_rows(start, stop, out)
         except Exception as error:
             if block_size and stop - start > block_size:
                 # name the first block that cannot be read on its own
@@ -656,32 +798,74 @@ class StreamedSource(ChunkedSource):
             X.reshape(-1)[:: max(1, PAGE_BYTES // X.itemsize)].sum()  # fault pages in
         return X, self.read_weights(start, stop, block_size)
 
+    def _read_rows(self, start, stop, out=None):
+        """Rows [start, stop) of X as an ndarray. From a chunked store (zarr), in
+        pieces of whole storage chunks (about PIECE_BYTES, at least one chunk)
+        copied into one array: zarr decodes every storage chunk a read touches at
+        once, each as its compressed bytes, a decoded copy and its share of the
+        result, so one read of a whole chunk of ours held about three times its
+        size on top of it."""
+        step = self.storage_rows
+        if step:  # whole storage chunks, about PIECE_BYTES (at least one chunk)
+            row_bytes = max(1, self.n_features * np.dtype(self.X.dtype).itemsize)
+            step *= max(1, PIECE_BYTES // (step * row_bytes))
+        if not step or (start // step == (stop - 1) // step and not self._read_into):
+            return np.asarray(self.X[start:stop])
+        if out is None:
+            out = np.empty((stop - start, self.n_features),
+                           dtype=np.dtype(self.X.dtype))
+        out = out[:stop - start]
+        for first in range(start - start % step, stop, step):
+            low, high = max(start, first), min(stop, first + step)
+            if self._read_into:  # decoded straight into out, not into a new array
+                self._read_into(low, high, out[low - start:high - start])
+                continue
+            piece = np.asarray(self.X[low:high])
+            if piece.shape != (high - low, self.n_features):
+                return piece  # read() names the block and the shape
+            out[low - start:high - start] = piece
+            del piece
+        return out
+
     def chunks(self, block_size, weights_only=False):
         """(first_row, X, weights) of consecutive chunks, read one ahead on a thread
-        (X is None with ``weights_only``)."""
+        (X is None with ``weights_only``). A chunk's arrays are valid until the next
+        chunk is asked for: a chunked store's X is then read into again."""
         n_samples = self.n_samples
         step = self.chunk_rows(block_size)
         if weights_only:
             step *= max(1, self.n_features)  # weights are 1/D of the rows' bytes
 
-        def read(start):
+        # A chunked store's rows are read into two arrays used in turn for the whole
+        # pass, not into a new one per chunk: a chunk is used only until the next
+        # one is asked for, when its array is read into again. (Fresh arrays of
+        # many MiB per chunk, freed by another thread than the one that
+        # allocated them, grew the process by tens of MiB beyond what was in
+        # use: glibc keeps freed blocks in per-thread arenas.)
+        buffers = {}
+
+        def read(start, slot):
             stop = min(n_samples, start + step)
             if weights_only:
                 return None, self.read_weights(start, stop, block_size)
-            return self.read(start, stop, block_size)
+            if self.storage_rows and slot not in buffers:
+                buffers[slot] = np.empty((step, self.n_features),
+                                         dtype=np.dtype(self.X.dtype))
+            return self.read(start, stop, block_size, buffers.get(slot))
 
         starts = list(range(0, n_samples, step))
         if len(starts) <= 1:
             for start in starts:
-                yield (start, *read(start))
+                yield (start, *read(start, 0))
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastem-reader") as reader:
-            pending = reader.submit(read, starts[0])
+            pending = reader.submit(read, starts[0], 0)
             try:
                 for index, start in enumerate(starts):
                     X, weights = pending.result()
                     if index + 1 < len(starts):
-                        pending = reader.submit(read, starts[index + 1])
+                        pending = reader.submit(read, starts[index + 1],
+                                                (index + 1) % 2)
                     yield start, X, weights
                     del X, weights
             finally:
@@ -741,6 +925,42 @@ class StreamedSource(ChunkedSource):
         """The whole source read into memory, as a MemorySource."""
         X, weights = self.read(0, self.n_samples)
         return MemorySource(X, weights)
+
+
+def storage_chunk_rows(X):
+    """Rows per storage chunk of a chunked store that decodes all the chunks of a read
+    at once (``zarr.Array.chunks``), or None: an h5py.Dataset (HDF5 decodes one
+    chunk at a time into the result, ``read_direct``), a memory map, or no chunks."""
+    if hasattr(X, "read_direct") or isinstance(X, np.ndarray):
+        return None
+    chunks = getattr(X, "chunks", None)
+    try:
+        rows = chunks[0]
+    except (TypeError, IndexError, KeyError):
+        return None
+    if isinstance(rows, numbers.Integral) and not isinstance(rows, bool) and rows > 0:
+        return int(rows)
+    return None
+
+
+def _zarr_read_into(X):
+    """``read_into(low, high, out)``: rows [low, high) of a zarr (3) Array decoded
+    into ``out`` (``get_basic_selection(..., out=...)``), instead of into a new
+    array that is then copied; None for anything else (zarr 2 included)."""
+    if not (type(X).__module__ or "").startswith("zarr") or not hasattr(
+            X, "get_basic_selection"):
+        return None
+    try:
+        from zarr.buffer import default_buffer_prototype
+    except ImportError:
+        return None
+    nd_buffer = default_buffer_prototype().nd_buffer
+
+    def read_into(low, high, out):
+        X.get_basic_selection((slice(low, high), slice(None)),
+                              out=nd_buffer.from_numpy_array(out))
+
+    return read_into
 
 
 # --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from bayesian_helpers import (  # noqa: E402  (tests/bayesian_helpers.py)
     in_memory_fits_fixture,
 )
 
-from fastem import BayesianGaussianMixture, _dask, _sources  # noqa: E402
+from fastem import BayesianGaussianMixture, _dask, _driver, _sources  # noqa: E402
 from fastem.mixture import GaussianMixture  # noqa: E402
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -138,6 +138,49 @@ def assert_lazy_inference(model):
     assert model.score(lazy) == pytest.approx(model.score(X), rel=1e-14)
 
 
+@pytest.fixture
+def random_chunks(monkeypatch):
+    """The 'random' start in chunks of 1000 rows: several tasks per pass."""
+    monkeypatch.setattr(_driver, "INIT_CHUNK", 1000)
+
+
+RANDOM = dict(init_params="random", n_init=2)
+
+
+@pytest.mark.usefixtures("threads", "random_chunks")
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_threaded_random_start_is_the_in_memory_fit(covariance_type):
+    expected = fit(make_data(), covariance_type=covariance_type, **RANDOM)
+    for chunks in (900, 3000):  # rechunked to whole 1000-row chunks; kept
+        X = da.from_array(make_data(), chunks=(chunks, N_FEATURES))
+        assert_same_fit(expected, fit(X, covariance_type=covariance_type, **RANDOM))
+
+
+@pytest.mark.usefixtures("threads", "random_chunks")
+def test_random_start_sends_states_not_numbers(monkeypatch):
+    """Each task of the 'random' start's passes gets its RandomState's state (2.5 KB),
+    not its rows' random numbers (5000 rows x 8 components x 8 bytes = 320 KB)."""
+    X = da.random.default_rng(1).normal(size=(40_000, 4), chunks=5000)
+    graphs = []
+    compute = dask.compute
+
+    def recording_compute(*args, **kwargs):
+        graphs.append(dict(dask.base.collections_to_expr(args).__dask_graph__()
+                           if hasattr(dask.base, "collections_to_expr")
+                           else dask.base.collections_to_dsk(args)))
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(_dask.dask, "compute", recording_compute)
+    fit(X, n_components=8, max_iter=0, init_params="random", chunk_size=1000)
+    pickled = [[pickle.dumps(value) for value in graph.values()] for graph in graphs]
+    drawing = [tasks for tasks in pickled
+               if any(b"chunk_random" in task for task in tasks)]
+    assert len(drawing) == 2  # the sums, then the scatters
+    for tasks in drawing:
+        sizes = sorted(len(task) for task in tasks)
+        assert 2500 < sizes[-1] < 20_000, sizes[-3:]
+
+
 @pytest.mark.usefixtures("threads")
 def test_lazy_inference(expected_fits):
     model = expected_fits("full")
@@ -197,6 +240,79 @@ def test_bad_dask_input():
         fit(unknown)
 
 
+class FailingRows:
+    """An array-like for da.from_array whose rows past ``fail_from`` cannot be read
+    once ``armed`` (as a file damaged mid-fit)."""
+
+    def __init__(self, array, fail_from, armed=True):
+        self._array = array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+        self.fail_from = fail_from
+        self.armed = armed
+
+    def __getitem__(self, key):
+        rows = key[0] if isinstance(key, tuple) else key
+        if self.armed and rows.stop > self.fail_from:
+            raise OSError("Can't read data (inflate() failed)")
+        return self._array[key].copy()
+
+
+# 1000-row chunks rechunked to whole 512-row blocks: chunks of 1024 rows; rows 4000
+# and on fail, so the chunk of rows 3072 to 4095 fails, at its second block
+FAILED_BLOCK = r"Reading block 7 \(rows 3584 to 4095\) of X failed: OSError"
+
+
+@pytest.mark.usefixtures("threads")
+def test_a_read_error_mid_fit_names_the_block(monkeypatch):
+    """As a streamed source's (tests/test_sources.py): the checks pass, then a read
+    fails; the error names the first block that cannot be read, and the pass."""
+    source = FailingRows(make_data(), fail_from=4000, armed=False)
+    scan = _dask.DaskSource.scan
+
+    def scan_then_break(self, *args, **kwargs):
+        summary = scan(self, *args, **kwargs)
+        source.armed = True
+        return summary
+
+    monkeypatch.setattr(_dask.DaskSource, "scan", scan_then_break)
+    X = make_data()
+    start = dict(weights_init=np.full(N_COMPONENTS, 1 / N_COMPONENTS),
+                 means_init=X[:N_COMPONENTS], precisions_init=np.stack(
+                     [np.eye(N_FEATURES)] * N_COMPONENTS))
+    model = GaussianMixture(**FIT_PARAMS, **start)
+    with pytest.raises(_sources.DataReadError,
+                       match=FAILED_BLOCK + r".*pass chunk_statistics"):
+        model.fit(da.from_array(source, chunks=(1000, N_FEATURES)))
+    assert not any(name.endswith("_") for name in vars(model))  # no half-fitted model
+    # the sampled start's rows: the first 1000-row chunk with a row that cannot be read
+    source.armed = False
+    with pytest.raises(_sources.DataReadError,
+                       match=r"Reading rows 4000 to 4999 of X failed: OSError"):
+        fit(da.from_array(source, chunks=(1000, N_FEATURES)))
+    weights = FailingRows(make_weights(), fail_from=4000)
+    with pytest.raises(_sources.DataReadError,
+                       match=r"block 7 \(rows 3584 to 4095\) of sample_weight"):
+        fit(da.from_array(make_data(), chunks=1000),
+            da.from_array(weights, chunks=1000))
+
+
+@pytest.mark.usefixtures("threads")
+def test_a_damaged_zarr_chunk_names_the_block(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    store = zarr.open_array(str(tmp_path / "X.zarr"), mode="w", shape=(N_SAMPLES, 3),
+                            dtype="float64", chunks=(900, 3))
+    store[:] = make_data()
+    chunk_files = sorted(os.path.join(root, name)
+                         for root, _, names in os.walk(tmp_path / "X.zarr")
+                         for name in names if not name.startswith(("zarr.json", ".z")))
+    assert len(chunk_files) == 7
+    with open(chunk_files[3], "wb") as damaged:  # rows 2700 to 3599
+        damaged.write(b"not a chunk")
+    with pytest.raises(_sources.DataReadError,
+                       match=r"block 5 \(rows 2560 to 3071\) of X failed"):
+        fit(da.from_zarr(store))
+
+
 # --------------------------------------------------------------------------
 # distributed: a LocalCluster of two worker processes with one thread each
 
@@ -237,6 +353,33 @@ def test_local_cluster_with_dask_weights(client, expected_fits):
     weights = da.from_array(make_weights(), chunks=3000)
     assert_same_fit(expected_fits("tied", weighted=True),
                     fit(X, weights, covariance_type="tied"))
+
+
+@pytest.mark.usefixtures("random_chunks")
+@pytest.mark.parametrize("covariance_type, dtype, chunks", [("full", "float64", 900),
+                                                            ("diag", "float32", 2000)])
+def test_local_cluster_random_start_is_the_in_memory_fit(client, covariance_type, dtype,
+                                                         chunks):
+    """The workers draw the 'random' start's numbers from the states the client sends:
+    the in-memory bits, weights as a Dask array too."""
+    X = make_data().astype(dtype)
+    # two restarts: the second starts where the client advanced the RandomState to
+    params = dict(covariance_type=covariance_type, max_iter=2, **RANDOM)
+    assert_same_fit(fit(X, **params), fit(da.from_array(X, chunks=chunks), **params))
+    expected = fit(X, make_weights(), **params)
+    got = fit(da.from_array(X, chunks=chunks),
+              da.from_array(make_weights(), chunks=2500), **params)
+    assert_same_fit(expected, got)
+
+
+def test_local_cluster_read_error_names_the_block(client):
+    """On a distributed Client the passes run as futures (the failed one is known)."""
+    assert _dask._distributed_client([dask.delayed(int)(1)]) is client
+    X = da.from_array(FailingRows(make_data(), fail_from=4000),
+                      chunks=(1000, N_FEATURES))
+    with pytest.raises(_sources.DataReadError,
+                       match=FAILED_BLOCK + r".*pass chunk_scan"):
+        fit(X)
 
 
 def test_a_worker_killed_mid_fit_changes_nothing(client, expected_fits):

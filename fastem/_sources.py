@@ -229,7 +229,7 @@ def chunk_weighted_scatters(X, sample_weight, first_row, block_size, mean):
 
 def nearest_centre(X, centres, block_size):
     """Index of the nearest centre (Euclidean; the first of equals) of every row of X,
-    by the log-density kernel with unit precisions and equal weights."""
+    by the dense kernel's log-densities with unit precisions and equal weights."""
     n_components, n_features = centres.shape
     means = np.ascontiguousarray(centres, dtype=X.dtype)
     factors = np.eye(n_features, dtype=X.dtype)[np.newaxis]

@@ -729,12 +729,7 @@ def parameters_from_resp(X, sample_weight, resp_of, n_components, covariance_typ
         weighted_sum += weighted_resp.T @ (X[start:stop].astype(np.float64) - shift)
     nk += _kernels_mstep.WEIGHT_FLOOR
     means = shift + weighted_sum / nk[:, np.newaxis]
-    if covariance_type == "full":
-        covariances = np.zeros((n_components, n_features, n_features))
-    elif covariance_type == "tied":
-        covariances = np.zeros((n_features, n_features))
-    else:
-        covariances = np.zeros((n_components, n_features))
+    covariances = _sources.zero_covariances(covariance_type, n_components, n_features)
     for start, stop in _chunks(n_samples):
         weighted_resp = resp_of(start, stop) * sample_weight[start:stop, np.newaxis]
         rows = X[start:stop].astype(np.float64)

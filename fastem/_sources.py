@@ -384,16 +384,21 @@ def fold_random_sums(source, block_size, random_state, n_components, shift):
     return nk, weighted_sum
 
 
+def zero_covariances(covariance_type, n_components, n_features):
+    """Zeros in scikit-learn's covariance layout: (K, D, D) 'full', (D, D) 'tied',
+    (K, D) 'diag' and 'spherical' (per feature until the spherical mean is taken)."""
+    if covariance_type == "full":
+        return np.zeros((n_components, n_features, n_features))
+    if covariance_type == "tied":
+        return np.zeros((n_features, n_features))
+    return np.zeros((n_components, n_features))
+
+
 def fold_random_scatters(source, block_size, random_state, means, covariance_type):
     """The 'random' start's scatter around ``means`` in block order, then component
     order ('tied' sums the components' terms), from the same draws again."""
     n_components, n_features = means.shape
-    if covariance_type == "full":
-        scatter = np.zeros((n_components, n_features, n_features))
-    elif covariance_type == "tied":
-        scatter = np.zeros((n_features, n_features))
-    else:
-        scatter = np.zeros((n_components, n_features))
+    scatter = zero_covariances(covariance_type, n_components, n_features)
     for parts in source.map_chunks_drawing(chunk_random_scatters, block_size,
                                            random_state, n_components, means,
                                            covariance_type):

@@ -126,6 +126,15 @@ def test_thread_count_and_starts(expected_fits, num_workers, init_params):
     assert_same_fit(expected_fits("tied", init_params=init_params), got)
 
 
+def assert_lazy_fit_predict(estimator, model):
+    """fit_predict of a Dask array gives lazy labels, the fitted model's predictions."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = estimator.fit_predict(da.from_array(make_data(), chunks=1000))
+    assert isinstance(labels, da.Array)
+    assert_array_equal(labels.compute(), model.predict(make_data()))
+
+
 def assert_lazy_inference(model):
     """predict, predict_proba and score_samples of a Dask array are lazy Dask arrays
     with the in-memory results; score is the in-memory score (to rounding)."""
@@ -185,11 +194,7 @@ def test_random_start_sends_states_not_numbers(monkeypatch):
 def test_lazy_inference(expected_fits):
     model = expected_fits("full")
     assert_lazy_inference(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        labels = GaussianMixture(**FIT_PARAMS).fit_predict(
-            da.from_array(make_data(), chunks=1000))
-    assert_array_equal(np.asarray(labels), model.predict(make_data()))
+    assert_lazy_fit_predict(GaussianMixture(**FIT_PARAMS), model)
 
 
 @pytest.mark.usefixtures("threads")
@@ -439,9 +444,4 @@ def test_local_cluster_bayesian_weights_and_lazy_inference(client, expected_baye
                                expected_bayesian("tied", weighted=True))
     model = expected_bayesian("full")
     assert_lazy_inference(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        labels = BayesianGaussianMixture(**SOURCE_FIT_PARAMS).fit_predict(
-            da.from_array(make_data(), chunks=1000))
-    assert isinstance(labels, da.Array)
-    assert_array_equal(labels.compute(), model.predict(make_data()))
+    assert_lazy_fit_predict(BayesianGaussianMixture(**SOURCE_FIT_PARAMS), model)

@@ -1,5 +1,6 @@
 """The ``fastem`` command: summaries on good input, one-line errors on bad input."""
 
+import functools
 import os
 import re
 import shutil
@@ -364,25 +365,33 @@ def environment_importing_this_fastem():
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["fit", "--covariance-type", "nope"], "argument --covariance-type"),
-        (["fit", "empty.csv"], "empty.csv has no data rows"),
-        (["fit", "nan.csv"], "line 2, column 1 is 'nan'"),
-    ],
-)
-def test_python_dash_m_fastem_errors(tmp_path, argv, message):
-    (tmp_path / "empty.csv").write_text("")
-    (tmp_path / "nan.csv").write_text("1,2\nnan,3\n4,5\n")
-    result = subprocess.run(
+def python_dash_m_fastem(argv, directory):
+    """``python -m fastem *argv`` in ``directory``, which holds an empty and a NaN csv."""
+    (directory / "empty.csv").write_text("")
+    (directory / "nan.csv").write_text("1,2\nnan,3\n4,5\n")
+    return subprocess.run(
         [sys.executable, "-m", "fastem", *argv],
         capture_output=True,
         text=True,
         timeout=600,
-        cwd=tmp_path,
+        cwd=directory,
         env=environment_importing_this_fastem(),
     )
+
+
+ERRORS = {
+    "argument --covariance-type": ["fit", "--covariance-type", "nope"],
+    "empty.csv has no data rows": ["fit", "empty.csv"],
+    "line 2, column 1 is 'nan'": ["fit", "nan.csv"],
+}
+PYTHON_DASH_M_FASTEM = {
+    message: functools.partial(python_dash_m_fastem, argv) for message, argv in ERRORS.items()
+}
+
+
+@pytest.mark.parametrize("message", ERRORS)
+def test_python_dash_m_fastem_errors(background, message):
+    result = background.result(PYTHON_DASH_M_FASTEM[message])
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("fastem: error: ")
@@ -390,20 +399,28 @@ def test_python_dash_m_fastem_errors(tmp_path, argv, message):
     assert message in result.stderr
 
 
-def test_first_fit_says_it_is_compiling_and_later_fits_do_not(tmp_path):
+def fit_twice_from_an_empty_cache(directory):
+    """`fastem fit --covariance-type diag` twice in fresh processes, the first with an
+    empty numba cache in ``directory``."""
+    env = {**environment_importing_this_fastem(), "NUMBA_CACHE_DIR": str(directory)}
+    command = [sys.executable, "-m", "fastem", "fit", "--covariance-type", "diag"]
+    return [subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
+                           check=False) for _ in range(2)]
+
+
+# Started when the test session starts (tests/conftest.py): they import fastem (and
+# the last compiles its small-data kernels) in fresh processes.
+BACKGROUND = (*PYTHON_DASH_M_FASTEM.values(), fit_twice_from_an_empty_cache)
+
+
+def test_first_fit_says_it_is_compiling_and_later_fits_do_not(background):
     """With an empty numba cache `fastem fit` prints one line on stderr before the
     kernels compile; with the cache that run filled, nothing."""
-    env = {**environment_importing_this_fastem(),
-           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    command = [sys.executable, "-m", "fastem", "fit", "--covariance-type", "diag"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
-                           check=False)
+    first, second = background.result(fit_twice_from_an_empty_cache)
     assert first.returncode == 0, first.stderr
     assert first.stderr == (
         "fastem: compiling kernels, once per installation (or run 'fastem warmup')...\n"
     )
-    second = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
-                            check=False)
     assert second.returncode == 0, second.stderr
     assert second.stderr == ""
     assert second.stdout.split("fit time")[0] == first.stdout.split("fit time")[0]

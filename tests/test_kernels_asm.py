@@ -9,6 +9,7 @@ registers, the AVX2 build in 256-bit ymm registers with FMA (and no zmm),
 and neither calls libm (exp and log are fastem's own, vectorised).
 """
 
+import functools
 import json
 import os
 import re
@@ -17,9 +18,8 @@ import sys
 
 import pytest
 
-x86_only = pytest.mark.skipif(
-    os.uname().machine not in ("x86_64", "AMD64"), reason="x86 targets"
-)
+X86 = os.uname().machine in ("x86_64", "AMD64")
+x86_only = pytest.mark.skipif(not X86, reason="x86 targets")
 
 SCRIPT = r"""
 import json, sys
@@ -65,15 +65,24 @@ def kernels_script(body):
     return SCRIPT.replace("kernel.inspect_asm(sig)", body)
 
 
-@pytest.fixture(scope="module", params=sorted(TARGETS))
-def assembly(request, tmp_path_factory):
-    cpu, wide, forbidden = TARGETS[request.param]
-    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="",
-               NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp(f"numba-{cpu}")))
+def compile_for(target, directory):
+    """The block kernels' assembly for ``target``, compiled in a fresh process with an
+    empty numba cache in ``directory``."""
+    env = dict(os.environ, NUMBA_CPU_NAME=TARGETS[target][0], NUMBA_CPU_FEATURES="",
+               NUMBA_CACHE_DIR=str(directory))
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                             text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    return request.param, wide, forbidden, json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+COMPILE_FOR = {target: functools.partial(compile_for, target) for target in TARGETS}
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def assembly(request, background):
+    _, wide, forbidden = TARGETS[request.param]
+    return request.param, wide, forbidden, background.result(COMPILE_FOR[request.param])
 
 
 def vector_fma(asm, register):
@@ -128,10 +137,10 @@ json.dump(out, sys.stdout)
 """
 
 
-@pytest.fixture(scope="module")
-def arm64_assembly(tmp_path_factory):
-    env = dict(os.environ, NUMBA_OPT="0",
-               NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp("numba-ir")))
+def retarget_to_arm64(directory):
+    """The block kernels' LLVM IR from a fresh process (empty numba cache in
+    ``directory``), optimised and assembled for AArch64 in another."""
+    env = dict(os.environ, NUMBA_OPT="0", NUMBA_CACHE_DIR=str(directory))
     ir = subprocess.run([sys.executable, "-W", "ignore", "-c",
                          kernels_script("kernel.inspect_llvm(sig)")],
                         env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -140,6 +149,15 @@ def arm64_assembly(tmp_path_factory):
                             capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
+
+
+# Started when the test session starts (tests/conftest.py): each compiles for 10-15 s.
+BACKGROUND = (*COMPILE_FOR.values(), retarget_to_arm64) if X86 else (retarget_to_arm64,)
+
+
+@pytest.fixture(scope="module")
+def arm64_assembly(background):
+    return background.result(retarget_to_arm64)
 
 
 @pytest.mark.parametrize("kernel", ["dense_statistics_blocks", "diagonal_statistics_blocks"])

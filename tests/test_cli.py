@@ -1,6 +1,5 @@
 """The ``fastem`` command: summaries on good input, one-line errors on bad input."""
 
-import functools
 import os
 import re
 import shutil
@@ -8,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import background  # tests/background.py
 import numpy as np
 import pytest
 
@@ -365,33 +365,35 @@ def environment_importing_this_fastem():
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def python_dash_m_fastem(argv, directory):
-    """``python -m fastem *argv`` in ``directory``, which holds an empty and a NaN csv."""
-    (directory / "empty.csv").write_text("")
-    (directory / "nan.csv").write_text("1,2\nnan,3\n4,5\n")
-    return subprocess.run(
-        [sys.executable, "-m", "fastem", *argv],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=directory,
-        env=environment_importing_this_fastem(),
-    )
-
-
 ERRORS = {
     "argument --covariance-type": ["fit", "--covariance-type", "nope"],
     "empty.csv has no data rows": ["fit", "empty.csv"],
     "line 2, column 1 is 'nan'": ["fit", "nan.csv"],
 }
-PYTHON_DASH_M_FASTEM = {
-    message: functools.partial(python_dash_m_fastem, argv) for message, argv in ERRORS.items()
-}
+
+
+@background.fixture
+def python_dash_m_fastem_errors(directory):
+    """``python -m fastem`` with each ``ERRORS`` argv, in ``directory``, which holds an
+    empty and a NaN csv."""
+    (directory / "empty.csv").write_text("")
+    (directory / "nan.csv").write_text("1,2\nnan,3\n4,5\n")
+    return {
+        message: subprocess.run(
+            [sys.executable, "-m", "fastem", *argv],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=directory,
+            env=environment_importing_this_fastem(),
+        )
+        for message, argv in ERRORS.items()
+    }
 
 
 @pytest.mark.parametrize("message", ERRORS)
-def test_python_dash_m_fastem_errors(background, message):
-    result = background.result(PYTHON_DASH_M_FASTEM[message])
+def test_python_dash_m_fastem_errors(python_dash_m_fastem_errors, message):
+    result = python_dash_m_fastem_errors[message]
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("fastem: error: ")
@@ -399,24 +401,23 @@ def test_python_dash_m_fastem_errors(background, message):
     assert message in result.stderr
 
 
-def fit_twice_from_an_empty_cache(directory):
+@background.fixture
+def first_and_second_fit(directory):
     """`fastem fit --covariance-type diag` twice in fresh processes, the first with an
     empty numba cache in ``directory``."""
     env = {**environment_importing_this_fastem(), "NUMBA_CACHE_DIR": str(directory)}
     command = [sys.executable, "-m", "fastem", "fit", "--covariance-type", "diag"]
-    return [subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
-                           check=False) for _ in range(2)]
+    return [
+        subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
+                       check=False)
+        for _ in range(2)
+    ]
 
 
-# Started when the test session starts (tests/conftest.py): they import fastem (and
-# the last compiles its small-data kernels) in fresh processes.
-BACKGROUND = (*PYTHON_DASH_M_FASTEM.values(), fit_twice_from_an_empty_cache)
-
-
-def test_first_fit_says_it_is_compiling_and_later_fits_do_not(background):
+def test_first_fit_says_it_is_compiling_and_later_fits_do_not(first_and_second_fit):
     """With an empty numba cache `fastem fit` prints one line on stderr before the
     kernels compile; with the cache that run filled, nothing."""
-    first, second = background.result(fit_twice_from_an_empty_cache)
+    first, second = first_and_second_fit
     assert first.returncode == 0, first.stderr
     assert first.stderr == (
         "fastem: compiling kernels, once per installation (or run 'fastem warmup')...\n"

@@ -9,17 +9,18 @@ registers, the AVX2 build in 256-bit ymm registers with FMA (and no zmm),
 and neither calls libm (exp and log are fastem's own, vectorised).
 """
 
-import functools
 import json
 import os
 import re
 import subprocess
 import sys
 
+import background  # tests/background.py
 import pytest
 
-X86 = os.uname().machine in ("x86_64", "AMD64")
-x86_only = pytest.mark.skipif(not X86, reason="x86 targets")
+x86_only = pytest.mark.skipif(
+    os.uname().machine not in ("x86_64", "AMD64"), reason="x86 targets"
+)
 
 SCRIPT = r"""
 import json, sys
@@ -76,13 +77,22 @@ def compile_for(target, directory):
     return json.loads(result.stdout)
 
 
-COMPILE_FOR = {target: functools.partial(compile_for, target) for target in TARGETS}
+# Compiled in the background from the start of the session (tests/background.py).
+@background.fixture
+def avx512_xeon_assembly(directory):
+    return compile_for("avx512-xeon", directory)
+
+
+@background.fixture
+def avx2_epyc_assembly(directory):
+    return compile_for("avx2-epyc", directory)
 
 
 @pytest.fixture(scope="module", params=sorted(TARGETS))
-def assembly(request, background):
+def assembly(request, avx512_xeon_assembly, avx2_epyc_assembly):
     _, wide, forbidden = TARGETS[request.param]
-    return request.param, wide, forbidden, background.result(COMPILE_FOR[request.param])
+    listings = {"avx512-xeon": avx512_xeon_assembly, "avx2-epyc": avx2_epyc_assembly}
+    return request.param, wide, forbidden, listings[request.param]
 
 
 def vector_fma(asm, register):
@@ -137,7 +147,8 @@ json.dump(out, sys.stdout)
 """
 
 
-def retarget_to_arm64(directory):
+@background.fixture
+def arm64_assembly(directory):
     """The block kernels' LLVM IR from a fresh process (empty numba cache in
     ``directory``), optimised and assembled for AArch64 in another."""
     env = dict(os.environ, NUMBA_OPT="0", NUMBA_CACHE_DIR=str(directory))
@@ -149,15 +160,6 @@ def retarget_to_arm64(directory):
                             capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
-
-
-# Started when the test session starts (tests/conftest.py): each compiles for 10-15 s.
-BACKGROUND = (*COMPILE_FOR.values(), retarget_to_arm64) if X86 else (retarget_to_arm64,)
-
-
-@pytest.fixture(scope="module")
-def arm64_assembly(background):
-    return background.result(retarget_to_arm64)
 
 
 @pytest.mark.parametrize("kernel", ["dense_statistics_blocks", "diagonal_statistics_blocks"])

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import background  # tests/background.py
+
 from fastem import _kernels_cache
 from fastem._kernels_cache import DIGEST_FILE, drop_stale_kernels, kernel_sources_digest
 
@@ -147,6 +149,7 @@ print(json.dumps([np.asarray(r).tobytes().hex() for r in results]))
 """
 
 
+@background.fixture
 def first_calls_in_either_order(directory):
     """ORDER_OF_FIRST_CALLS in two fresh processes, each with an empty numba cache."""
     outputs = {}
@@ -166,14 +169,12 @@ def first_calls_in_either_order(directory):
     return outputs
 
 
-# Started when the test session starts (tests/conftest.py): it compiles for ~8 s.
-BACKGROUND = (first_calls_in_either_order,)
-
-
-def test_kernels_compute_the_same_bits_whichever_caller_compiled_them_first(background):
+def test_kernels_compute_the_same_bits_whichever_caller_compiled_them_first(
+    first_calls_in_either_order
+):
     """A fresh process (empty numba cache) whose first call of the M-step and exp
     comes from a fastmath kernel, against one whose first call comes from Python."""
-    outputs = background.result(first_calls_in_either_order)
+    outputs = first_calls_in_either_order
     names = ["exp", "weights", "means", "covariances", "precisions_chol", "status"]
     for name, python_first, caller_first in zip(
         names, outputs["python-first"], outputs["fastmath-caller-first"]

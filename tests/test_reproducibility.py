@@ -11,8 +11,8 @@
 * A numba cache directory that is read-only or absent does not break fitting.
 
 The subprocess tests compile kernels in fresh processes (an absent cache
-directory, a read-only installation, a fresh cache for the block kernels); those
-processes start when the test session starts (``BACKGROUND``, see tests/conftest.py).
+directory, a read-only installation, a fresh cache for the block kernels); they
+start when the test session starts (tests/background.py).
 """
 
 import json
@@ -24,6 +24,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import background  # tests/background.py
 import numba
 import numpy as np
 import pytest
@@ -310,16 +311,12 @@ def small_data():
     return make_small_data()
 
 
-def compile_into_absent_cache_dir(directory):
+@background.fixture
+def compiled_in_absent_cache_dir(directory):
     """A fresh process whose NUMBA_CACHE_DIR does not exist yet: numba creates it and
     compiles every kernel the fits need (the module's one compilation, ~25 s of CPU)."""
     cache = directory / "not" / "yet" / "there"
     return fit_in_subprocess(make_small_data(), {"NUMBA_CACHE_DIR": str(cache)}), cache
-
-
-@pytest.fixture(scope="module")
-def compiled_in_absent_cache_dir(background):
-    return background.result(compile_into_absent_cache_dir)
 
 
 def test_fresh_process_compiling_into_an_absent_cache_dir_fits(
@@ -355,20 +352,24 @@ print(json.dumps({name: np.asarray(getattr(model, name)).tobytes().hex()
 """
 
 
-def compile_and_load_block_kernels(directory):
+@background.fixture
+def block_kernels_compiled_and_loaded(directory):
     """PARALLEL_FIT in a fresh process compiling into an empty cache, then in one
     loading from it."""
     cache = {"NUMBA_CACHE_DIR": str(directory / "numba")}
-    return run_in_subprocess(PARALLEL_FIT, cache), run_in_subprocess(PARALLEL_FIT, cache)
+    compiled = run_in_subprocess(PARALLEL_FIT, cache)
+    return compiled, run_in_subprocess(PARALLEL_FIT, cache)
 
 
-def test_block_kernels_compiled_and_loaded_fit_identically(background):
+def test_block_kernels_compiled_and_loaded_fit_identically(
+    block_kernels_compiled_and_loaded
+):
     """60,000 x 3 'diag' goes through the block kernels on a thread pool, not the
     compiled small-data loop that the small_data tests use. (With numba's parallel
     loops, which fastem used before, the process that compiled them ran a copy of
     the loop body optimised once and the one that loaded them one optimised twice:
     the fits differed in the last bits.)"""
-    compiled, loaded = background.result(compile_and_load_block_kernels)
+    compiled, loaded = block_kernels_compiled_and_loaded
     assert loaded == compiled
 
 
@@ -396,7 +397,8 @@ def test_unusable_numba_cache_dir_does_not_break_fitting(small_data, tmp_path):
         assert fits == expected
 
 
-def fit_in_read_only_installation(directory):
+@background.fixture
+def fits_in_read_only_installation(directory):
     """SUBPROCESS_FIT in a fresh process importing a copy of the package that has no
     usable numba cache location (in-tree, NUMBA_CACHE_DIR, user cache directory)."""
     package = directory / "site-packages"
@@ -418,12 +420,8 @@ def fit_in_read_only_installation(directory):
     return fit_in_subprocess(make_small_data(), env, package_root=package)
 
 
-# Started when the test session starts (tests/conftest.py): each compiles for 10-15 s.
-BACKGROUND = (compile_into_absent_cache_dir, compile_and_load_block_kernels,
-              fit_in_read_only_installation)
-
-
-def test_read_only_installation_without_any_cache_location_can_fit(small_data, background):
-    fits = background.result(fit_in_read_only_installation)
-    assert fits == fits_here(small_data)
+def test_read_only_installation_without_any_cache_location_can_fit(
+    small_data, fits_in_read_only_installation
+):
+    assert fits_in_read_only_installation == fits_here(small_data)
     assert fastem.__file__.startswith(str(REPO))  # this process still uses the repository

@@ -1,3 +1,10 @@
+"""The ``--full-size`` option, and the ``background`` fixture: fresh processes with
+empty numba caches that tests wait for start when the session starts (see
+tests/background.py)."""
+
+from background import background  # noqa: F401  (tests/background.py)
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--full-size",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import background  # tests/background.py
 import numpy as np
 import pytest
 
@@ -364,25 +365,35 @@ def environment_importing_this_fastem():
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["fit", "--covariance-type", "nope"], "argument --covariance-type"),
-        (["fit", "empty.csv"], "empty.csv has no data rows"),
-        (["fit", "nan.csv"], "line 2, column 1 is 'nan'"),
-    ],
-)
-def test_python_dash_m_fastem_errors(tmp_path, argv, message):
-    (tmp_path / "empty.csv").write_text("")
-    (tmp_path / "nan.csv").write_text("1,2\nnan,3\n4,5\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "fastem", *argv],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-        env=environment_importing_this_fastem(),
-    )
+ERRORS = {
+    "argument --covariance-type": ["fit", "--covariance-type", "nope"],
+    "empty.csv has no data rows": ["fit", "empty.csv"],
+    "line 2, column 1 is 'nan'": ["fit", "nan.csv"],
+}
+
+
+@background.fixture
+def python_dash_m_fastem_errors(directory):
+    """``python -m fastem`` with each ``ERRORS`` argv, in ``directory``, which holds an
+    empty and a NaN csv."""
+    (directory / "empty.csv").write_text("")
+    (directory / "nan.csv").write_text("1,2\nnan,3\n4,5\n")
+    return {
+        message: subprocess.run(
+            [sys.executable, "-m", "fastem", *argv],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=directory,
+            env=environment_importing_this_fastem(),
+        )
+        for message, argv in ERRORS.items()
+    }
+
+
+@pytest.mark.parametrize("message", ERRORS)
+def test_python_dash_m_fastem_errors(python_dash_m_fastem_errors, message):
+    result = python_dash_m_fastem_errors[message]
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("fastem: error: ")
@@ -390,20 +401,27 @@ def test_python_dash_m_fastem_errors(tmp_path, argv, message):
     assert message in result.stderr
 
 
-def test_first_fit_says_it_is_compiling_and_later_fits_do_not(tmp_path):
+@background.fixture
+def first_and_second_fit(directory):
+    """`fastem fit --covariance-type diag` twice in fresh processes, the first with an
+    empty numba cache in ``directory``."""
+    env = {**environment_importing_this_fastem(), "NUMBA_CACHE_DIR": str(directory)}
+    command = [sys.executable, "-m", "fastem", "fit", "--covariance-type", "diag"]
+    return [
+        subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
+                       check=False)
+        for _ in range(2)
+    ]
+
+
+def test_first_fit_says_it_is_compiling_and_later_fits_do_not(first_and_second_fit):
     """With an empty numba cache `fastem fit` prints one line on stderr before the
     kernels compile; with the cache that run filled, nothing."""
-    env = {**environment_importing_this_fastem(),
-           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    command = [sys.executable, "-m", "fastem", "fit", "--covariance-type", "diag"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
-                           check=False)
+    first, second = first_and_second_fit
     assert first.returncode == 0, first.stderr
     assert first.stderr == (
         "fastem: compiling kernels, once per installation (or run 'fastem warmup')...\n"
     )
-    second = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
-                            check=False)
     assert second.returncode == 0, second.stderr
     assert second.stderr == ""
     assert second.stdout.split("fit time")[0] == first.stdout.split("fit time")[0]

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from importlib import metadata, resources
 
+import background  # tests/background.py
 import numpy as np
 import pytest
 
@@ -78,19 +79,29 @@ def test_version_matches_installed_metadata():
     assert fastem.__version__ == installed
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "import fastem",
-        "import fastem.reference",
-        "import fastem.datasets; fastem.load_faithful()",
-        "import fastem._io",
-        "import fastem.cli",
-    ],
-)
-def test_light_imports_do_not_import_numba(statement):
-    code = f"{statement}; import sys; print('numba' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+LIGHT_IMPORTS = [
+    "import fastem",
+    "import fastem.reference",
+    "import fastem.datasets; fastem.load_faithful()",
+    "import fastem._io",
+    "import fastem.cli",
+]
+
+
+@background.fixture
+def light_imports(directory):
+    """Each ``LIGHT_IMPORTS`` statement in a fresh process that then prints whether
+    numba was imported (``directory`` is not needed)."""
+    code = "{}; import sys; print('numba' in sys.modules)"
+    return {
+        statement: subprocess.run([sys.executable, "-c", code.format(statement)],
+                                  capture_output=True, text=True)
+        for statement in LIGHT_IMPORTS
+    }
+
+
+@pytest.mark.parametrize("statement", LIGHT_IMPORTS)
+def test_light_imports_do_not_import_numba(light_imports, statement):
+    result = light_imports[statement]
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

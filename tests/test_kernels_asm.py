@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 
+import background  # tests/background.py
 import pytest
 
 x86_only = pytest.mark.skipif(
@@ -65,15 +66,33 @@ def kernels_script(body):
     return SCRIPT.replace("kernel.inspect_asm(sig)", body)
 
 
-@pytest.fixture(scope="module", params=sorted(TARGETS))
-def assembly(request, tmp_path_factory):
-    cpu, wide, forbidden = TARGETS[request.param]
-    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="",
-               NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp(f"numba-{cpu}")))
+def compile_for(target, directory):
+    """The block kernels' assembly for ``target``, compiled in a fresh process with an
+    empty numba cache in ``directory``."""
+    env = dict(os.environ, NUMBA_CPU_NAME=TARGETS[target][0], NUMBA_CPU_FEATURES="",
+               NUMBA_CACHE_DIR=str(directory))
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                             text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    return request.param, wide, forbidden, json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+# Compiled in the background from the start of the session (tests/background.py).
+@background.fixture
+def avx512_xeon_assembly(directory):
+    return compile_for("avx512-xeon", directory)
+
+
+@background.fixture
+def avx2_epyc_assembly(directory):
+    return compile_for("avx2-epyc", directory)
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def assembly(request, avx512_xeon_assembly, avx2_epyc_assembly):
+    _, wide, forbidden = TARGETS[request.param]
+    listings = {"avx512-xeon": avx512_xeon_assembly, "avx2-epyc": avx2_epyc_assembly}
+    return request.param, wide, forbidden, listings[request.param]
 
 
 def vector_fma(asm, register):
@@ -128,10 +147,11 @@ json.dump(out, sys.stdout)
 """
 
 
-@pytest.fixture(scope="module")
-def arm64_assembly(tmp_path_factory):
-    env = dict(os.environ, NUMBA_OPT="0",
-               NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp("numba-ir")))
+@background.fixture
+def arm64_assembly(directory):
+    """The block kernels' LLVM IR from a fresh process (empty numba cache in
+    ``directory``), optimised and assembled for AArch64 in another."""
+    env = dict(os.environ, NUMBA_OPT="0", NUMBA_CACHE_DIR=str(directory))
     ir = subprocess.run([sys.executable, "-W", "ignore", "-c",
                          kernels_script("kernel.inspect_llvm(sig)")],
                         env=env, capture_output=True, text=True, timeout=600, check=False)

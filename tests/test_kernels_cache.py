@@ -1,6 +1,12 @@
 """fastem._kernels_cache: the cache decision and the guard against stale kernels."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import background  # tests/background.py
 
 from fastem import _kernels_cache
 from fastem._kernels_cache import DIGEST_FILE, drop_stale_kernels, kernel_sources_digest
@@ -143,19 +149,14 @@ print(json.dumps([np.asarray(r).tobytes().hex() for r in results]))
 """
 
 
-def test_kernels_compute_the_same_bits_whichever_caller_compiled_them_first(tmp_path):
-    """A fresh process (empty numba cache) whose first call of the M-step and exp
-    comes from a fastmath kernel, against one whose first call comes from Python."""
-    import json
-    import os
-    import subprocess
-    import sys
-
+@background.fixture
+def first_calls_in_either_order(directory):
+    """ORDER_OF_FIRST_CALLS in two fresh processes, each with an empty numba cache."""
     outputs = {}
     for order in ("python-first", "fastmath-caller-first"):
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("NUMBA_")}
-        env["NUMBA_CACHE_DIR"] = str(tmp_path / order)
+        env["NUMBA_CACHE_DIR"] = str(directory / order)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
@@ -165,6 +166,15 @@ def test_kernels_compute_the_same_bits_whichever_caller_compiled_them_first(tmp_
         )
         assert result.returncode == 0, result.stderr[-3000:]
         outputs[order] = json.loads(result.stdout)
+    return outputs
+
+
+def test_kernels_compute_the_same_bits_whichever_caller_compiled_them_first(
+    first_calls_in_either_order
+):
+    """A fresh process (empty numba cache) whose first call of the M-step and exp
+    comes from a fastmath kernel, against one whose first call comes from Python."""
+    outputs = first_calls_in_either_order
     names = ["exp", "weights", "means", "covariances", "precisions_chol", "status"]
     for name, python_first, caller_first in zip(
         names, outputs["python-first"], outputs["fastmath-caller-first"]

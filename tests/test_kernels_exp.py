@@ -78,6 +78,15 @@ def _ulp_diff(actual, expected):
     )
 
 
+def _max_ulp(function, reference, x, ulp_diff=_ulp_diff):
+    """The largest ``ulp_diff`` between ``function(x)`` and ``reference(x)``, computed
+    on slices of ``x``: the same points, with temporaries small enough for the cache
+    (5x faster than one pass over the 33 million points of the float32 grids)."""
+    chunk = 2**18
+    return max(ulp_diff(function(x[i:i + chunk]), reference(x[i:i + chunk])).max()
+               for i in range(0, len(x), chunk))
+
+
 def _exp64_array(x):
     out = np.array(x, dtype=np.float64)
     exp_inplace64(out)
@@ -103,8 +112,7 @@ def _reference32(x):
 def test_exp64_dense_grid_within_2_ulp_of_np_exp():
     # 4 million points over the whole normal-result range; measured max 1.
     x = np.linspace(LO64, OVF64, 4_000_001)
-    diff = _ulp_diff(_exp64_array(x), np.exp(x))
-    assert diff.max() <= MAX_ULP
+    assert _max_ulp(_exp64_array, np.exp, x) <= MAX_ULP
 
 
 def test_exp64_random_and_near_zero_within_2_ulp_of_np_exp(rng):
@@ -163,8 +171,7 @@ def test_exp32_dense_grid_within_2_ulp():
     positive = np.arange(0, np.int64(OVF32.view(np.uint32)) + 1, 64)
     for bits in (negative, positive):
         x = bits.astype(np.uint32).view(np.float32)
-        diff = _ulp_diff(_exp32_array(x), _reference32(x))
-        assert diff.max() <= MAX_ULP
+        assert _max_ulp(_exp32_array, _reference32, x) <= MAX_ULP
 
 
 def test_exp32_random_within_2_ulp(rng):
@@ -479,8 +486,7 @@ def test_log32_dense_grid_within_2_ulp():
     bits = np.arange(1, np.int64(np.float32(np.inf).view(np.uint32)), 64)
     x = bits.astype(np.uint32).view(np.float32)
     x = x[x != 1.0]
-    diff = _ulp_diff_signed(_log32_array(x), _log_reference32(x))
-    assert diff.max() <= MAX_ULP
+    assert _max_ulp(_log32_array, _log_reference32, x, _ulp_diff_signed) <= MAX_ULP
 
 
 def test_log32_random_within_2_ulp(rng):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import warnings
 
+import background  # tests/background.py
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -167,12 +168,17 @@ def test_bad_arguments(search, faithful):
         plot.clusters(GaussianMixture(2), faithful)
 
 
-def test_import_fastem_does_not_import_matplotlib():
+@background.fixture
+def fastem_imports(directory):
+    """A fresh process imports fastem, fastem.selection and fastem.cli, then prints
+    whether matplotlib was imported (``directory`` is not needed)."""
     code = (
         "import sys, fastem, fastem.selection, fastem.cli; "
         "print('matplotlib' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "False"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_import_fastem_does_not_import_matplotlib(fastem_imports):
+    assert fastem_imports.returncode == 0, fastem_imports.stderr
+    assert fastem_imports.stdout.strip() == "False"

@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import background  # tests/background.py
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
@@ -606,9 +607,15 @@ def test_invalid_inputs_raise_value_error_naming_the_problem(match):
         INVALID_CALLS[match]()
 
 
-def test_import_does_not_load_numba():
+@background.fixture
+def reference_import(directory):
+    """A fresh process imports fastem.reference and asserts numba is not imported
+    (``directory`` is not needed)."""
     code = "import sys, fastem.reference; assert 'numba' not in sys.modules, 'numba'"
-    completed = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True
     )
-    assert completed.returncode == 0, completed.stderr
+
+
+def test_import_does_not_load_numba(reference_import):
+    assert reference_import.returncode == 0, reference_import.stderr

@@ -11,7 +11,8 @@
 * A numba cache directory that is read-only or absent does not break fitting.
 
 The subprocess tests compile kernels in fresh processes (an absent cache
-directory, a read-only installation, a fresh cache for the block kernels).
+directory, a read-only installation, a fresh cache for the block kernels); they
+start when the test session starts (tests/background.py).
 """
 
 import json
@@ -23,6 +24,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import background  # tests/background.py
 import numba
 import numpy as np
 import pytest
@@ -293,8 +295,7 @@ def _fits_here(datasets):
     }
 
 
-@pytest.fixture(scope="module")
-def small_data():
+def make_small_data():
     """Small data sets (120 x 3), fitted on the compiled serial path; the last has a
     constant feature, so that 'full', 'tied' and 'diag' fits (reg_covar=0) go through
     the singular-covariance fallback."""
@@ -306,12 +307,16 @@ def small_data():
 
 
 @pytest.fixture(scope="module")
-def compiled_in_absent_cache_dir(small_data, tmp_path_factory):
+def small_data():
+    return make_small_data()
+
+
+@background.fixture
+def compiled_in_absent_cache_dir(directory):
     """A fresh process whose NUMBA_CACHE_DIR does not exist yet: numba creates it and
     compiles every kernel the fits need (the module's one compilation, ~25 s of CPU)."""
-    cache = tmp_path_factory.mktemp("numba") / "not" / "yet" / "there"
-    fits = fit_in_subprocess(small_data, {"NUMBA_CACHE_DIR": str(cache)})
-    return fits, cache
+    cache = directory / "not" / "yet" / "there"
+    return fit_in_subprocess(make_small_data(), {"NUMBA_CACHE_DIR": str(cache)}), cache
 
 
 def test_fresh_process_compiling_into_an_absent_cache_dir_fits(
@@ -347,15 +352,24 @@ print(json.dumps({name: np.asarray(getattr(model, name)).tobytes().hex()
 """
 
 
-def test_block_kernels_compiled_and_loaded_fit_identically(tmp_path):
+@background.fixture
+def block_kernels_compiled_and_loaded(directory):
+    """PARALLEL_FIT in a fresh process compiling into an empty cache, then in one
+    loading from it."""
+    cache = {"NUMBA_CACHE_DIR": str(directory / "numba")}
+    compiled = run_in_subprocess(PARALLEL_FIT, cache)
+    return compiled, run_in_subprocess(PARALLEL_FIT, cache)
+
+
+def test_block_kernels_compiled_and_loaded_fit_identically(
+    block_kernels_compiled_and_loaded
+):
     """60,000 x 3 'diag' goes through the block kernels on a thread pool, not the
     compiled small-data loop that the small_data tests use. (With numba's parallel
     loops, which fastem used before, the process that compiled them ran a copy of
     the loop body optimised once and the one that loaded them one optimised twice:
     the fits differed in the last bits.)"""
-    cache = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    compiled = run_in_subprocess(PARALLEL_FIT, cache)
-    loaded = run_in_subprocess(PARALLEL_FIT, cache)
+    compiled, loaded = block_kernels_compiled_and_loaded
     assert loaded == compiled
 
 
@@ -383,8 +397,11 @@ def test_unusable_numba_cache_dir_does_not_break_fitting(small_data, tmp_path):
         assert fits == expected
 
 
-def test_read_only_installation_without_any_cache_location_can_fit(small_data, tmp_path):
-    package = tmp_path / "site-packages"
+@background.fixture
+def fits_in_read_only_installation(directory):
+    """SUBPROCESS_FIT in a fresh process importing a copy of the package that has no
+    usable numba cache location (in-tree, NUMBA_CACHE_DIR, user cache directory)."""
+    package = directory / "site-packages"
     (package / "fastem").mkdir(parents=True)
     for source in (REPO / "fastem").rglob("*"):
         if "__pycache__" in source.parts or source.is_dir():
@@ -393,13 +410,18 @@ def test_read_only_installation_without_any_cache_location_can_fit(small_data, t
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
     (package / "fastem" / "__pycache__").write_text("")  # in-tree cache unusable
-    blocker = tmp_path / "a-file"
+    blocker = directory / "a-file"
     blocker.write_text("")
     env = {
         "NUMBA_CACHE_DIR": str(blocker / "numba"),
         "HOME": str(blocker / "home"),
         "XDG_CACHE_HOME": str(blocker / "cache"),
     }
-    fits = fit_in_subprocess(small_data, env, package_root=package)
-    assert fits == fits_here(small_data)
+    return fit_in_subprocess(make_small_data(), env, package_root=package)
+
+
+def test_read_only_installation_without_any_cache_location_can_fit(
+    small_data, fits_in_read_only_installation
+):
+    assert fits_in_read_only_installation == fits_here(small_data)
     assert fastem.__file__.startswith(str(REPO))  # this process still uses the repository

@@ -9,9 +9,11 @@ configuration runs in a fresh process and reports:
   pass and the M-step, as the EM loop measures them for its progress callback),
   so the one-off work of a fit (checks, reading a start) is left out;
 * the fit's wall time (including the pass that checks the data);
-* peak RSS of the process (``VmHWM``; for a memory map it counts the file's pages
-  mapped so far) and the peak anonymous memory (``RssAnon`` sampled every 5 ms, the
-  memory a streamed fit allocates; file pages are the kernel's page cache);
+* peak RSS of the process (``VmHWM``: the interpreter and libraries too; for a memory
+  map, the file's pages it has mapped), the peak anonymous memory (``RssAnon``
+  sampled every 5 ms, the memory a streamed fit allocates; file pages are the
+  kernel's page cache), and how much each of ``RssAnon`` and ``VmRSS`` (file pages
+  included) grew during the fit, at most (sampled the same way);
 * for the LocalCluster, the same for the client and the sum over the workers.
 
 Configurations: ``memory`` (np.load of the .npy), ``memmap`` (np.load with
@@ -63,17 +65,22 @@ def _status_kib(field):
 
 
 class PeakAnonymous:
-    """Peak RssAnon of this process, sampled on a thread."""
+    """Peak RssAnon and VmRSS of this process, sampled on a thread."""
 
     def __init__(self, interval=0.005):
         self.interval = interval
         self.baseline = self.peak = _status_kib("RssAnon")
+        self.baseline_rss = self.peak_rss = _status_kib("VmRSS")
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self):
+        self.peak = max(self.peak, _status_kib("RssAnon"))
+        self.peak_rss = max(self.peak_rss, _status_kib("VmRSS"))
+
     def _run(self):
         while not self._done.is_set():
-            self.peak = max(self.peak, _status_kib("RssAnon"))
+            self._sample()
             time.sleep(self.interval)
 
     def __enter__(self):
@@ -83,7 +90,7 @@ class PeakAnonymous:
     def __exit__(self, *exc):
         self._done.set()
         self._thread.join()
-        self.peak = max(self.peak, _status_kib("RssAnon"))
+        self._sample()
 
 
 def write_data(directory, n_rows, zarr_chunk_rows=ZARR_CHUNK_ROWS):
@@ -173,6 +180,7 @@ def run_config(config, npy, store, start_path, n_iter):
         fit_seconds=wall, peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         / 1024, peak_anonymous_mib=anonymous.peak / 1024,
         added_anonymous_mib=(anonymous.peak - anonymous.baseline) / 1024,
+        added_rss_mib=(anonymous.peak_rss - anonymous.baseline_rss) / 1024,
         lower_bound=model.lower_bound_,
         digest=hashlib.sha256(model.means_.tobytes() + model.covariances_.tobytes()
                               + model.weights_.tobytes()).hexdigest(),
@@ -210,8 +218,8 @@ def main(argv=None):
           f"full, {args.n_iter} iterations from P2's start; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     print("| configuration | s / iteration | fit s | peak RSS MiB | peak anon MiB |"
-          " anon added by the fit MiB | workers' peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
+          " anon added by the fit MiB | RSS added by the fit MiB | workers' peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     results = []
     for config in args.configs.split(","):
         if config == "memmap":  # warm the page cache: read the file once
@@ -229,7 +237,7 @@ def main(argv=None):
         print(f"| {config} | {result['seconds_per_iteration']:.3f} | "
               f"{result['fit_seconds']:.1f} | {result['peak_rss_mib']:.0f} | "
               f"{result['peak_anonymous_mib']:.0f} | "
-              f"{result['added_anonymous_mib']:.0f} | "
+              f"{result['added_anonymous_mib']:.0f} | {result['added_rss_mib']:.0f} | "
               f"{'' if workers is None else f'{workers:.0f}'} |", flush=True)
     digests = {(r["digest"], r["lower_bound"]) for r in results}
     print(f"same parameters bit for bit in every configuration: {len(digests) == 1}")

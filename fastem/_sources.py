@@ -80,6 +80,31 @@ def read_only(array):
     return view
 
 
+def _memory_map_of(array):
+    """``(map, address of its first byte)`` when ``array`` is a view, rows in order, of a
+    memory map whose pages may be dropped once read (np.memmap in mode 'r', 'r+' or
+    'w+', e.g. ``np.load(path, mmap_mode="r")``); else None.
+
+    A copy-on-write map (mode 'c') is left alone: its pages may hold the caller's
+    changes, which dropping them would lose. Elsewhere dropping a page only unmaps
+    it: the kernel keeps the file's data in its page cache, and the next access maps
+    it again (see StreamedSource.release_rows).
+    """
+    if not hasattr(mmap.mmap, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    if array.ndim != 2 or array.strides[0] < array.strides[1] * array.shape[1]:
+        return None
+    base = array
+    while base is not None:
+        if isinstance(base, np.memmap) and isinstance(base.base, mmap.mmap):
+            if base.mode not in ("r", "r+", "w+", "readonly", "readwrite", "write"):
+                return None
+            first = base.__array_interface__["data"][0] - base.offset % mmap.ALLOCATIONGRANULARITY
+            return base.base, first
+        base = getattr(base, "base", None)
+    return None
+
+
 def _is_memory_mapped(array):
     """Whether ``array`` is a view of a memory map (np.memmap, np.load(mmap_mode=...))."""
     base = array
@@ -724,6 +749,7 @@ class StreamedSource(ChunkedSource):
         self.storage_rows = storage_chunk_rows(X)
         self._read_into = _zarr_read_into(X) if self.storage_rows else None
         self._ones = np.ones(0)
+        self._map = _memory_map_of(X) if isinstance(X, np.ndarray) else None
 
     def _with(self, **changes):
         fields = dict(sample_weight=self.sample_weight, dtype=self.dtype,
@@ -803,6 +829,30 @@ class StreamedSource(ChunkedSource):
             X.reshape(-1)[:: max(1, PAGE_BYTES // X.itemsize)].sum()  # fault pages in
         return X, self.read_weights(start, stop, block_size)
 
+    def release_rows(self, start, stop):
+        """Unmap the pages of a memory-mapped X that hold only rows before ``stop``
+        from ``start``'s page on (madvise MADV_DONTNEED; see _memory_map_of).
+
+        Without it every page a pass has read stays in the process's resident
+        set, so a streamed fit of a memory map grew to the size of the file (the
+        page cache, which the kernel can reclaim, but which memory limits and
+        monitors such as a Dask nanny's count as the process's). The next pass
+        maps the pages again from the page cache (a minor fault per few pages).
+        """
+        if self._map is None or stop <= start:
+            return
+        memory_map, first_byte = self._map
+        address = self.X.__array_interface__["data"][0] - first_byte
+        low = address + start * self.X.strides[0]
+        high = address + stop * self.X.strides[0]
+        low -= low % mmap.PAGESIZE
+        high -= high % mmap.PAGESIZE  # the page holding row stop is still in use
+        if high > low:
+            try:
+                memory_map.madvise(mmap.MADV_DONTNEED, low, high - low)
+            except (OSError, ValueError):  # a closed map: the next read says so
+                pass
+
     def _read_rows(self, start, stop, out=None):
         """Rows [start, stop) of X as an ndarray. From a chunked store (zarr), in
         pieces of whole storage chunks (about PIECE_BYTES, at least one chunk)
@@ -862,6 +912,7 @@ class StreamedSource(ChunkedSource):
         if len(starts) <= 1:
             for start in starts:
                 yield (start, *read(start, 0))
+                self.release_rows(start, n_samples)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastem-reader") as reader:
             pending = reader.submit(read, starts[0], 0)
@@ -873,6 +924,8 @@ class StreamedSource(ChunkedSource):
                                                 (index + 1) % 2)
                     yield start, X, weights
                     del X, weights
+                    if not weights_only:
+                        self.release_rows(start, min(n_samples, start + step))
             finally:
                 pending.cancel()
 
@@ -880,8 +933,9 @@ class StreamedSource(ChunkedSource):
         for start, X, weights in self.chunks(block_size, weights_only):
             yield function(X, weights, start, block_size, *args)
 
-    def _runs(self, indices, read):
-        """``read(first, stop)`` over runs of nearby sorted indices; the indexed rows."""
+    def _runs(self, indices, read, release=None):
+        """``read(first, stop)`` over runs of nearby sorted indices; the indexed rows
+        (copies). ``release(first, stop)`` after each run, if given."""
         indices = np.asarray(indices, dtype=np.int64)
         pieces = []
         # runs: consecutive indices no more than 64 rows apart are read together
@@ -890,6 +944,8 @@ class StreamedSource(ChunkedSource):
             if len(run):
                 first = int(run[0])
                 pieces.append(read(first, int(run[-1]) + 1)[run - first])
+                if release is not None:
+                    release(first, int(run[-1]) + 1)
         return pieces
 
     def rows(self, indices):
@@ -905,8 +961,10 @@ class StreamedSource(ChunkedSource):
                 chosen = indices[(indices >= start) & (indices < stop)]
                 if len(chosen):
                     pieces.append(self.read(start, stop)[0][chosen - start])
+                    self.release_rows(start, stop)
             return np.concatenate(pieces)
-        pieces = self._runs(indices, lambda start, stop: self.read(start, stop)[0])
+        pieces = self._runs(indices, lambda start, stop: self.read(start, stop)[0],
+                            self.release_rows)
         if not pieces:
             return np.empty((0, self.n_features), dtype=self.dtype)
         return np.concatenate(pieces)

@@ -287,25 +287,33 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, s
         entropy[t] = zero
     for t in range(n_points, width):
         peak[t] = -np.inf  # (_store_log_prob has put -inf there)
+    # The shift of each point's exps, kept in log_prob_norm until its log is added.
+    # Written to another array than peak, and every value loaded before a
+    # condition uses it: a store of "this if c else what is there" or a load in
+    # one branch only becomes a masked store or load (see _store_log_prob).
     for t in range(width):
         # A point that no component can explain: every exp below gives 0.
-        peak[t] = zero if peak[t] == -np.inf else peak[t]
+        top = peak[t]
+        log_prob_norm[t] = zero if top == -np.inf else top
     for k in range(n_components):
         for t in range(width):
-            shifted = log_prob[k, t] - peak[t]
+            shifted = log_prob[k, t] - log_prob_norm[t]
             value = exp_typed(shifted)
             log_prob[k, t] = value
             total[t] += value
             # 0 log 0 = 0 (shifted may be -inf where value is 0)
             entropy[t] += value * shifted if value > zero else zero
     for t in range(width):
-        explained = total[t] > zero
-        log_total = log_typed(total[t])
+        sum_exp = total[t]
+        sum_shifted = entropy[t]
+        top = log_prob_norm[t]
+        explained = sum_exp > zero
+        log_total = log_typed(sum_exp)
         # log(0) is -inf: an unexplained point gets -inf.
-        log_prob_norm[t] = peak[t] + log_total
-        entropy[t] = entropy[t] / total[t] - log_total if explained else uniform
+        log_prob_norm[t] = top + log_total
+        entropy[t] = sum_shifted / sum_exp - log_total if explained else uniform
         peak[t] = -log_total if explained else uniform
-        total[t] = one / total[t] if explained else zero
+        total[t] = one / sum_exp if explained else zero
     first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
         scale[t] = sample_weight[first + np.uint64(t)] * total[t]
@@ -336,12 +344,16 @@ def _log_norm_shift(log_norm):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, log_prob, peak,
-                    weighted_log_prob, width):
+def _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, log_prob, peak_before,
+                    peak, weighted_log_prob, width):
     """log_prob[k, t] = log_norm[k] - shift - mahalanobis[t] / 2; -inf past the
     tile's points (see _log_norm_shift).
 
-    peak[t] becomes the largest log_prob[., t] so far (start it at -inf).
+    peak[t] becomes max(peak_before[t], log_prob[k, t]): the largest log_prob[., t]
+    so far (start at -inf). Two arrays, not one updated in place: LLVM turns
+    ``peak[t] = max(peak[t], value)`` into a store only where value is larger, a
+    masked store, which AVX2 has only as ``vmaskmovpd``, microcoded and slow on
+    AMD's cores (the caller alternates two arrays).
     Computed in log_prob's dtype (log_norm and shift are float64).
 
     Inference (``weighted_log_prob`` has rows) sets weighted_log_prob[start + t, k]
@@ -357,7 +369,7 @@ def _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, log_prob, 
     for t in range(width):
         value = offset - half * mahalanobis[t]
         log_prob[k, t] = value
-        peak[t] = max(peak[t], value)
+        peak[t] = max(peak_before[t], value)
     for t in range(n_points, width):
         log_prob[k, t] = -np.inf
 
@@ -377,10 +389,14 @@ def _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, entropy
     first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
         weight = sample_weight[first + np.uint64(t)]
-        if weight > 0.0:
-            log_likelihood += weight * (shift + log_prob_norm[t])
-            resp_log_resp += weight * entropy[t]
-            log_max += weight * log_max_resp[t]
+        # loaded whatever the weight (see _responsibilities)
+        log_prob = log_prob_norm[t]
+        resp_log_r = entropy[t]
+        log_max_r = log_max_resp[t]
+        positive = weight > 0.0
+        log_likelihood += weight * (shift + log_prob) if positive else 0.0
+        resp_log_resp += weight * resp_log_r if positive else 0.0
+        log_max += weight * log_max_r if positive else 0.0
     sums[0] += log_likelihood
     sums[1] += resp_log_resp
     sums[2] += log_max
@@ -699,6 +715,7 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     resp = np.empty((n_components, width), dtype=X.dtype)
     log_prob_norm = np.empty(width, dtype=X.dtype)
     tile_peak = np.empty(width, dtype=X.dtype)
+    other_peak = np.empty(width, dtype=X.dtype)  # see _store_log_prob
     tile_scale = np.empty(width, dtype=X.dtype)
     tile_entropy = np.empty(width, dtype=X.dtype)
     weighted_resp = np.empty(width, dtype=X.dtype)
@@ -718,10 +735,17 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
         for k in range(n_components):
             _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
                                projection, mahalanobis, width)
-            _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp, tile_peak,
-                            weighted_log_prob, width)
+            if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
+                _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
+                                tile_peak, other_peak, weighted_log_prob, width)
+            else:
+                _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
+                                other_peak, tile_peak, weighted_log_prob, width)
         if inference:
             continue
+        if n_components % 2 == 1:
+            for t in range(width):
+                tile_peak[t] = other_peak[t]
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
                           sample_weight, start, width)
         _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, tile_entropy,
@@ -921,6 +945,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     resp = np.empty((n_components, width), dtype=X.dtype)
     log_prob_norm = np.empty(width, dtype=X.dtype)
     tile_peak = np.empty(width, dtype=X.dtype)
+    other_peak = np.empty(width, dtype=X.dtype)  # see _store_log_prob
     tile_scale = np.empty(width, dtype=X.dtype)
     tile_entropy = np.empty(width, dtype=X.dtype)
     weighted_resp = np.empty(width, dtype=X.dtype)
@@ -933,10 +958,17 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             tile_peak[t] = -np.inf
         for k in range(n_components):
             _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
-            _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp, tile_peak,
-                            weighted_log_prob, width)
+            if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
+                _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
+                                tile_peak, other_peak, weighted_log_prob, width)
+            else:
+                _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
+                                other_peak, tile_peak, weighted_log_prob, width)
         if inference:
             continue
+        if n_components % 2 == 1:
+            for t in range(width):
+                tile_peak[t] = other_peak[t]
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
                           sample_weight, start, width)
         _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, tile_entropy,

@@ -389,7 +389,9 @@ def _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, entropy
     first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
         weight = sample_weight[first + np.uint64(t)]
-        # loaded whatever the weight (see _responsibilities)
+        # Loaded whatever the weight. (LLVM still moves these loads under the
+        # condition: masked loads on AVX2, once per tile, cheaper than the
+        # masked stores that _responsibilities avoids.)
         log_prob = log_prob_norm[t]
         resp_log_r = entropy[t]
         log_max_r = log_max_resp[t]

@@ -303,7 +303,17 @@ class DaskSource(_sources.ChunkedSource):
         starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
         found = []
         for index in np.unique(np.searchsorted(before, ranks, side="right") - 1):
-            chunk = np.asarray(weights.blocks[int(index)].compute(), dtype=np.float64)
+            first, stop = int(starts[index]), int(starts[index + 1])
+            try:
+                chunk = np.asarray(weights.blocks[int(index)].compute(), dtype=np.float64)
+            except (ValueError, TypeError, ArithmeticError):
+                raise
+            except Exception as error:
+                raise _sources.DataReadError(
+                    f"Reading {_sources.where_rows(first, stop, block_size)} of "
+                    f"sample_weight failed: {type(error).__name__}: {error} (rows picked "
+                    "for the start). Check that the data is complete and readable."
+                ) from error
             found.append(_sources.chunk_positive_rows(
                 None, chunk, int(starts[index]), block_size, ranks, int(before[index])))
         return np.concatenate(found)

@@ -302,6 +302,26 @@ def test_a_read_error_mid_fit_names_the_block(monkeypatch):
 
 
 @pytest.mark.usefixtures("threads")
+def test_a_read_error_in_the_starts_weights_names_the_rows(monkeypatch):
+    """The sampled start picks rows of positive weight: the weights' chunks holding the
+    picked ranks are read once more, and one that fails then is named."""
+    weights = FailingRows(make_weights(), fail_from=4000, armed=False)
+    map_chunks = _dask.DaskSource.map_chunks
+
+    def count_then_break(self, function, *args, **kwargs):
+        results = list(map_chunks(self, function, *args, **kwargs))
+        if function is _sources.chunk_positive_counts:
+            weights.armed = True
+        return results
+
+    monkeypatch.setattr(_dask.DaskSource, "map_chunks", count_then_break)
+    with pytest.raises(_sources.DataReadError,
+                       match=r"Reading blocks 6 to 7 \(rows 3072 to 4095\) of sample_weight "
+                             r"failed: OSError.*picked for the start"):
+        fit(da.from_array(make_data(), chunks=1000), da.from_array(weights, chunks=1000))
+
+
+@pytest.mark.usefixtures("threads")
 def test_a_damaged_zarr_chunk_names_the_block(tmp_path):
     zarr = pytest.importorskip("zarr")
     store = zarr.open_array(str(tmp_path / "X.zarr"), mode="w", shape=(N_SAMPLES, 3),

@@ -1,7 +1,10 @@
 """fastem._kernels_vector: the per-function 512-bit vector preference."""
 
 import inspect
+import os
 import re
+import subprocess
+import sys
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -87,3 +90,22 @@ def test_every_block_function_is_listed():
     }
     assert blocks == set(BLOCK_FUNCTIONS)
     assert set(BLOCK_FUNCTIONS) <= set(_functions_with_loops())
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"), reason="x86 CPU names")
+@pytest.mark.parametrize(("cpu", "registers"),
+                         [("skylake-avx512", 32), ("znver4", 32), ("znver3", 16),
+                          ("haswell", 16)])
+def test_vector_registers_of_the_cpu_numba_compiles_for(cpu, registers):
+    """What numba's NUMBA_CPU_NAME names decides, not the host: 32 vector registers
+    with AVX-512, 16 with AVX2, in Python and as a compiled constant."""
+    script = (
+        "from numba import njit\n"
+        "from fastem._kernels_vector import vector_registers\n"
+        "print(vector_registers(), njit(lambda: vector_registers())())\n"
+    )
+    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="", NUMBA_CACHE_DIR="")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [str(registers)] * 2

@@ -156,6 +156,27 @@ def _git_commit():
     return commit + (" (with uncommitted changes)" if dirty else "")
 
 
+# Environment variables that change which instructions the libraries timed here use.
+TARGET_VARIABLES = ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "OPENBLAS_CORETYPE",
+                    "NPY_DISABLE_CPU_FEATURES")
+
+
+def _target_line(fastem):
+    """The CPU fastem's kernels are compiled for (numba's target: the host unless
+    NUMBA_CPU_NAME names another), and the variables that chose it, if set."""
+    import importlib
+
+    import llvmlite.binding as llvm
+    from numba.core import config
+
+    registers = importlib.import_module(f"{fastem.__name__}._kernels_vector").vector_registers()
+    line = (f"- fastem's kernels compiled for: {config.CPU_NAME or llvm.get_host_cpu_name()}"
+            f" ({registers} vector registers)")
+    settings = [f"{name}={os.environ[name]!r}" for name in TARGET_VARIABLES
+                if name in os.environ]
+    return line + (f"; set: {', '.join(settings)}" if settings else "")
+
+
 def machine_lines(args, onedal_versions, load_at_start):
     """The header: machine, threads, versions, command, date, load."""
     import llvmlite
@@ -192,6 +213,7 @@ def machine_lines(args, onedal_versions, load_at_start):
         f"scipy {scipy.__version__}, numba {numba.__version__}, "
         f"llvmlite {llvmlite.__version__}, Python {platform.python_version()}",
     ]
+    lines.append(_target_line(fastem))
     if onedal_versions:
         lines.append(
             f"- oneDAL: daal4py {onedal_versions['daal4py']} "

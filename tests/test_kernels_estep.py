@@ -9,6 +9,13 @@ functions in fastem._driver are the thin layer that picks the kernel for a
 covariance type, so they are what is called here.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import background  # tests/background.py
+import llvmlite.binding as llvm
 import numpy as np
 import pytest
 
@@ -394,3 +401,44 @@ def test_collapsed_component_is_flagged_singular(covariance_type):
     new, status = _driver.maximization(*statistics[:3], statistics[4], covariance_type, 0.0)
     assert status[0] == 2  # STATUS_SINGULAR
     np.testing.assert_allclose(new.means, [[1.0, 2.0]], rtol=1e-15)
+
+
+# The build for an AVX2 CPU (16 vector registers) takes other register blocks than
+# an AVX-512 one (see _kernels_vector.vector_registers): this module's oracle tests
+# of the block kernels, run again in a fresh process whose kernels numba compiles
+# for an AVX2 EPYC ('znver3'). The host runs that code if it has AVX2 and FMA.
+AVX2_TESTS = "tiles and (weighted_log_prob or log_resp or statistics)"
+
+
+def host_runs_avx2():
+    try:
+        features = llvm.get_host_cpu_features()
+    except RuntimeError:
+        return False
+    return bool(features.get("avx2")) and bool(features.get("fma"))
+
+
+@background.fixture
+def avx2_build_oracle_tests(directory):
+    """This module's oracle tests (AVX2_TESTS) in a fresh pytest process with an
+    empty numba cache in ``directory``, compiled for 'znver3'."""
+    if not host_runs_avx2():
+        return None
+    env = dict(os.environ, NUMBA_CPU_NAME="znver3", NUMBA_CPU_FEATURES="",
+               NUMBA_CACHE_DIR=str(directory), FASTEM_AVX2_BUILD_TESTS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", AVX2_TESTS,
+         str(Path(__file__))],
+        env=env, capture_output=True, text=True, timeout=1200, check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+@pytest.mark.skipif(bool(os.environ.get("FASTEM_AVX2_BUILD_TESTS")),
+                    reason="inside the AVX2 build's own run")
+def test_avx2_build_matches_the_oracle(avx2_build_oracle_tests):
+    result = avx2_build_oracle_tests
+    if result is None:
+        pytest.skip("this CPU cannot run AVX2 code")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout

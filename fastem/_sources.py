@@ -635,8 +635,13 @@ class MemorySource:
         return int(np.count_nonzero(self.sample_weight > 0))
 
     def positive_rows(self, ranks, block_size=None):
-        """Rows of the positive-weight rows of the given ranks (0: the first such row)."""
-        return np.flatnonzero(self.sample_weight > 0)[np.asarray(ranks, dtype=np.int64)]
+        """Rows of the positive-weight rows of the given ranks (0: the first such row).
+        When every weight is positive (no weights given), the ranks themselves: no
+        (N,) index array."""
+        ranks = np.asarray(ranks, dtype=np.int64)
+        if self.n_positive() == len(self.sample_weight):
+            return ranks.copy()
+        return np.flatnonzero(self.sample_weight > 0)[ranks]
 
     def first_positive_row(self):
         return int(np.argmax(self.sample_weight > 0))

@@ -99,8 +99,9 @@ def _memory_map_of(array):
         if isinstance(base, np.memmap) and isinstance(base.base, mmap.mmap):
             if base.mode not in ("r", "r+", "w+", "readonly", "readwrite", "write"):
                 return None
-            first = base.__array_interface__["data"][0] - base.offset % mmap.ALLOCATIONGRANULARITY
-            return base.base, first
+            # np.memmap maps from offset rounded down to ALLOCATIONGRANULARITY
+            skipped = base.offset % mmap.ALLOCATIONGRANULARITY
+            return base.base, base.__array_interface__["data"][0] - skipped
         base = getattr(base, "base", None)
     return None
 

@@ -64,7 +64,7 @@ def _status_kib(field):
     return 0
 
 
-class PeakAnonymous:
+class PeakMemory:
     """Peak RssAnon and VmRSS of this process, sampled on a thread."""
 
     def __init__(self, interval=0.005):
@@ -173,7 +173,7 @@ def run_config(config, npy, store, start_path, n_iter):
         raise ValueError(config)
     # load the kernels (and numba's compiled code) before measuring the fit's memory
     _fit(np.array(np.load(npy, mmap_mode="r")[:100_000]), start, 1)
-    with PeakAnonymous() as anonymous:
+    with PeakMemory() as anonymous:
         model, seconds, wall = _fit(X, start, n_iter)
     result.update(
         seconds_per_iteration=float(np.median(seconds)), iterations=seconds,

@@ -389,16 +389,12 @@ def _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, entropy
     first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
         weight = sample_weight[first + np.uint64(t)]
-        # Loaded whatever the weight. (LLVM still moves these loads under the
-        # condition: masked loads on AVX2, once per tile, cheaper than the
-        # masked stores that _responsibilities avoids.)
-        log_prob = log_prob_norm[t]
-        resp_log_r = entropy[t]
-        log_max_r = log_max_resp[t]
-        positive = weight > 0.0
-        log_likelihood += weight * (shift + log_prob) if positive else 0.0
-        resp_log_resp += weight * resp_log_r if positive else 0.0
-        log_max += weight * log_max_r if positive else 0.0
+        # (Masked loads on AVX2, however written: LLVM moves the loads under the
+        # condition. Once per tile, unlike the masked stores _responsibilities avoids.)
+        if weight > 0.0:
+            log_likelihood += weight * (shift + log_prob_norm[t])
+            resp_log_resp += weight * entropy[t]
+            log_max += weight * log_max_resp[t]
     sums[0] += log_likelihood
     sums[1] += resp_log_resp
     sums[2] += log_max

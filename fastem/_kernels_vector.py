@@ -67,9 +67,8 @@ def vector_registers():
 
     Register blocks that fit 32 registers may not fit 16: the 'diag' statistics pass
     over eight features keeps 16 sums, which an AVX2 build spilled to the stack, and
-    its stores and reloads then stalled on loads of the tile 4 KiB apart (P5 in
-    float64: 132 ms per pass against 59 with four features; see _diagonal_block).
-    """
+    its stores and reloads then stalled at times (P5 took 0.44-0.93 times as long
+    with four features per pass; see _diagonal_block)."""
     return _vector_registers()
 
 

@@ -20,7 +20,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from fastem import _kernels_estep, _kernels_loop, _kernels_mstep, _kernels_small, _sources
+from fastem import (
+    _draws, _kernels_estep, _kernels_loop, _kernels_mstep, _kernels_small, _sources,
+)
 from fastem._kernels_linalg import precision_cholesky_from_covariance
 from fastem._kernels_mstep import STATUS_EMPTY, STATUS_OK, STATUS_SINGULAR
 
@@ -407,9 +409,10 @@ def estep_statistics(X, sample_weight, parameters, covariance_type, block_size,
 
     ``log_weights`` as in :func:`kernel_inputs` (default: log(parameters.weights)).
     """
-    X, sample_weight = read_only(X), read_only(sample_weight)
+    X = read_only(X)
     dense = covariance_type in ("full", "tied")
     if _is_small_data(X, parameters):  # float64 parameters, the rows' kernels
+        sample_weight = _sources.row_weights(sample_weight)
         means, precisions_chol, log_norm = kernel_inputs(
             parameters, covariance_type, np.float64, log_weights
         )
@@ -425,7 +428,7 @@ def estep_statistics(X, sample_weight, parameters, covariance_type, block_size,
         kernel = (_kernels_estep.dense_statistics_and_sums if dense
                   else _kernels_estep.diagonal_statistics_and_sums)
         nk, sum_x, scatter, sums = kernel(
-            X, sample_weight, means, precisions_chol, log_norm, block_size
+            X, _sources.kernel_weights(sample_weight), means, precisions_chol, log_norm, block_size
         )
     return Statistics(nk, sum_x, scatter, float(sums[0]), means.astype(np.float64),
                       float(sums[1]), float(sums[2]))
@@ -535,11 +538,10 @@ def precision_limit(X, sample_weight, half_spread=None):
         if half_spread > 0:
             limit = min(limit, math.ldexp(1.0, relative - 1) / half_spread)
         return limit
-    weighted = sample_weight > 0
-    if weighted.all():
+    if _sources.count_positive(sample_weight) == X.shape[0]:
         half_spread = _half_spread(X) if half_spread is None else half_spread
     else:
-        half_spread = _half_spread(X[weighted])
+        half_spread = _half_spread(X[sample_weight > 0])
     if half_spread > 0:
         limit = min(limit, math.ldexp(1.0, relative - 1) / half_spread)
     return limit
@@ -720,7 +722,7 @@ def parameters_from_resp(X, sample_weight, resp_of, n_components, covariance_typ
     # Sums are taken around a data row: the 10 eps padding of nk then biases the
     # means by 1e-15 of the data's spread, not of its magnitude (identical rows at
     # 1e100 got a covariance of ~1e171 from that bias).
-    shift = X[int(np.argmax(sample_weight > 0))].astype(np.float64)
+    shift = X[_sources.first_positive(sample_weight)].astype(np.float64)
     nk = np.zeros(n_components)
     weighted_sum = np.zeros((n_components, n_features))
     for start, stop in _chunks(n_samples):
@@ -910,13 +912,14 @@ def _choose_positive_rows(source, n_rows, random_state, block_size, legacy=True)
 
     With ``legacy`` and up to _sources.PERMUTATION_LIMIT positive rows, the
     draw is scikit-learn's (``random_state.choice(n_positive, n_rows,
-    replace=False)``, which permutes all of them); otherwise a Generator
+    replace=False)``, which permutes all of them; made without their (N,)
+    permutation by _draws.choice_without_replacement); otherwise a Generator
     seeded from ``random_state`` draws them (``Generator.choice``: O(n_rows)
     memory when n_rows is at most 1/50 of the rows, else a permutation).
     """
     n_positive = source.n_positive()
     if legacy and n_positive <= _sources.PERMUTATION_LIMIT:
-        ranks = random_state.choice(n_positive, size=n_rows, replace=False)
+        ranks = _draws.choice_without_replacement(random_state, n_positive, n_rows)
     else:
         generator = np.random.default_rng(random_state.randint(2**32, dtype=np.uint64))
         ranks = generator.choice(n_positive, size=n_rows, replace=False)
@@ -1285,7 +1288,7 @@ def _compiled_iterations(X, sample_weight, parameters, settings, lower_bound, ma
     """
     covariance_type = settings.covariance_type
     n_features = X.shape[1]
-    X, sample_weight = read_only(X), read_only(sample_weight)
+    X, sample_weight = read_only(X), _sources.row_weights(sample_weight)
     precisions_chol = parameters.precisions_chol
     if covariance_type in ("full", "tied"):
         if covariance_type == "tied":

@@ -253,8 +253,8 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, sample_weight,
-                      start, width):
+def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, tile_weight,
+                      width):
     """Weighted log-probabilities (K, width) -> unnormalised responsibilities, in place.
 
     ``peak[t]``: the largest log_prob[., t], from _store_log_prob.
@@ -273,8 +273,9 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, s
 
     All of it is computed in log_prob's dtype, the data's (exp32/log32 for
     float32 data: 16 lanes per vector and half the memory of float64), except
-    scale[t]: the float64 sample weight times 1 / total, rounded once to the
-    data's dtype (per point, not per component).
+    scale[t]: the float64 sample weight (tile_weight[t], see _tile_weights)
+    times 1 / total, rounded once to the data's dtype (per point, not per
+    component).
     """
     prefer_512_bit_vectors()
     total = scale
@@ -314,9 +315,8 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, s
         entropy[t] = sum_shifted / sum_exp - log_total if explained else uniform
         peak[t] = -log_total if explained else uniform
         total[t] = one / sum_exp if explained else zero
-    first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
-        scale[t] = sample_weight[first + np.uint64(t)] * total[t]
+        scale[t] = tile_weight[t] * total[t]
     for t in range(n_points, width):
         scale[t] = 0.0
 
@@ -376,8 +376,31 @@ def _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, log_prob, 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, entropy, log_max_resp,
-                   sums):
+def _tile_weights(sample_weight, start, n_points, tile_weight):
+    """tile_weight[t] = the weight of row start + t: sample_weight[start + t], or its one
+    entry for every row (UNIT_WEIGHT).
+
+    The loops that use the weights (_responsibilities, _add_tile_sums) read them
+    from here, so that they are the same code whichever way the weights come: a
+    loop reading one weight for all rows is vectorised differently (its sums in
+    another order) from one reading a weight per row, and a fit given no weights
+    must give the bits of one given ones (and the streamed and Dask sources, whose
+    chunks carry arrays of ones).
+    """
+    prefer_512_bit_vectors()
+    if sample_weight.shape[0] == 1:
+        weight = sample_weight[0]
+        for t in range(n_points):
+            tile_weight[t] = weight
+    else:
+        first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
+        for t in range(n_points):
+            tile_weight[t] = sample_weight[first + np.uint64(t)]
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, entropy, log_max_resp, sums):
     """Add the tile's weighted sums, in float64, to ``sums``: [0] sum_t w_t log p(x_t)
     (from log_prob_norm[t] = log p(x_t) - shift, see _log_norm_shift), [1]
     sum_t w_t sum_k r log r and [2] sum_t w_t log max_k r (see _responsibilities).
@@ -386,9 +409,8 @@ def _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, entropy
     log_likelihood = 0.0
     resp_log_resp = 0.0
     log_max = 0.0
-    first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
     for t in range(n_points):
-        weight = sample_weight[first + np.uint64(t)]
+        weight = tile_weight[t]
         # (Masked loads on AVX2, however written: LLVM moves the loads under the
         # condition. Once per tile, unlike the masked stores _responsibilities avoids.)
         if weight > 0.0:
@@ -761,6 +783,7 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     other_peak = np.empty(width, dtype=X.dtype)  # see _store_log_prob
     tile_scale = np.empty(width, dtype=X.dtype)
     tile_entropy = np.empty(width, dtype=X.dtype)
+    tile_weight = np.empty(width)
     weighted_resp = np.empty(width, dtype=X.dtype)
     shift = _log_norm_shift(log_norm)
     inference = weighted_log_prob.shape[0] > 0
@@ -789,10 +812,11 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
         if n_components % 2 == 1:
             for t in range(width):
                 tile_peak[t] = other_peak[t]
+        _tile_weights(sample_weight, start, n_points, tile_weight)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
-                          sample_weight, start, width)
-        _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, tile_entropy,
-                       tile_peak, sums)
+                          tile_weight, width)
+        _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy, tile_peak,
+                       sums)
         for k in range(n_components):
             if n_padded == 2:
                 nk[k] += _dense_statistics2(tile_scale, resp, k, X_tile, means_padded,
@@ -833,7 +857,8 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     own nk_parts[b] (K,), sum_x_parts[b] (K, D padded), scatter_parts[b]
     (n_factors, D padded, D padded; upper triangle) and sums_parts[b] (3,):
     weighted log-likelihood, sum w r log r, sum w log max r. The parts must be
-    zeroed by the caller. Serial: threads (_kernels_threads.run_blocks) and
+    zeroed by the caller. ``sample_weight`` holds one weight per row of X, or
+    a single weight that every row takes (UNIT_WEIGHT). Serial: threads (_kernels_threads.run_blocks) and
     Dask tasks each call it on their own range of blocks; the parts are then
     summed in block order (reduce_dense), so the result does not depend on
     who computed which block.
@@ -991,6 +1016,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     other_peak = np.empty(width, dtype=X.dtype)  # see _store_log_prob
     tile_scale = np.empty(width, dtype=X.dtype)
     tile_entropy = np.empty(width, dtype=X.dtype)
+    tile_weight = np.empty(width)
     weighted_resp = np.empty(width, dtype=X.dtype)
     shift = _log_norm_shift(log_norm)
     inference = weighted_log_prob.shape[0] > 0
@@ -1021,10 +1047,11 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
         if n_components % 2 == 1:
             for t in range(width):
                 tile_peak[t] = other_peak[t]
+        _tile_weights(sample_weight, start, n_points, tile_weight)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
-                          sample_weight, start, width)
-        _add_tile_sums(sample_weight, start, n_points, shift, log_prob_norm, tile_entropy,
-                       tile_peak, sums)
+                          tile_weight, width)
+        _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy, tile_peak,
+                       sums)
         for k in range(n_components):
             total, _ = _weight_responsibilities(tile_scale, n_points, resp, k, weighted_resp,
                                                 width)
@@ -1223,6 +1250,12 @@ STATISTICS_ONLY = np.zeros((0, 0))
 # The sample weights of an inference call (not read; read-only, as in every call).
 _NO_WEIGHTS = np.zeros(0)
 _NO_WEIGHTS.flags.writeable = False
+# The sample weights of a fit without weights: a single weight, which the block
+# kernels give every row (_tile_weights), so that no (N,)
+# array of ones is made (it was 1/D of the data, at every fit). The same type
+# as an array of weights: no other compiled version.
+UNIT_WEIGHT = np.ones(1)
+UNIT_WEIGHT.flags.writeable = False
 
 
 def _weighted_log_prob(kernel, X, means, factors, log_norm, block_size, n_scatter):

@@ -80,6 +80,53 @@ def read_only(array):
     return view
 
 
+def unit_weights(n_samples):
+    """The weights of a fit given none: every row's weight 1.0, as a read-only
+    (n_samples,) view of a single value (zero stride), not an array of ones.
+
+    numpy code reads it as it would read ones (the same values, so the same
+    sums); the block kernels take it as one weight for every row
+    (kernel_weights). An array of ones was 1/D of the data, held for the fit.
+    """
+    return np.broadcast_to(np.float64(1.0), (n_samples,))
+
+
+def are_unit_weights(sample_weight):
+    """Whether ``sample_weight`` is unit_weights' view (weights given by the caller are
+    always copied into an array of their own, never a zero-stride view)."""
+    return (isinstance(sample_weight, np.ndarray) and sample_weight.ndim == 1
+            and sample_weight.strides == (0,) and sample_weight.size > 0
+            and sample_weight[0] == 1.0)
+
+
+def count_positive(sample_weight):
+    """The number of rows of positive weight (no (N,) temporary for unit weights)."""
+    if are_unit_weights(sample_weight):
+        return sample_weight.shape[0]
+    return int(np.count_nonzero(sample_weight > 0))
+
+
+def first_positive(sample_weight):
+    """The first row of positive weight (no (N,) temporary for unit weights)."""
+    if are_unit_weights(sample_weight):
+        return 0
+    return int(np.argmax(sample_weight > 0))
+
+
+def kernel_weights(sample_weight):
+    """``sample_weight`` as the block kernels take it: read-only, and unit weights as
+    the one weight every row takes (_kernels_estep.UNIT_WEIGHT)."""
+    if are_unit_weights(sample_weight):
+        return _kernels_estep.UNIT_WEIGHT
+    return read_only(sample_weight)
+
+
+def row_weights(sample_weight):
+    """``sample_weight`` as the small-data kernels take it: one read-only float64 per
+    row (unit weights become an array of ones: small data, small array)."""
+    return read_only(np.ascontiguousarray(sample_weight))
+
+
 def _memory_map_of(array):
     """``(map, address of its first byte)`` when ``array`` is a view, rows in order, of a
     memory map whose pages may be dropped once read (np.memmap in mode 'r', 'r+' or
@@ -193,7 +240,7 @@ def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs):
         scatter_parts = np.zeros((n_blocks, n_components, n_padded))
         kernel = _kernels_estep.diagonal_statistics_blocks
     sums_parts = np.zeros((n_blocks, 3))
-    run_blocks(kernel, n_blocks, read_only(X), read_only(sample_weight), means, factors,
+    run_blocks(kernel, n_blocks, read_only(X), kernel_weights(sample_weight), means, factors,
                log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
                _kernels_estep.STATISTICS_ONLY)
     return nk_parts, sum_x_parts, scatter_parts, sums_parts
@@ -586,6 +633,9 @@ def chunk_scaled_weight_sums(X, sample_weight, first_row, block_size, shift):
 # source draws the same rows).
 PERMUTATION_LIMIT = 1 << 24
 
+# Rows of the chunks an in-memory pass hands its chunk functions (MemorySource.map_chunks).
+MEMORY_CHUNK_ROWS = 1 << 16
+
 
 class MemorySource:
     """An in-memory C-contiguous float32/float64 ndarray and its weights (ndarray).
@@ -611,7 +661,17 @@ class MemorySource:
         return self.shape[1]
 
     def map_chunks(self, function, block_size, *args, weights_only=False):
-        yield function(self.X, self.sample_weight, 0, block_size, *args)
+        """``function`` over chunks of MEMORY_CHUNK_ROWS rows (whole blocks, at least
+        one), in order, as a streamed source maps it over the chunks it reads (the
+        same per-block results): what the function holds per row (labels, a block's
+        deviations, unit weights as an array) is a chunk's worth, not N rows'."""
+        step = max(1, MEMORY_CHUNK_ROWS // block_size) * block_size
+        unit = are_unit_weights(self.sample_weight)
+        for start in range(0, self.n_samples, step):
+            stop = min(self.n_samples, start + step)
+            weights = (np.ones(stop - start) if unit  # contiguous, as numpy's BLAS calls need
+                       else self.sample_weight[start:stop])
+            yield function(self.X[start:stop], weights, start, block_size, *args)
 
     def map_chunks_drawing(self, function, block_size, random_state, draws_per_row,
                            *args):
@@ -633,7 +693,7 @@ class MemorySource:
         return MemorySource(np.ldexp(self.X, exponent), self.sample_weight)
 
     def n_positive(self):
-        return int(np.count_nonzero(self.sample_weight > 0))
+        return count_positive(self.sample_weight)
 
     def positive_rows(self, ranks, block_size=None):
         """Rows of the positive-weight rows of the given ranks (0: the first such row).
@@ -645,7 +705,7 @@ class MemorySource:
         return np.flatnonzero(self.sample_weight > 0)[ranks]
 
     def first_positive_row(self):
-        return int(np.argmax(self.sample_weight > 0))
+        return first_positive(self.sample_weight)
 
     def max_abs(self):
         return float(np.max(np.abs(self.X))) if self.X.size else 0.0

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.utils.validation import validate_data
 
+from fastem import _sources
 from fastem._driver import COVARIANCE_TYPES, INIT_PARAMS, ON_SINGULAR
 
 
@@ -213,14 +214,16 @@ def check_data(estimator, X, *, reset, ensure_min_samples=1):
 
 
 def check_sample_weight(sample_weight, n_samples, normalise=True):
-    """A float64 copy of the sample weights, or ones; checks length, sign and finiteness.
+    """A float64 copy of the sample weights, or unit weights (``_sources.unit_weights``:
+    a read-only view of one 1.0, not an array of ones) when none are given; checks
+    length, sign and finiteness.
 
     With ``normalise`` the weights are scaled by a power of two (see
     :func:`_normalise_weights`); without it they keep their values (the
     variational mixture's posterior depends on the total weight).
     """
     if sample_weight is None:
-        return np.ones(n_samples)
+        return _sources.unit_weights(n_samples)
     weights = np.asarray(sample_weight)
     if weights.dtype.kind not in "biuf":
         raise TypeError(

@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from fastem import _driver, _validation
+from fastem import _driver, _sources, _validation
 from fastem._estimator import SourcesMixin, is_source
 from fastem._kernels_threads import thread_limit
 from fastem.mixture import GaussianMixture
@@ -543,12 +543,9 @@ default='dirichlet_process'
             return self._fit_source(X, sample_weight, labels)
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
         n_samples = X.shape[0]
-        sample_weight_given = sample_weight
         sample_weight = _validation.check_sample_weight(sample_weight, n_samples,
                                                         normalise=False)
-        n_present = n_samples if sample_weight_given is None else int(
-            np.count_nonzero(sample_weight)
-        )
+        n_present = _sources.count_positive(sample_weight)
         _validation.check_n_present(n_present, n_samples, self.n_components)
         return self._fit_data(_driver.as_source(X, sample_weight), labels)
 

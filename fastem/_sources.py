@@ -411,10 +411,10 @@ def chunk_random_sums(X, sample_weight, first_row, block_size, draws, n_componen
     out = []
     for start in _block_starts(X.shape[0], block_size):
         stop = min(X.shape[0], start + block_size)
-        weighted_resp = (draw_resp(random_state, stop - start, n_components)
-                         * sample_weight[start:stop, np.newaxis])
+        weighted_resp = draw_resp(random_state, stop - start, n_components)
+        weighted_resp *= sample_weight[start:stop, np.newaxis]
         out.append((weighted_resp.sum(axis=0),
-                    weighted_resp.T @ (X[start:stop].astype(np.float64) - shift)))
+                    weighted_resp.T @ np.subtract(X[start:stop], shift, dtype=np.float64)))
     return out
 
 
@@ -429,16 +429,22 @@ def chunk_random_scatters(X, sample_weight, first_row, block_size, draws, means,
     out = []
     for start in _block_starts(X.shape[0], block_size):
         stop = min(X.shape[0], start + block_size)
-        weighted_resp = (draw_resp(random_state, stop - start, n_components)
-                         * sample_weight[start:stop, np.newaxis])
-        rows = X[start:stop].astype(np.float64)
+        weighted_resp = draw_resp(random_state, stop - start, n_components)
+        weighted_resp *= sample_weight[start:stop, np.newaxis]
+        rows = X[start:stop].astype(np.float64, copy=False)
         terms = np.empty((n_components, n_features, n_features) if dense
                          else (n_components, n_features))
+        # the arithmetic of parameters_from_resp, into two arrays reused for every k
+        diff = np.empty((stop - start, n_features))
+        weighted_diff = np.empty_like(diff)
         for k in range(n_components):
-            diff = rows - means[k]
-            weighted_diff = weighted_resp[:, k, np.newaxis] * diff
-            terms[k] = (weighted_diff.T @ diff if dense
-                        else (weighted_diff * diff).sum(axis=0))
+            np.subtract(rows, means[k], out=diff)
+            np.multiply(weighted_resp[:, k, np.newaxis], diff, out=weighted_diff)
+            if dense:
+                terms[k] = weighted_diff.T @ diff
+            else:
+                weighted_diff *= diff
+                terms[k] = weighted_diff.sum(axis=0)
         out.append(terms)
     return out
 
@@ -633,8 +639,9 @@ def chunk_scaled_weight_sums(X, sample_weight, first_row, block_size, shift):
 # source draws the same rows).
 PERMUTATION_LIMIT = 1 << 24
 
-# Rows of the chunks an in-memory pass hands its chunk functions (MemorySource.map_chunks).
-MEMORY_CHUNK_ROWS = 1 << 16
+# Rows of the chunks an in-memory pass hands its chunk functions (MemorySource.map_chunks):
+# _driver.INIT_CHUNK, the rows its 'random' start draws at a time.
+MEMORY_CHUNK_ROWS = 1 << 14
 
 
 class MemorySource:
@@ -696,13 +703,18 @@ class MemorySource:
         return count_positive(self.sample_weight)
 
     def positive_rows(self, ranks, block_size=None):
-        """Rows of the positive-weight rows of the given ranks (0: the first such row).
-        When every weight is positive (no weights given), the ranks themselves: no
-        (N,) index array."""
+        """Rows of the positive-weight rows of the given sorted ranks (0: the first such
+        row). When every weight is positive (no weights given), the ranks themselves;
+        otherwise found a chunk of weights at a time: no (N,) index array."""
         ranks = np.asarray(ranks, dtype=np.int64)
         if self.n_positive() == len(self.sample_weight):
             return ranks.copy()
-        return np.flatnonzero(self.sample_weight > 0)[ranks]
+        weights = self.sample_weight
+        return rows_of_positive_ranks(
+            ((start, weights[start:start + MEMORY_CHUNK_ROWS])
+             for start in range(0, len(weights), MEMORY_CHUNK_ROWS)),
+            ranks,
+        )
 
     def first_positive_row(self):
         return first_positive(self.sample_weight)
@@ -782,6 +794,17 @@ class ChunkedSource:
 def chunk_positive_counts(X, sample_weight, first_row, block_size):
     """Number of positive weights in the chunk."""
     return int(np.count_nonzero(sample_weight > 0))
+
+
+def rows_of_positive_ranks(chunks, ranks):
+    """Rows whose rank among the positive-weight rows is in ``ranks`` (sorted), from
+    ``(first row, weights)`` of consecutive chunks of the weights."""
+    found = []
+    before = 0
+    for start, weights in chunks:
+        found.append(chunk_positive_rows(None, weights, start, None, ranks, before))
+        before += int(np.count_nonzero(weights > 0))
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
 
 def chunk_positive_rows(X, sample_weight, first_row, block_size, ranks, before):
@@ -1043,12 +1066,11 @@ class StreamedSource(ChunkedSource):
         return np.concatenate(pieces) if pieces else np.empty(0)
 
     def _positive_rows(self, ranks, block_size):
-        found = []
-        before = 0
-        for start, _, weights in self.chunks(block_size, weights_only=True):
-            found.append(chunk_positive_rows(None, weights, start, block_size, ranks, before))
-            before += int(np.count_nonzero(weights > 0))
-        return np.concatenate(found)
+        return rows_of_positive_ranks(
+            ((start, weights)
+             for start, _, weights in self.chunks(block_size, weights_only=True)),
+            ranks,
+        )
 
     def materialise(self):
         """The whole source read into memory, as a MemorySource."""

@@ -16,26 +16,39 @@ from fastem import _sources
 from fastem._driver import COVARIANCE_TYPES, INIT_PARAMS, ON_SINGULAR
 
 
+# Rows checked at a time where a finiteness check needs a mask (its bools are
+# this many rows' worth, not the data's size).
+CHECK_ROWS = 1 << 16
+
+
 def _first_bad_position(X):
-    """(kind, row, column) of the first NaN or infinity in X, or None."""
-    bad = ~np.isfinite(X)
-    if not bad.any():
-        return None
-    flat = int(np.flatnonzero(bad.ravel(order="C"))[0])
-    row, column = divmod(flat, X.shape[1])
-    value = X[row, column]
-    kind = "NaN" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
-    return kind, row, column
+    """((kind, row, column) of the first NaN or infinity in X, or None; how many
+    there are), checked CHECK_ROWS rows at a time."""
+    found, count = None, 0
+    for start in range(0, X.shape[0], CHECK_ROWS):
+        bad = ~np.isfinite(X[start:start + CHECK_ROWS])
+        count += int(np.count_nonzero(bad))
+        if found is None and count:
+            flat = int(np.flatnonzero(bad.ravel(order="C"))[0])
+            row, column = divmod(flat, X.shape[1])
+            row += start
+            value = X[row, column]
+            kind = "NaN" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
+            found = (kind, row, column)
+    return found, count
 
 
 def check_finite(X, name="X"):
     """Raise a ValueError naming the first NaN/inf in a 2-D array and its position."""
-    if np.isfinite(X).all():  # the common case, in two numpy calls
-        return
-    position = _first_bad_position(X)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # The common case without a mask of X: a NaN or an infinity makes the sum
+        # NaN or infinite, so a finite sum means finite data (a sum that overflows
+        # is looked at row by row).
+        if np.isfinite(np.sum(X, dtype=np.float64)):
+            return
+    position, count = _first_bad_position(X)
     if position is not None:
         kind, row, column = position
-        count = int((~np.isfinite(X)).sum())
         raise ValueError(
             f"Input {name} contains {kind} at row {row}, column {column} "
             f"({count} non-finite value(s) in all). Remove or impute those "

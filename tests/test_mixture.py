@@ -19,7 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastem import _driver, reference
+from fastem import _driver, _kernels_estep, reference
 from fastem.mixture import (
     GaussianMixture,
     SingularCovarianceError,
@@ -816,6 +816,50 @@ def test_unit_sample_weight_equals_none(rng, seed, covariance_type):
     ones = fit_quietly(GaussianMixture(**params), X, sample_weight=np.ones(len(X)))
     none = fit_quietly(GaussianMixture(**params), X)
     assert_same_fit(ones, none, RTOL_EQUIVALENT)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_no_sample_weight_is_unit_weights_bit_for_bit(rng, covariance_type, dtype):
+    """Without sample_weight the block kernels read one weight for every row (no (N,)
+    array of ones): the same bits as weights of one, every start, and no other
+    compiled version of the kernels (the weights keep the type of a weight array)."""
+    X = make_blobs(rng, n_components=4, n_features=3, n_per_component=5000).astype(dtype)
+    assert not _driver.is_small(len(X), 3, 4)  # the block kernels, not the rows' ones
+    for init_params in ("kmeans", "random", "random_from_data"):
+        params = dict(n_components=4, covariance_type=covariance_type, max_iter=8, tol=0.0,
+                      init_params=init_params, random_state=1, chunk_size=1024)
+        none = fit_quietly(GaussianMixture(**params), X)
+        ones = fit_quietly(GaussianMixture(**params), X, sample_weight=np.ones(len(X)))
+        assert_identical_fit(none, ones)
+    kernel = (_kernels_estep.dense_statistics_blocks if covariance_type in ("full", "tied")
+              else _kernels_estep.diagonal_statistics_blocks)
+    weight_types = {str(signature[1]) for signature in kernel.signatures}
+    assert weight_types == {"readonly array(float64, 1d, C)"}
+
+
+@pytest.mark.parametrize("init_params", ["random_from_data", "random"])
+def test_in_memory_start_memory_does_not_grow_with_the_data(rng, init_params):
+    """Issue 13: an in-memory fit from these starts holds no (N,) array (the unit
+    weights, the permutation behind RandomState.choice, the finiteness mask,
+    all N rows' responsibilities were such arrays): what it allocates is the same for
+    N and 4N rows, and at most 0.15x the data at 10^6 x 8 (float64; P2's shape)."""
+    peaks = []
+    for n_samples in (250_000, 1_000_000):
+        X = rng.normal(size=(n_samples, 8))
+        X[: n_samples // 2] += 4.0
+        model = GaussianMixture(8, init_params=init_params, max_iter=1, tol=0.0,
+                                random_state=0)
+        fit_quietly(model, X)  # compile and load first (numba's compiler allocates)
+        tracemalloc.start()
+        try:
+            fit_quietly(model, X)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        peaks.append(peak)
+    assert peaks[1] - peaks[0] < 0.01 * 750_000 * 8 * 8, f"peaks {peaks} bytes"
+    assert peaks[1] <= 0.15 * X.nbytes, f"peak {peaks[1]} bytes, data {X.nbytes}"
 
 
 # --------------------------------------------------------------------------

@@ -33,6 +33,7 @@ _FLAGS = dict(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 
 PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 _STACK_DEPTH = 64  # the pairwise tree is at most log2(N / 128) + 1 deep
+TILE_ROWS = 64  # rows whose distances are computed together (vectorised across rows)
 
 
 @njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, **_FLAGS)
@@ -161,32 +162,52 @@ def probability_search(sample_weight, weight_step, total, start, stop, carry, la
 
 
 @njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, **_FLAGS)
-def _squared_distances(X, i, centres_t, centre_norms, n_centres, dots, distances):
-    """distances[m] = scikit-learn's squared distance of row i to centre m < n_centres.
+def _tile_distances(X, start, n_rows, centres_t, centre_norms, n_chosen, n_centres,
+                    scratch, distances, closest):
+    """Squared distances of rows start..start + n_rows - 1 (n_rows <= TILE_ROWS).
 
+    distances[m, r] = scikit-learn's squared distance of row start + r to
+    centre m (n_chosen <= m < n_centres), in X's dtype;
+    closest[r] = the least over the chosen centres m < n_chosen (inf if none).
     ``centres_t`` is (D, M) float64, ``centre_norms`` their squared norms;
-    ``dots`` (float64) and ``distances`` (the data's dtype) are scratch of
-    length >= n_centres. Each ``dots[m]`` is a left fold over the features.
+    ``scratch`` is three float64 arrays: (D, TILE_ROWS) for the tile's rows
+    transposed, (TILE_ROWS,) for their squared norms and (TILE_ROWS,) for one
+    centre's dot products. Every dot product
+    and norm is a left fold over the features; vectorised across rows.
     """
     n_features = X.shape[1]
-    row_norm = 0.0
-    for m in range(n_centres):
-        dots[m] = 0.0
+    tile, norms, dots = scratch
+    for r in range(n_rows):
+        norms[r] = 0.0
     for j in range(n_features):
-        value = np.float64(X[i, j])
-        row_norm += value * value
-        for m in range(n_centres):
-            dots[m] += value * centres_t[j, m]
+        for r in range(n_rows):
+            value = np.float64(X[start + r, j])
+            tile[j, r] = value
+            norms[r] += value * value
+    for r in range(n_rows):
+        closest[r] = np.inf
     for m in range(n_centres):
-        distances[m] = (-2.0 * dots[m] + centre_norms[m]) + row_norm  # cast to X's dtype
-        if distances[m] < 0:  # np.maximum(d, 0): keeps d unless d < 0
-            distances[m] = 0
+        for r in range(n_rows):
+            dots[r] = 0.0
+        for j in range(n_features):
+            coordinate = centres_t[j, m]
+            for r in range(n_rows):
+                dots[r] += tile[j, r] * coordinate
+        for r in range(n_rows):
+            # -2 x.c + |c|^2 + |x|^2 in float64, cast to X's dtype, then
+            # np.maximum(d, 0), which keeps d unless d < 0
+            distances[m, r] = (-2.0 * dots[r] + centre_norms[m]) + norms[r]
+            if distances[m, r] < 0:
+                distances[m, r] = 0
+        if m < n_chosen:
+            for r in range(n_rows):
+                closest[r] = min(closest[r], distances[m, r])
 
 
 @njit(**_FLAGS)
 def candidate_pass(X, sample_weight, weight_step, centres_t, centre_norms, n_chosen,
-                   n_candidates, dots, distances, potentials, carries, block_rows,
-                   block_ends):
+                   n_candidates, scratch, distances, closest, potentials, carries,
+                   block_rows, block_ends):
     """One pass over all rows for the candidates of a k-means++ step.
 
     Centres 0..n_chosen-1 of ``centres_t`` are chosen, the next
@@ -195,41 +216,45 @@ def candidate_pass(X, sample_weight, weight_step, centres_t, centre_norms, n_cho
     ``w * e_t`` (in X's dtype) to potentials[t] (float64) and folds it into
     carries[t] (X's dtype, as ``cumsum(w * closest_dist_sq)``), recording
     block_ends[b, t] = carries[t] at the last row of each block of
-    ``block_rows`` rows.
+    ``block_rows`` rows. Scratch as _tile_distances.
     """
     n_samples = X.shape[0]
-    infinity = carries.dtype.type(np.inf)
     n_centres = n_chosen + n_candidates
-    for i in range(n_samples):
-        _squared_distances(X, i, centres_t, centre_norms, n_centres, dots, distances)
-        closest = infinity
-        for m in range(n_chosen):
-            closest = min(closest, distances[m])
-        weight = _weight(sample_weight, weight_step, i, carries)
-        for t in range(n_candidates):
-            product = weight * min(closest, distances[n_chosen + t])
-            potentials[t] += np.float64(product)
-            carries[t] += product
-        if (i + 1) % block_rows == 0 or i == n_samples - 1:
+    for block in range((n_samples + block_rows - 1) // block_rows):
+        block_stop = min((block + 1) * block_rows, n_samples)
+        for start in range(block * block_rows, block_stop, TILE_ROWS):
+            n_rows = min(TILE_ROWS, block_stop - start)
+            _tile_distances(X, start, n_rows, centres_t, centre_norms, n_chosen,
+                            n_centres, scratch, distances, closest)
             for t in range(n_candidates):
-                block_ends[i // block_rows, t] = carries[t]
+                potential = potentials[t]
+                carry = carries[t]  # X's dtype
+                for r in range(n_rows):
+                    weight = _weight(sample_weight, weight_step, start + r, carries)
+                    product = weight * min(closest[r], distances[n_chosen + t, r])
+                    potential += np.float64(product)
+                    carry += product
+                potentials[t] = potential
+                carries[t] = carry
+        for t in range(n_candidates):
+            block_ends[block, t] = carries[t]
 
 
 @njit(**_FLAGS)
 def candidate_search(X, sample_weight, weight_step, centres_t, centre_norms, n_chosen,
-                     dots, distances, start, stop, carry, targets, found):
+                     scratch, distances, closest, start, stop, carry, targets, found):
     """Rows of the next candidates within [start, stop): with c the ``cumsum`` of
     ``w * closest_dist_sq`` (closest over the ``n_chosen`` chosen centres)
     running from ``carry``, found[t] = the first row with c >= targets[t]
     (``searchsorted``, side 'left'), for every t still -1 on entry."""
-    infinity = distances.dtype.type(np.inf)
     cumulative = carry
-    for i in range(start, stop):
-        _squared_distances(X, i, centres_t, centre_norms, n_chosen, dots, distances)
-        closest = infinity
-        for m in range(n_chosen):
-            closest = min(closest, distances[m])
-        cumulative += _weight(sample_weight, weight_step, i, distances) * closest
-        for t in range(targets.shape[0]):
-            if found[t] < 0 and np.float64(cumulative) >= targets[t]:
-                found[t] = i
+    for tile_start in range(start, stop, TILE_ROWS):
+        n_rows = min(TILE_ROWS, stop - tile_start)
+        _tile_distances(X, tile_start, n_rows, centres_t, centre_norms, n_chosen,
+                        n_chosen, scratch, distances, closest)
+        for r in range(n_rows):
+            weight = _weight(sample_weight, weight_step, tile_start + r, distances)
+            cumulative += weight * closest[r]
+            for t in range(targets.shape[0]):
+                if found[t] < 0 and np.float64(cumulative) >= targets[t]:
+                    found[t] = tile_start + r

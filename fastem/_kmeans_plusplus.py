@@ -103,8 +103,10 @@ def kmeans_plusplus_rows(X, sample_weight, n_clusters, random_state,
     # step's candidates (float64, one column each), centre_norms their |c|^2
     centres_t = np.empty((n_features, n_clusters + n_trials))
     centre_norms = np.empty(n_clusters + n_trials)
-    dots = np.empty(n_clusters + n_trials)
-    distances = np.empty(n_clusters + n_trials, dtype=X.dtype)
+    scratch = (np.empty((n_features, _kernels.TILE_ROWS)), np.empty(_kernels.TILE_ROWS),
+               np.empty(_kernels.TILE_ROWS))
+    distances = np.empty((n_clusters + n_trials, _kernels.TILE_ROWS), dtype=X.dtype)
+    closest = np.empty(_kernels.TILE_ROWS, dtype=X.dtype)
     potentials = np.empty(n_trials)
     carries = np.empty(n_trials, dtype=X.dtype)
     block_ends = np.empty((n_blocks, n_trials), dtype=X.dtype)
@@ -113,15 +115,15 @@ def kmeans_plusplus_rows(X, sample_weight, n_clusters, random_state,
     # the first centre as the one candidate of "step 0": its potential and cumsum
     _set_centres(X, indices[:1], centres_t, centre_norms, 0)
     best = _candidate_pass(X, sample_weight, weight_step, centres_t, centre_norms, 0, 1,
-                           dots, distances, potentials, carries, block_rows, block_ends)
+                           scratch, distances, closest, potentials, carries, block_rows, block_ends)
     current_pot = X.dtype.type(potentials[best])
     for c in range(1, n_clusters):
         targets = random_state.uniform(size=n_trials) * current_pot
-        _find_rows(X, sample_weight, weight_step, centres_t, centre_norms, c, dots,
-                   distances, block_rows, block_ends[:, best], targets, found)
+        _find_rows(X, sample_weight, weight_step, centres_t, centre_norms, c, scratch,
+                   distances, closest, block_rows, block_ends[:, best], targets, found)
         _set_centres(X, found, centres_t, centre_norms, c)
         best = _candidate_pass(X, sample_weight, weight_step, centres_t, centre_norms, c,
-                               n_trials, dots, distances, potentials, carries,
+                               n_trials, scratch, distances, closest, potentials, carries,
                                block_rows, block_ends)
         current_pot = X.dtype.type(potentials[best])
         indices[c] = found[best]
@@ -176,8 +178,8 @@ def _first_row(sample_weight, weight_step, n_samples, dtype, random_state, block
                                        target)
 
 
-def _find_rows(X, sample_weight, weight_step, centres_t, centre_norms, n_chosen, dots,
-               distances, block_rows, block_ends, targets, found):
+def _find_rows(X, sample_weight, weight_step, centres_t, centre_norms, n_chosen, scratch,
+               distances, closest, block_rows, block_ends, targets, found):
     """found[t] = np.searchsorted(np.cumsum(w * closest_dist_sq), targets[t]), clipped
     to n_samples - 1, from the cumsum's ``block_ends``: the first block whose
     end reaches a target holds its row, found by re-reading that block."""
@@ -191,8 +193,8 @@ def _find_rows(X, sample_weight, weight_step, centres_t, centre_norms, n_chosen,
         start = block * block_rows
         carry = block_ends[block - 1] if block else block_ends.dtype.type(0)
         _kernels.candidate_search(
-            X, sample_weight, weight_step, centres_t, centre_norms, n_chosen, dots,
-            distances, start, min(start + block_rows, n_samples), carry, targets, found,
+            X, sample_weight, weight_step, centres_t, centre_norms, n_chosen, scratch,
+            distances, closest, start, min(start + block_rows, n_samples), carry, targets, found,
         )
 
 
@@ -205,14 +207,14 @@ def _set_centres(X, rows, centres_t, centre_norms, first):
 
 
 def _candidate_pass(X, sample_weight, weight_step, centres_t, centre_norms, n_chosen,
-                    n_candidates, dots, distances, potentials, carries, block_rows,
+                    n_candidates, scratch, distances, closest, potentials, carries, block_rows,
                     block_ends):
     """Potentials of the candidates (and their cumsums' block ends); the best's index."""
     potentials[:] = 0.0
     carries[:] = 0
     _kernels.candidate_pass(
         X, sample_weight, weight_step, centres_t, centre_norms, n_chosen, n_candidates,
-        dots, distances, potentials, carries, block_rows, block_ends,
+        scratch, distances, closest, potentials, carries, block_rows, block_ends,
     )
     # scikit-learn: argmin over the potentials in X's dtype (first of ties)
     return int(np.argmin(potentials[:n_candidates].astype(carries.dtype)))

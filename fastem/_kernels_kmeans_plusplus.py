@@ -32,7 +32,7 @@ from fastem._kernels_cache import CACHE
 _FLAGS = dict(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 
 PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
-_STACK_DEPTH = 64  # the pairwise tree is at most log2(N / 128) + 1 deep
+STACK_DEPTH = 64  # the pairwise tree is at most log2(N / 128) + 1 deep
 TILE_ROWS = 64  # rows whose distances are computed together (vectorised across rows)
 
 
@@ -78,12 +78,13 @@ def _pairwise_leaf(sample_weight, weight_step, start, n, like):
 
 
 @njit(**_FLAGS)
-def weight_sum(sample_weight, weight_step, n_samples, out):
+def weight_sum(sample_weight, weight_step, n_samples, out, tree, partial):
     """out[0] = numpy's ``sum`` of the first ``n_samples`` weights in out's dtype
     (the pairwise tree numpy uses for a contiguous array), without forming them.
 
-    Returns True if a weight is negative or NaN (numpy's ``choice`` refuses
-    such probabilities).
+    ``tree`` (int64, (3, STACK_DEPTH)) and ``partial`` (out's dtype,
+    (STACK_DEPTH,)) are scratch for the open nodes. Returns True if a weight
+    is negative or NaN (numpy's ``choice`` refuses such probabilities).
     """
     bad = False
     for i in range(n_samples if weight_step else min(n_samples, 1)):
@@ -93,10 +94,7 @@ def weight_sum(sample_weight, weight_step, n_samples, out):
     # Depth-first over numpy's tree: a node (start, n) of more than 128 values
     # is the sum of its halves, split at n2 = n // 2 rounded down to a
     # multiple of 8. ``partial`` holds the finished left half of open nodes.
-    starts = np.empty(_STACK_DEPTH, dtype=np.int64)
-    sizes = np.empty(_STACK_DEPTH, dtype=np.int64)
-    partial = np.empty(_STACK_DEPTH, dtype=out.dtype)
-    has_left = np.zeros(_STACK_DEPTH, dtype=np.bool_)
+    starts, sizes, has_left = tree[0], tree[1], tree[2]
     depth = 0
     start = 0
     size = n_samples
@@ -107,12 +105,12 @@ def weight_sum(sample_weight, weight_step, n_samples, out):
             half -= half % 8
             starts[depth] = start
             sizes[depth] = size
-            has_left[depth] = False
+            has_left[depth] = 0
             depth += 1
             size = half
         value = _pairwise_leaf(sample_weight, weight_step, start, size, out)
         # climb while the finished value is a right half
-        while depth > 0 and has_left[depth - 1]:
+        while depth > 0 and has_left[depth - 1] == 1:
             depth -= 1
             value = partial[depth] + value
         if depth == 0:
@@ -124,7 +122,7 @@ def weight_sum(sample_weight, weight_step, n_samples, out):
         half = parent_size // 2
         half -= half % 8
         partial[depth - 1] = value
-        has_left[depth - 1] = True
+        has_left[depth - 1] = 1
         start = parent_start + half
         size = parent_size - half
 

@@ -90,49 +90,27 @@ def kmeans_plusplus_rows(X, sample_weight, n_clusters, random_state,
     indices : ndarray of shape (n_clusters,), dtype int64
     """
     X, sample_weight, weight_step = _checked(X, sample_weight, n_clusters, random_state)
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     block_rows = max(int(block_rows), -(-n_samples // MAX_BLOCKS))
-    n_blocks = -(-n_samples // block_rows)
     n_trials = n_local_trials(n_clusters)
+    work = _Workspace(X, sample_weight, weight_step, n_clusters, n_trials, block_rows)
     indices = np.empty(n_clusters, dtype=np.int64)
-
-    indices[0] = _first_row(sample_weight, weight_step, n_samples, X.dtype, random_state,
-                            block_rows, n_blocks)
-
-    # centres_t[:, :c] are the chosen centres, centres_t[:, c:c + n_trials] the
-    # step's candidates (float64, one column each), centre_norms their |c|^2
-    centres_t = np.empty((n_features, n_clusters + n_trials))
-    centre_norms = np.empty(n_clusters + n_trials)
-    scratch = (np.empty((n_features, _kernels.TILE_ROWS)), np.empty(_kernels.TILE_ROWS),
-               np.empty(_kernels.TILE_ROWS))
-    distances = np.empty((n_clusters + n_trials, _kernels.TILE_ROWS), dtype=X.dtype)
-    closest = np.empty(_kernels.TILE_ROWS, dtype=X.dtype)
-    potentials = np.empty(n_trials)
-    carries = np.empty(n_trials, dtype=X.dtype)
-    block_ends = np.empty((n_blocks, n_trials), dtype=X.dtype)
-    found = np.empty(n_trials, dtype=np.int64)
-
-    # the first centre as the one candidate of "step 0": its potential and cumsum
-    _set_centres(X, indices[:1], centres_t, centre_norms, 0)
-    best = _candidate_pass(X, sample_weight, weight_step, centres_t, centre_norms, 0, 1,
-                           scratch, distances, closest, potentials, carries, block_rows, block_ends)
-    current_pot = X.dtype.type(potentials[best])
+    indices[0] = _first_row(work, random_state)
+    if n_clusters == 1:
+        return indices
+    # the first centre as the one candidate of a step 0: its potential and cumsum
+    best = work.candidate_pass(indices[:1], 0)
     for c in range(1, n_clusters):
-        targets = random_state.uniform(size=n_trials) * current_pot
-        _find_rows(X, sample_weight, weight_step, centres_t, centre_norms, c, scratch,
-                   distances, closest, block_rows, block_ends[:, best], targets, found)
-        _set_centres(X, found, centres_t, centre_norms, c)
-        best = _candidate_pass(X, sample_weight, weight_step, centres_t, centre_norms, c,
-                               n_trials, scratch, distances, closest, potentials, carries,
-                               block_rows, block_ends)
-        current_pot = X.dtype.type(potentials[best])
-        indices[c] = found[best]
-        centres_t[:, c] = centres_t[:, c + best]
-        centre_norms[c] = centre_norms[c + best]
+        targets = random_state.uniform(size=n_trials) * work.potential(best)
+        candidates = work.find_rows(c, best, targets)
+        best = work.candidate_pass(candidates, c)
+        indices[c] = candidates[best]
+        work.keep(c, best)
     return indices
 
 
 def _checked(X, sample_weight, n_clusters, random_state):
+    """(X, weights, step): the weights as kernels read them, sample_weight[i * step]."""
     if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in (
         np.float32, np.float64
     ):
@@ -143,7 +121,9 @@ def _checked(X, sample_weight, n_clusters, random_state):
         raise TypeError("random_state must be a numpy.random.RandomState (used in place).")
     n_samples = X.shape[0]
     if not 1 <= n_clusters <= n_samples:
-        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters} >= 1.")
+        raise ValueError(
+            f"n_samples={n_samples} should be >= n_clusters={n_clusters} >= 1."
+        )
     sample_weight = np.asarray(sample_weight, dtype=np.float64)
     if sample_weight.shape != (n_samples,):
         raise ValueError(
@@ -151,70 +131,114 @@ def _checked(X, sample_weight, n_clusters, random_state):
         )
     if sample_weight.strides[0] == 0:  # broadcast: one value
         return X, np.array(sample_weight[:1]), 0
-    return X, sample_weight, 1
+    return X, np.ascontiguousarray(sample_weight), 1  # other strides: copied
 
 
-def _first_row(sample_weight, weight_step, n_samples, dtype, random_state, block_rows,
-               n_blocks):
-    """``random_state.choice(n_samples, p=w / w.sum())`` with w in ``dtype``."""
-    total = np.empty(1, dtype=dtype)
-    if _kernels.weight_sum(sample_weight, weight_step, n_samples, total):
+def _first_row(work, random_state):
+    """``random_state.choice(n_samples, p=w / w.sum())``, w in X's dtype.
+
+    numpy's choice: cdf = p.cumsum() (float64); cdf /= cdf[-1]; one
+    random_sample(); cdf.searchsorted(it, side='right').
+    """
+    n_samples = work.X.shape[0]
+    total = np.empty(1, dtype=work.X.dtype)
+    tree = np.empty((3, _kernels.STACK_DEPTH), dtype=np.int64)
+    partial = np.empty(_kernels.STACK_DEPTH, dtype=work.X.dtype)
+    if _kernels.weight_sum(work.sample_weight, work.weight_step, n_samples, total, tree,
+                           partial):
         raise ValueError("sample_weight must be non-negative (and not NaN).")
-    if not (0 < total[0] < np.inf):
+    if not 0 < total[0] < np.inf:
         raise ValueError(
-            "sample_weight must have a positive finite sum in X's dtype, "
-            f"got {total[0]!r}."
+            f"sample_weight must have a positive finite sum in X's dtype, got {total[0]!r}."
         )
-    block_ends = np.empty(n_blocks)
-    last = _kernels.probability_cumsum(sample_weight, weight_step, total, 0, n_samples,
-                                       0.0, block_rows, block_ends)
+    block_ends = np.empty(work.n_blocks)
+    last = _kernels.probability_cumsum(work.sample_weight, work.weight_step, total, 0,
+                                       n_samples, 0.0, work.block_rows, block_ends)
     target = random_state.random_sample()
-    # numpy: cdf /= cdf[-1]; cdf.searchsorted(target, side='right')
     block = int(np.searchsorted(block_ends / last, target, side="right"))
-    start = block * block_rows
+    start = block * work.block_rows
     carry = block_ends[block - 1] if block else 0.0
-    return _kernels.probability_search(sample_weight, weight_step, total, start,
-                                       min(start + block_rows, n_samples), carry, last,
-                                       target)
-
-
-def _find_rows(X, sample_weight, weight_step, centres_t, centre_norms, n_chosen, scratch,
-               distances, closest, block_rows, block_ends, targets, found):
-    """found[t] = np.searchsorted(np.cumsum(w * closest_dist_sq), targets[t]), clipped
-    to n_samples - 1, from the cumsum's ``block_ends``: the first block whose
-    end reaches a target holds its row, found by re-reading that block."""
-    n_samples = X.shape[0]
-    n_blocks = block_ends.shape[0]
-    blocks = np.searchsorted(block_ends, targets)  # float64 compare, as numpy's
-    found[:] = -1
-    found[blocks == n_blocks] = n_samples - 1  # rounding: past the end; sklearn clips
-    # ascending blocks: a target still unfound when its block is read is in it
-    for block in np.unique(blocks[blocks < n_blocks]).tolist():
-        start = block * block_rows
-        carry = block_ends[block - 1] if block else block_ends.dtype.type(0)
-        _kernels.candidate_search(
-            X, sample_weight, weight_step, centres_t, centre_norms, n_chosen, scratch,
-            distances, closest, start, min(start + block_rows, n_samples), carry, targets, found,
-        )
-
-
-def _set_centres(X, rows, centres_t, centre_norms, first):
-    """Columns first.. of centres_t = X[rows] in float64, with scikit-learn's norms."""
-    points = X[rows].astype(np.float64)
-    centres_t[:, first:first + len(rows)] = points.T
-    # row_norms: einsum on the float64 rows (upcast first for float32 data)
-    centre_norms[first:first + len(rows)] = np.einsum("ij,ij->i", points, points)
-
-
-def _candidate_pass(X, sample_weight, weight_step, centres_t, centre_norms, n_chosen,
-                    n_candidates, scratch, distances, closest, potentials, carries, block_rows,
-                    block_ends):
-    """Potentials of the candidates (and their cumsums' block ends); the best's index."""
-    potentials[:] = 0.0
-    carries[:] = 0
-    _kernels.candidate_pass(
-        X, sample_weight, weight_step, centres_t, centre_norms, n_chosen, n_candidates,
-        scratch, distances, closest, potentials, carries, block_rows, block_ends,
+    return _kernels.probability_search(
+        work.sample_weight, work.weight_step, total, start,
+        min(start + work.block_rows, n_samples), carry, last, target,
     )
-    # scikit-learn: argmin over the potentials in X's dtype (first of ties)
-    return int(np.argmin(potentials[:n_candidates].astype(carries.dtype)))
+
+
+class _Workspace:
+    """The data, the centres chosen so far and the few buffers of the kernels.
+
+    ``centres_t[:, :c]`` are the chosen centres and ``centres_t[:, c:]`` the
+    step's candidates (float64, one column each), ``centre_norms`` their
+    squared norms; ``potentials[t]`` and ``block_ends[:, t]`` are candidate
+    t's potential and the block ends of its cumsum.
+    """
+
+    def __init__(self, X, sample_weight, weight_step, n_clusters, n_trials, block_rows):
+        n_samples, n_features = X.shape
+        tile_rows = _kernels.TILE_ROWS
+        self.X = X
+        self.sample_weight = sample_weight
+        self.weight_step = weight_step
+        self.block_rows = block_rows
+        self.n_blocks = -(-n_samples // block_rows)
+        self.centres_t = np.empty((n_features, n_clusters + n_trials))
+        self.centre_norms = np.empty(n_clusters + n_trials)
+        self.scratch = (np.empty((n_features, tile_rows)), np.empty(tile_rows),
+                        np.empty(tile_rows))
+        self.distances = np.empty((n_clusters + n_trials, tile_rows), dtype=X.dtype)
+        self.closest = np.empty(tile_rows, dtype=X.dtype)
+        self.potentials = np.empty(n_trials)
+        self.carries = np.empty(n_trials, dtype=X.dtype)
+        self.block_ends = np.empty((self.n_blocks, n_trials), dtype=X.dtype)
+
+    def potential(self, candidate):
+        """Candidate's potential in X's dtype (scikit-learn's ``current_pot``)."""
+        return self.X.dtype.type(self.potentials[candidate])
+
+    def candidate_pass(self, rows, n_chosen):
+        """Candidates X[rows] after ``n_chosen`` chosen centres: one pass for their
+        potentials and cumsums' block ends; returns the best one's position
+        (numpy's argmin of the potentials in X's dtype: the first of ties)."""
+        points = self.X[rows].astype(np.float64)
+        self.centres_t[:, n_chosen:n_chosen + len(rows)] = points.T
+        # scikit-learn's row_norms of the (upcast) centres: einsum
+        self.centre_norms[n_chosen:n_chosen + len(rows)] = np.einsum(
+            "ij,ij->i", points, points
+        )
+        self.potentials[:] = 0.0
+        self.carries[:] = 0
+        _kernels.candidate_pass(
+            self.X, self.sample_weight, self.weight_step, self.centres_t,
+            self.centre_norms, n_chosen, len(rows), self.scratch, self.distances,
+            self.closest, self.potentials, self.carries, self.block_rows, self.block_ends,
+        )
+        return int(np.argmin(self.potentials[:len(rows)].astype(self.X.dtype)))
+
+    def keep(self, n_chosen, candidate):
+        """Candidate becomes chosen centre number ``n_chosen``."""
+        self.centres_t[:, n_chosen] = self.centres_t[:, n_chosen + candidate]
+        self.centre_norms[n_chosen] = self.centre_norms[n_chosen + candidate]
+
+    def find_rows(self, n_chosen, candidate, targets):
+        """np.searchsorted(np.cumsum(w * closest_dist_sq), targets), clipped to
+        n_samples - 1, where closest_dist_sq is over the ``n_chosen`` chosen
+        centres (candidate ``candidate`` of the last pass was the last one).
+
+        The first block whose end reaches a target holds its row: that block
+        alone is read again, from the cumsum at the end of the block before.
+        """
+        n_samples = self.X.shape[0]
+        block_ends = self.block_ends[:, candidate]
+        blocks = np.searchsorted(block_ends, targets)  # a float64 compare, as numpy's
+        found = np.full(len(targets), -1, dtype=np.int64)
+        found[blocks == self.n_blocks] = n_samples - 1  # past the end: scikit-learn clips
+        # ascending blocks: a target still unfound when its block is read is in it
+        for block in np.unique(blocks[blocks < self.n_blocks]).tolist():
+            start = block * self.block_rows
+            carry = block_ends[block - 1] if block else self.X.dtype.type(0)
+            _kernels.candidate_search(
+                self.X, self.sample_weight, self.weight_step, self.centres_t,
+                self.centre_norms, n_chosen, self.scratch, self.distances, self.closest,
+                start, min(start + self.block_rows, n_samples), carry, targets, found,
+            )
+        return found

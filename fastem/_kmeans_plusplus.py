@@ -50,7 +50,7 @@ import numpy as np
 from fastem import _kernels_kmeans_plusplus as _kernels
 
 BLOCK_ROWS = 4096  # rows per block: re-reading one costs 4096 rows' distances
-MAX_BLOCKS = 4096  # block ends kept per candidate (longer data: longer blocks)
+MAX_BLOCKS = 1024  # block ends kept per candidate (longer data: longer blocks)
 
 
 def n_local_trials(n_clusters):

@@ -11,11 +11,14 @@ it is given: no (N,) array. Arithmetic that decides which rows scikit-learn's
   bitwise, whatever the blocks;
 * squared distances follow scikit-learn's ``_euclidean_distances``:
   ``(-2 x.c + |c|^2) + |x|^2`` in float64 (float32 data upcast), cast back to
-  the data's dtype, then ``max(d, 0)``. Each distance is a plain left fold
-  over the features (no fastmath, so no reassociation and no FMA
-  contraction): its value depends on the row and the centre only, never on
-  which other centres share the call, so a distance recomputed later is
-  bitwise the one computed before.
+  the data's dtype, then ``max(d, 0)``; ``|c|^2`` comes from the caller
+  (numpy's einsum, as scikit-learn's row_norms). ``x.c`` and ``|x|^2`` are
+  plain left folds over the features (no fastmath, so no reassociation and
+  no FMA contraction; vectorised across rows, never across features). A
+  distance therefore depends on the row and the centre only, never on which
+  other centres or rows share the call (a BLAS matrix product promises no
+  such thing), so a distance recomputed later is bitwise the one computed
+  before, and so is the minimum over the chosen centres.
 
 ``sample_weight`` is read as ``sample_weight[i * weight_step]``: step 1 for an
 array, step 0 with a one-element array for unit (broadcast) weights. Values
@@ -165,13 +168,13 @@ def _tile_distances(X, start, n_rows, centres_t, centre_norms, n_chosen, n_centr
     """Squared distances of rows start..start + n_rows - 1 (n_rows <= TILE_ROWS).
 
     distances[m, r] = scikit-learn's squared distance of row start + r to
-    centre m (n_chosen <= m < n_centres), in X's dtype;
-    closest[r] = the least over the chosen centres m < n_chosen (inf if none).
-    ``centres_t`` is (D, M) float64, ``centre_norms`` their squared norms;
-    ``scratch`` is three float64 arrays: (D, TILE_ROWS) for the tile's rows
-    transposed, (TILE_ROWS,) for their squared norms and (TILE_ROWS,) for one
-    centre's dot products. Every dot product
-    and norm is a left fold over the features; vectorised across rows.
+    centre m < n_centres, in X's dtype; closest[r] = the least over the
+    chosen centres m < n_chosen (inf if none). ``centres_t`` is (D, M)
+    float64, ``centre_norms`` their squared norms; ``scratch`` is three
+    float64 arrays: (D, TILE_ROWS) for the tile's rows transposed, and
+    (TILE_ROWS,) twice for their squared norms and one centre's dot products.
+    Every dot product and norm is a left fold over the features, one centre
+    at a time; the loops over rows are vectorised, each lane the same fold.
     """
     n_features = X.shape[1]
     tile, norms, dots = scratch

@@ -22,28 +22,32 @@ instead (kernels in :mod:`fastem._kernels_kmeans_plusplus`):
   is placed in a block by those block ends and its row found by re-reading
   that block alone.
 
-Cost: step c computes c + n_local_trials distances per row (scikit-learn
-n_local_trials), plus at most n_local_trials blocks re-read. Memory: the
+Cost: step c computes c + n_local_trials squared distances per row where
+scikit-learn, which keeps the closest ones, computes n_local_trials; plus
+at most n_local_trials blocks re-read. Memory: the
 centres, n_local_trials values per block (at most MAX_BLOCKS blocks: longer
 data gets longer blocks), a few scalars; nothing grows with N.
 
-Agreement with scikit-learn: the choices and the random state's draws are
-the same operations on the same values, except that two sums are not
-bitwise scikit-learn's: the potentials (scikit-learn's are BLAS dot
-products over all N rows, in the BLAS's order; these are float64 left folds)
-and the dot products and norms inside each distance (BLAS and einsum
-orders there, left folds here). The differences are at rounding level, so a
-choice differs only when a random value lands that close to a boundary of
-the cumsum: never seen on float64 data; in float32 the rounding of
-scikit-learn's own float32 potential is large enough (about 1e-6 relative
-over 10^6 rows) that on P2 in float32 the choices after the first few
-differ, as they differ between BLAS builds for scikit-learn itself.
+Agreement with scikit-learn: the random state makes the same draws, and the
+choices are the same operations on the same values except for two kinds of
+sums, which are not bitwise scikit-learn's: the potentials (scikit-learn's
+are BLAS products over all N rows, summed in the BLAS's order; here float64
+left folds) and the dot products and norms inside each squared distance
+(BLAS and einsum orders there, left folds here). The differences are at
+rounding level, so a choice differs only when a random value lands that
+close to a boundary of the cumsum, whose entries are about 1/N of the total
+apart. In float64 that is never seen (P2: all 16 rows equal for seeds 0-2).
+In float32, scikit-learn's own float32 potential is off by about 4e-7 of
+itself on P2 (10^6 rows; boundaries 1e-6 apart), so any other order of that
+sum picks other rows after the first few: on P2 float32, seeds 0-2, this
+module picks 5, 1 and 12 of scikit-learn's 16 rows, and scikit-learn's own
+code with 1-D ``np.dot`` for the potentials (another BLAS routine) 16, 5
+and 12. On small data (the tests: up to 2,001 rows) they agree.
 Data far from the origin relative to its spread (offset 10^6, unit spread)
 make every squared distance a difference of large norms, dominated by
-rounding, in scikit-learn as here: there the choices follow the rounding.
+rounding, in scikit-learn as here: there too the choices follow the
+rounding.
 """
-
-import math
 
 import numpy as np
 
@@ -90,6 +94,8 @@ def kmeans_plusplus_rows(X, sample_weight, n_clusters, random_state,
     indices : ndarray of shape (n_clusters,), dtype int64
     """
     X, sample_weight, weight_step = _checked(X, sample_weight, n_clusters, random_state)
+    if int(block_rows) < 1:
+        raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}.")
     n_samples = X.shape[0]
     block_rows = max(int(block_rows), -(-n_samples // MAX_BLOCKS))
     n_trials = n_local_trials(n_clusters)

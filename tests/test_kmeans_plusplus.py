@@ -197,3 +197,5 @@ def test_bad_input():
         kmeans_plusplus_rows(X, np.zeros(5), 2, state)
     with pytest.raises(ValueError, match="shape"):
         kmeans_plusplus_rows(X, np.ones(4), 2, state)
+    with pytest.raises(ValueError, match="block_rows"):
+        kmeans_plusplus_rows(X, unit, 2, state, block_rows=0)

@@ -21,7 +21,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from fastem import (
-    _draws, _kernels_estep, _kernels_loop, _kernels_mstep, _kernels_small, _sources,
+    _draws, _kernels_estep, _kernels_loop, _kernels_mstep, _kernels_small, _kmeans_plusplus,
+    _sources,
 )
 from fastem._kernels_linalg import precision_cholesky_from_covariance
 from fastem._kernels_mstep import STATUS_EMPTY, STATUS_OK, STATUS_SINGULAR
@@ -807,7 +808,11 @@ def _one_hot(labels, n_components):
 
 
 def initial_resp(X, sample_weight, settings, random_state):
-    """scikit-learn's initialisations, as a ``resp_of(start, stop)`` function."""
+    """scikit-learn's initialisations, as a ``resp_of(start, stop)`` function.
+
+    The fit takes its 'kmeans' start from here; the other starts compute the same
+    parameters without (N,) or (N, K) arrays (start_parameters), and this is
+    their reference in the tests."""
     random_state = _random_state(random_state)
     n_samples = X.shape[0]
     n_components = settings.n_components
@@ -818,10 +823,7 @@ def initial_resp(X, sample_weight, settings, random_state):
         # underflow even where EM needs no rescaling (data far below the scale
         # reg_covar sets, or identical rows): the labels and chosen points of
         # X * 2**-e are those of X.
-        magnitude = float(np.max(np.abs(X))) if X.size else 0.0
-        exponent = math.frexp(magnitude)[1] if magnitude > 0 else 0
-        if abs(exponent) > SCALE_EXPONENT_LIMIT[X.dtype]:
-            X = np.ldexp(X, -exponent)
+        X = _unit_magnitude(X)
     if method == "kmeans":
         from sklearn.cluster import KMeans  # here: sklearn.cluster's import is 0.2 s
 
@@ -920,12 +922,45 @@ def start_parameters(source, settings, random_state, precision_limit=np.inf):
         return (*_start_from_rows(source, settings, random_state), None)
     if method == "random":
         return (*_random_start(source, settings, random_state), None)
-    # k-means or k-means++ on all the data, in memory: scikit-learn's exact start
+    if method == "k-means++":  # on all the data, in memory: scikit-learn's rows
+        return (*_start_from_rows(source, settings, random_state,
+                                  _kmeans_plusplus_rows(source, settings, random_state)),
+                None)
+    # k-means on all the data, in memory: scikit-learn's exact start
     resp_of = initial_resp(source.X, source.sample_weight, settings, random_state)
     return (*parameters_from_resp(
         source.X, source.sample_weight, resp_of, settings.n_components,
         settings.covariance_type, settings.reg_covar,
     ), None)
+
+
+def _kmeans_plusplus_rows(source, settings, random_state):
+    """The K rows scikit-learn's ``kmeans_plusplus`` picks from all of an in-memory
+    source, found in memory that does not grow with N (_kmeans_plusplus).
+
+    As in initial_resp, data whose magnitude would overflow or underflow the
+    squares is seeded at X * 2**-e (the same rows); that copy is the one
+    O(N) array, for such data only.
+    """
+    X = _unit_magnitude(source.X)
+    return _kmeans_plusplus.kmeans_plusplus_rows(X, source.sample_weight,
+                                                 settings.n_components,
+                                                 _random_state(random_state))
+
+
+def _magnitude_exponent(X):
+    """e where the magnitude of X, in [2**(e-1), 2**e), is outside
+    2**+-SCALE_EXPONENT_LIMIT; else 0 (k-means squares raw values, which must
+    neither overflow nor underflow: X * 2**-e is seeded instead)."""
+    magnitude = max(float(X.max()), -float(X.min())) if X.size else 0.0
+    exponent = math.frexp(magnitude)[1] if magnitude > 0 else 0
+    return exponent if abs(exponent) > SCALE_EXPONENT_LIMIT[X.dtype] else 0
+
+
+def _unit_magnitude(X):
+    """X, or X * 2**-e (see _magnitude_exponent)."""
+    exponent = _magnitude_exponent(X)
+    return np.ldexp(X, -exponent) if exponent else X
 
 
 def _choose_positive_rows(source, n_rows, random_state, block_size, legacy=True):
@@ -1048,23 +1083,20 @@ def _sampled_start(source, settings, random_state, precision_limit=np.inf):
                                          legacy=False))
     sample = source.rows(rows)
     sample_weight = source.weights_at(rows)
-    magnitude = float(np.max(np.abs(sample))) if sample.size else 0.0
-    exponent = math.frexp(magnitude)[1] if magnitude > 0 else 0
-    if abs(exponent) <= SCALE_EXPONENT_LIMIT[sample.dtype]:
-        exponent = 0
+    exponent = _magnitude_exponent(sample)
     scaled = np.ldexp(sample, -exponent) if exponent else sample
-    from sklearn.cluster import KMeans, kmeans_plusplus
-
     if settings.init_params == "k-means++":
-        _, indices = kmeans_plusplus(scaled, n_components, random_state=random_state,
-                                     sample_weight=sample_weight)
+        indices = _kmeans_plusplus.kmeans_plusplus_rows(scaled, sample_weight, n_components,
+                                                        random_state)
         weights, means, covariances = _start_from_rows(source, settings, random_state,
                                                        rows[indices])
         factors, status = _factors_and_status(covariances, settings.covariance_type,
                                               n_components, precision_limit)
         return Parameters(weights, means, covariances, factors), status
-    centres = (
-        KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+    from sklearn.cluster import KMeans  # here: sklearn.cluster's import is 0.2 s
+
+    centres = (  # copy_x=False: the sample is ours (no second copy of it)
+        KMeans(n_clusters=n_components, n_init=1, random_state=random_state, copy_x=False)
         .fit(scaled, sample_weight=sample_weight)
         .cluster_centers_
     )

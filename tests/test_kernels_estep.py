@@ -405,9 +405,14 @@ def test_collapsed_component_is_flagged_singular(covariance_type):
 
 # The build for an AVX2 CPU (16 vector registers) takes other register blocks than
 # an AVX-512 one (see _kernels_vector.vector_registers): this module's oracle tests
-# of the block kernels, run again in a fresh process whose kernels numba compiles
-# for an AVX2 EPYC ('znver3'). The host runs that code if it has AVX2 and FMA.
-AVX2_TESTS = "tiles and (weighted_log_prob or log_resp or statistics)"
+# of the block kernels, and test_mixture's parity with scikit-learn through the
+# block kernels (17 features: the diagonal kernel's feature passes and the dense
+# one's scatter blocks; separated clusters: the gathered path), run again in a fresh
+# process whose kernels numba compiles for an AVX2 EPYC ('znver3'). The host runs
+# that code if it has AVX2 and FMA.
+AVX2_TESTS = ("(tiles and (weighted_log_prob or log_resp or statistics))"
+              " or (parity_with_sklearn and (17 or separated))")
+AVX2_TEST_FILES = ("test_kernels_estep.py", "test_mixture.py")
 
 
 def host_runs_avx2():
@@ -420,15 +425,15 @@ def host_runs_avx2():
 
 @background.fixture
 def avx2_build_oracle_tests(directory):
-    """This module's oracle tests (AVX2_TESTS) in a fresh pytest process with an
-    empty numba cache in ``directory``, compiled for 'znver3'."""
+    """AVX2_TESTS of AVX2_TEST_FILES in a fresh pytest process with an empty numba
+    cache in ``directory``, compiled for 'znver3'."""
     if not host_runs_avx2():
         return None
     env = dict(os.environ, NUMBA_CPU_NAME="znver3", NUMBA_CPU_FEATURES="",
                NUMBA_CACHE_DIR=str(directory), FASTEM_AVX2_BUILD_TESTS="1")
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", AVX2_TESTS,
-         str(Path(__file__))],
+         *(str(Path(__file__).with_name(name)) for name in AVX2_TEST_FILES)],
         env=env, capture_output=True, text=True, timeout=1200, check=False,
         cwd=Path(__file__).resolve().parent.parent,
     )

@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from fastem import _driver, _validation
+from fastem import _driver, _sources, _validation
 from fastem._driver import COVARIANCE_TYPES, SingularCovarianceWarning
 from fastem.mixture import GaussianMixture
 
@@ -532,14 +532,14 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
         n_samples, _n_features = X.shape
         if sample_weight is None:
-            weight = np.ones(n_samples)
+            weight = _sources.unit_weights(n_samples)  # one 1.0 for every row
         else:
             _validation.check_sample_weight(sample_weight, n_samples)  # messages
             weight = np.array(sample_weight, dtype=np.float64)
         # the cells' fits get the user's weights as given (None stays None, so a
         # cell is exactly the GaussianMixture a hand-written loop fits)
         fit_weight = None if sample_weight is None else weight
-        n_present = int(np.count_nonzero(weight))
+        n_present = _sources.count_positive(weight)
         base_seed = self._base_seed()
         hc = None
         if self.init_params == "hc":

@@ -645,10 +645,12 @@ MEMORY_CHUNK_ROWS = 1 << 14
 
 
 class MemorySource:
-    """An in-memory C-contiguous float32/float64 ndarray and its weights (ndarray).
+    """An in-memory C-contiguous float32/float64 ndarray and its weights (ndarray, or
+    unit_weights' view).
 
-    Its passes are today's in-memory code: one chunk (the whole array) whose
-    blocks run on the thread pool.
+    The E-step runs the block kernels over the whole array on the thread pool
+    (_driver.estep_statistics); the other passes (starts, the data covariance)
+    hand their chunk functions chunks of whole blocks (map_chunks).
     """
 
     in_memory = True

@@ -1085,9 +1085,11 @@ def _sampled_start(source, settings, random_state, precision_limit=np.inf):
     sample_weight = source.weights_at(rows)
     exponent = _magnitude_exponent(sample)
     scaled = np.ldexp(sample, -exponent) if exponent else sample
+    # k-means++'s rows of the sample: the start itself, or KMeans's seeds (the draws
+    # KMeans's own k-means++ makes, without its (trials, sample) distances)
+    indices = _kmeans_plusplus.kmeans_plusplus_rows(scaled, sample_weight, n_components,
+                                                    random_state)
     if settings.init_params == "k-means++":
-        indices = _kmeans_plusplus.kmeans_plusplus_rows(scaled, sample_weight, n_components,
-                                                        random_state)
         weights, means, covariances = _start_from_rows(source, settings, random_state,
                                                        rows[indices])
         factors, status = _factors_and_status(covariances, settings.covariance_type,
@@ -1096,7 +1098,8 @@ def _sampled_start(source, settings, random_state, precision_limit=np.inf):
     from sklearn.cluster import KMeans  # here: sklearn.cluster's import is 0.2 s
 
     centres = (  # copy_x=False: the sample is ours (no second copy of it)
-        KMeans(n_clusters=n_components, n_init=1, random_state=random_state, copy_x=False)
+        KMeans(n_clusters=n_components, init=scaled[indices], n_init=1,
+               random_state=random_state, copy_x=False)
         .fit(scaled, sample_weight=sample_weight)
         .cluster_centers_
     )

@@ -24,7 +24,7 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.problems import make_problem  # noqa: E402
+from benchmarks.problems import make_problem
 
 STARTS = (
     ("random_from_data", {}),
@@ -61,7 +61,7 @@ def main(argv=None):
           f"{args.n_iter} iterations")
     print(f"{'start':<40} {'peak MiB':>9} {'x data':>7}")
     for init_params, extra in STARTS:
-        def fit():
+        def fit(init_params=init_params, extra=extra):
             model = fastem.GaussianMixture(
                 problem.spec.n_components, covariance_type=problem.spec.covariance_type,
                 init_params=init_params, max_iter=args.n_iter, tol=0.0, random_state=0,

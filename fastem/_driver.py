@@ -21,7 +21,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from fastem import (
-    _draws, _kernels_estep, _kernels_loop, _kernels_mstep, _kernels_small, _kmeans_plusplus,
+    _draws,
+    _kernels_estep,
+    _kernels_loop,
+    _kernels_mstep,
+    _kernels_small,
+    _kmeans_plusplus,
     _sources,
 )
 from fastem._kernels_linalg import precision_cholesky_from_covariance
@@ -432,9 +437,8 @@ def estep_statistics(X, sample_weight, parameters, covariance_type, block_size,
         )
         kernel = (_kernels_estep.dense_statistics_and_sums if dense
                   else _kernels_estep.diagonal_statistics_and_sums)
-        nk, sum_x, scatter, sums = kernel(
-            X, _sources.kernel_weights(sample_weight), means, precisions_chol, log_norm, block_size
-        )
+        nk, sum_x, scatter, sums = kernel(X, _sources.kernel_weights(sample_weight), means,
+                                          precisions_chol, log_norm, block_size)
     return Statistics(nk, sum_x, scatter, float(sums[0]), means.astype(np.float64),
                       float(sums[1]), float(sums[2]))
 
@@ -923,9 +927,8 @@ def start_parameters(source, settings, random_state, precision_limit=np.inf):
     if method == "random":
         return (*_random_start(source, settings, random_state), None)
     if method == "k-means++":  # on all the data, in memory: scikit-learn's rows
-        return (*_start_from_rows(source, settings, random_state,
-                                  _kmeans_plusplus_rows(source, settings, random_state)),
-                None)
+        rows = _kmeans_plusplus_rows(source, settings, random_state)
+        return (*_start_from_rows(source, settings, random_state, rows), None)
     # k-means on all the data, in memory: scikit-learn's exact start
     resp_of = initial_resp(source.X, source.sample_weight, settings, random_state)
     return (*parameters_from_resp(

@@ -253,8 +253,8 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy, tile_weight,
-                      width):
+def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy,
+                      tile_weight, width):
     """Weighted log-probabilities (K, width) -> unnormalised responsibilities, in place.
 
     ``peak[t]``: the largest log_prob[., t], from _store_log_prob.
@@ -377,8 +377,8 @@ def _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, log_prob, 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _tile_weights(sample_weight, start, n_points, tile_weight):
-    """tile_weight[t] = the weight of row start + t: sample_weight[start + t], or its one
-    entry for every row (UNIT_WEIGHT).
+    """tile_weight[t] = the weight of row start + t: sample_weight[start + t], or
+    its one entry for every row (UNIT_WEIGHT).
 
     The loops that use the weights (_responsibilities, _add_tile_sums) read them
     from here, so that they are the same code whichever way the weights come: a
@@ -400,7 +400,8 @@ def _tile_weights(sample_weight, start, n_points, tile_weight):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, entropy, log_max_resp, sums):
+def _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, entropy, log_max_resp,
+                   sums):
     """Add the tile's weighted sums, in float64, to ``sums``: [0] sum_t w_t log p(x_t)
     (from log_prob_norm[t] = log p(x_t) - shift, see _log_norm_shift), [1]
     sum_t w_t sum_k r log r and [2] sum_t w_t log max_k r (see _responsibilities).
@@ -815,8 +816,8 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
         _tile_weights(sample_weight, start, n_points, tile_weight)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
                           tile_weight, width)
-        _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy, tile_peak,
-                       sums)
+        _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy,
+                       tile_peak, sums)
         for k in range(n_components):
             if n_padded == 2:
                 nk[k] += _dense_statistics2(tile_scale, resp, k, X_tile, means_padded,
@@ -858,8 +859,9 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     (n_factors, D padded, D padded; upper triangle) and sums_parts[b] (3,):
     weighted log-likelihood, sum w r log r, sum w log max r. The parts must be
     zeroed by the caller. ``sample_weight`` holds one weight per row of X, or
-    a single weight that every row takes (UNIT_WEIGHT). Serial: threads (_kernels_threads.run_blocks) and
-    Dask tasks each call it on their own range of blocks; the parts are then
+    a single weight that every row takes (UNIT_WEIGHT). Serial: threads
+    (_kernels_threads.run_blocks) and Dask tasks each call it on their own
+    range of blocks; the parts are then
     summed in block order (reduce_dense), so the result does not depend on
     who computed which block.
 
@@ -1050,8 +1052,8 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
         _tile_weights(sample_weight, start, n_points, tile_weight)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
                           tile_weight, width)
-        _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy, tile_peak,
-                       sums)
+        _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy,
+                       tile_peak, sums)
         for k in range(n_components):
             total, _ = _weight_responsibilities(tile_scale, n_points, resp, k, weighted_resp,
                                                 width)

@@ -240,9 +240,9 @@ def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs):
         scatter_parts = np.zeros((n_blocks, n_components, n_padded))
         kernel = _kernels_estep.diagonal_statistics_blocks
     sums_parts = np.zeros((n_blocks, 3))
-    run_blocks(kernel, n_blocks, read_only(X), kernel_weights(sample_weight), means, factors,
-               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
-               _kernels_estep.STATISTICS_ONLY)
+    run_blocks(kernel, n_blocks, read_only(X), kernel_weights(sample_weight), means,
+               factors, log_norm, block_size, nk_parts, sum_x_parts, scatter_parts,
+               sums_parts, _kernels_estep.STATISTICS_ONLY)
     return nk_parts, sum_x_parts, scatter_parts, sums_parts
 
 

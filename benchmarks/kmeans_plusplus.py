@@ -18,7 +18,6 @@ import argparse
 import statistics
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from sklearn.cluster import kmeans_plusplus
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.problems import make_problem  # noqa: E402
+from benchmarks.problems import make_problem, traced_peak  # noqa: E402
 from fastem._kmeans_plusplus import kmeans_plusplus_rows  # noqa: E402
 
 
@@ -41,16 +40,6 @@ def _fastem(X, sample_weight, n_clusters, seed):
 
 
 IMPLEMENTATIONS = {"sklearn": _sklearn, "fastem": _fastem}
-
-
-def traced_peak(function, *args):
-    """tracemalloc's peak (bytes) during function(*args)."""
-    tracemalloc.start()
-    try:
-        function(*args)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def main(argv=None):

@@ -723,6 +723,19 @@ def _status_kib(field):
     raise OSError(f"no {field} in /proc/self/status")
 
 
+def traced_peak(function, *args):
+    """The peak of tracemalloc (bytes: what numpy and Python allocate) during
+    ``function(*args)``."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        function(*args)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def fit_extra_peak_bytes(fit, problem, n_iter=None):
     """Peak resident memory a ``fit`` call adds to the process, in bytes (Linux).
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tracemalloc
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.problems import make_problem
+from benchmarks.problems import make_problem, traced_peak
 
 STARTS = (
     ("random_from_data", {}),
@@ -34,16 +33,6 @@ STARTS = (
     ("kmeans", {"init_sample_size": 100_000}),
     ("kmeans", {}),
 )
-
-
-def traced_peak(fit):
-    """Peak bytes tracemalloc sees during ``fit()``."""
-    tracemalloc.start()
-    try:
-        fit()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def main(argv=None):

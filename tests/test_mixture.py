@@ -156,6 +156,16 @@ def assert_same_fit(actual, expected, rtol, with_lower_bounds=True):
         )
 
 
+def traced_peak(function, *args):
+    """The peak of tracemalloc (bytes) during ``function(*args)``."""
+    tracemalloc.start()
+    try:
+        function(*args)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def all_finite(model):
     return all(
         np.all(np.isfinite(np.asarray(getattr(model, name), dtype=np.float64)))
@@ -398,12 +408,7 @@ def test_float32_data_is_not_copied_to_float64(rng):
     start = explicit_start(rng, X32[:1000].astype(np.float64), 2, "full")
     model = GaussianMixture(2, max_iter=3, tol=0.0, **start)
     fit_quietly(model, X32)  # compile (numba's compiler allocates) before measuring
-    tracemalloc.start()
-    try:
-        fit_quietly(model, X32)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = traced_peak(fit_quietly, model, X32)
     assert peak < n_samples * n_features * 8, f"peak {peak} bytes"
     assert all_finite(model)
 
@@ -852,13 +857,7 @@ def test_in_memory_start_memory_does_not_grow_with_the_data(rng, init_params):
         model = GaussianMixture(8, init_params=init_params, max_iter=1, tol=0.0,
                                 random_state=0)
         fit_quietly(model, X)  # compile and load first (numba's compiler allocates)
-        tracemalloc.start()
-        try:
-            fit_quietly(model, X)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        peaks.append(peak)
+        peaks.append(traced_peak(fit_quietly, model, X))
     assert peaks[1] - peaks[0] < 0.01 * 750_000 * 8 * 8, f"peaks {peaks} bytes"
     assert peaks[1] <= 0.15 * X.nbytes, f"peak {peaks[1]} bytes, data {X.nbytes}"
 

@@ -749,3 +749,36 @@ def test_bayesian_inference_on_sources_is_the_in_memory_inference(tmp_path,
         labels = BayesianGaussianMixture(**SOURCE_FIT_PARAMS, covariance_type="full"
                                          ).fit_predict(open_as("zarr", make_data(), tmp_path))
     assert_array_equal(labels, model.predict(make_data()))
+
+
+def test_in_memory_weight_lookups_by_chunk_match_whole_array_numpy():
+    """With zero weights, an in-memory source finds the rows of given positive-weight
+    ranks, and precision_limit the spread of the weighted rows, a chunk of rows at a
+    time: the same as numpy over the whole array, across chunk boundaries."""
+    rng = np.random.default_rng(7)
+    n_samples = 3 * _sources.MEMORY_CHUNK_ROWS + 123
+    X = rng.normal(size=(n_samples, 3))
+    X[rng.integers(n_samples, size=50)] *= 1e3  # extremes, some of them in weighted rows
+    weights = rng.uniform(0.5, 2.0, n_samples) * (rng.uniform(size=n_samples) < 0.4)
+    positive = np.flatnonzero(weights > 0)
+    ranks = np.sort(rng.choice(len(positive), size=40, replace=False))
+    ranks[-1] = len(positive) - 1  # the last positive row
+    source = _sources.MemorySource(X, weights)
+    assert_array_equal(source.positive_rows(ranks), positive[ranks])
+    assert source.n_positive() == len(positive)
+    assert source.first_positive_row() == positive[0]
+    weighted = X[positive]
+    expected = float(np.max(0.5 * weighted.max(axis=0) - 0.5 * weighted.min(axis=0)))
+    assert _driver._half_spread_of_weighted(X, weights) == expected
+    assert _driver.precision_limit(X, weights) == _driver.precision_limit(weighted,
+                                                                         weights[positive])
+
+
+def test_unit_weights_are_a_view_that_the_lookups_read_without_arrays():
+    weights = _sources.unit_weights(1000)
+    assert weights.strides == (0,) and not weights.flags.writeable
+    assert _sources.are_unit_weights(weights)
+    assert not _sources.are_unit_weights(np.ones(1000))
+    assert _sources.count_positive(weights) == 1000 and _sources.first_positive(weights) == 0
+    assert _sources.kernel_weights(weights) is _kernels_estep.UNIT_WEIGHT
+    assert_array_equal(_sources.row_weights(weights), np.ones(1000))

@@ -779,6 +779,7 @@ def test_unit_weights_are_a_view_that_the_lookups_read_without_arrays():
     assert weights.strides == (0,) and not weights.flags.writeable
     assert _sources.are_unit_weights(weights)
     assert not _sources.are_unit_weights(np.ones(1000))
-    assert _sources.count_positive(weights) == 1000 and _sources.first_positive(weights) == 0
+    assert _sources.count_positive(weights) == 1000
+    assert _sources.first_positive(weights) == 0
     assert _sources.kernel_weights(weights) is _kernels_estep.UNIT_WEIGHT
     assert_array_equal(_sources.row_weights(weights), np.ones(1000))

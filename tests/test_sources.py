@@ -758,7 +758,7 @@ def test_in_memory_weight_lookups_by_chunk_match_whole_array_numpy():
     rng = np.random.default_rng(7)
     n_samples = 3 * _sources.MEMORY_CHUNK_ROWS + 123
     X = rng.normal(size=(n_samples, 3))
-    X[rng.integers(n_samples, size=50)] *= 1e3  # extremes, some of them in weighted rows
+    X[rng.integers(n_samples, size=50)] *= 1e3  # extremes, some weighted
     weights = rng.uniform(0.5, 2.0, n_samples) * (rng.uniform(size=n_samples) < 0.4)
     positive = np.flatnonzero(weights > 0)
     ranks = np.sort(rng.choice(len(positive), size=40, replace=False))

@@ -649,15 +649,16 @@ def _half_spread(X):
         return 0.0
     high = X.max(axis=0).astype(np.float64, copy=False)
     low = X.min(axis=0).astype(np.float64, copy=False)
-    return float(np.max(0.5 * high - 0.5 * low))
+    return _sources.half_spread(high, low)
 
 
 def _half_spread_of_weighted(X, sample_weight):
     """_half_spread of the rows of positive weight, a chunk of rows at a time (no copy
     of them all)."""
     high = low = None
-    for start in range(0, X.shape[0], INIT_CHUNK):
-        rows = X[start:start + INIT_CHUNK][sample_weight[start:start + INIT_CHUNK] > 0]
+    chunk = _sources.MEMORY_CHUNK_ROWS
+    for start in range(0, X.shape[0], chunk):
+        rows = X[start:start + chunk][sample_weight[start:start + chunk] > 0]
         if len(rows) == 0:
             continue
         chunk_high = rows.max(axis=0).astype(np.float64, copy=False)
@@ -666,7 +667,7 @@ def _half_spread_of_weighted(X, sample_weight):
         low = chunk_low if low is None else np.minimum(low, chunk_low)
     if high is None:
         return 0.0
-    return float(np.max(0.5 * high - 0.5 * low))
+    return _sources.half_spread(high, low)
 
 
 def scale_exponent(X, reg_covar, half_spread=None):

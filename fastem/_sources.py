@@ -613,7 +613,8 @@ class Summary:
 
 
 def half_spread(high, low):
-    """Half the largest per-feature spread, as _driver._half_spread computes it."""
+    """Half the largest per-feature spread from the per-feature maxima and minima
+    (float64): _driver._half_spread's, and the streamed checks'."""
     return float(np.max(0.5 * high - 0.5 * low))
 
 
@@ -639,8 +640,10 @@ def chunk_scaled_weight_sums(X, sample_weight, first_row, block_size, shift):
 # source draws the same rows).
 PERMUTATION_LIMIT = 1 << 24
 
-# Rows of the chunks an in-memory pass hands its chunk functions (MemorySource.map_chunks):
-# _driver.INIT_CHUNK, the rows its 'random' start draws at a time.
+# Rows of the chunks an in-memory pass hands its chunk functions
+# (MemorySource.map_chunks) and of its other chunked lookups: what such a pass
+# holds per row is this many rows' worth. (The size of _driver.INIT_CHUNK, so
+# that a 'random' start's chunk is one of its blocks.)
 MEMORY_CHUNK_ROWS = 1 << 14
 
 
@@ -675,11 +678,15 @@ class MemorySource:
         same per-block results): what the function holds per row (labels, a block's
         deviations, unit weights as an array) is a chunk's worth, not N rows'."""
         step = max(1, MEMORY_CHUNK_ROWS // block_size) * block_size
-        unit = are_unit_weights(self.sample_weight)
+        ones = None
+        if are_unit_weights(self.sample_weight):
+            # an array of ones, contiguous as numpy's BLAS calls need
+            ones = np.ones(min(step, self.n_samples))
+            ones.flags.writeable = False
         for start in range(0, self.n_samples, step):
             stop = min(self.n_samples, start + step)
-            weights = (np.ones(stop - start) if unit  # contiguous, as numpy's BLAS calls need
-                       else self.sample_weight[start:stop])
+            weights = (self.sample_weight[start:stop] if ones is None
+                       else ones[:stop - start])
             yield function(self.X[start:stop], weights, start, block_size, *args)
 
     def map_chunks_drawing(self, function, block_size, random_state, draws_per_row,

@@ -316,22 +316,26 @@ def test_sampled_kmeans_start_against_sklearn_and_the_reference(covariance_type)
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_start_from_k_rows_is_the_one_hot_pass(covariance_type, weighted):
-    """random_from_data reads only its K rows and gives the bits of the one-hot pass
-    over all rows (parameters_from_resp), including a 'tied' sum in chunk order."""
+@pytest.mark.parametrize("init_params", ["random_from_data", "k-means++"])
+def test_start_from_k_rows_is_the_one_hot_pass(covariance_type, weighted, init_params):
+    """random_from_data and the in-memory k-means++ read only their K rows (drawn
+    without an (N,) array: _draws, _kmeans_plusplus) and give the bits of
+    scikit-learn's draws (RandomState.choice, kmeans_plusplus) through the one-hot
+    pass over all rows (parameters_from_resp), including a 'tied' sum in chunk
+    order."""
     X = make_data(n_samples=3 * _driver.INIT_CHUNK + 17, n_features=2)
     weights = make_weights(n_samples=len(X)) if weighted else np.ones(len(X))
     settings = _driver.FitSettings(
         n_components=5, covariance_type=covariance_type, tol=1e-3, reg_covar=1e-6,
-        max_iter=1, n_init=1, init_params="random_from_data", weights_init=None,
+        max_iter=1, n_init=1, init_params=init_params, weights_init=None,
         means_init=None, precisions_init=None, on_singular="recover", verbose=0,
         verbose_interval=10, block_size=BLOCK,
     )
     resp_of = _driver.initial_resp(X, weights, settings, np.random.RandomState(5))
     expected = _driver.parameters_from_resp(X, weights, resp_of, 5, covariance_type,
                                             1e-6)
-    got = _driver._start_from_rows(_sources.MemorySource(X, weights), settings,
-                                   np.random.RandomState(5))
+    got = _driver.start_parameters(_sources.MemorySource(X, weights), settings,
+                                   np.random.RandomState(5))[:3]
     for name, want, have in zip(("weights", "means", "covariances"), expected, got,
                                   strict=True):
         if name == "weights" and weighted:  # divided by the weights' sum per block

@@ -1,4 +1,4 @@
-"""Time the vectorisable exp and log of ``fastem._kernels_exp`` against libm, numpy.
+"""Time the vectorisable exp and log of ``fastem.kernels.exp`` against libm, numpy.
 
 A script, not an asv suite (it defines no ``time_*`` benchmarks, so asv
 importing it is harmless).  Run from the repository root::
@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from fastem._kernels_exp import (  # noqa: E402
+from fastem.kernels.exp import (  # noqa: E402
     _libm_exp_inplace32,
     _libm_exp_inplace64,
     _libm_log_inplace32,

@@ -131,7 +131,7 @@ def _lscpu():
 
 
 def _fastem_threads():
-    from fastem._kernels_threads import current_threads
+    from fastem.kernels.threads import current_threads
 
     return current_threads()
 
@@ -169,7 +169,11 @@ def _target_line(fastem):
     import llvmlite.binding as llvm
     from numba.core import config
 
-    registers = importlib.import_module(f"{fastem.__name__}._kernels_vector").vector_registers()
+    try:
+        vector = importlib.import_module(f"{fastem.__name__}.kernels.vector")
+    except ImportError:  # an installed fastem from before fastem/kernels/
+        vector = importlib.import_module(f"{fastem.__name__}._kernels_vector")
+    registers = vector.vector_registers()
     line = (f"- fastem's kernels compiled for: {config.CPU_NAME or llvm.get_host_cpu_name()}"
             f" ({registers} vector registers)")
     settings = [f"{name}={os.environ[name]!r}" for name in TARGET_VARIABLES

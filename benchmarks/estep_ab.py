@@ -30,8 +30,12 @@ def main():
     import numpy as np
     from problems import make_problem
 
-    from fastem import _driver
-    from fastem._kernels_threads import thread_limit
+    try:
+        from fastem.em import driver as _driver
+        from fastem.kernels.threads import thread_limit
+    except ImportError:  # a checkout from before fastem/em/ and fastem/kernels/
+        from fastem import _driver
+        from fastem._kernels_threads import thread_limit
 
     for name in args.problems.split(","):
         for dtype in args.dtypes.split(","):

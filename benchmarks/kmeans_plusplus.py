@@ -5,7 +5,7 @@ weights as a broadcast array, random_state 0, 1, 2 ..., prints per dtype:
 
 * seconds per call, the median over ``--repeats`` in-process calls (kernels
   compiled first), for ``sklearn.cluster.kmeans_plusplus`` and
-  ``fastem._kmeans_plusplus.kmeans_plusplus_rows``;
+  ``fastem.em.kmeans_plusplus.kmeans_plusplus_rows``;
 * tracemalloc's peak during one call, in bytes and as a multiple of X's size;
 * how many of the K rows agree, per seed.
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.problems import make_problem, traced_peak  # noqa: E402
-from fastem._kmeans_plusplus import kmeans_plusplus_rows  # noqa: E402
+from fastem.em.kmeans_plusplus import kmeans_plusplus_rows  # noqa: E402
 
 
 def _sklearn(X, sample_weight, n_clusters, seed):

@@ -1,7 +1,7 @@
 """What fastem's mixture estimators share about where their data comes from.
 
 :class:`fastem.GaussianMixture` and :class:`fastem.BayesianGaussianMixture`
-fit from, and infer on, the same kinds of X (see ``fastem._sources``): an
+fit from, and infer on, the same kinds of X (see ``fastem.em.sources``): an
 array in memory, an array-like read block by block (``np.memmap``,
 ``h5py.Dataset``, ``zarr.Array``, ...) or a ``dask.array.Array``.
 :class:`SourcesMixin` is the part of that which does not depend on the model.
@@ -10,8 +10,10 @@ array in memory, an array-like read block by block (``np.memmap``,
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from fastem import _driver, _sources, _validation
-from fastem._kernels_threads import thread_limit
+from fastem import _validation
+from fastem.em import driver as _driver
+from fastem.em import sources as _sources
+from fastem.kernels.threads import thread_limit
 
 
 def is_source(X):

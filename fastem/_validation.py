@@ -12,8 +12,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.utils.validation import validate_data
 
-from fastem import _sources
-from fastem._driver import COVARIANCE_TYPES, INIT_PARAMS, ON_SINGULAR
+from fastem.em import sources as _sources
+from fastem.em.driver import COVARIANCE_TYPES, INIT_PARAMS, ON_SINGULAR
 
 
 # Rows checked at a time where a finiteness check needs a mask (its bools are

@@ -28,7 +28,7 @@ SIZES = ("small", "large")
 def _task(dtype, family, size):
     """Fit and infer once per covariance type of ``family`` on data of ``size``;
     returns (dtype, family, size, seconds)."""
-    from fastem import _driver
+    from fastem.em import driver as _driver
     from fastem.mixture import GaussianMixture
 
     started = time.perf_counter()
@@ -117,7 +117,9 @@ def warmup(dtypes=("float64",), covariance_types=("full", "tied", "diag", "spher
 def kernels_need_compiling(n_samples, n_features, n_components, covariance_type):
     """Whether a fit of this shape will compile kernels that are not in numba's cache
     (judged by the kernels' cache index files; False when that cannot be told)."""
-    from fastem import _driver, _kernels_estep, _kernels_loop
+    from fastem.em import driver as _driver
+    from fastem.kernels import estep as _kernels_estep
+    from fastem.kernels import loop as _kernels_loop
 
     dense = covariance_type in ("full", "tied")
     if _driver.is_small(n_samples, n_features, n_components):

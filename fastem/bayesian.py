@@ -3,7 +3,7 @@
 Variational inference for a Gaussian mixture, as scikit-learn's
 ``BayesianGaussianMixture`` does it. Its E-step is the ordinary Gaussian
 E-step with other per-component constants, so each iteration is one pass of
-fastem's fused kernels (:func:`fastem._driver.source_statistics` with
+fastem's fused kernels (:func:`fastem.em.driver.source_statistics` with
 ``log_weights``) over any source GaussianMixture takes (memory, streamed,
 Dask); everything else works on K x D arrays in numpy here.
 
@@ -30,9 +30,11 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from fastem import _driver, _sources, _validation
+from fastem import _validation
 from fastem._estimator import SourcesMixin, is_source
-from fastem._kernels_threads import thread_limit
+from fastem.em import driver as _driver
+from fastem.em import sources as _sources
+from fastem.kernels.threads import thread_limit
 from fastem.mixture import GaussianMixture
 
 __all__ = ["BayesianGaussianMixture"]

@@ -6,10 +6,12 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from fastem import _driver, _sources, _validation
-from fastem._driver import SingularCovarianceError, SingularCovarianceWarning
+from fastem import _validation
 from fastem._estimator import SourcesMixin, is_source
-from fastem._kernels_threads import thread_limit
+from fastem.em import driver as _driver
+from fastem.em import sources as _sources
+from fastem.em.driver import SingularCovarianceError, SingularCovarianceWarning
+from fastem.kernels.threads import thread_limit
 
 __all__ = ["GaussianMixture", "SingularCovarianceError", "SingularCovarianceWarning"]
 

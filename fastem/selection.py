@@ -20,8 +20,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from fastem import _driver, _sources, _validation
-from fastem._driver import COVARIANCE_TYPES, SingularCovarianceWarning
+from fastem import _validation
+from fastem.em import driver as _driver
+from fastem.em import sources as _sources
+from fastem.em.driver import COVARIANCE_TYPES, SingularCovarianceWarning
 from fastem.mixture import GaussianMixture
 
 __all__ = ["CRITERIA", "GaussianMixtureIC", "SelectionResults", "hc_labels"]

@@ -7,8 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from fastem import _sources, cli
+from fastem import cli
 from fastem.cli import main
+from fastem.em import sources as _sources
 from fastem.mixture import GaussianMixture
 
 

@@ -1,5 +1,5 @@
-"""Fits and inference on Dask arrays (``fastem._dask``), on dask's threaded scheduler
-and on a real ``distributed.LocalCluster`` of worker processes.
+"""Fits and inference on Dask arrays (``fastem.em.dask_source``), on dask's threaded
+scheduler and on a real ``distributed.LocalCluster`` of worker processes.
 
 From the same start a Dask fit gives the in-memory fit's bits whatever the
 chunking (rows not lined up with the blocks, chunks along features), the number
@@ -30,7 +30,10 @@ from bayesian_helpers import (  # noqa: E402  (tests/bayesian_helpers.py)
     in_memory_fits_fixture,
 )
 
-from fastem import BayesianGaussianMixture, _dask, _driver, _sources  # noqa: E402
+from fastem import BayesianGaussianMixture  # noqa: E402
+from fastem.em import dask_source as _dask  # noqa: E402
+from fastem.em import driver as _driver  # noqa: E402
+from fastem.em import sources as _sources  # noqa: E402
 from fastem.mixture import GaussianMixture  # noqa: E402
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")

@@ -1,4 +1,4 @@
-"""fastem._draws: scikit-learn's RandomState.choice without replacement, bit for bit,
+"""fastem.em.draws: scikit-learn's RandomState.choice without replacement, bit for bit,
 in memory that does not grow with the number of items."""
 
 import tracemalloc
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from fastem._draws import choice_without_replacement
+from fastem.em.draws import choice_without_replacement
 
 
 def assert_same_state(actual, expected):

@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`fastem._driver`.
+"""Unit tests of :mod:`fastem.em.driver`.
 
 The block partition, precision factors and their inverses, the numpy M-step
 from responsibilities (against :func:`fastem.reference.m_step`), the
@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from fastem import _driver, reference
-from fastem._kernels_threads import thread_limit
+from fastem import reference
+from fastem.em import driver as _driver
+from fastem.kernels.threads import thread_limit
 from fastem.mixture import GaussianMixture, SingularCovarianceWarning
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")

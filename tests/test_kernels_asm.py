@@ -26,7 +26,7 @@ SCRIPT = r"""
 import json, sys
 import numpy as np
 from numba import typeof
-from fastem import _kernels_estep
+from fastem.kernels import estep as _kernels_estep
 
 def signature(*args):
     return tuple(typeof(arg) for arg in args)
@@ -123,8 +123,9 @@ def test_block_kernel_calls_no_libm(assembly, kernel):
 def test_avx2_build_has_no_masked_stores(assembly, kernel):
     """AVX2 has masked stores only as vmaskmovps/pd, microcoded and slow on AMD's cores:
     LLVM emits them for a store made only where a condition holds, e.g. a running
-    maximum updated in place (see _kernels_estep._store_log_prob). The AVX2 build had
-    75 masked stores and loads per kernel before; P1 took 15-27% longer for them."""
+    maximum updated in place (see fastem.kernels.estep._store_log_prob). The AVX2
+    build had 75 masked stores and loads per kernel before; P1 took 15-27% longer for
+    them."""
     target, _, _, listings = assembly
     stores = re.findall(r"\tvmaskmovp[sd]\t%ymm\d+, %ymm\d+, [^\n]*\(", listings[kernel])
     assert not stores, f"{target}: {len(stores)} masked stores in {kernel}"

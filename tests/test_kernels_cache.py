@@ -1,4 +1,4 @@
-"""fastem._kernels_cache: the cache decision and the guard against stale kernels."""
+"""fastem.kernels.cache: the cache decision and the guard against stale kernels."""
 
 import json
 import os
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import background  # tests/background.py
 
-from fastem import _kernels_cache
-from fastem._kernels_cache import DIGEST_FILE, drop_stale_kernels, kernel_sources_digest
+from fastem.kernels import cache as _kernels_cache
+from fastem.kernels.cache import DIGEST_FILE, drop_stale_kernels, kernel_sources_digest
 
 PACKAGE = Path(_kernels_cache.__file__).resolve().parent
 
@@ -116,9 +116,9 @@ ORDER_OF_FIRST_CALLS = """
 import json, sys
 import numpy as np
 from numba import njit
-from fastem._kernels_estep import FASTMATH
-from fastem._kernels_exp import exp_inplace64
-from fastem._kernels_mstep import dense_mstep
+from fastem.kernels.estep import FASTMATH
+from fastem.kernels.exp import exp_inplace64
+from fastem.kernels.mstep import dense_mstep
 
 @njit(fastmath=FASTMATH, error_model="numpy")
 def fastmath_caller(nk, sum_x, scatter, centres, values):

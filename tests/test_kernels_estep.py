@@ -1,11 +1,11 @@
-"""The fused E-step kernels (fastem._kernels_estep) against fastem.reference.
+"""The fused E-step kernels (fastem.kernels.estep) against fastem.reference.
 
 Every test runs through both kernel families: the tiled block kernels of
-_kernels_estep and the small-data row kernels of _kernels_small.
+fastem.kernels.estep and the small-data row kernels of fastem.kernels.small.
 Each kernel has its oracle: ``*_weighted_log_prob`` -> reference.estimate_weighted_log_prob,
 ``log_resp_from_weighted`` -> reference.e_step, ``*_statistics`` ->
 reference.sufficient_statistics and reference.log_likelihood. The driver
-functions in fastem._driver are the thin layer that picks the kernel for a
+functions in fastem.em.driver are the thin layer that picks the kernel for a
 covariance type, so they are what is called here.
 """
 
@@ -19,8 +19,10 @@ import llvmlite.binding as llvm
 import numpy as np
 import pytest
 
-from fastem import _driver, _kernels_estep, reference
-from fastem._kernels_threads import thread_limit
+from fastem import reference
+from fastem.em import driver as _driver
+from fastem.kernels import estep as _kernels_estep
+from fastem.kernels.threads import thread_limit
 
 # float64: the kernels and the oracle differ only by summation order.
 RTOL64 = 1e-10
@@ -80,8 +82,9 @@ def rng():
 
 @pytest.fixture(autouse=True, params=["tiles", "rows"])
 def kernel_path(request, monkeypatch):
-    """Every test here runs twice: through the tiled block kernels (_kernels_estep)
-    and through the small-data row kernels (_kernels_small), whatever its size."""
+    """Every test here runs twice: through the tiled block kernels
+    (fastem.kernels.estep) and through the small-data row kernels
+    (fastem.kernels.small), whatever its size."""
     limit = -1 if request.param == "tiles" else 10**18
     monkeypatch.setattr(_driver, "SMALL_WORK_LIMIT", limit)
     return request.param
@@ -404,9 +407,9 @@ def test_collapsed_component_is_flagged_singular(covariance_type):
 
 
 # The build for an AVX2 CPU (16 vector registers) takes other register blocks than
-# an AVX-512 one (see _kernels_vector.vector_registers): this module's oracle tests
-# of the block kernels, and test_mixture's parity with scikit-learn through the
-# block kernels (17 features: the diagonal kernel's feature passes and the dense
+# an AVX-512 one (see fastem.kernels.vector.vector_registers): this module's oracle
+# tests of the block kernels, and test_mixture's parity with scikit-learn through
+# the block kernels (17 features: the diagonal kernel's feature passes and the dense
 # one's scatter blocks; separated clusters: the gathered path), run again in a fresh
 # process whose kernels numba compiles for an AVX2 EPYC ('znver3'). The host runs
 # that code if it has AVX2 and FMA.

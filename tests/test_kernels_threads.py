@@ -1,4 +1,4 @@
-"""The block runner and the per-thread thread count (fastem._kernels_threads)."""
+"""The block runner and the per-thread thread count (fastem.kernels.threads)."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -6,8 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from fastem import _kernels_threads
-from fastem._kernels_threads import current_threads, max_threads, run_blocks, thread_limit
+from fastem.kernels import threads as _kernels_threads
+from fastem.kernels.threads import (
+    current_threads,
+    max_threads,
+    run_blocks,
+    thread_limit,
+)
 
 
 def recording_kernel(calls, lock):

@@ -1,4 +1,4 @@
-"""fastem._kernels_vector: the per-function 512-bit vector preference."""
+"""fastem.kernels.vector: the per-function 512-bit vector preference."""
 
 import inspect
 import os
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastem import _kernels_estep
-from fastem._kernels_vector import PREFERRED_VECTOR_BITS, prefer_512_bit_vectors
+from fastem.kernels import estep as _kernels_estep
+from fastem.kernels.vector import PREFERRED_VECTOR_BITS, prefer_512_bit_vectors
 
 ATTRIBUTE = f'"prefer-vector-width"="{PREFERRED_VECTOR_BITS}"'
 
@@ -101,7 +101,7 @@ def test_vector_registers_of_the_cpu_numba_compiles_for(cpu, registers):
     with AVX-512, 16 with AVX2, in Python and as a compiled constant."""
     script = (
         "from numba import njit\n"
-        "from fastem._kernels_vector import vector_registers\n"
+        "from fastem.kernels.vector import vector_registers\n"
         "print(vector_registers(), njit(lambda: vector_registers())())\n"
     )
     env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="", NUMBA_CACHE_DIR="")

@@ -1,4 +1,4 @@
-"""Tests of :mod:`fastem._kmeans_plusplus` (k-means++ in bounded memory).
+"""Tests of :mod:`fastem.em.kmeans_plusplus` (k-means++ in bounded memory).
 
 Its oracle is scikit-learn's ``kmeans_plusplus``: the same rows, in order,
 and the random state left where scikit-learn leaves it, for both dtypes,
@@ -18,9 +18,9 @@ from numpy.testing import assert_array_equal
 from sklearn.cluster import kmeans_plusplus
 from sklearn.metrics.pairwise import _euclidean_distances
 
-from fastem import _kernels_kmeans_plusplus as kernels
-from fastem import _kmeans_plusplus
-from fastem._kmeans_plusplus import kmeans_plusplus_rows
+from fastem.em import kmeans_plusplus as _kmeans_plusplus
+from fastem.em.kmeans_plusplus import kmeans_plusplus_rows
+from fastem.kernels import kmeans_plusplus as kernels
 
 DTYPES = (np.float64, np.float32)
 SEEDS = (0, 1, 2)

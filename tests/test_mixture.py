@@ -19,7 +19,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastem import _driver, _kernels_estep, reference
+from fastem import reference
+from fastem.em import driver as _driver
+from fastem.kernels import estep as _kernels_estep
 from fastem.mixture import (
     GaussianMixture,
     SingularCovarianceError,

@@ -43,7 +43,7 @@ NOTEBOOK_X = np.array([[1.0, 2.0], [4.0, 2.0], [1.0, 3.0], [4.0, 3.0]])
 # Every comparison here is bit for bit. Two earlier CI runs saw fits differ by 1 ulp
 # to 4e-12 between processes and within one: numba had compiled the M-step with the
 # fastmath flags of whichever kernel called it first (see FASTMATH in
-# fastem/_kernels_estep.py and the flag tests in tests/test_kernels_cache.py).
+# fastem/kernels/estep.py and the flag tests in tests/test_kernels_cache.py).
 
 
 @pytest.fixture
@@ -153,7 +153,9 @@ def test_concurrent_fits_equal_sequential_fits(rng, seed):
 def test_kernels_release_the_gil():
     from numba.core.registry import CPUDispatcher
 
-    from fastem import _kernels_estep, _kernels_loop, _kernels_small
+    from fastem.kernels import estep as _kernels_estep
+    from fastem.kernels import loop as _kernels_loop
+    from fastem.kernels import small as _kernels_small
 
     kernels = [
         getattr(module, name) for module in (_kernels_estep, _kernels_loop, _kernels_small)
@@ -409,7 +411,8 @@ def fits_in_read_only_installation(directory):
         target = package / source.relative_to(REPO)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
-    (package / "fastem" / "__pycache__").write_text("")  # in-tree cache unusable
+    for subpackage in ("fastem", "fastem/kernels"):  # in-tree caches unusable
+        (package / subpackage / "__pycache__").write_text("")
     blocker = directory / "a-file"
     blocker.write_text("")
     env = {

@@ -1,4 +1,4 @@
-"""Fits on data read block by block (``fastem._sources``): np.memmap, ``.npy`` loaded
+"""Fits on data read block by block (``fastem.em.sources``): np.memmap, ``.npy`` loaded
 with ``mmap_mode='r'``, h5py, zarr and a minimal array-like.
 
 The central claim is bitwise: from the same start, every source gives the same
@@ -29,7 +29,10 @@ from bayesian_helpers import (  # tests/bayesian_helpers.py
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.cluster import KMeans
 
-from fastem import BayesianGaussianMixture, _driver, _kernels_estep, _sources, reference
+from fastem import BayesianGaussianMixture, reference
+from fastem.em import driver as _driver
+from fastem.em import sources as _sources
+from fastem.kernels import estep as _kernels_estep
 from fastem.mixture import GaussianMixture
 
 h5py = pytest.importorskip("h5py")
@@ -319,10 +322,10 @@ def test_sampled_kmeans_start_against_sklearn_and_the_reference(covariance_type)
 @pytest.mark.parametrize("init_params", ["random_from_data", "k-means++"])
 def test_start_from_k_rows_is_the_one_hot_pass(covariance_type, weighted, init_params):
     """random_from_data and the in-memory k-means++ read only their K rows (drawn
-    without an (N,) array: _draws, _kmeans_plusplus) and give the bits of
-    scikit-learn's draws (RandomState.choice, kmeans_plusplus) through the one-hot
-    pass over all rows (parameters_from_resp), including a 'tied' sum in chunk
-    order."""
+    without an (N,) array: fastem.em.draws, fastem.em.kmeans_plusplus) and give the
+    bits of scikit-learn's draws (RandomState.choice, kmeans_plusplus) through the
+    one-hot pass over all rows (parameters_from_resp), including a 'tied' sum in
+    chunk order."""
     X = make_data(n_samples=3 * _driver.INIT_CHUNK + 17, n_features=2)
     weights = make_weights(n_samples=len(X)) if weighted else np.ones(len(X))
     settings = _driver.FitSettings(
@@ -528,7 +531,7 @@ def test_a_truncated_file_is_a_clear_error(tmp_path):
 MEMORY_SCRIPT = textwrap.dedent("""
     import sys, threading, time, warnings
     import numpy as np
-    from fastem import _sources
+    from fastem.em import sources as _sources
     from fastem.mixture import GaussianMixture
 
     _sources.CHUNK_BYTES = 1 << 20

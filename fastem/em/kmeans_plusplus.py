@@ -6,7 +6,7 @@ the weights) and an (n_local_trials, N) matrix of distances to the
 candidates: 1.25x the data on P2 (10^6 x 8 float64, K=16).
 :func:`kmeans_plusplus_rows` picks the same rows from the same random state
 and leaves the state where scikit-learn leaves it, streaming over the rows
-instead (kernels in :mod:`fastem._kernels_kmeans_plusplus`):
+instead (kernels in :mod:`fastem.kernels.kmeans_plusplus`):
 
 * the first centre is ``random_state.choice(N, p=w / w.sum())``: the weights'
   sum is numpy's pairwise sum, the cdf a running float64 cumsum of
@@ -51,7 +51,7 @@ rounding.
 
 import numpy as np
 
-from fastem import _kernels_kmeans_plusplus as _kernels
+from fastem.kernels import kmeans_plusplus as _kernels
 
 BLOCK_ROWS = 4096  # rows per block: re-reading one costs 4096 rows' distances
 MAX_BLOCKS = 1024  # block ends kept per candidate (longer data: longer blocks)

@@ -1,6 +1,6 @@
 """Threads for the block kernels, and the thread count, set per call and restored.
 
-The block kernels (``*_blocks`` in _kernels_estep) are serial and compiled
+The block kernels (``*_blocks`` in fastem.kernels.estep) are serial and compiled
 with ``nogil=True``: :func:`run_blocks` splits the blocks into one contiguous
 range per thread and runs the ranges at the same time, the first on the
 calling thread and the others on a shared pool. Every block writes its own

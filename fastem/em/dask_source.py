@@ -21,8 +21,8 @@ import dask
 import dask.array as da
 import numpy as np
 
-from fastem import _sources
-from fastem._kernels_threads import thread_limit
+from fastem.em import sources as _sources
+from fastem.kernels.threads import thread_limit
 
 
 def run_chunk(function, X, sample_weight, first_row, block_size, dtype, exponent,

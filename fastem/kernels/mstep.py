@@ -1,6 +1,6 @@
 """M-step kernels: sufficient statistics -> parameters.
 
-Statistics come from :mod:`fastem._kernels_estep`, accumulated around the
+Statistics come from :mod:`fastem.kernels.estep`, accumulated around the
 ``centres`` (the means the E-step used). With d_k = sum_x[k] / nk[k] the new
 means are ``centres + d`` and the centred scatter is
 ``scatter - nk d d^T``: a correction that stays small because the centres are
@@ -17,8 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
-from fastem._kernels_cache import CACHE
-from fastem._kernels_linalg import precision_cholesky_from_covariance
+from fastem.kernels.cache import CACHE
+from fastem.kernels.linalg import precision_cholesky_from_covariance
 
 STATUS_OK = 0
 STATUS_EMPTY = 1

@@ -1,14 +1,14 @@
 """Row-at-a-time E-step kernels for small data: short to compile, exact, float64.
 
-The tiled kernels of _kernels_estep are fast on large data and slow to
+The tiled kernels of fastem.kernels.estep are fast on large data and slow to
 compile (tens of seconds per dtype and covariance family, cold). A fit of
 the bundled data or of the notebook's four points needs neither their speed
 nor their compile time: these kernels take one row at a time, compute every
 distance and sum in float64 whatever the data's dtype, and compile in a few
-seconds. The compiled EM loop (_kernels_loop) and the driver's inference on
-small data use them (see _driver.SMALL_WORK_LIMIT).
+seconds. The compiled EM loop (fastem.kernels.loop) and the driver's inference on
+small data use them (see fastem.em.driver.SMALL_WORK_LIMIT).
 
-Conventions as in _kernels_estep: ``precisions_chol`` is (n_factors, D, D)
+Conventions as in fastem.kernels.estep: ``precisions_chol`` is (n_factors, D, D)
 for 'full'/'tied' (n_factors K or 1) and (K, D) for 'diag'/'spherical';
 ``log_norm[k] = log(weights[k]) + log_det_chol[k] - D/2 log(2 pi)``;
 statistics are accumulated around the means passed in; ``sums`` receives
@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
-from fastem._kernels_cache import CACHE
+from fastem.kernels.cache import CACHE
 
 # No reassociation: the sums over rows are plain left folds in row order.
 _FLAGS = dict(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")

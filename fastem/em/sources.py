@@ -19,7 +19,7 @@ Sources (``open_source``):
   row slicing (``np.memmap``, ``h5py.Dataset``, ``zarr.Array``, ...), read in
   *chunks* of whole blocks (about CHUNK_BYTES) by a reader thread that runs
   one chunk ahead of the kernels. Memory is O(chunk), not O(n_samples).
-- ``fastem._dask.DaskSource``: a ``dask.array.Array``; each pass is one
+- ``fastem.em.dask_source.DaskSource``: a ``dask.array.Array``; each pass is one
   graph whose tasks run the serial block kernels on row chunks of whole
   blocks (imported only when a Dask array is given).
 
@@ -40,8 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fastem import _kernels_estep
-from fastem._kernels_threads import current_threads, run_blocks
+from fastem.kernels import estep as _kernels_estep
+from fastem.kernels.threads import current_threads, run_blocks
 
 # Bytes of X a streamed source reads at a time (rounded to whole blocks, at
 # least one block per thread): the reader thread holds the next chunk while
@@ -226,7 +226,7 @@ def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs):
     """Partial statistics of the chunk's blocks: (nk, sum_x, scatter, sums) parts.
 
     Runs the serial ``*_statistics_blocks`` kernel over the chunk's blocks on
-    the kernels' threads (one thread inside a Dask task, see ``_dask``).
+    the kernels' threads (one thread inside a Dask task, see ``fastem.em.dask_source``).
     """
     means, factors, log_norm = inputs
     n_blocks = n_blocks_of(X.shape[0], block_size)
@@ -1219,7 +1219,7 @@ def open_source(X, sample_weight=None, chunk_bytes=None):
     if sample_weight is not None:
         sample_weight = _check_weights_like(sample_weight, n_samples)
     if is_dask_array(X):
-        from fastem._dask import DaskSource  # dask is an optional dependency
+        from fastem.em.dask_source import DaskSource  # dask is an optional dependency
 
         return DaskSource(X, sample_weight, dtype)
     return StreamedSource(X, sample_weight, dtype, chunk_bytes=chunk_bytes)
@@ -1236,7 +1236,7 @@ def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
     ``log_weights`` as in ``_driver.kernel_inputs`` (None: log(parameters.weights))."""
     from scipy.special import logsumexp
 
-    from fastem import _driver  # the driver imports this module
+    from fastem.em import driver as _driver  # the driver imports this module
 
     if not np.isfinite(X).all():
         row, column = divmod(int(np.flatnonzero(~np.isfinite(X).ravel())[0]), X.shape[1])

@@ -20,17 +20,15 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from fastem import (
-    _draws,
-    _kernels_estep,
-    _kernels_loop,
-    _kernels_mstep,
-    _kernels_small,
-    _kmeans_plusplus,
-    _sources,
-)
-from fastem._kernels_linalg import precision_cholesky_from_covariance
-from fastem._kernels_mstep import STATUS_EMPTY, STATUS_OK, STATUS_SINGULAR
+from fastem.em import draws as _draws
+from fastem.em import kmeans_plusplus as _kmeans_plusplus
+from fastem.em import sources as _sources
+from fastem.kernels import estep as _kernels_estep
+from fastem.kernels import loop as _kernels_loop
+from fastem.kernels import mstep as _kernels_mstep
+from fastem.kernels import small as _kernels_small
+from fastem.kernels.linalg import precision_cholesky_from_covariance
+from fastem.kernels.mstep import STATUS_EMPTY, STATUS_OK, STATUS_SINGULAR
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")

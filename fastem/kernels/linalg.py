@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit
 
-from fastem._kernels_cache import CACHE
+from fastem.kernels.cache import CACHE
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")

@@ -1,4 +1,4 @@
-"""Row-streaming kernels of the bounded-memory k-means++ (see _kmeans_plusplus).
+"""Row-streaming kernels of the bounded-memory k-means++ (fastem.em.kmeans_plusplus).
 
 Each kernel reads rows in order and keeps only scalars and the small arrays
 it is given: no (N,) array. Arithmetic that decides which rows scikit-learn's
@@ -29,7 +29,7 @@ converts them.
 import numpy as np
 from numba import njit
 
-from fastem._kernels_cache import CACHE
+from fastem.kernels.cache import CACHE
 
 # No reassociation, no contraction: every sum is a plain left fold.
 _FLAGS = dict(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")

@@ -90,7 +90,7 @@ where the target has one and a separate multiply and add where it does
 not; both stay within 2 ulp.  The decorators say ``fastmath=False``
 explicitly: numba would otherwise compile them with the flags of whichever
 fastmath caller reached them first (see ``FASTMATH`` in
-``_kernels_estep``), so callers' settings do not change these functions.
+``fastem.kernels.estep``), so callers' settings do not change these functions.
 
 log
 ---
@@ -118,7 +118,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from fastem._kernels_cache import CACHE
+from fastem.kernels.cache import CACHE
 
 __all__ = [
     "exp64",

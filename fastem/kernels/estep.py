@@ -22,7 +22,7 @@ Conventions shared by every kernel here:
   result does not depend on the number of threads. The compiled kernels are
   serial (``*_blocks``: one call computes a contiguous range of blocks, with
   the GIL released); the Python functions without the suffix hand block
-  ranges to threads (_kernels_threads.run_blocks). No ``prange``: numba's
+  ranges to threads (fastem.kernels.threads.run_blocks). No ``prange``: numba's
   parallel loops took most of the cold compile time, and a parallel loop's
   body compiled in one process and loaded from the cache in another rounded
   differently in the last bits.
@@ -56,10 +56,10 @@ from numba import njit
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
-from fastem._kernels_cache import CACHE
-from fastem._kernels_exp import exp64, exp_typed, log64, log_typed
-from fastem._kernels_threads import run_blocks
-from fastem._kernels_vector import prefer_512_bit_vectors, vector_registers
+from fastem.kernels.cache import CACHE
+from fastem.kernels.exp import exp64, exp_typed, log64, log_typed
+from fastem.kernels.threads import run_blocks
+from fastem.kernels.vector import prefer_512_bit_vectors, vector_registers
 
 # Points per tile of the statistics kernels, by dtype: wider tiles spread the
 # per-tile costs (horizontal sums, loop set-up) over more points. Measured (one
@@ -860,7 +860,7 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     weighted log-likelihood, sum w r log r, sum w log max r. The parts must be
     zeroed by the caller. ``sample_weight`` holds one weight per row of X, or
     a single weight that every row takes (UNIT_WEIGHT). Serial: threads
-    (_kernels_threads.run_blocks) and Dask tasks each call it on their own
+    (fastem.kernels.threads.run_blocks) and Dask tasks each call it on their own
     range of blocks; the parts are then
     summed in block order (reduce_dense), so the result does not depend on
     who computed which block.
@@ -919,7 +919,7 @@ def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm
     (n_factors, D, D) (for 'tied' the sum over components) and sums (3,): the
     weighted log-likelihood sum_i w_i log p(x_i), sum_i w_i sum_k r log r and
     sum_i w_i log max_k r under the parameters passed in. Blocks run on the
-    calling thread and _kernels_threads' pool (see run_blocks).
+    calling thread and the pool of fastem.kernels.threads (see run_blocks).
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]

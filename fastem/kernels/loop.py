@@ -2,7 +2,7 @@
 
 For small data, returning to Python every iteration costs more than the
 arithmetic. These functions run the iterations back to back on the calling
-thread, with the row-at-a-time E-step of _kernels_small (quick to compile:
+thread, with the row-at-a-time E-step of fastem.kernels.small (quick to compile:
 a first fit of small data does not wait for the tiled kernels) and the
 M-step of the block path, until the convergence test passes, ``max_iter``
 is reached, or something needs the driver:
@@ -21,9 +21,9 @@ import math
 import numpy as np
 from numba import njit
 
-from fastem._kernels_cache import CACHE
-from fastem._kernels_small import dense_statistics_rows, diagonal_statistics_rows
-from fastem._kernels_mstep import STATUS_OK, dense_mstep, diagonal_mstep
+from fastem.kernels.cache import CACHE
+from fastem.kernels.small import dense_statistics_rows, diagonal_statistics_rows
+from fastem.kernels.mstep import STATUS_OK, dense_mstep, diagonal_mstep
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -36,11 +36,11 @@ def _log_norm(weights, log_det, n_features):
     return out
 
 
-# The E-step (_kernels_small) is inlined by LLVM (forceinline): no call is left to
-# resolve at run time. The M-step and _log_norm are ordinary calls; like every
+# The E-step (fastem.kernels.small) is inlined by LLVM (forceinline): no call is left
+# to resolve at run time. The M-step and _log_norm are ordinary calls; like every
 # kernel called from here they state fastmath=False, so they are compiled once,
 # without reassociation, whoever calls them first (see FASTMATH in
-# _kernels_estep), and every copy of them rounds the same.
+# fastem.kernels.estep), and every copy of them rounds the same.
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
              lower_bound):

@@ -15,15 +15,20 @@ PACKAGE = Path(_kernels_cache.__file__).resolve().parent
 
 
 def cached_files(directory):
+    """numba's cache files of two kernel modules, and (as in the in-tree cache
+    directory, ``fastem/kernels/__pycache__``) the modules' bytecode beside them."""
     names = [
-        "_kernels_estep.dense_statistics-512.py311.nbi",
-        "_kernels_estep.dense_statistics-512.py311.1.nbc",
-        "_kernels_exp.exp64-263.py311.nbi",
+        "estep.dense_statistics-512.py311.nbi",
+        "estep.dense_statistics-512.py311.1.nbc",
+        "exp.exp64-263.py311.nbi",
     ]
     for name in names:
         (directory / name).write_bytes(b"cached")
-    (directory / "other_module.f-1.py311.nbi").write_bytes(b"not ours")
+    (directory / BYTECODE).write_bytes(b"not numba's")
     return names
+
+
+BYTECODE = "estep.cpython-311.pyc"
 
 
 def test_kernels_are_cached_when_a_location_is_writable():
@@ -32,16 +37,23 @@ def test_kernels_are_cached_when_a_location_is_writable():
 
 
 def test_digest_covers_every_kernel_module_and_nothing_else(tmp_path):
-    for source in PACKAGE.glob("_kernels_*.py"):
+    assert {"estep.py", "exp.py", "cache.py"} <= {p.name for p in PACKAGE.glob("*.py")}
+    for source in PACKAGE.glob("*.py"):
         (tmp_path / source.name).write_bytes(source.read_bytes())
-    (tmp_path / "mixture.py").write_text("x = 1\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / BYTECODE).write_bytes(b"1")
+    (tmp_path / "notes.txt").write_text("x = 1\n")
     digest = kernel_sources_digest(tmp_path)
     assert digest == kernel_sources_digest(PACKAGE)
-    (tmp_path / "mixture.py").write_text("x = 2\n")
+    (tmp_path / "__pycache__" / BYTECODE).write_bytes(b"2")
+    (tmp_path / "notes.txt").write_text("x = 2\n")
     assert kernel_sources_digest(tmp_path) == digest
-    exp = tmp_path / "_kernels_exp.py"
+    exp = tmp_path / "exp.py"
     exp.write_bytes(exp.read_bytes() + b"\n# an edit\n")
-    assert kernel_sources_digest(tmp_path) != digest
+    edited = kernel_sources_digest(tmp_path)
+    assert edited != digest
+    (tmp_path / "new_kernels.py").write_text("x = 1\n")  # a new module counts too
+    assert kernel_sources_digest(tmp_path) not in (digest, edited)
 
 
 def test_stale_kernels_are_deleted_and_the_digest_recorded(tmp_path):
@@ -49,7 +61,7 @@ def test_stale_kernels_are_deleted_and_the_digest_recorded(tmp_path):
     (tmp_path / DIGEST_FILE).write_text("digest of other sources\n")
     assert drop_stale_kernels(tmp_path, "new digest") is True
     assert not any((tmp_path / name).exists() for name in names)
-    assert (tmp_path / "other_module.f-1.py311.nbi").exists()
+    assert (tmp_path / BYTECODE).read_bytes() == b"not numba's"
     assert (tmp_path / DIGEST_FILE).read_text().strip() == "new digest"
 
 
@@ -88,8 +100,11 @@ def kernel_dispatchers():
 
     from numba.core.registry import CPUDispatcher
 
-    for source in sorted(PACKAGE.glob("_kernels_*.py")):
-        module = importlib.import_module(f"fastem.{source.stem}")
+    for source in sorted(PACKAGE.glob("*.py")):
+        if source.stem == "__init__":
+            module = importlib.import_module("fastem.kernels")
+        else:
+            module = importlib.import_module(f"fastem.kernels.{source.stem}")
         for name, value in vars(module).items():
             if isinstance(value, CPUDispatcher) and value.__module__ == module.__name__:
                 yield f"{source.stem}.{name}", value
@@ -108,8 +123,8 @@ def test_every_called_kernel_states_its_floating_point_flags():
         checked.append(name)
         assert "fastmath" in options, f"{name} does not state fastmath"
         assert "error_model" in options, f"{name} does not state error_model"
-    assert {"_kernels_mstep.dense_mstep", "_kernels_exp.exp64",
-            "_kernels_linalg.cholesky_lower", "_kernels_loop.dense_em"} <= set(checked)
+    assert {"mstep.dense_mstep", "exp.exp64",
+            "linalg.cholesky_lower", "loop.dense_em"} <= set(checked)
 
 
 ORDER_OF_FIRST_CALLS = """

@@ -2,7 +2,7 @@
 
 Every kernel is declared ``@njit(cache=CACHE, ...)``. numba looks for a
 writable cache location when such a decorator runs: next to the source file
-(``fastem/__pycache__``), then ``$NUMBA_CACHE_DIR`` or the user's cache
+(``fastem/kernels/__pycache__``), then ``$NUMBA_CACHE_DIR`` or the user's cache
 directory. When none is usable (a read-only installation with no writable
 home, say) ``cache=True`` raises ``RuntimeError: cannot cache function ...:
 no locator available`` and the package could not even be imported. Probing
@@ -13,11 +13,15 @@ to start) and a ``KernelCacheWarning`` says so once.
 
 numba checks a cached function only against its own source file, but a
 kernel's cached machine code also contains the callees it inlined from the
-other kernel modules: after an edit of ``_kernels_exp.py``, say, the cached
-``_kernels_estep`` kernels would keep the old ``exp64``. So the cache
-directory also holds a digest of all ``_kernels_*.py`` sources; when it does
-not match the sources being imported, fastem's cached kernels there are
-deleted (and recompiled on first use) before any kernel is loaded.
+other kernel modules: after an edit of ``exp.py``, say, the cached
+``estep`` kernels would keep the old ``exp64``. The kernel modules are all
+the ``.py`` files of this directory (``fastem/kernels/``), and numba's cache
+location is per source directory (in-tree, under ``$NUMBA_CACHE_DIR`` or
+the user's cache directory alike), so every ``.nbi``/``.nbc`` file in it is
+one of theirs. That cache directory also holds a digest of all those
+sources; when it does not match the sources being imported, the cached
+kernels there are deleted (and recompiled on first use) before any kernel
+is loaded.
 """
 
 import hashlib
@@ -47,11 +51,11 @@ def cache_available():
 
 
 def kernel_sources_digest(package_directory=None):
-    """sha256 of every ``_kernels_*.py`` file of the package (names and contents)."""
+    """sha256 of every ``.py`` file of the kernels' directory (names and contents)."""
     package_directory = package_directory or os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha256()
     for name in sorted(os.listdir(package_directory)):
-        if name.startswith("_kernels_") and name.endswith(".py"):
+        if name.endswith(".py"):
             digest.update(name.encode())
             with open(os.path.join(package_directory, name), "rb") as source:
                 digest.update(source.read())
@@ -59,8 +63,9 @@ def kernel_sources_digest(package_directory=None):
 
 
 def drop_stale_kernels(cache_directory, digest):
-    """Delete fastem's cached kernels in ``cache_directory`` unless they were compiled
-    from sources with this ``digest``; then record it. Returns True if it deleted.
+    """Delete the cached kernels (every ``.nbi``/``.nbc`` file) in ``cache_directory``
+    unless they were compiled from sources with this ``digest``; then record it.
+    Returns True if it deleted.
 
     Failures (a read-only directory, a file another process removed first) are
     ignored: the worst outcome is a recompilation.
@@ -77,7 +82,7 @@ def drop_stale_kernels(cache_directory, digest):
     except OSError:
         return False
     for name in names:
-        if name.startswith("_kernels_") and name.endswith((".nbi", ".nbc")):
+        if name.endswith((".nbi", ".nbc")):
             try:
                 os.remove(os.path.join(cache_directory, name))
             except OSError:
@@ -93,7 +98,7 @@ def drop_stale_kernels(cache_directory, digest):
 
 
 def _cache_directory():
-    """The directory numba caches this package's kernels in, or None if unknown."""
+    """The directory numba caches the kernels in, or None if unknown."""
     try:
         from numba.core.caching import FunctionCache
 

@@ -570,31 +570,11 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _dense_scatter2(weighted_diff, diff, scatter, slot, width):
-    """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t] for two (padded) features."""
-    prefer_512_bit_vectors()
-    zero = weighted_diff[0, 0] - weighted_diff[0, 0]
-    a00 = a01 = a11 = zero
-    for t in range(width):
-        u0 = weighted_diff[0, t]
-        u1 = weighted_diff[1, t]
-        v0 = diff[0, t]
-        v1 = diff[1, t]
-        a00 += u0 * v0
-        a01 += u0 * v1
-        a11 += u1 * v1
-    scatter[slot, 0, 0] += a00
-    scatter[slot, 0, 1] += a01
-    scatter[slot, 1, 1] += a11
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_x, scatter,
                        slot, width):
     """Component k's statistics of a tile of two (padded) features, in one pass.
 
-    What _weight_responsibilities, the centring pass and _dense_scatter2 do
+    What _weight_responsibilities, the centring pass and _dense_scatter do
     for wider data, with the sums in registers: weighted_resp[t] = w_t r_tk
     (see _weighted_responsibility), sum_x[k] += sum_t
     weighted_resp[t] (x_t - m_k), scatter[slot] += the weighted outer
@@ -629,8 +609,11 @@ def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _dense_scatter(weighted_diff, diff, scatter, slot, width):
-    """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t], upper 4x4 blocks.
+def _dense_scatter(weighted_diff, X_tile, means, k, scatter, slot, width):
+    """scatter[i, j] += sum_t weighted_diff[i, t] (x_tj - m_kj), upper 4x4 blocks.
+
+    The deviations x - m of the right-hand side are formed here from the tile,
+    not stored by the centring pass.
 
     A 4x4 block keeps 16 sums in registers: on a target with 16 vector registers
     (AVX2) they spilled to the stack, so there each block is summed as two 4x2
@@ -638,18 +621,21 @@ def _dense_scatter(weighted_diff, diff, scatter, slot, width):
     one E-step pass: see the README's "The AVX2 build, timed".
     """
     prefer_512_bit_vectors()
-    n_padded = diff.shape[0]
-    if n_padded == 2:
-        _dense_scatter2(weighted_diff, diff, scatter, slot, width)
-        return
+    n_padded = X_tile.shape[0]
     if vector_registers() < 32:
         for i0 in range(0, n_padded, BLOCK):
             for j0 in range(i0, n_padded, BLOCK):
-                _dense_scatter_4x2(weighted_diff, diff, scatter, slot, i0, j0, width)
-                _dense_scatter_4x2(weighted_diff, diff, scatter, slot, i0, j0 + 2, width)
+                _dense_scatter_4x2(weighted_diff, X_tile, means, k, scatter, slot, i0, j0,
+                                   width)
+                _dense_scatter_4x2(weighted_diff, X_tile, means, k, scatter, slot, i0,
+                                   j0 + 2, width)
         return
     for i0 in range(0, n_padded, BLOCK):
         for j0 in range(i0, n_padded, BLOCK):
+            m0 = means[k, j0]
+            m1 = means[k, j0 + 1]
+            m2 = means[k, j0 + 2]
+            m3 = means[k, j0 + 3]
             zero = weighted_diff[0, 0] - weighted_diff[0, 0]
             a00 = a01 = a02 = a03 = zero
             a10 = a11 = a12 = a13 = zero
@@ -660,10 +646,10 @@ def _dense_scatter(weighted_diff, diff, scatter, slot, width):
                 u1 = weighted_diff[i0 + 1, t]
                 u2 = weighted_diff[i0 + 2, t]
                 u3 = weighted_diff[i0 + 3, t]
-                v0 = diff[j0, t]
-                v1 = diff[j0 + 1, t]
-                v2 = diff[j0 + 2, t]
-                v3 = diff[j0 + 3, t]
+                v0 = X_tile[j0, t] - m0
+                v1 = X_tile[j0 + 1, t] - m1
+                v2 = X_tile[j0 + 2, t] - m2
+                v3 = X_tile[j0 + 3, t] - m3
                 a00 += u0 * v0
                 a01 += u0 * v1
                 a02 += u0 * v2
@@ -700,15 +686,17 @@ def _dense_scatter(weighted_diff, diff, scatter, slot, width):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _dense_scatter_4x2(weighted_diff, diff, scatter, slot, i0, j0, width):
-    """scatter[i, j] += sum_t weighted_diff[i, t] diff[j, t] for i0 <= i < i0 + 4,
+def _dense_scatter_4x2(weighted_diff, X_tile, means, k, scatter, slot, i0, j0, width):
+    """scatter[i, j] += sum_t weighted_diff[i, t] (x_tj - m_kj) for i0 <= i < i0 + 4,
     j0 <= j < j0 + 2: eight sums in registers (see _dense_scatter)."""
     prefer_512_bit_vectors()
+    m0 = means[k, j0]
+    m1 = means[k, j0 + 1]
     zero = weighted_diff[0, 0] - weighted_diff[0, 0]
     a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = zero
     for t in range(width):
-        v0 = diff[j0, t]
-        v1 = diff[j0 + 1, t]
+        v0 = X_tile[j0, t] - m0
+        v1 = X_tile[j0 + 1, t] - m1
         u0 = weighted_diff[i0, t]
         u1 = weighted_diff[i0 + 1, t]
         u2 = weighted_diff[i0 + 2, t]
@@ -774,7 +762,6 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     n_components, n_padded = means_padded.shape
     shared = factors.shape[0] == 1
     X_tile = np.zeros((n_padded, width), dtype=X.dtype)
-    diff = np.empty((n_padded, width), dtype=X.dtype)
     projection = np.empty((n_padded, width), dtype=X.dtype)
     weighted_diff = np.empty((n_padded, width), dtype=X.dtype)
     mahalanobis = np.empty(width, dtype=X.dtype)
@@ -839,13 +826,12 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
                 centre = means_padded[k, i]
                 first = weighted_resp[0] - weighted_resp[0]
                 for t in range(width):
-                    deviation = X_tile[i, t] - centre
-                    diff[i, t] = deviation
-                    value = weighted_resp[t] * deviation
+                    value = weighted_resp[t] * (X_tile[i, t] - centre)
                     weighted_diff[i, t] = value
                     first += value
                 sum_x[k, i] += first
-            _dense_scatter(weighted_diff, diff, scatter, 0 if shared else k, width)
+            _dense_scatter(weighted_diff, X_tile, means_padded, k, scatter,
+                           0 if shared else k, width)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")

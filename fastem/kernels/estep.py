@@ -150,11 +150,23 @@ def _rows_end_to_end(X):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _project_add4(X_tile, means, k, precisions_chol, slot, i0, j0, projection, width):
-    """projection[j, t] += sum over rows i0:i0+4 of (x_i - m_i) P[i, j], j0 <= j < j0+4.
+def _project_add4(X_tile, means, k, precisions_chol, slot, i0, j0, projection, mahalanobis,
+                  width):
+    """Add rows i0:i0+4 of (x - m)^T P[:, j0:j0+4] to the column block j0:j0+4.
 
     One 4x4 block of the factor in registers: 16 multiply-adds per 4 loads of
-    the tile and 4 loads and stores of ``projection``.
+    the tile. The column block's partial sums s_j (j0 <= j < j0+4) live in
+    ``projection`` between blocks: the first block (i0 = 0) writes them
+    without reading, and the last (i0 = j0, the diagonal block of the
+    triangular factor) adds their squares to mahalanobis[t] (sets it, for the
+    first column block) instead of storing them. So a column block of one
+    row block (j0 = 0, and all of D <= 4) never touches ``projection``. One
+    loop per case, written out (LLVM does not unswitch a loop on them: it
+    masked the loads and stores instead, two to three times slower).
+    Against one loop that always loaded and stored ``projection`` (after
+    zeroing it), on an AVX2 Zen 3 EPYC, one E-step pass, one thread, N/2,
+    in-process alternation: P2 (D = 8) 0.965x the time in float64, 0.95-1.0x
+    in float32; P3 (D = 32) within +-2% (noise).
 
     It replaced seven hand-unrolled variants that summed eight rows at a time
     (32 factor entries live) and fused the first and last chunks of a column
@@ -188,15 +200,49 @@ def _project_add4(X_tile, means, k, precisions_chol, slot, i0, j0, projection, w
     p31 = precisions_chol[slot, i0 + 3, j0 + 1]
     p32 = precisions_chol[slot, i0 + 3, j0 + 2]
     p33 = precisions_chol[slot, i0 + 3, j0 + 3]
-    for t in range(width):
-        d0 = X_tile[i0, t] - m0
-        d1 = X_tile[i0 + 1, t] - m1
-        d2 = X_tile[i0 + 2, t] - m2
-        d3 = X_tile[i0 + 3, t] - m3
-        projection[j0, t] += d0 * p00 + d1 * p10 + d2 * p20 + d3 * p30
-        projection[j0 + 1, t] += d0 * p01 + d1 * p11 + d2 * p21 + d3 * p31
-        projection[j0 + 2, t] += d0 * p02 + d1 * p12 + d2 * p22 + d3 * p32
-        projection[j0 + 3, t] += d0 * p03 + d1 * p13 + d2 * p23 + d3 * p33
+    centre = (m0, m1, m2, m3)
+    factor = (p00, p01, p02, p03, p10, p11, p12, p13, p20, p21, p22, p23, p30, p31, p32, p33)
+    if i0 == 0 and j0 == 0:  # the one row block of the first column block
+        for t in range(width):
+            s0, s1, s2, s3 = _block_products(X_tile, t, i0, centre, factor)
+            mahalanobis[t] = (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+    elif i0 == 0:  # the first of several: write the partial sums
+        for t in range(width):
+            s0, s1, s2, s3 = _block_products(X_tile, t, i0, centre, factor)
+            projection[j0, t] = s0
+            projection[j0 + 1, t] = s1
+            projection[j0 + 2, t] = s2
+            projection[j0 + 3, t] = s3
+    elif i0 == j0:  # the last: finish the sums and add their squares
+        for t in range(width):
+            s0, s1, s2, s3 = _block_products(X_tile, t, i0, centre, factor)
+            s0 += projection[j0, t]
+            s1 += projection[j0 + 1, t]
+            s2 += projection[j0 + 2, t]
+            s3 += projection[j0 + 3, t]
+            mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+    else:
+        for t in range(width):
+            s0, s1, s2, s3 = _block_products(X_tile, t, i0, centre, factor)
+            projection[j0, t] += s0
+            projection[j0 + 1, t] += s1
+            projection[j0 + 2, t] += s2
+            projection[j0 + 3, t] += s3
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _block_products(X_tile, t, i0, centre, factor):
+    """(x_t[i0:i0+4] - centre) times a 4x4 block of the factor (``factor``: its 16
+    entries row by row, a tuple, so they stay in registers): four sums."""
+    d0 = X_tile[i0, t] - centre[0]
+    d1 = X_tile[i0 + 1, t] - centre[1]
+    d2 = X_tile[i0 + 2, t] - centre[2]
+    d3 = X_tile[i0 + 3, t] - centre[3]
+    return (d0 * factor[0] + d1 * factor[4] + d2 * factor[8] + d3 * factor[12],
+            d0 * factor[1] + d1 * factor[5] + d2 * factor[9] + d3 * factor[13],
+            d0 * factor[2] + d1 * factor[6] + d2 * factor[10] + d3 * factor[14],
+            d0 * factor[3] + d1 * factor[7] + d2 * factor[11] + d3 * factor[15])
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -226,8 +272,8 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
 
     The deviations x_t - m_k are formed on the fly from the transposed tile.
     Column block j0:j0+4 of (x - m)^T P needs rows i < j0 + 4 of P: it is
-    summed into ``projection`` one 4x4 block of P at a time (_project_add4),
-    then its squares are added to the norm.
+    summed one 4x4 block of P at a time (_project_add4), whose last block adds
+    its squares to the norm.
     """
     prefer_512_bit_vectors()
     n_padded = X_tile.shape[0]
@@ -235,20 +281,10 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
         _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalanobis,
                        width)
         return
-    for t in range(width):
-        mahalanobis[t] = 0.0
     for j0 in range(0, n_padded, BLOCK):
-        for j in range(j0, j0 + BLOCK):
-            for t in range(width):
-                projection[j, t] = 0.0
         for i0 in range(0, j0 + BLOCK, BLOCK):
-            _project_add4(X_tile, means, k, precisions_chol, slot, i0, j0, projection, width)
-        for t in range(width):
-            s0 = projection[j0, t]
-            s1 = projection[j0 + 1, t]
-            s2 = projection[j0 + 2, t]
-            s3 = projection[j0 + 3, t]
-            mahalanobis[t] += (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
+            _project_add4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
+                          mahalanobis, width)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,

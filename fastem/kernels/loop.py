@@ -36,6 +36,16 @@ def _log_norm(weights, log_det, n_features):
     return out
 
 
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def _all_ok(status):
+    """True if every component's M-step status is STATUS_OK (a loop: numba compiles
+    ``np.any(status != STATUS_OK)`` as two functions of its own, slower to compile)."""
+    for k in range(status.shape[0]):
+        if status[k] != STATUS_OK:
+            return False
+    return True
+
+
 # The E-step (fastem.kernels.small) is inlined by LLVM (forceinline): no call is left
 # to resolve at run time. The M-step and _log_norm are ordinary calls; like every
 # kernel called from here they state fastmath=False, so they are compiled once,
@@ -74,7 +84,7 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
             nk, sum_x, scatter, centres, reg_covar
         )
         converged = abs(lower_bound - previous) < tol
-        if converged or np.any(status != STATUS_OK):
+        if converged or not _all_ok(status):
             break
     return weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter], converged
 
@@ -110,6 +120,6 @@ def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, ma
             nk, sum_x, scatter, centres, reg_covar, spherical
         )
         converged = abs(lower_bound - previous) < tol
-        if converged or np.any(status != STATUS_OK):
+        if converged or not _all_ok(status):
             break
     return weights, means, variances, precisions_chol, status, lower_bounds[:n_iter], converged

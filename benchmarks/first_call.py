@@ -36,6 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
+try:
+    from .compare import _lscpu
+except ImportError:  # run as a script: python benchmarks/first_call.py
+    from compare import _lscpu
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 WARM_SCRIPT = """
@@ -85,21 +90,16 @@ def fastem_command():
 
 
 def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            fields = {}
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-        flags = fields.get("flags", "").split()
-        isa = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "-"
-        return (
-            f"{fields.get('model name', platform.processor())} (family "
-            f"{fields.get('cpu family', '?')}, model {fields.get('model', '?')}), "
-            f"{os.cpu_count()} CPUs, {isa}"
-        )
-    except OSError:
-        return platform.processor() or platform.machine()
+    """The CPU as ``lscpu`` names it (compare.py's reader), with its family, model,
+    logical CPUs and whether it has AVX-512 or AVX2."""
+    fields = _lscpu()
+    flags = fields.get("Flags", "").split()
+    isa = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "-"
+    return (
+        f"{fields.get('Model name', platform.processor() or platform.machine())} "
+        f"(family {fields.get('CPU family', '?')}, model {fields.get('Model', '?')}), "
+        f"{os.cpu_count()} CPUs, {isa}"
+    )
 
 
 def main(argv=None):

@@ -205,7 +205,7 @@ def _project_add4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
               p20, p21, p22, p23, p30, p31, p32, p33)
     if i0 == 0 and j0 == 0:  # the one row block of the first column block
         for t in range(width):
-            s0, s1, s2, s3 = _block_products(X_tile, t, i0, centre, factor)
+            s0, s1, s2, s3 = _diagonal_block_products(X_tile, t, i0, centre, factor)
             mahalanobis[t] = (s0 * s0 + s1 * s1) + (s2 * s2 + s3 * s3)
     elif i0 == 0:  # the first of several: write the partial sums
         for t in range(width):
@@ -216,7 +216,7 @@ def _project_add4(X_tile, means, k, precisions_chol, slot, i0, j0, projection,
             projection[j0 + 3, t] = s3
     elif i0 == j0:  # the last: finish the sums and add their squares
         for t in range(width):
-            s0, s1, s2, s3 = _block_products(X_tile, t, i0, centre, factor)
+            s0, s1, s2, s3 = _diagonal_block_products(X_tile, t, i0, centre, factor)
             s0 += projection[j0, t]
             s1 += projection[j0 + 1, t]
             s2 += projection[j0 + 2, t]
@@ -243,6 +243,28 @@ def _block_products(X_tile, t, i0, centre, factor):
     return (d0 * factor[0] + d1 * factor[4] + d2 * factor[8] + d3 * factor[12],
             d0 * factor[1] + d1 * factor[5] + d2 * factor[9] + d3 * factor[13],
             d0 * factor[2] + d1 * factor[6] + d2 * factor[10] + d3 * factor[14],
+            d0 * factor[3] + d1 * factor[7] + d2 * factor[11] + d3 * factor[15])
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _diagonal_block_products(X_tile, t, i0, centre, factor):
+    """_block_products of a block on the factor's diagonal, which is upper
+    triangular: the six entries below its diagonal are zero and not multiplied
+    (10 multiply-adds instead of 16). With the scatter's diagonal blocks summing
+    only their upper triangles (_dense_scatter_upper2, _dense_scatter_upper4),
+    on an AVX2 Zen 3 EPYC, one E-step pass, N/2, in-process alternation: P2
+    (D = 8) 0.95x the time in float64 (2 threads; 0.98x with 1), 0.94x in
+    float32 (1 thread); P3 (D = 32, 8 of its 36 blocks on the diagonal) 0.98-1.06x
+    in float64, 0.98x in float32: within this machine's noise. Not timed on
+    AVX-512."""
+    d0 = X_tile[i0, t] - centre[0]
+    d1 = X_tile[i0 + 1, t] - centre[1]
+    d2 = X_tile[i0 + 2, t] - centre[2]
+    d3 = X_tile[i0 + 3, t] - centre[3]
+    return (d0 * factor[0],
+            d0 * factor[1] + d1 * factor[5],
+            d0 * factor[2] + d1 * factor[6] + d2 * factor[10],
             d0 * factor[3] + d1 * factor[7] + d2 * factor[11] + d3 * factor[15])
 
 
@@ -666,14 +688,20 @@ def _dense_scatter(weighted_diff, X_tile, means, k, scatter, slot, width):
     n_padded = X_tile.shape[0]
     if vector_registers() < 32:
         for i0 in range(0, n_padded, BLOCK):
-            for j0 in range(i0, n_padded, BLOCK):
+            # the diagonal block's left half: its lower two rows are below the diagonal
+            _dense_scatter_upper2(weighted_diff, X_tile, means, k, scatter, slot, i0,
+                                  width)
+            _dense_scatter_4x2(weighted_diff, X_tile, means, k, scatter, slot, i0,
+                               i0 + 2, width)
+            for j0 in range(i0 + BLOCK, n_padded, BLOCK):
                 _dense_scatter_4x2(weighted_diff, X_tile, means, k, scatter, slot,
                                    i0, j0, width)
                 _dense_scatter_4x2(weighted_diff, X_tile, means, k, scatter, slot,
                                    i0, j0 + 2, width)
         return
     for i0 in range(0, n_padded, BLOCK):
-        for j0 in range(i0, n_padded, BLOCK):
+        _dense_scatter_upper4(weighted_diff, X_tile, means, k, scatter, slot, i0, width)
+        for j0 in range(i0 + BLOCK, n_padded, BLOCK):
             m0 = means[k, j0]
             m1 = means[k, j0 + 1]
             m2 = means[k, j0 + 2]
@@ -759,6 +787,73 @@ def _dense_scatter_4x2(weighted_diff, X_tile, means, k, scatter, slot, i0, j0, w
     scatter[slot, i0 + 2, j0 + 1] += a21
     scatter[slot, i0 + 3, j0] += a30
     scatter[slot, i0 + 3, j0 + 1] += a31
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _dense_scatter_upper2(weighted_diff, X_tile, means, k, scatter, slot, i0, width):
+    """scatter[i, j] += sum_t weighted_diff[i, t] (x_tj - m_kj) for i0 <= i <= j <
+    i0 + 2: the upper triangle of a 2x2 block on the diagonal (the M-step reads
+    only the scatter's upper triangle)."""
+    prefer_512_bit_vectors()
+    m0 = means[k, i0]
+    m1 = means[k, i0 + 1]
+    zero = weighted_diff[0, 0] - weighted_diff[0, 0]
+    a00 = a01 = a11 = zero
+    for t in range(width):
+        v0 = X_tile[i0, t] - m0
+        v1 = X_tile[i0 + 1, t] - m1
+        u0 = weighted_diff[i0, t]
+        u1 = weighted_diff[i0 + 1, t]
+        a00 += u0 * v0
+        a01 += u0 * v1
+        a11 += u1 * v1
+    scatter[slot, i0, i0] += a00
+    scatter[slot, i0, i0 + 1] += a01
+    scatter[slot, i0 + 1, i0 + 1] += a11
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _dense_scatter_upper4(weighted_diff, X_tile, means, k, scatter, slot, i0, width):
+    """The upper triangle of the 4x4 block on the diagonal at i0 (10 sums, not 16;
+    see _dense_scatter_upper2)."""
+    prefer_512_bit_vectors()
+    m0 = means[k, i0]
+    m1 = means[k, i0 + 1]
+    m2 = means[k, i0 + 2]
+    m3 = means[k, i0 + 3]
+    zero = weighted_diff[0, 0] - weighted_diff[0, 0]
+    a00 = a01 = a02 = a03 = a11 = a12 = a13 = a22 = a23 = a33 = zero
+    for t in range(width):
+        v0 = X_tile[i0, t] - m0
+        v1 = X_tile[i0 + 1, t] - m1
+        v2 = X_tile[i0 + 2, t] - m2
+        v3 = X_tile[i0 + 3, t] - m3
+        u0 = weighted_diff[i0, t]
+        u1 = weighted_diff[i0 + 1, t]
+        u2 = weighted_diff[i0 + 2, t]
+        u3 = weighted_diff[i0 + 3, t]
+        a00 += u0 * v0
+        a01 += u0 * v1
+        a02 += u0 * v2
+        a03 += u0 * v3
+        a11 += u1 * v1
+        a12 += u1 * v2
+        a13 += u1 * v3
+        a22 += u2 * v2
+        a23 += u2 * v3
+        a33 += u3 * v3
+    scatter[slot, i0, i0] += a00
+    scatter[slot, i0, i0 + 1] += a01
+    scatter[slot, i0, i0 + 2] += a02
+    scatter[slot, i0, i0 + 3] += a03
+    scatter[slot, i0 + 1, i0 + 1] += a11
+    scatter[slot, i0 + 1, i0 + 2] += a12
+    scatter[slot, i0 + 1, i0 + 3] += a13
+    scatter[slot, i0 + 2, i0 + 2] += a22
+    scatter[slot, i0 + 2, i0 + 3] += a23
+    scatter[slot, i0 + 3, i0 + 3] += a33
 
 
 def n_padded(n_features):

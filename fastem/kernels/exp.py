@@ -11,7 +11,8 @@ add/shift, bitcast), so a loop such as::
         out[i] = exp64(log_resp[i])
 
 compiles to AVX-512 code (8 doubles or 16 floats per instruction on this
-project's build machine, 26 resp. 21 instructions per vector iteration)
+project's build machine, about 26 resp. 21 instructions per vector
+iteration)
 with no call in the loop body.
 
 Algorithm (Cody-Waite reduction, polynomial, exponent add; no table)
@@ -23,8 +24,15 @@ Algorithm (Cody-Waite reduction, polynomial, exponent add; no table)
 2. ``r = x - n*ln2`` with ln2 split in two constants (``n*ln2_hi`` is
    exact), so ``|r| <= ln2/2`` to within rounding.
 3. ``exp(r) = 1 + r + r**2 * q(r)`` with ``q`` a near-minimax polynomial
-   (Chebyshev fit; degree 9 for float64, degree 4 for float32), evaluated by
-   Horner's rule in ``llvm.fmuladd``.
+   (Chebyshev fit; degree 9 for float64, degree 4 for float32) in
+   ``llvm.fmuladd``: by Horner's rule for float32; for float64 by Estrin's
+   scheme (pairs of coefficients, then r**2, r**4, r**8), four multiply-adds
+   deep instead of nine. A vectorised exp loop is bound by that chain's
+   latency more than by its instruction count: on an AVX2 Zen 3 EPYC, Estrin
+   made an exp64 loop over 2,048 values in L1 about 15% faster (1.53-1.64
+   against 1.84-1.87 ns per value) and one E-step pass, one thread, 0.94x the
+   time on P1 (the same bits) and 0.97x on P5; the largest error stayed at
+   1.05 ulp (250,000 points against mpmath).
 4. ``exp(x) = exp(r) * 2**n`` by an integer add of ``n << 52`` (``<< 23``)
    to the bit pattern of ``exp(r)``.
 5. Branch-free range handling with selects, which vectorise:
@@ -300,16 +308,20 @@ def exp64(x):
     n = _float64_as_int64(shifted) - _SHIFT64_BITS
     r = _fmuladd(n_float, -_LN2_HI64, x)
     r = _fmuladd(n_float, -_LN2_LO64, r)
-    q = _fmuladd(_Q64_9, r, _Q64_8)
-    q = _fmuladd(q, r, _Q64_7)
-    q = _fmuladd(q, r, _Q64_6)
-    q = _fmuladd(q, r, _Q64_5)
-    q = _fmuladd(q, r, _Q64_4)
-    q = _fmuladd(q, r, _Q64_3)
-    q = _fmuladd(q, r, _Q64_2)
-    q = _fmuladd(q, r, _Q64_1)
-    q = _fmuladd(q, r, _Q64_0)
-    p = _fmuladd(r * r, q, r) + 1.0
+    # q by Estrin's scheme: pairs, then powers r**2, r**4, r**8 (four multiply-adds
+    # deep instead of Horner's nine; see the module docstring)
+    r2 = r * r
+    r4 = r2 * r2
+    q01 = _fmuladd(_Q64_1, r, _Q64_0)
+    q23 = _fmuladd(_Q64_3, r, _Q64_2)
+    q45 = _fmuladd(_Q64_5, r, _Q64_4)
+    q67 = _fmuladd(_Q64_7, r, _Q64_6)
+    q89 = _fmuladd(_Q64_9, r, _Q64_8)
+    q03 = _fmuladd(q23, r2, q01)
+    q47 = _fmuladd(q67, r2, q45)
+    q07 = _fmuladd(q47, r4, q03)
+    q = _fmuladd(q89, r4 * r4, q07)
+    p = _fmuladd(r2, q, r) + 1.0
     # p * 2**n by adding n to p's exponent field; n is in [-1022, 1024]
     # and the biased exponent of the result stays in [1, 2046].
     result = _int64_as_float64(_float64_as_int64(p) + (n << 52))

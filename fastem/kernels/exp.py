@@ -25,14 +25,19 @@ Algorithm (Cody-Waite reduction, polynomial, exponent add; no table)
    exact), so ``|r| <= ln2/2`` to within rounding.
 3. ``exp(r) = 1 + r + r**2 * q(r)`` with ``q`` a near-minimax polynomial
    (Chebyshev fit; degree 9 for float64, degree 4 for float32) in
-   ``llvm.fmuladd``: by Horner's rule for float32; for float64 by Estrin's
-   scheme (pairs of coefficients, then r**2, r**4, r**8), four multiply-adds
-   deep instead of nine. A vectorised exp loop is bound by that chain's
-   latency more than by its instruction count: on an AVX2 Zen 3 EPYC, Estrin
-   made an exp64 loop over 2,048 values in L1 about 15% faster (1.53-1.64
-   against 1.84-1.87 ns per value) and one E-step pass, one thread, 0.94x the
-   time on P1 (the same bits) and 0.97x on P5; the largest error stayed at
-   1.05 ulp (250,000 points against mpmath).
+   ``llvm.fmuladd``: by Horner's rule for float32. For float64 the scheme
+   follows the build's vector registers (``vector_registers``, a constant
+   when compiled). With 16 (AVX2) a vectorised exp64 loop is bound by the
+   chain's latency more than by its instruction count, and Estrin's scheme
+   (pairs of coefficients, then r**2, r**4, r**8; four multiply-adds deep
+   instead of nine, three more multiplies) made a loop over 2,048 values in
+   L1 about 15% faster on an AVX2 Zen 3 EPYC (1.53-1.64 against 1.84-1.87 ns
+   per value) and one E-step pass, one thread, 0.94x the time on P1 and
+   0.97x on P5. With 32 (AVX-512, AArch64) the loop is bound by its
+   instruction count, and Horner's rule stays: on an AVX-512 Zen 4 EPYC
+   Estrin made the loop over 4,096 values about 5% slower (0.73 against 0.69
+   ns per value). Both are tested on every host; largest error 1.04 ulp
+   (Horner) and 1.05 ulp (Estrin), 250,000 points against mpmath.
 4. ``exp(x) = exp(r) * 2**n`` by an integer add of ``n << 52`` (``<< 23``)
    to the bit pattern of ``exp(r)``.
 5. Branch-free range handling with selects, which vectorise:
@@ -59,7 +64,7 @@ Special values: ``exp(-inf) == 0.0``, ``exp(0) == 1.0`` exactly,
 raised; hardware status flags are not meaningful.
 
 Accuracy (``tests/test_kernels_exp.py``; AMD EPYC with AVX-512 and FMA):
-float64 at most 1 ulp from ``np.exp`` and at most 1.04 ulp from the exact
+float64 at most 1 ulp from ``np.exp`` and at most 1.05 ulp from the exact
 value (glibc's ``exp``: 0.505 ulp); float32 at most 1 ulp from
 ``float32(np.exp(float64(x)))`` over all 2.24e9 float32 inputs with a
 normal result.
@@ -127,6 +132,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from fastem.kernels.cache import CACHE
+from fastem.kernels.vector import vector_registers
 
 __all__ = [
     "exp64",
@@ -281,7 +287,7 @@ _Q64_9 = 2.510134692835034e-08
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def exp64(x):
-    """Vectorisable ``exp`` of a float64 scalar (max error 1.04 ulp).
+    """Vectorisable ``exp`` of a float64 scalar (max error 1.05 ulp).
 
     Call it inside a counted loop over contiguous memory; LLVM inlines and
     vectorises it (see the module docstring for the pattern).
@@ -297,6 +303,17 @@ def exp64(x):
         (``x < -708.3964185322641``, including ``-inf``); ``inf`` for
         ``x > 709.782712893384`` and ``+inf``; NaN for NaN.
     """
+    # The polynomial by Estrin's scheme where 16 vector registers make the loop
+    # latency-bound (AVX2), by Horner's rule where 32 leave it throughput-bound
+    # (AVX-512, AArch64): see the module docstring. A constant when compiled.
+    if vector_registers() < 32:
+        return _exp64_estrin(x)
+    return _exp64_horner(x)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def _exp64_reduce(x):
+    """Steps 1-2 of the module docstring: (x clamped, n, r, underflow, overflow_or_nan)."""
     underflow = x < _LO64
     # "not <=" is also true for NaN, which then leaves through x + inf.
     overflow_or_nan = not (x <= _OVF64)
@@ -308,8 +325,42 @@ def exp64(x):
     n = _float64_as_int64(shifted) - _SHIFT64_BITS
     r = _fmuladd(n_float, -_LN2_HI64, x)
     r = _fmuladd(n_float, -_LN2_LO64, r)
-    # q by Estrin's scheme: pairs, then powers r**2, r**4, r**8 (four multiply-adds
-    # deep instead of Horner's nine; see the module docstring)
+    return x, n, r, underflow, overflow_or_nan
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def _exp64_scale(x, n, r, q, underflow, overflow_or_nan):
+    """Steps 3-5: exp(r) = 1 + r + r**2 q, times 2**n, and the range selects."""
+    p = _fmuladd(r * r, q, r) + 1.0
+    # p * 2**n by adding n to p's exponent field; n is in [-1022, 1024]
+    # and the biased exponent of the result stays in [1, 2046].
+    result = _int64_as_float64(_float64_as_int64(p) + (n << 52))
+    result = 0.0 if underflow else result
+    return x + _INF if overflow_or_nan else result
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def _exp64_horner(x):
+    """exp64 with q(r) by Horner's rule: nine multiply-adds in a chain (the build
+    for 32 vector registers)."""
+    x, n, r, underflow, overflow_or_nan = _exp64_reduce(x)
+    q = _fmuladd(_Q64_9, r, _Q64_8)
+    q = _fmuladd(q, r, _Q64_7)
+    q = _fmuladd(q, r, _Q64_6)
+    q = _fmuladd(q, r, _Q64_5)
+    q = _fmuladd(q, r, _Q64_4)
+    q = _fmuladd(q, r, _Q64_3)
+    q = _fmuladd(q, r, _Q64_2)
+    q = _fmuladd(q, r, _Q64_1)
+    q = _fmuladd(q, r, _Q64_0)
+    return _exp64_scale(x, n, r, q, underflow, overflow_or_nan)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def _exp64_estrin(x):
+    """exp64 with q(r) by Estrin's scheme: pairs, then the powers r**2, r**4,
+    r**8, four multiply-adds deep (the build for 16 vector registers)."""
+    x, n, r, underflow, overflow_or_nan = _exp64_reduce(x)
     r2 = r * r
     r4 = r2 * r2
     q01 = _fmuladd(_Q64_1, r, _Q64_0)
@@ -321,12 +372,7 @@ def exp64(x):
     q47 = _fmuladd(q67, r2, q45)
     q07 = _fmuladd(q47, r4, q03)
     q = _fmuladd(q89, r4 * r4, q07)
-    p = _fmuladd(r2, q, r) + 1.0
-    # p * 2**n by adding n to p's exponent field; n is in [-1022, 1024]
-    # and the biased exponent of the result stays in [1, 2046].
-    result = _int64_as_float64(_float64_as_int64(p) + (n << 52))
-    result = 0.0 if underflow else result
-    return x + _INF if overflow_or_nan else result
+    return _exp64_scale(x, n, r, q, underflow, overflow_or_nan)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")

@@ -1,14 +1,30 @@
-"""Time one fused E-step pass (the statistics kernel) of P1-P5 in this checkout.
+"""Time one fused E-step pass (the statistics kernel) of P1-P5, for kernel A/B tests.
 
-An A/B helper for kernel changes: run it from two checkouts (``--repo``) in
-alternation, same machine, and compare the medians. Prints one JSON line per
-problem: {"problem", "dtype", "threads", "median_ms", "runs_ms"}.
+Two ways to run it:
+
+* ``--repo DIR``: the pass of one checkout, one JSON line per problem and dtype
+  ({"problem", "dtype", "threads", "median_ms", "min_ms", "runs_ms"}); run it
+  from two checkouts in alternation and compare the medians.
+* ``--checkouts LABEL=DIR ...``: several checkouts in one process, their passes
+  alternated round by round (the order reversed every other round), so that a
+  machine whose speed drifts from minute to minute slows them alike. Each
+  checkout's ``fastem`` package is copied to ``--work`` as ``fastem_LABEL``
+  with its imports renamed (re-copied when its sources change; numba's cache
+  is kept beside the copy). One JSON line per problem and dtype: each label's
+  median over the rounds of the best of three passes, and its ratio to the
+  first label's.
 
     python benchmarks/estep_ab.py --repo . --scale 4 --threads 1 --repeats 9
+    python benchmarks/estep_ab.py --checkouts old=../before new=. --problems P2,P3 \\
+        --scale 2 --threads 1 --rounds 15
 """
 
 import argparse
+import hashlib
+import importlib
 import json
+import re
+import shutil
 import statistics
 import sys
 import time
@@ -18,52 +34,123 @@ from pathlib import Path
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", default=".", help="fastem checkout to import")
+    parser.add_argument("--checkouts", nargs="+", metavar="LABEL=DIR",
+                        help="checkouts to alternate in this process")
+    parser.add_argument("--work", default=".estep_ab",
+                        help="where --checkouts puts the renamed copies")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--problems", default="P1,P2,P3,P5")
     parser.add_argument("--dtypes", default="float64,float32")
     args = parser.parse_args()
-    repo = Path(args.repo).resolve()
-    sys.path.insert(0, str(repo))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import numpy as np
-    from problems import make_problem
-
+    if args.checkouts:
+        modules = {label: renamed_package(label, Path(path), Path(args.work))
+                   for label, path in (spec.split("=", 1) for spec in args.checkouts)}
+        alternate(modules, args)
+        return
+    sys.path.insert(0, str(Path(args.repo).resolve()))
     try:
-        from fastem.em import driver as _driver
-        from fastem.kernels.threads import thread_limit
+        modules = {"": (importlib.import_module("fastem.em.driver"),
+                        importlib.import_module("fastem.kernels.threads"))}
     except ImportError:  # a checkout from before fastem/em/ and fastem/kernels/
-        from fastem import _driver
-        from fastem._kernels_threads import thread_limit
+        modules = {"": (importlib.import_module("fastem._driver"),
+                        importlib.import_module("fastem._kernels_threads"))}
+    driver, threads = modules[""]
+    for problem in problems(args):
+        runs = []
+        run = pass_of(driver, problem)
+        with threads.thread_limit(args.threads):
+            run()
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                run()
+                runs.append(1e3 * (time.perf_counter() - start))
+        print(json.dumps({"problem": problem.name, "dtype": problem.dtype,
+                          "threads": args.threads,
+                          "median_ms": round(statistics.median(runs), 2),
+                          "min_ms": round(min(runs), 2),
+                          "runs_ms": [round(run, 2) for run in runs]}), flush=True)
+
+
+def renamed_package(label, checkout, work):
+    """(driver, threads) modules of ``checkout``'s fastem, imported as fastem_<label>."""
+    name = f"fastem_{label}"
+    source = checkout.resolve() / "fastem"
+    files = sorted(source.rglob("*.py"))
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()
+    copy = work.resolve() / name
+    stamp = copy / ".source-digest"
+    if not (stamp.exists() and stamp.read_text() == digest):
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        for path in copy.rglob("*.py"):
+            text = path.read_text()
+            renamed = re.sub(r"\b(from|import) fastem\b", rf"\1 {name}", text)
+            if renamed != text:
+                path.write_text(renamed)
+        stamp.write_text(digest)
+    if str(copy.parent) not in sys.path:
+        sys.path.insert(0, str(copy.parent))
+    return (importlib.import_module(f"{name}.em.driver"),
+            importlib.import_module(f"{name}.kernels.threads"))
+
+
+def alternate(modules, args):
+    for problem in problems(args):
+        runs = {label: (pass_of(driver, problem), threads)
+                for label, (driver, threads) in modules.items()}
+        times = {label: [] for label in modules}
+        for round_index in range(args.rounds):
+            order = list(modules) if round_index % 2 == 0 else list(modules)[::-1]
+            for label in order:
+                run, threads = runs[label]
+                with threads.thread_limit(args.threads):
+                    if round_index == 0:
+                        run()  # compiles, or loads from numba's cache
+                    best = float("inf")
+                    for _ in range(3):
+                        start = time.perf_counter()
+                        run()
+                        best = min(best, time.perf_counter() - start)
+                times[label].append(1e3 * best)
+        medians = {label: statistics.median(values) for label, values in times.items()}
+        first = medians[next(iter(modules))]
+        print(json.dumps({"problem": problem.name, "dtype": problem.dtype,
+                          "threads": args.threads, "rounds": args.rounds,
+                          "median_ms": {label: round(value, 2)
+                                        for label, value in medians.items()},
+                          "ratio": {label: round(value / first, 3)
+                                    for label, value in medians.items()}}), flush=True)
+
+
+def problems(args):
+    from problems import make_problem
 
     for name in args.problems.split(","):
         for dtype in args.dtypes.split(","):
-            problem = make_problem(name, args.scale, dtype)
-            X = problem.X
-            covariance_type = problem.covariance_type
-            precisions_chol = _driver.precision_cholesky_from_precisions(
-                np.asarray(problem.precisions_init), covariance_type)
-            covariances = _driver.covariances_from_precisions_chol(precisions_chol,
-                                                                   covariance_type)
-            parameters = _driver.Parameters(np.asarray(problem.weights_init),
-                                            np.asarray(problem.means_init), covariances,
-                                            precisions_chol)
-            block_size = _driver.default_block_size(*X.shape, problem.n_components,
-                                                    covariance_type, X.itemsize)
-            weights = np.ones(X.shape[0])
-            runs = []
-            with thread_limit(args.threads):
-                _driver.sufficient_statistics(X, weights, parameters, covariance_type,
-                                              block_size)
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    _driver.sufficient_statistics(X, weights, parameters, covariance_type,
-                                                  block_size)
-                    runs.append(1e3 * (time.perf_counter() - start))
-            print(json.dumps({"problem": name, "dtype": dtype, "threads": args.threads,
-                              "median_ms": round(statistics.median(runs), 2), "min_ms": round(min(runs), 2),
-                              "runs_ms": [round(run, 2) for run in runs]}), flush=True)
+            yield make_problem(name, args.scale, dtype)
+
+
+def pass_of(driver, problem):
+    """One E-step pass of ``problem`` from its start, by ``driver``'s statistics."""
+    import numpy as np
+
+    X = problem.X
+    covariance_type = problem.covariance_type
+    precisions_chol = driver.precision_cholesky_from_precisions(
+        np.asarray(problem.precisions_init), covariance_type)
+    covariances = driver.covariances_from_precisions_chol(precisions_chol, covariance_type)
+    parameters = driver.Parameters(np.asarray(problem.weights_init),
+                                   np.asarray(problem.means_init), covariances,
+                                   precisions_chol)
+    block_size = driver.default_block_size(*X.shape, problem.n_components,
+                                           covariance_type, X.itemsize)
+    weights = np.ones(X.shape[0])
+    return lambda: driver.sufficient_statistics(X, weights, parameters, covariance_type,
+                                                block_size)
 
 
 if __name__ == "__main__":

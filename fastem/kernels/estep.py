@@ -256,8 +256,9 @@ def _diagonal_block_products(X_tile, t, i0, centre, factor):
     on an AVX2 Zen 3 EPYC, one E-step pass, N/2, in-process alternation: P2
     (D = 8) 0.95x the time in float64 (2 threads; 0.98x with 1), 0.94x in
     float32 (1 thread); P3 (D = 32, 8 of its 36 blocks on the diagonal) 0.98-1.06x
-    in float64, 0.98x in float32: within this machine's noise. Not timed on
-    AVX-512."""
+    in float64, 0.98x in float32: within this machine's noise. AVX-512 Zen 4, one
+    thread, N/2, 15 rounds (benchmarks/estep_ab.py --checkouts): P2 0.88x in both
+    dtypes, P3 0.96x / 0.94x."""
     d0 = X_tile[i0, t] - centre[0]
     d1 = X_tile[i0 + 1, t] - centre[1]
     d2 = X_tile[i0 + 2, t] - centre[2]
@@ -682,7 +683,10 @@ def _dense_scatter(weighted_diff, X_tile, means, k, scatter, slot, width):
     centring pass then stores one array, not two, and a tile's arrays take 8 KiB
     less of the 32 KiB L1 of AMD's cores): on an AVX2 Zen 3 EPYC, one E-step
     pass, 2 threads, P2 (D = 8) 0.875x the time in float64 and 0.944x in float32,
-    P3 (D = 32) 1.008x and 0.945x, the same bits. Not timed on AVX-512.
+    P3 (D = 32) 1.008x and 0.945x, the same bits. AVX-512 Zen 4, one thread,
+    N/2, together with the projection's split first and last row blocks: P2
+    0.865x / 0.877x, P3 0.974x / 0.980x (the README's "The AVX-512 build,
+    timed on a Zen 4").
     """
     prefer_512_bit_vectors()
     n_padded = X_tile.shape[0]

@@ -77,10 +77,22 @@ def main():
 
 def renamed_package(label, checkout, work):
     """(driver, threads) modules of ``checkout``'s fastem, imported as fastem_<label>."""
+    copy = renamed_copy(label, checkout, work)
+    if str(copy.parent) not in sys.path:
+        sys.path.insert(0, str(copy.parent))
+    return (importlib.import_module(f"{copy.name}.em.driver"),
+            importlib.import_module(f"{copy.name}.kernels.threads"))
+
+
+def renamed_copy(label, checkout, work):
+    """``checkout``'s fastem package copied to ``work``/fastem_<label>, its imports of
+    fastem renamed; copied again only when the checkout's sources change, so numba's
+    cache beside the copy stays valid. Returns the copy's path."""
     name = f"fastem_{label}"
     source = checkout.resolve() / "fastem"
     files = sorted(source.rglob("*.py"))
-    digest = hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()
+    digest = hashlib.sha256(b"".join(str(path.relative_to(source)).encode() + b"\0"
+                                     + path.read_bytes() for path in files)).hexdigest()
     copy = work.resolve() / name
     stamp = copy / ".source-digest"
     if not (stamp.exists() and stamp.read_text() == digest):
@@ -92,10 +104,7 @@ def renamed_package(label, checkout, work):
             if renamed != text:
                 path.write_text(renamed)
         stamp.write_text(digest)
-    if str(copy.parent) not in sys.path:
-        sys.path.insert(0, str(copy.parent))
-    return (importlib.import_module(f"{name}.em.driver"),
-            importlib.import_module(f"{name}.kernels.threads"))
+    return copy
 
 
 def alternate(modules, args):

@@ -1,0 +1,43 @@
+"""benchmarks/estep_ab.py --checkouts: the renamed copies it imports side by side."""
+
+import importlib.util
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def _estep_ab():
+    spec = importlib.util.spec_from_file_location(
+        "fastem_benchmark_estep_ab", REPOSITORY / "benchmarks" / "estep_ab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_renamed_copy_renames_fastem_imports_only_and_recopies_on_change(tmp_path):
+    estep_ab = _estep_ab()
+    checkout = tmp_path / "checkout"
+    (checkout / "fastem" / "em").mkdir(parents=True)
+    (checkout / "fastem" / "__init__.py").write_text(
+        "from fastem.em import driver\nimport fastem.kernels\nfastem_name = 'fastem'\n")
+    (checkout / "fastem" / "em" / "driver.py").write_text("from fastem import em\n")
+    (checkout / "fastem" / "em" / "__pycache__").mkdir()
+    work = tmp_path / "work"
+
+    copy = estep_ab.renamed_copy("old", checkout, work)
+
+    assert copy == work.resolve() / "fastem_old"
+    assert (copy / "__init__.py").read_text() == (
+        "from fastem_old.em import driver\nimport fastem_old.kernels\n"
+        "fastem_name = 'fastem'\n")
+    assert (copy / "em" / "driver.py").read_text() == "from fastem_old import em\n"
+    assert not (copy / "em" / "__pycache__").exists()
+    # unchanged sources: the copy (and numba's cache beside it) is kept
+    (copy / "em" / "kept.txt").write_text("cache")
+    estep_ab.renamed_copy("old", checkout, work)
+    assert (copy / "em" / "kept.txt").exists()
+    # changed sources: copied again
+    (checkout / "fastem" / "em" / "driver.py").write_text("from fastem import kernels\n")
+    estep_ab.renamed_copy("old", checkout, work)
+    assert not (copy / "em" / "kept.txt").exists()
+    assert (copy / "em" / "driver.py").read_text() == "from fastem_old import kernels\n"

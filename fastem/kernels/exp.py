@@ -26,8 +26,8 @@ Algorithm (Cody-Waite reduction, polynomial, exponent add; no table)
 3. ``exp(r) = 1 + r + r**2 * q(r)`` with ``q`` a near-minimax polynomial
    (Chebyshev fit; degree 9 for float64, degree 4 for float32) in
    ``llvm.fmuladd``: by Horner's rule for float32. For float64 the scheme
-   follows the build's vector registers (``vector_registers``, a constant
-   when compiled). With 16 (AVX2) a vectorised exp64 loop is bound by the
+   follows the build's vector registers (``vector_registers``): ``exp64`` is
+   ``_exp64_estrin`` or ``_exp64_horner``, chosen at import. With 16 (AVX2) a vectorised exp64 loop is bound by the
    chain's latency more than by its instruction count, and Estrin's scheme
    (pairs of coefficients, then r**2, r**4, r**8; four multiply-adds deep
    instead of nine, three more multiplies) made a loop over 2,048 values in
@@ -35,8 +35,8 @@ Algorithm (Cody-Waite reduction, polynomial, exponent add; no table)
    per value) and one E-step pass, one thread, 0.94x the time on P1 and
    0.97x on P5. With 32 (AVX-512, AArch64) the loop is bound by its
    instruction count, and Horner's rule stays: on an AVX-512 Zen 4 EPYC
-   Estrin made the loop over 4,096 values about 5% slower (0.73 against 0.69
-   ns per value). Both are tested on every host; largest error 1.04 ulp
+   Estrin made the loop over 4,096 values about 5% slower (0.792 against
+   0.753 ns per value, the two alternated in one process). Both are tested on every host; largest error 1.04 ulp
    (Horner) and 1.05 ulp (Estrin), 250,000 points against mpmath.
 4. ``exp(x) = exp(r) * 2**n`` by an integer add of ``n << 52`` (``<< 23``)
    to the bit pattern of ``exp(r)``.
@@ -91,7 +91,8 @@ overloads that resolve, when the caller is compiled, to ``exp32``/``log32``
 for a float32 argument and to ``exp64``/``log64`` otherwise (the overloads
 themselves are inlined; the call they leave is the plain function's).
 
-The functions are plain ``@njit``, not ``inline="always"``.
+The functions are plain ``@njit``, not ``inline="always"`` (but for exp64's two
+small helpers, each called once per variant).
 Both vectorise (checked), but with plain ``njit`` LLVM inlines the
 already-optimised function body from numba's cache (the cache stores
 bitcode for this purpose), so it is compiled once here instead of being
@@ -132,7 +133,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from fastem.kernels.cache import CACHE
-from fastem.kernels.vector import vector_registers
+from fastem.kernels.vector import _vector_registers
 
 __all__ = [
     "exp64",
@@ -285,33 +286,10 @@ _Q64_8 = 2.7621338669142925e-07
 _Q64_9 = 2.510134692835034e-08
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
-def exp64(x):
-    """Vectorisable ``exp`` of a float64 scalar (max error 1.05 ulp).
-
-    Call it inside a counted loop over contiguous memory; LLVM inlines and
-    vectorises it (see the module docstring for the pattern).
-
-    Parameters
-    ----------
-    x : float64
-
-    Returns
-    -------
-    float64
-        ``exp(x)``; exactly 0.0 when the true result is subnormal or zero
-        (``x < -708.3964185322641``, including ``-inf``); ``inf`` for
-        ``x > 709.782712893384`` and ``+inf``; NaN for NaN.
-    """
-    # The polynomial by Estrin's scheme where 16 vector registers make the loop
-    # latency-bound (AVX2), by Horner's rule where 32 leave it throughput-bound
-    # (AVX-512, AArch64): see the module docstring. A constant when compiled.
-    if vector_registers() < 32:
-        return _exp64_estrin(x)
-    return _exp64_horner(x)
-
-
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+# The two helpers below are tiny and have one caller each per variant: inlined by
+# numba (inline="always") they add no compilation of their own. As plain njit
+# functions, a first exp64 in a fresh process took 0.73 s to compile instead of 0.46.
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
 def _exp64_reduce(x):
     """Steps 1-2 of the module docstring: (x clamped, n, r, underflow, overflow_or_nan)."""
     underflow = x < _LO64
@@ -328,7 +306,7 @@ def _exp64_reduce(x):
     return x, n, r, underflow, overflow_or_nan
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
 def _exp64_scale(x, n, r, q, underflow, overflow_or_nan):
     """Steps 3-5: exp(r) = 1 + r + r**2 q, times 2**n, and the range selects."""
     p = _fmuladd(r * r, q, r) + 1.0
@@ -373,6 +351,19 @@ def _exp64_estrin(x):
     q07 = _fmuladd(q47, r4, q03)
     q = _fmuladd(q89, r4 * r4, q07)
     return _exp64_scale(x, n, r, q, underflow, overflow_or_nan)
+
+
+# exp64: vectorisable ``exp`` of a float64 scalar (max error 1.05 ulp), for a call
+# inside a counted loop over contiguous memory, which LLVM inlines and vectorises
+# (see the module docstring for the pattern). ``exp(x)``; exactly 0.0 when the true
+# result is subnormal or zero (``x < -708.3964185322641``, including ``-inf``);
+# ``inf`` for ``x > 709.782712893384`` and ``+inf``; NaN for NaN.
+# It is the variant the build's vector registers favour, chosen once at import from
+# the CPU numba compiles for (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, else the host,
+# as numba's cache is keyed): Estrin's scheme with 16 (AVX2), Horner's rule with 32
+# (AVX-512, AArch64); see the module docstring. Only that one is compiled for the
+# kernels that call it.
+exp64 = _exp64_estrin if _vector_registers() < 32 else _exp64_horner
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")

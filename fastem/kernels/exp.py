@@ -319,8 +319,8 @@ def _exp64_scale(x, n, r, q, underflow, overflow_or_nan):
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _exp64_horner(x):
-    """exp64 with q(r) by Horner's rule: nine multiply-adds in a chain (the build
-    for 32 vector registers)."""
+    """exp64 with q(r) by Horner's rule: nine multiply-adds in a chain (exp64 of a
+    build with 32 vector registers)."""
     x, n, r, underflow, overflow_or_nan = _exp64_reduce(x)
     q = _fmuladd(_Q64_9, r, _Q64_8)
     q = _fmuladd(q, r, _Q64_7)
@@ -337,7 +337,7 @@ def _exp64_horner(x):
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _exp64_estrin(x):
     """exp64 with q(r) by Estrin's scheme: pairs, then the powers r**2, r**4,
-    r**8, four multiply-adds deep (the build for 16 vector registers)."""
+    r**8, four multiply-adds deep (exp64 of a build with 16 vector registers)."""
     x, n, r, underflow, overflow_or_nan = _exp64_reduce(x)
     r2 = r * r
     r4 = r2 * r2

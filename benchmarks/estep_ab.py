@@ -76,7 +76,8 @@ def main():
 
 
 def renamed_package(label, checkout, work):
-    """(driver, threads) modules of ``checkout``'s fastem, imported as fastem_<label>."""
+    """(driver, threads) modules of ``checkout``'s fastem, imported as
+    fastem_<label>."""
     copy = renamed_copy(label, checkout, work)
     if str(copy.parent) not in sys.path:
         sys.path.insert(0, str(copy.parent))
@@ -151,7 +152,8 @@ def pass_of(driver, problem):
     covariance_type = problem.covariance_type
     precisions_chol = driver.precision_cholesky_from_precisions(
         np.asarray(problem.precisions_init), covariance_type)
-    covariances = driver.covariances_from_precisions_chol(precisions_chol, covariance_type)
+    covariances = driver.covariances_from_precisions_chol(precisions_chol,
+                                                          covariance_type)
     parameters = driver.Parameters(np.asarray(problem.weights_init),
                                    np.asarray(problem.means_init), covariances,
                                    precisions_chol)

@@ -37,7 +37,8 @@ def test_renamed_copy_renames_fastem_imports_only_and_recopies_on_change(tmp_pat
     estep_ab.renamed_copy("old", checkout, work)
     assert (copy / "em" / "kept.txt").exists()
     # changed sources: copied again
-    (checkout / "fastem" / "em" / "driver.py").write_text("from fastem import kernels\n")
+    driver = checkout / "fastem" / "em" / "driver.py"
+    driver.write_text("from fastem import kernels\n")
     estep_ab.renamed_copy("old", checkout, work)
     assert not (copy / "em" / "kept.txt").exists()
     assert (copy / "em" / "driver.py").read_text() == "from fastem_old import kernels\n"

@@ -2,10 +2,10 @@
 
 Inside an ``@njit`` loop ``np.exp``/``math.exp`` is a call into libm (2-7
 ns per element on the build machine), and because LLVM cannot widen an
-opaque call it also stops the whole loop from being vectorised.  The N*K exponentials of the
-E-step then dominate the run time.  The functions here use only operations
-LLVM's loop vectoriser can widen (multiply-add, compare/select, integer
-add/shift, bitcast), so a loop such as::
+opaque call it also stops the whole loop from being vectorised.  The N*K
+exponentials of the E-step then dominate the run time.  The functions here
+use only operations LLVM's loop vectoriser can widen (multiply-add,
+compare/select, integer add/shift, bitcast), so a loop such as::
 
     for i in range(n):
         out[i] = exp64(log_resp[i])
@@ -27,16 +27,17 @@ Algorithm (Cody-Waite reduction, polynomial, exponent add; no table)
    (Chebyshev fit; degree 9 for float64, degree 4 for float32) in
    ``llvm.fmuladd``: by Horner's rule for float32. For float64 the scheme
    follows the build's vector registers (``vector_registers``): ``exp64`` is
-   ``_exp64_estrin`` or ``_exp64_horner``, chosen at import. With 16 (AVX2) a vectorised exp64 loop is bound by the
-   chain's latency more than by its instruction count, and Estrin's scheme
-   (pairs of coefficients, then r**2, r**4, r**8; four multiply-adds deep
-   instead of nine, three more multiplies) made a loop over 2,048 values in
-   L1 about 15% faster on an AVX2 Zen 3 EPYC (1.53-1.64 against 1.84-1.87 ns
-   per value) and one E-step pass, one thread, 0.94x the time on P1 and
-   0.97x on P5. With 32 (AVX-512, AArch64) the loop is bound by its
-   instruction count, and Horner's rule stays: on an AVX-512 Zen 4 EPYC
-   Estrin made the loop over 4,096 values about 5% slower (0.792 against
-   0.753 ns per value, the two alternated in one process). Both are tested on every host; largest error 1.04 ulp
+   ``_exp64_estrin`` or ``_exp64_horner``, chosen at import. With 16 (AVX2)
+   a vectorised exp64 loop is bound by the chain's latency more than by its
+   instruction count, and Estrin's scheme (pairs of coefficients, then r**2,
+   r**4, r**8; four multiply-adds deep instead of nine, three more
+   multiplies) made a loop over 2,048 values in L1 about 15% faster on an
+   AVX2 Zen 3 EPYC (1.53-1.64 against 1.84-1.87 ns per value) and one E-step
+   pass, one thread, 0.94x the time on P1 and 0.97x on P5. With 32 (AVX-512,
+   AArch64) the loop is bound by its instruction count, and Horner's rule
+   stays: on an AVX-512 Zen 4 EPYC Estrin made the loop over 4,096 values
+   about 5% slower (0.792 against 0.753 ns per value, the two alternated in
+   one process). Both are tested on every host; largest error 1.04 ulp
    (Horner) and 1.05 ulp (Estrin), 250,000 points against mpmath.
 4. ``exp(x) = exp(r) * 2**n`` by an integer add of ``n << 52`` (``<< 23``)
    to the bit pattern of ``exp(r)``.
@@ -136,15 +137,15 @@ from fastem.kernels.cache import CACHE
 from fastem.kernels.vector import _vector_registers
 
 __all__ = [
-    "exp64",
     "exp32",
-    "exp_inplace64",
+    "exp64",
     "exp_inplace32",
-    "log64",
-    "log32",
-    "log_inplace64",
-    "log_inplace32",
+    "exp_inplace64",
     "exp_typed",
+    "log32",
+    "log64",
+    "log_inplace32",
+    "log_inplace64",
     "log_typed",
 ]
 
@@ -288,10 +289,13 @@ _Q64_9 = 2.510134692835034e-08
 
 # The two helpers below are tiny and have one caller each per variant: inlined by
 # numba (inline="always") they add no compilation of their own. As plain njit
-# functions, a first exp64 in a fresh process took 0.73 s to compile instead of 0.46.
+# functions (each a compile of its own) a first exp64 loop compiled in 0.56-0.62 s
+# instead of 0.46-0.47 (fresh processes, three each, AVX-512 Zen 4).
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
 def _exp64_reduce(x):
-    """Steps 1-2 of the module docstring: (x clamped, n, r, underflow, overflow_or_nan)."""
+    """Steps 1-2 of the module docstring.
+
+    Returns (x clamped, n, r, underflow, overflow_or_nan)."""
     underflow = x < _LO64
     # "not <=" is also true for NaN, which then leaves through x + inf.
     overflow_or_nan = not (x <= _OVF64)

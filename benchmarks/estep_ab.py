@@ -53,12 +53,11 @@ def main():
         return
     sys.path.insert(0, str(Path(args.repo).resolve()))
     try:
-        modules = {"": (importlib.import_module("fastem.em.driver"),
-                        importlib.import_module("fastem.kernels.threads"))}
+        driver = importlib.import_module("fastem.em.driver")
+        threads = importlib.import_module("fastem.kernels.threads")
     except ImportError:  # a checkout from before fastem/em/ and fastem/kernels/
-        modules = {"": (importlib.import_module("fastem._driver"),
-                        importlib.import_module("fastem._kernels_threads"))}
-    driver, threads = modules[""]
+        driver = importlib.import_module("fastem._driver")
+        threads = importlib.import_module("fastem._kernels_threads")
     for problem in problems(args):
         runs = []
         run = pass_of(driver, problem)

@@ -1082,7 +1082,7 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
         mahalanobis[t] = 0.0
     eight = vector_registers() >= 32
     i = 0
-    while eight and i + 2 * BLOCK <= n_features:  # eight features per pass over the tile
+    while eight and i + 2 * BLOCK <= n_features:  # eight features per pass
         c0 = means[k, i]
         c1 = means[k, i + 1]
         c2 = means[k, i + 2]

@@ -450,3 +450,48 @@ def test_avx2_build_matches_the_oracle(avx2_build_oracle_tests):
         pytest.skip("this CPU cannot run AVX2 code")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_kernels_free_every_array_and_keep_their_inputs_alive(rng):
+    """The helpers the block and row kernels inline are compiled without numba's
+    reference counting (``_nrt=False``: they neither allocate nor return arrays, and
+    their callers hold every array they are given). If one of them did need it, a
+    kernel would free an array too early or never: numba's own allocation counts
+    must balance over statistics and inference passes of every kernel, on two
+    threads, and the caller's arrays keep their Python reference counts."""
+    _nrt = pytest.importorskip("numba.core.runtime._nrt_python")
+    from numba.core.runtime import rtsys
+
+    _nrt.memsys_enable_stats()
+    try:
+        cases = []
+        for covariance_type in COVARIANCE_TYPES:
+            for n_samples, n_features in ((3000, 17), (40, 3)):  # block and row kernels
+                X, parameters = random_problem(rng, covariance_type, n_samples,
+                                               n_features, 5)
+                cases.append((X.astype(np.float32), X, parameters, covariance_type))
+        weights = np.ones(3000)
+
+        def passes():
+            for X32, X, parameters, covariance_type in cases:
+                for data in (X, X32):
+                    block_size = block_size_for(data, covariance_type, 5)
+                    with thread_limit(2):
+                        statistics = _driver.sufficient_statistics(
+                            data, weights[: len(data)], parameters, covariance_type,
+                            block_size)
+                        log_prob = _driver.estimate_weighted_log_prob(
+                            data, parameters, covariance_type, block_size)
+                    del statistics, log_prob
+
+        passes()  # compile (or load) first: compiling allocates too
+        counts = [sys.getrefcount(array) for case in cases for array in case[:2]]
+        before = rtsys.get_allocation_stats()
+        passes()
+        after = rtsys.get_allocation_stats()
+    finally:
+        _nrt.memsys_disable_stats()
+    assert after.alloc - before.alloc > 0  # the counts do count
+    assert after.alloc - before.alloc == after.free - before.free
+    assert after.mi_alloc - before.mi_alloc == after.mi_free - before.mi_free
+    assert [sys.getrefcount(array) for case in cases for array in case[:2]] == counts

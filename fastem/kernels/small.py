@@ -27,9 +27,12 @@ from fastem.kernels.cache import CACHE
 
 # No reassociation: the sums over rows are plain left folds in row order.
 _FLAGS = dict(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+# The per-row helpers take arrays their callers hold and allocate none: compiled
+# without reference counting (_nrt=False), as fastem.kernels.estep's helpers.
 
 
-@njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, **_FLAGS)
+@njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False,
+      **_FLAGS)
 def _dense_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob):
     """log_prob[k] = log_norm[k] - |(x_i - m_k) P_k|^2 / 2; returns max_k log_prob[k]."""
     n_components, n_features = means.shape
@@ -49,7 +52,8 @@ def _dense_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob):
     return peak
 
 
-@njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, **_FLAGS)
+@njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False,
+      **_FLAGS)
 def _diagonal_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob):
     """log_prob[k] = log_norm[k] - sum_j ((x_ij - m_kj) p_kj)^2 / 2; returns the max."""
     n_components, n_features = means.shape
@@ -65,7 +69,8 @@ def _diagonal_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob):
     return peak
 
 
-@njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, **_FLAGS)
+@njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False,
+      **_FLAGS)
 def _row_responsibilities(log_prob, peak, weight, sums):
     """log_prob -> w r_k in place (zeros for an unexplained row); adds the row's three
     sums (see the module docstring) to ``sums``."""

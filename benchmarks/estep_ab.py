@@ -17,6 +17,8 @@ Two ways to run it:
     python benchmarks/estep_ab.py --repo . --scale 4 --threads 1 --repeats 9
     python benchmarks/estep_ab.py --checkouts old=../before new=. --problems P2,P3 \\
         --scale 2 --threads 1 --rounds 15
+    python benchmarks/estep_ab.py --checkouts old=../before new=. --problems P3 \\
+        --iterations 5     # from the parameters after five EM iterations
 """
 
 import argparse
@@ -44,6 +46,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--problems", default="P1,P2,P3,P5")
     parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--iterations", type=int, default=0,
+                        help="time the pass from the parameters after this many EM "
+                             "iterations from the problem's start (fitted by the "
+                             "fastem installed, not a checkout's; 0: the start)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.checkouts:
@@ -60,7 +66,7 @@ def main():
         threads = importlib.import_module("fastem._kernels_threads")
     for problem in problems(args):
         runs = []
-        run = pass_of(driver, problem)
+        run = pass_of(driver, problem, start_of(problem, args.iterations))
         with threads.thread_limit(args.threads):
             run()
             for _ in range(args.repeats):
@@ -109,7 +115,8 @@ def renamed_copy(label, checkout, work):
 
 def alternate(modules, args):
     for problem in problems(args):
-        runs = {label: (pass_of(driver, problem), threads)
+        start = start_of(problem, args.iterations)
+        runs = {label: (pass_of(driver, problem, start), threads)
                 for label, (driver, threads) in modules.items()}
         times = {label: [] for label in modules}
         for round_index in range(args.rounds):
@@ -143,19 +150,45 @@ def problems(args):
             yield make_problem(name, args.scale, dtype)
 
 
-def pass_of(driver, problem):
-    """One E-step pass of ``problem`` from its start, by ``driver``'s statistics."""
+def start_of(problem, iterations):
+    """None (the problem's start), or (weights, means, covariances, precisions_chol)
+    after ``iterations`` EM iterations from it, fitted by the installed fastem (the
+    same parameters for every checkout: components separate and responsibilities
+    sparsen as a fit goes on, which the problem's start does not show)."""
+    if not iterations:
+        return None
+    import warnings
+
+    import fastem
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tol=0: ConvergenceWarning
+        model = fastem.GaussianMixture(
+            problem.n_components, covariance_type=problem.covariance_type, tol=0,
+            max_iter=iterations, weights_init=problem.weights_init,
+            means_init=problem.means_init, precisions_init=problem.precisions_init,
+        ).fit(problem.X)
+    return (model.weights_, model.means_, model.covariances_,
+            model.precisions_cholesky_)
+
+
+def pass_of(driver, problem, start=None):
+    """One E-step pass of ``problem`` by ``driver``'s statistics, from its start or
+    from ``start`` (see start_of)."""
     import numpy as np
 
     X = problem.X
     covariance_type = problem.covariance_type
-    precisions_chol = driver.precision_cholesky_from_precisions(
-        np.asarray(problem.precisions_init), covariance_type)
-    covariances = driver.covariances_from_precisions_chol(precisions_chol,
-                                                          covariance_type)
-    parameters = driver.Parameters(np.asarray(problem.weights_init),
-                                   np.asarray(problem.means_init), covariances,
-                                   precisions_chol)
+    if start is None:
+        precisions_chol = driver.precision_cholesky_from_precisions(
+            np.asarray(problem.precisions_init), covariance_type)
+        covariances = driver.covariances_from_precisions_chol(precisions_chol,
+                                                              covariance_type)
+        parameters = driver.Parameters(np.asarray(problem.weights_init),
+                                       np.asarray(problem.means_init), covariances,
+                                       precisions_chol)
+    else:
+        parameters = driver.Parameters(*start)
     block_size = driver.default_block_size(*X.shape, problem.n_components,
                                            covariance_type, X.itemsize)
     weights = np.ones(X.shape[0])

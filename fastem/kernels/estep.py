@@ -574,13 +574,14 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
     It replaced 4x4 blocks of scalar sums over the gathered points (16 sums in
     registers per block, point after point: not vectorised, and for the few
     points a component has in a tile, about six on P3, mostly the blocks' set-up
-    and their 16 additions to the scatter). One E-step pass of P3 (D = 32) from
-    the parameters after five iterations, one thread, N/2, processes alternated
-    (a perf profile had put 15% of the pass in the old blocks), on a Zen 4 EPYC:
-    0.95x the time in float64 and float32 with the AVX-512 build, 0.92x and 0.95x
-    with the AVX2 build ('znver3'). One row at a time with eight points per pass
-    was no faster: a chain of eight dependent multiply-adds per vector, and a
-    scalar remainder.
+    and their 16 additions to the scatter: 15% of the pass in a perf profile,
+    benchmarks/estep_profile.py). One E-step pass of P3 (D = 32) from the
+    parameters after five iterations, one thread, N/2, on a Zen 4 EPYC
+    (benchmarks/estep_ab.py --checkouts ... --iterations 5): 0.96x the time in
+    float64 and 0.95x in float32 with the AVX-512 build, 0.89x in both with the
+    AVX2 build ('znver3'). One row at a time with eight points per pass was no
+    faster: a chain of eight dependent multiply-adds per vector, and a scalar
+    remainder.
     """
     prefer_512_bit_vectors()
     n_features = X.shape[1]

@@ -172,6 +172,22 @@ def start_of(problem, iterations):
             model.precisions_cholesky_)
 
 
+def parameters_of(driver, problem, start=None):
+    """``driver``'s Parameters at ``problem``'s start, or at ``start`` (start_of)."""
+    import numpy as np
+
+    if start is not None:
+        return driver.Parameters(*start)
+    covariance_type = problem.covariance_type
+    precisions_chol = driver.precision_cholesky_from_precisions(
+        np.asarray(problem.precisions_init), covariance_type)
+    covariances = driver.covariances_from_precisions_chol(precisions_chol,
+                                                          covariance_type)
+    return driver.Parameters(np.asarray(problem.weights_init),
+                             np.asarray(problem.means_init), covariances,
+                             precisions_chol)
+
+
 def pass_of(driver, problem, start=None):
     """One E-step pass of ``problem`` by ``driver``'s statistics, from its start or
     from ``start`` (see start_of)."""
@@ -179,16 +195,7 @@ def pass_of(driver, problem, start=None):
 
     X = problem.X
     covariance_type = problem.covariance_type
-    if start is None:
-        precisions_chol = driver.precision_cholesky_from_precisions(
-            np.asarray(problem.precisions_init), covariance_type)
-        covariances = driver.covariances_from_precisions_chol(precisions_chol,
-                                                              covariance_type)
-        parameters = driver.Parameters(np.asarray(problem.weights_init),
-                                       np.asarray(problem.means_init), covariances,
-                                       precisions_chol)
-    else:
-        parameters = driver.Parameters(*start)
+    parameters = parameters_of(driver, problem, start)
     block_size = driver.default_block_size(*X.shape, problem.n_components,
                                            covariance_type, X.itemsize)
     weights = np.ones(X.shape[0])

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 WINDOW = 1 << 20  # bytes of machine code read from the kernel's entry point
@@ -74,32 +73,17 @@ def worker(args):
     """The profiled process: one-thread statistics passes for ``args.seconds``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import numpy as np
+    from estep_ab import parameters_of, start_of
     from numba import typeof
     from problems import make_problem
 
-    import fastem
     from fastem.em import driver
     from fastem.kernels import estep
     from fastem.kernels.threads import thread_limit
 
     problem = make_problem(args.problem, args.scale, args.dtype)
     X, covariance_type = problem.X, problem.covariance_type
-    precisions_chol = driver.precision_cholesky_from_precisions(
-        np.asarray(problem.precisions_init), covariance_type)
-    parameters = driver.Parameters(
-        np.asarray(problem.weights_init), np.asarray(problem.means_init),
-        driver.covariances_from_precisions_chol(precisions_chol, covariance_type),
-        precisions_chol)
-    if args.iterations:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = fastem.GaussianMixture(
-                problem.n_components, covariance_type=covariance_type, tol=0,
-                max_iter=args.iterations, weights_init=problem.weights_init,
-                means_init=problem.means_init,
-                precisions_init=problem.precisions_init).fit(X)
-        parameters = driver.Parameters(model.weights_, model.means_, model.covariances_,
-                                       model.precisions_cholesky_)
+    parameters = parameters_of(driver, problem, start_of(problem, args.iterations))
     block_size = driver.default_block_size(*X.shape, problem.n_components,
                                            covariance_type, X.itemsize)
     weights = np.ones(X.shape[0])

@@ -18,6 +18,7 @@ import background  # tests/background.py
 import llvmlite.binding as llvm
 import numpy as np
 import pytest
+from numba import njit
 
 from fastem import reference
 from fastem.em import driver as _driver
@@ -495,3 +496,31 @@ def test_kernels_free_every_array_and_keep_their_inputs_alive(rng):
     assert after.alloc - before.alloc == after.free - before.free
     assert after.mi_alloc - before.mi_alloc == after.mi_free - before.mi_free
     assert [sys.getrefcount(array) for case in cases for array in case[:2]] == counts
+
+
+@njit(cache=False)
+def _transpose_tile(X, start, n_points, X_tile, width):
+    _kernels_estep._transpose_tile(X.reshape(X.size), X.shape[1], start, n_points,
+                                   X_tile, width)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_features", [3, 8, 13, 16, 17, 24])
+@pytest.mark.parametrize("n_points", [1, 7, 8, 9, 100, 128])
+def test_transpose_tile(dtype, n_features, n_points):
+    """X_tile[i, t] = X[start + t, i] for the tile's points (8x8 squares by vector
+    shuffles, the rest one element at a time), point 0 repeated past them, and the
+    padding rows left as they are."""
+    rng = np.random.default_rng(n_features * 1000 + n_points)
+    X = rng.normal(size=(300, n_features)).astype(dtype)
+    X_before = X.copy()
+    start, width, n_padded = 37, 128, n_features + 5
+    X_tile = np.zeros((n_padded, width), dtype=dtype)
+    X_tile[n_features:] = 7.0
+    _transpose_tile(X, start, n_points, X_tile, width)
+    expected = np.zeros_like(X_tile)
+    expected[:n_features, :n_points] = X[start:start + n_points].T
+    expected[:n_features, n_points:] = X[start][:, None]
+    expected[n_features:] = 7.0
+    np.testing.assert_array_equal(X_tile, expected)
+    np.testing.assert_array_equal(X, X_before)

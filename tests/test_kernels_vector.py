@@ -12,7 +12,12 @@ import pytest
 from numba import njit
 
 from fastem.kernels import estep as _kernels_estep
-from fastem.kernels.vector import PREFERRED_VECTOR_BITS, prefer_512_bit_vectors
+from fastem.kernels.vector import (
+    PREFERRED_VECTOR_BITS,
+    prefer_512_bit_vectors,
+    prefetch,
+    transpose_square8,
+)
 
 ATTRIBUTE = f'"prefer-vector-width"="{PREFERRED_VECTOR_BITS}"'
 
@@ -112,3 +117,54 @@ def test_vector_registers_of_the_cpu_numba_compiles_for(cpu, registers):
                             text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == [str(registers)] * 2
+
+
+@njit(cache=False)
+def _transpose_one(source, first, stride, target, row, column):
+    transpose_square8(source, first, stride, target, row, column)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("first", "stride", "row", "column"),
+                         [(0, 8, 0, 0), (3, 11, 2, 5), (17, 8, 4, 24), (1, 30, 0, 1)])
+def test_transpose_square8_moves_one_block_and_nothing_else(dtype, first, stride, row,
+                                                             column):
+    rng = np.random.default_rng(first + stride)
+    source = rng.normal(size=first + 8 * stride + 8).astype(dtype)
+    source_before = source.copy()
+    target = np.full((row + 11, column + 13), np.nan, dtype=dtype)
+    _transpose_one(source, first, stride, target, row, column)
+    expected = np.full_like(target, np.nan)
+    for r in range(8):
+        for c in range(8):
+            expected[row + c, column + r] = source[first + r * stride + c]
+    np.testing.assert_array_equal(target, expected)
+    np.testing.assert_array_equal(source, source_before)
+
+
+def test_transpose_square8_is_vector_shuffles():
+    """Vector loads, shuffles and stores in LLVM's generic IR (any target)."""
+    source = np.arange(64.0)
+    target = np.zeros((8, 8))
+    _transpose_one(source, 0, 8, target, 0, 0)
+    np.testing.assert_array_equal(target, source.reshape(8, 8).T)
+    ir = _transpose_one.inspect_llvm(_transpose_one.signatures[0])
+    assert ir.count("shufflevector <8 x double>") == 24
+    assert "load <8 x double>" in ir and "store <8 x double>" in ir
+
+
+@njit(cache=False)
+def _sum_with_prefetch(a, distance):
+    total = 0.0
+    for i in range(a.shape[0]):
+        prefetch(a, i + distance)  # past the end too: a hint never faults
+        total += a[i]
+    return total
+
+
+def test_prefetch_changes_nothing_and_is_llvm_prefetch():
+    a = np.arange(1000.0)
+    for distance in (0, 64, 10**6):
+        assert _sum_with_prefetch(a, distance) == a.sum()
+    ir = _sum_with_prefetch.inspect_llvm(_sum_with_prefetch.signatures[0])
+    assert "@llvm.prefetch" in ir

@@ -198,9 +198,20 @@ def pass_of(driver, problem, start=None):
     parameters = parameters_of(driver, problem, start)
     block_size = driver.default_block_size(*X.shape, problem.n_components,
                                            covariance_type, X.itemsize)
-    weights = np.ones(X.shape[0])
+    weights = fit_weights(X.shape[0])
     return lambda: driver.sufficient_statistics(X, weights, parameters, covariance_type,
                                                 block_size)
+
+
+def fit_weights(n_samples):
+    """The sample weights of a fit given none: a read-only zero-stride view of 1.0
+    (``fastem.em.sources.unit_weights``), which the kernels take as one weight for
+    every row. An array of ones is a per-row weight they read from memory with the
+    data (a copy loop of 8% of P1's pass under perf), which fits without weights
+    do not do."""
+    import numpy as np
+
+    return np.broadcast_to(np.float64(1.0), (n_samples,))
 
 
 if __name__ == "__main__":

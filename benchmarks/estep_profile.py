@@ -73,7 +73,7 @@ def worker(args):
     """The profiled process: one-thread statistics passes for ``args.seconds``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import numpy as np
-    from estep_ab import parameters_of, start_of
+    from estep_ab import fit_weights, parameters_of, start_of
     from numba import typeof
     from problems import make_problem
 
@@ -86,7 +86,7 @@ def worker(args):
     parameters = parameters_of(driver, problem, start_of(problem, args.iterations))
     block_size = driver.default_block_size(*X.shape, problem.n_components,
                                            covariance_type, X.itemsize)
-    weights = np.ones(X.shape[0])
+    weights = fit_weights(X.shape[0])
     dense = covariance_type in ("full", "tied")
     kernel = (estep.dense_statistics_blocks if dense
               else estep.diagonal_statistics_blocks)

@@ -1,7 +1,11 @@
-"""benchmarks/estep_ab.py --checkouts: the renamed copies it imports side by side."""
+"""benchmarks/estep_ab.py: the renamed copies --checkouts imports side by side, and
+the weights its passes take."""
 
 import importlib.util
 from pathlib import Path
+
+from fastem.em import sources
+from fastem.kernels import estep
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -42,3 +46,12 @@ def test_renamed_copy_renames_fastem_imports_only_and_recopies_on_change(tmp_pat
     estep_ab.renamed_copy("old", checkout, work)
     assert not (copy / "em" / "kept.txt").exists()
     assert (copy / "em" / "driver.py").read_text() == "from fastem_old import kernels\n"
+
+
+def test_passes_take_the_weights_of_a_fit_given_none():
+    """One weight for every row, as GaussianMixture.fit(X) passes them, not an
+    array of ones that the kernels would read row by row."""
+    weights = _estep_ab().fit_weights(1000)
+    assert sources.are_unit_weights(weights)
+    assert sources.kernel_weights(weights) is estep.UNIT_WEIGHT
+    assert weights.shape == (1000,) and not weights.flags.writeable

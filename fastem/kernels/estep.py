@@ -1043,6 +1043,20 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _tile_arrays(X, n_components, width):
+    """The per-tile arrays of both block kernels, allocated once per block:
+    (mahalanobis, resp (K, width), log_prob_norm, tile_peak, other_peak (see
+    _store_log_prob), tile_scale, tile_entropy, tile_weight (float64),
+    weighted_resp), each of ``width`` entries in X's dtype unless stated."""
+    dtype = X.dtype
+    return (np.empty(width, dtype=dtype), np.empty((n_components, width), dtype=dtype),
+            np.empty(width, dtype=dtype), np.empty(width, dtype=dtype),
+            np.empty(width, dtype=dtype), np.empty(width, dtype=dtype),
+            np.empty(width, dtype=dtype), np.empty(width), np.empty(width, dtype=dtype))
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
                  nk, sum_x, scatter, sums, weighted_log_prob, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter and
@@ -1060,15 +1074,8 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
     X_tile = np.zeros((n_padded, width), dtype=X.dtype)
     projection = np.empty((n_padded, width), dtype=X.dtype)
     weighted_diff = np.empty((n_padded, width), dtype=X.dtype)
-    mahalanobis = np.empty(width, dtype=X.dtype)
-    resp = np.empty((n_components, width), dtype=X.dtype)
-    log_prob_norm = np.empty(width, dtype=X.dtype)
-    tile_peak = np.empty(width, dtype=X.dtype)
-    other_peak = np.empty(width, dtype=X.dtype)  # see _store_log_prob
-    tile_scale = np.empty(width, dtype=X.dtype)
-    tile_entropy = np.empty(width, dtype=X.dtype)
-    tile_weight = np.empty(width)
-    weighted_resp = np.empty(width, dtype=X.dtype)
+    (mahalanobis, resp, log_prob_norm, tile_peak, other_peak, tile_scale, tile_entropy,
+     tile_weight, weighted_resp) = _tile_arrays(X, n_components, width)
     shift = _log_norm_shift(log_norm)
     # the narrow tile of a component with few non-zero responsibilities
     index = np.zeros(SPARSE_TILE, dtype=np.int64)
@@ -1255,15 +1262,8 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     n_features = X.shape[1]
     n_components = means.shape[0]
     X_tile = np.zeros((n_features, width), dtype=X.dtype)
-    mahalanobis = np.empty(width, dtype=X.dtype)
-    resp = np.empty((n_components, width), dtype=X.dtype)
-    log_prob_norm = np.empty(width, dtype=X.dtype)
-    tile_peak = np.empty(width, dtype=X.dtype)
-    other_peak = np.empty(width, dtype=X.dtype)  # see _store_log_prob
-    tile_scale = np.empty(width, dtype=X.dtype)
-    tile_entropy = np.empty(width, dtype=X.dtype)
-    tile_weight = np.empty(width)
-    weighted_resp = np.empty(width, dtype=X.dtype)
+    (mahalanobis, resp, log_prob_norm, tile_peak, other_peak, tile_scale, tile_entropy,
+     tile_weight, weighted_resp) = _tile_arrays(X, n_components, width)
     shift = _log_norm_shift(log_norm)
     inference = weighted_log_prob.shape[0] > 0
     # Statistics of eight features per pass over the tile keep 16 sums in registers,

@@ -191,8 +191,6 @@ def parameters_of(driver, problem, start=None):
 def pass_of(driver, problem, start=None):
     """One E-step pass of ``problem`` by ``driver``'s statistics, from its start or
     from ``start`` (see start_of)."""
-    import numpy as np
-
     X = problem.X
     covariance_type = problem.covariance_type
     parameters = parameters_of(driver, problem, start)

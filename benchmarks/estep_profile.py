@@ -72,7 +72,6 @@ def main():
 def worker(args):
     """The profiled process: one-thread statistics passes for ``args.seconds``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import numpy as np
     from estep_ab import fit_weights, parameters_of, start_of
     from numba import typeof
     from problems import make_problem

@@ -131,6 +131,16 @@ def test_avx2_build_has_no_masked_stores(assembly, kernel):
     assert not stores, f"{target}: {len(stores)} masked stores in {kernel}"
 
 
+@x86_only
+@pytest.mark.parametrize("kernel",
+                         ["dense_statistics_blocks", "diagonal_statistics_blocks"])
+def test_block_kernels_prefetch_the_next_tile(assembly, kernel):
+    """_prefetch_next_tile's llvm.prefetch (read, locality 3) survives in both builds
+    as a prefetch into every cache level (see fastem.kernels.vector.prefetch)."""
+    target, _, _, listings = assembly
+    assert re.search(r"\tprefetcht0\t", listings[kernel]), f"{target}: no prefetch"
+
+
 # ARM64: numba compiles only for the host's architecture, so the kernels' LLVM IR
 # (numba's lowering, unoptimised: NUMBA_OPT=0, helpers already inlined) is taken
 # from this host, retargeted to AArch64 with llvmlite (its LLVM has the target)
@@ -186,3 +196,6 @@ def test_block_kernels_build_for_arm64_with_neon_fmas(arm64_assembly, kernel):
     # -log(K), once per tile (the uniform responsibilities of an unexplained point)
     assert not [call for call in calls if re.fullmatch(r"(exp|pow)f?", call)], calls
     assert calls.count("log") + calls.count("logf") <= 1, calls
+    # the next tile's prefetch (fastem.kernels.vector.prefetch) is LLVM's generic
+    # llvm.prefetch, which AArch64 lowers to prfm
+    assert re.search(r"\tprfm\tpldl1keep", asm), "no prefetch"

@@ -206,7 +206,8 @@ def fit_weights(n_samples):
     (``fastem.em.sources.unit_weights``), which the kernels take as one weight for
     every row. An array of ones is a per-row weight they read from memory with the
     data (a copy loop of 8% of P1's pass under perf), which fits without weights
-    do not do."""
+    do not do. Built here, not imported from fastem.em.sources: ``--repo`` also
+    times checkouts from before fastem/em/ existed."""
     import numpy as np
 
     return np.broadcast_to(np.float64(1.0), (n_samples,))

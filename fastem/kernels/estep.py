@@ -335,17 +335,31 @@ def _project_only2(X_tile, means, k, precisions_chol, slot, projection, mahalano
                    width):
     """mahalanobis[t] = |(x_t - m_k)^T P|^2 for two (padded) features."""
     prefer_512_bit_vectors()
-    m0 = means[k, 0]
-    m1 = means[k, 1]
-    p00 = precisions_chol[slot, 0, 0]
-    p01 = precisions_chol[slot, 0, 1]
-    p11 = precisions_chol[slot, 1, 1]
+    component = _component2(means, k, precisions_chol, slot)
     for t in range(width):
-        d0 = X_tile[0, t] - m0
-        d1 = X_tile[1, t] - m1
-        s0 = d0 * p00
-        s1 = d0 * p01 + d1 * p11
-        mahalanobis[t] = s0 * s0 + s1 * s1
+        mahalanobis[t] = _distance2(X_tile, t, component)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def _component2(means, k, precisions_chol, slot):
+    """Component k's two means and three factor entries (P is upper triangular), a
+    tuple, so that they stay in registers (see _distance2)."""
+    return (means[k, 0], means[k, 1], precisions_chol[slot, 0, 0],
+            precisions_chol[slot, 0, 1], precisions_chol[slot, 1, 1])
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def _distance2(X_tile, t, component):
+    """|(x_t - m)^T P|^2 of point t of a two-feature tile (``component`` from
+    _component2)."""
+    m0, m1, p00, p01, p11 = component
+    d0 = X_tile[0, t] - m0
+    d1 = X_tile[1, t] - m1
+    s0 = d0 * p00
+    s1 = d0 * p01 + d1 * p11
+    return s0 * s0 + s1 * s1
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -364,19 +378,11 @@ def _log_prob2(X_tile, means, k, precisions_chol, slot, log_norm, shift, n_point
     the two passes (its float64 weighted_log_prob rows, _store_log_prob).
     """
     prefer_512_bit_vectors()
-    m0 = means[k, 0]
-    m1 = means[k, 1]
-    p00 = precisions_chol[slot, 0, 0]
-    p01 = precisions_chol[slot, 0, 1]
-    p11 = precisions_chol[slot, 1, 1]
+    component = _component2(means, k, precisions_chol, slot)
     offset = log_prob.dtype.type(log_norm[k] - shift)
     half = log_prob.dtype.type(0.5)
     for t in range(width):
-        d0 = X_tile[0, t] - m0
-        d1 = X_tile[1, t] - m1
-        s0 = d0 * p00
-        s1 = d0 * p01 + d1 * p11
-        value = offset - half * (s0 * s0 + s1 * s1)
+        value = offset - half * _distance2(X_tile, t, component)
         log_prob[k, t] = value
         peak[t] = max(peak_before[t], value)
     for t in range(n_points, width):

@@ -25,20 +25,28 @@ Algorithm (Cody-Waite reduction, polynomial, exponent add; no table)
    exact), so ``|r| <= ln2/2`` to within rounding.
 3. ``exp(r) = 1 + r + r**2 * q(r)`` with ``q`` a near-minimax polynomial
    (Chebyshev fit; degree 9 for float64, degree 4 for float32) in
-   ``llvm.fmuladd``: by Horner's rule for float32. For float64 the scheme
-   follows the build's vector registers (``vector_registers``): ``exp64`` is
-   ``_exp64_estrin`` or ``_exp64_horner``, chosen at import. With 16 (AVX2)
-   a vectorised exp64 loop is bound by the chain's latency more than by its
-   instruction count, and Estrin's scheme (pairs of coefficients, then r**2,
-   r**4, r**8; four multiply-adds deep instead of nine, three more
-   multiplies) made a loop over 2,048 values in L1 about 15% faster on an
-   AVX2 Zen 3 EPYC (1.53-1.64 against 1.84-1.87 ns per value) and one E-step
-   pass, one thread, 0.94x the time on P1 and 0.97x on P5. With 32 (AVX-512,
-   AArch64) the loop is bound by its instruction count, and Horner's rule
-   stays: on an AVX-512 Zen 4 EPYC Estrin made the loop over 4,096 values
-   about 5% slower (0.792 against 0.753 ns per value, the two alternated in
-   one process). Both are tested on every host; largest error 1.04 ulp
-   (Horner) and 1.05 ulp (Estrin), 250,000 points against mpmath.
+   ``llvm.fmuladd``: by Horner's rule for float32. For float64 ``q`` is
+   evaluated as two chains in ``r**2``, one of the even and one of the odd
+   coefficients, joined by ``q = even + r * odd``: as many multiply-adds as
+   Horner's rule (nine, and ``r**2``, which step 4 needs anyway) but five
+   deep instead of nine. It replaced two schemes chosen by the build's vector
+   registers: Horner's rule (32, AVX-512 and AArch64) and Estrin's scheme
+   (16, AVX2; pairs, then ``r**2``, ``r**4``, ``r**8``: four deep, three
+   multiplies more). A loop of exps alone is bound by its instruction count
+   with 32 registers (Estrin 1.19x Horner's time on an AVX-512 Zen 4 EPYC) and
+   by the chain with 16 (Estrin faster on an AVX2 Zen 3 EPYC); the E-step's
+   loop, which also sums the exps and their entropy terms, waits on the chain
+   on both. Measured on a Zen 4 (loops of 4,096 values alternated in one
+   process, 15 rounds; one E-step pass, one thread, N/2, after five
+   iterations, ``benchmarks/estep_ab.py --checkouts``, 21 rounds): the exp
+   loop 0.665 ns per value against Horner's 0.667 and Estrin's 0.819 with
+   the AVX-512 build, 1.146 against 1.285 and 1.153 with the AVX2 build
+   ('znver3'); the E-step pass 0.977x the time of Horner's rule on P1,
+   0.988x on P2 and 0.984x on P5 (AVX-512; Estrin 0.99-0.995x), and
+   0.989x, 0.973-1.023x and 0.997x that of Estrin's scheme (AVX2): never
+   slower than the scheme it replaced. One scheme on every build, so every
+   build compiles and rounds the same exp. Largest error 1.05 ulp against
+   mpmath (1.039, 250,000 points), at most 1 ulp from ``np.exp``.
 4. ``exp(x) = exp(r) * 2**n`` by an integer add of ``n << 52`` (``<< 23``)
    to the bit pattern of ``exp(r)``.
 5. Branch-free range handling with selects, which vectorise:
@@ -93,7 +101,7 @@ for a float32 argument and to ``exp64``/``log64`` otherwise (the overloads
 themselves are inlined; the call they leave is the plain function's).
 
 The functions are plain ``@njit``, not ``inline="always"`` (but for exp64's two
-small helpers, each called once per variant).
+small helpers, each called once).
 Both vectorise (checked), but with plain ``njit`` LLVM inlines the
 already-optimised function body from numba's cache (the cache stores
 bitcode for this purpose), so it is compiled once here instead of being
@@ -134,7 +142,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from fastem.kernels.cache import CACHE
-from fastem.kernels.vector import _vector_registers
 
 __all__ = [
     "exp32",
@@ -287,7 +294,7 @@ _Q64_8 = 2.7621338669142925e-07
 _Q64_9 = 2.510134692835034e-08
 
 
-# The two helpers below are tiny and have one caller each per variant: inlined by
+# The two helpers below are tiny and have one caller each (exp64): inlined by
 # numba (inline="always") they add no compilation of their own. As plain njit
 # functions (each a compile of its own) a first exp64 loop compiled in 0.56-0.62 s
 # instead of 0.46-0.47 (fresh processes, three each, AVX-512 Zen 4).
@@ -321,53 +328,27 @@ def _exp64_scale(x, n, r, q, underflow, overflow_or_nan):
     return x + _INF if overflow_or_nan else result
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
-def _exp64_horner(x):
-    """exp64 with q(r) by Horner's rule: nine multiply-adds in a chain (exp64 of a
-    build with 32 vector registers)."""
-    x, n, r, underflow, overflow_or_nan = _exp64_reduce(x)
-    q = _fmuladd(_Q64_9, r, _Q64_8)
-    q = _fmuladd(q, r, _Q64_7)
-    q = _fmuladd(q, r, _Q64_6)
-    q = _fmuladd(q, r, _Q64_5)
-    q = _fmuladd(q, r, _Q64_4)
-    q = _fmuladd(q, r, _Q64_3)
-    q = _fmuladd(q, r, _Q64_2)
-    q = _fmuladd(q, r, _Q64_1)
-    q = _fmuladd(q, r, _Q64_0)
-    return _exp64_scale(x, n, r, q, underflow, overflow_or_nan)
-
-
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
-def _exp64_estrin(x):
-    """exp64 with q(r) by Estrin's scheme: pairs, then the powers r**2, r**4,
-    r**8, four multiply-adds deep (exp64 of a build with 16 vector registers)."""
-    x, n, r, underflow, overflow_or_nan = _exp64_reduce(x)
-    r2 = r * r
-    r4 = r2 * r2
-    q01 = _fmuladd(_Q64_1, r, _Q64_0)
-    q23 = _fmuladd(_Q64_3, r, _Q64_2)
-    q45 = _fmuladd(_Q64_5, r, _Q64_4)
-    q67 = _fmuladd(_Q64_7, r, _Q64_6)
-    q89 = _fmuladd(_Q64_9, r, _Q64_8)
-    q03 = _fmuladd(q23, r2, q01)
-    q47 = _fmuladd(q67, r2, q45)
-    q07 = _fmuladd(q47, r4, q03)
-    q = _fmuladd(q89, r4 * r4, q07)
-    return _exp64_scale(x, n, r, q, underflow, overflow_or_nan)
-
-
 # exp64: vectorisable ``exp`` of a float64 scalar (max error 1.05 ulp), for a call
 # inside a counted loop over contiguous memory, which LLVM inlines and vectorises
 # (see the module docstring for the pattern). ``exp(x)``; exactly 0.0 when the true
 # result is subnormal or zero (``x < -708.3964185322641``, including ``-inf``);
 # ``inf`` for ``x > 709.782712893384`` and ``+inf``; NaN for NaN.
-# It is the variant the build's vector registers favour, chosen once at import from
-# the CPU numba compiles for (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, else the host,
-# as numba's cache is keyed): Estrin's scheme with 16 (AVX2), Horner's rule with 32
-# (AVX-512, AArch64); see the module docstring. Only that one is compiled for the
-# kernels that call it.
-exp64 = _exp64_estrin if _vector_registers() < 32 else _exp64_horner
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def exp64(x):
+    """exp of a float64 scalar; q(r) in two chains of r**2, the even and the odd
+    coefficients (module docstring, step 3)."""
+    x, n, r, underflow, overflow_or_nan = _exp64_reduce(x)
+    r2 = r * r
+    even = _fmuladd(_Q64_8, r2, _Q64_6)
+    odd = _fmuladd(_Q64_9, r2, _Q64_7)
+    even = _fmuladd(even, r2, _Q64_4)
+    odd = _fmuladd(odd, r2, _Q64_5)
+    even = _fmuladd(even, r2, _Q64_2)
+    odd = _fmuladd(odd, r2, _Q64_3)
+    even = _fmuladd(even, r2, _Q64_0)
+    odd = _fmuladd(odd, r2, _Q64_1)
+    q = _fmuladd(odd, r, even)
+    return _exp64_scale(x, n, r, q, underflow, overflow_or_nan)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")

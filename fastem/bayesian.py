@@ -736,7 +736,7 @@ default='dirichlet_process'
             previous = lower_bound
             statistics = _driver.source_statistics(
                 source, self._parameters_of(posterior), covariance_type, block_size,
-                log_weights=offsets,
+                log_weights=offsets, with_entropy=True,
             )
             posterior = _update(*_gaussian_statistics(statistics, covariance_type, reg_covar),
                                 priors, covariance_type, prior_type)

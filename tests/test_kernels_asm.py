@@ -46,7 +46,7 @@ for name, dtype in (("dense_statistics_blocks", np.float64),
         means, factors = np.zeros((k, d), dtype), np.zeros((k, d), dtype)
         parts = (np.zeros((2, k)), np.zeros((2, k, d)), np.zeros((2, k, d)))
     args = (X, np.ones(n), means, factors, np.zeros(k), 256, *parts, np.zeros((2, 3)),
-            _kernels_estep.STATISTICS_ONLY, 0, 2)
+            _kernels_estep.STATISTICS_ONLY, False, 0, 2)
     sig = signature(*args)
     kernel.compile(sig)  # compiled, never run: the host may lack the target's instructions
     out[name] = kernel.inspect_asm(sig)

@@ -212,7 +212,7 @@ def assert_statistics_match_reference(X, sample_weight, parameters, covariance_t
     # the same pass's sum w r log r and sum w log max r (the variational lower
     # bound and ICL need them), against the oracle's responsibilities
     statistics = _driver.estep_statistics(X, sample_weight, parameters, covariance_type,
-                                          block_size)
+                                          block_size, with_entropy=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         resp_log_resp = np.where(resp > 0, resp * np.log(resp), 0.0).sum(axis=1)
         log_max_resp = np.log(resp.max(axis=1))
@@ -221,6 +221,14 @@ def assert_statistics_match_reference(X, sample_weight, parameters, covariance_t
     np.testing.assert_allclose(statistics.log_max_resp, sample_weight @ log_max_resp,
                                rtol=rtol, atol=atol * scale)
     assert statistics.log_likelihood == log_likelihood
+    # Without sum r log r (the default, all but the variational mixture) the pass
+    # skips its term: every other result the same bits, resp_log_resp NaN.
+    without = _driver.estep_statistics(X, sample_weight, parameters, covariance_type,
+                                       block_size)
+    assert np.isnan(without.resp_log_resp)
+    for name in ("nk", "sum_x", "scatter", "log_likelihood", "log_max_resp", "centres"):
+        np.testing.assert_array_equal(getattr(without, name), getattr(statistics, name),
+                                      err_msg=name)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

@@ -184,9 +184,11 @@ def test_streamed_statistics_equal_the_in_memory_pass(rng):
     parameters = _driver.Parameters(
         np.full(3, 1 / 3), X[:3].copy(), None, np.stack([np.eye(3) * 0.5] * 3)
     )
-    memory = _driver.estep_statistics(X, weights, parameters, "full", BLOCK)
+    memory = _driver.estep_statistics(X, weights, parameters, "full", BLOCK,
+                                      with_entropy=True)
     source = _sources.StreamedSource(RowsOnly(X), RowsOnly(weights))
-    streamed = _driver.source_statistics(source, parameters, "full", BLOCK)
+    streamed = _driver.source_statistics(source, parameters, "full", BLOCK,
+                                         with_entropy=True)
     for name in ("nk", "sum_x", "scatter", "log_likelihood", "resp_log_resp",
                  "log_max_resp", "centres"):
         assert_array_equal(getattr(streamed, name), getattr(memory, name), err_msg=name)

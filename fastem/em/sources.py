@@ -222,8 +222,10 @@ def statistics_inputs(dense, means, precisions_chol, log_norm):
     return means, precisions_chol, log_norm
 
 
-def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs):
-    """Partial statistics of the chunk's blocks: (nk, sum_x, scatter, sums) parts.
+def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs,
+                     with_entropy):
+    """Partial statistics of the chunk's blocks: (nk, sum_x, scatter, sums) parts
+    (sums[:, 1], sum r log r, 0 unless ``with_entropy``).
 
     Runs the serial ``*_statistics_blocks`` kernel over the chunk's blocks on
     the kernels' threads (one thread inside a Dask task, see ``fastem.em.dask_source``).
@@ -242,17 +244,20 @@ def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs):
     sums_parts = np.zeros((n_blocks, 3))
     run_blocks(kernel, n_blocks, read_only(X), kernel_weights(sample_weight), means,
                factors, log_norm, block_size, nk_parts, sum_x_parts, scatter_parts,
-               sums_parts, _kernels_estep.STATISTICS_ONLY)
+               sums_parts, _kernels_estep.STATISTICS_ONLY, bool(with_entropy))
     return nk_parts, sum_x_parts, scatter_parts, sums_parts
 
 
-def fold_statistics(source, block_size, dense, means, precisions_chol, log_norm):
-    """(nk, sum_x, scatter, sums) of the whole source, folded in block order."""
+def fold_statistics(source, block_size, dense, means, precisions_chol, log_norm,
+                    with_entropy):
+    """(nk, sum_x, scatter, sums) of the whole source, folded in block order (sums[1]
+    0 unless ``with_entropy``)."""
     inputs = statistics_inputs(dense, means, precisions_chol, log_norm)
     n_padded = inputs[0].shape[1]
     fold = StatisticsFold(dense, means.shape[0], means.shape[1], n_padded,
                           inputs[1].shape[0])
-    for parts in source.map_chunks(chunk_statistics, block_size, dense, inputs):
+    for parts in source.map_chunks(chunk_statistics, block_size, dense, inputs,
+                                   with_entropy):
         fold.add(parts)
     return fold.result()
 

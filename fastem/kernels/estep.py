@@ -415,7 +415,7 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy,
-                      tile_weight, width):
+                      tile_weight, with_entropy, width):
     """Weighted log-probabilities (K, width) -> unnormalised responsibilities, in place.
 
     ``peak[t]``: the largest log_prob[., t], from _store_log_prob.
@@ -425,9 +425,11 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy,
     w_t r_tk (see _weight_responsibilities; no separate normalising pass).
     ``log_prob_norm[t]`` receives log sum_k exp(log_prob[k, t]); a point
     whose entries are all -inf gets zero responsibilities and -inf.
-    ``entropy[t]`` receives sum_k r_tk log r_tk and ``peak[t]`` log max_k r_tk
-    (both -log K for a point that no component explains, whose
-    responsibilities are uniform by convention): with e_k = exp(l_k - peak)
+    ``entropy[t]`` receives sum_k r_tk log r_tk if ``with_entropy`` (else 0:
+    only the variational bound needs it, and its term per point and component
+    took 5-9% of P1's pass) and ``peak[t]`` log max_k r_tk (both -log K for a
+    point that no component explains, whose responsibilities are uniform by
+    convention): with e_k = exp(l_k - peak)
     and S = sum_k e_k, r_k = e_k / S, so sum_k r_k log r_k =
     (sum_k e_k (l_k - peak)) / S - log S and log max_k r_k = -log S. No
     (N, K) array of log-responsibilities is needed for either.
@@ -458,13 +460,19 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy,
         top = peak[t]
         log_prob_norm[t] = zero if top == -np.inf else top
     for k in range(n_components):
-        for t in range(width):
-            shifted = log_prob[k, t] - log_prob_norm[t]
-            value = exp_typed(shifted)
-            log_prob[k, t] = value
-            total[t] += value
-            # 0 log 0 = 0 (shifted may be -inf where value is 0)
-            entropy[t] += value * shifted if value > zero else zero
+        if with_entropy:
+            for t in range(width):
+                shifted = log_prob[k, t] - log_prob_norm[t]
+                value = exp_typed(shifted)
+                log_prob[k, t] = value
+                total[t] += value
+                # 0 log 0 = 0 (shifted may be -inf where value is 0)
+                entropy[t] += value * shifted if value > zero else zero
+        else:
+            for t in range(width):
+                value = exp_typed(log_prob[k, t] - log_prob_norm[t])
+                log_prob[k, t] = value
+                total[t] += value
     for t in range(width):
         sum_exp = total[t]
         sum_shifted = entropy[t]
@@ -473,7 +481,9 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy,
         log_total = log_typed(sum_exp)
         # log(0) is -inf: an unexplained point gets -inf.
         log_prob_norm[t] = top + log_total
-        entropy[t] = sum_shifted / sum_exp - log_total if explained else uniform
+        # (stored either way: a store under a condition is a masked store)
+        entropy_t = sum_shifted / sum_exp - log_total if explained else uniform
+        entropy[t] = entropy_t if with_entropy else zero
         peak[t] = -log_total if explained else uniform
         total[t] = one / sum_exp if explained else zero
     for t in range(n_points):
@@ -1022,7 +1032,8 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
                  log_norm, nk, sum_x, scatter, sums, weighted_log_prob, shift, X_tile,
                  projection, weighted_diff, mahalanobis, resp, log_prob_norm, tile_peak,
                  other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
-                 index, gathered_resp, gathered_diff, gathered_weighted_diff, width):
+                 index, gathered_resp, gathered_diff, gathered_weighted_diff,
+                 with_entropy, width):
     """The loop over tiles of _dense_block, given its work arrays.
 
     A helper without reference counting (_nrt=False, its caller holds every array):
@@ -1068,7 +1079,7 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
                 tile_peak[t] = other_peak[t]
         _tile_weights(sample_weight, start, n_points, tile_weight)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
-                          tile_weight, width)
+                          tile_weight, with_entropy, width)
         _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy,
                        tile_peak, sums)
         for k in range(n_components):
@@ -1109,9 +1120,10 @@ def _tile_arrays(X, n_components, width):
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
-                 nk, sum_x, scatter, sums, weighted_log_prob, width):
+                 nk, sum_x, scatter, sums, weighted_log_prob, with_entropy, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter and
-    their weighted log-likelihood, sum r log r and sum log max r to sums[0:3];
+    their weighted log-likelihood, sum r log r (0 unless ``with_entropy``) and sum
+    log max r to sums[0:3];
     or, if ``weighted_log_prob`` has rows, only set its rows [first_row,
     end_row) to log_norm[k] - |(x_i - m_k) P_k|^2 / 2 (inference; see
     dense_statistics_blocks).
@@ -1137,19 +1149,21 @@ def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, lo
                  log_norm, nk, sum_x, scatter, sums, weighted_log_prob, shift, X_tile,
                  projection, weighted_diff, mahalanobis, resp, log_prob_norm, tile_peak,
                  other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
-                 index, gathered_resp, gathered_diff, gathered_weighted_diff, width)
+                 index, gathered_resp, gathered_diff, gathered_weighted_diff,
+                 with_entropy, width)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, block_size,
                             nk_parts, sum_x_parts, scatter_parts, sums_parts,
-                            weighted_log_prob, first_block, end_block):
+                            weighted_log_prob, with_entropy, first_block, end_block):
     """Partial statistics of blocks [first_block, end_block) of X ('full' and 'tied').
 
     Block b (rows [b * block_size, min(N, (b + 1) * block_size))) writes its
     own nk_parts[b] (K,), sum_x_parts[b] (K, D padded), scatter_parts[b]
     (n_factors, D padded, D padded; upper triangle) and sums_parts[b] (3,):
-    weighted log-likelihood, sum w r log r, sum w log max r. The parts must be
+    weighted log-likelihood, sum w r log r (if ``with_entropy``, a bool: only
+    the variational bound needs it; else 0), sum w log max r. The parts must be
     zeroed by the caller. ``sample_weight`` holds one weight per row of X, or
     a single weight that every row takes (UNIT_WEIGHT). Serial: threads
     (fastem.kernels.threads.run_blocks) and Dask tasks each call it on their own
@@ -1170,7 +1184,8 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
         _dense_block(
             X, sample_weight, block * block_size, min(n_samples, (block + 1) * block_size),
             means_padded, factors, log_norm, nk_parts[part], sum_x_parts[part],
-            scatter_parts[part], sums_parts[part], weighted_log_prob, statistics_tile(X),
+            scatter_parts[part], sums_parts[part], weighted_log_prob, with_entropy,
+            statistics_tile(X),
         )
 
 
@@ -1204,14 +1219,16 @@ def reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features):
     return nk, sum_x, scatter, sums
 
 
-def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm, block_size):
+def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm,
+                              block_size, with_entropy=True):
     """Fused E-step and sufficient statistics for 'full' and 'tied'.
 
     Returns ``(nk, sum_x, scatter, sums)``: nk (K,), sum_x (K, D), scatter
     (n_factors, D, D) (for 'tied' the sum over components) and sums (3,): the
-    weighted log-likelihood sum_i w_i log p(x_i), sum_i w_i sum_k r log r and
-    sum_i w_i log max_k r under the parameters passed in. Blocks run on the
-    calling thread and the pool of fastem.kernels.threads (see run_blocks).
+    weighted log-likelihood sum_i w_i log p(x_i), sum_i w_i sum_k r log r (0
+    unless ``with_entropy``) and sum_i w_i log max_k r under the parameters
+    passed in. Blocks run on the calling thread and the pool of
+    fastem.kernels.threads (see run_blocks).
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
@@ -1224,7 +1241,7 @@ def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm
     sums_parts = np.zeros((n_blocks, 3))
     run_blocks(dense_statistics_blocks, n_blocks, X, sample_weight, means_padded, factors,
                log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
-               STATISTICS_ONLY)
+               STATISTICS_ONLY, bool(with_entropy))
     return reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features)
 
 
@@ -1304,7 +1321,7 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol, log_norm,
-                    nk, sum_x, scatter, sums, weighted_log_prob, width):
+                    nk, sum_x, scatter, sums, weighted_log_prob, with_entropy, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D)
     and the three sums of _add_tile_sums to sums[0:3]; or only the rows'
     weighted log-probabilities, as _dense_block."""
@@ -1348,7 +1365,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
                 tile_peak[t] = other_peak[t]
         _tile_weights(sample_weight, start, n_points, tile_weight)
         _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
-                          tile_weight, width)
+                          tile_weight, with_entropy, width)
         _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy,
                        tile_peak, sums)
         for k in range(n_components):
@@ -1491,7 +1508,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_norm, block_size,
                                nk_parts, sum_x_parts, scatter_parts, sums_parts,
-                               weighted_log_prob, first_block, end_block):
+                               weighted_log_prob, with_entropy, first_block, end_block):
     """Partial statistics of blocks [first_block, end_block) ('diag', 'spherical'), or
     their weighted log-probabilities; see dense_statistics_blocks (scatter_parts[b]
     is (K, D))."""
@@ -1501,7 +1518,8 @@ def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_nor
         _diagonal_block(
             X, sample_weight, block * block_size, min(n_samples, (block + 1) * block_size),
             means, precisions_chol, log_norm, nk_parts[part], sum_x_parts[part],
-            scatter_parts[part], sums_parts[part], weighted_log_prob, statistics_tile(X),
+            scatter_parts[part], sums_parts[part], weighted_log_prob, with_entropy,
+            statistics_tile(X),
         )
 
 
@@ -1525,7 +1543,7 @@ def reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts):
 
 
 def diagonal_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm,
-                                 block_size):
+                                 block_size, with_entropy=True):
     """Fused E-step and sufficient statistics for 'diag' and 'spherical'.
 
     Returns ``(nk, sum_x, scatter, sums)`` with scatter (K, D) the per-feature
@@ -1540,7 +1558,7 @@ def diagonal_statistics_and_sums(X, sample_weight, means, precisions_chol, log_n
     sums_parts = np.zeros((n_blocks, 3))
     run_blocks(diagonal_statistics_blocks, n_blocks, X, sample_weight, means, precisions_chol,
                log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
-               STATISTICS_ONLY)
+               STATISTICS_ONLY, bool(with_entropy))
     return reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts)
 
 
@@ -1565,7 +1583,7 @@ def _weighted_log_prob(kernel, X, means, factors, log_norm, block_size, n_scatte
     run_blocks(kernel, n_blocks_of(X.shape[0], block_size), X, _NO_WEIGHTS, means, factors,
                log_norm, block_size, np.zeros((1, n_components)),
                np.zeros((1, n_components, n_columns)), np.zeros((1,) + n_scatter),
-               np.zeros((1, 3)), out)
+               np.zeros((1, 3)), out, False)
     return out
 
 

@@ -505,13 +505,17 @@ def check_precisions_init(precisions, covariance_type, n_components, n_features)
     # Symmetry is np.allclose(matrix, matrix.T) (the entries are finite here);
     # eigvalsh reads one triangle only, as it does for a single matrix.
     transposed = np.swapaxes(stack, 1, 2)
-    if (stack == transposed).all():  # exactly symmetric, so also np.allclose-symmetric
+    eigenvalues = np.linalg.eigvalsh(stack)
+    exactly_symmetric = bool((stack == transposed).all())
+    if exactly_symmetric and eigenvalues.min() > 0:  # the usual case, in few calls
+        return precisions
+    if exactly_symmetric:  # so also np.allclose-symmetric
         symmetric = np.ones(len(stack), dtype=bool)
     else:
         symmetric = (
             (np.abs(stack - transposed) <= 1e-8 + 1e-5 * np.abs(transposed)).all(axis=(1, 2))
         )
-    definite = (np.linalg.eigvalsh(stack) > 0).all(axis=1)
+    definite = (eigenvalues > 0).all(axis=1)
     if not (symmetric.all() and definite.all()):
         k = int(np.argmin(symmetric & definite))
         where = f" (component {k})" if covariance_type == "full" else ""

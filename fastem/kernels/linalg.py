@@ -49,7 +49,14 @@ def precision_cholesky_from_covariance(covariance, out):
     positive definite.
     """
     n_features = covariance.shape[0]
-    lower = np.empty((n_features, n_features))
+    return precision_cholesky_into(covariance, np.empty((n_features, n_features)), out)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def precision_cholesky_into(covariance, lower, out):
+    """precision_cholesky_from_covariance with the (D, D) scratch array ``lower`` (the
+    lower Cholesky factor) given: no allocation, for the compiled EM loop."""
+    n_features = covariance.shape[0]
     if not cholesky_lower(covariance, lower):
         return False
     # Solve L Z = I column by column (forward substitution); out = Z^T.

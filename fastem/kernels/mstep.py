@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from fastem.kernels.cache import CACHE
-from fastem.kernels.linalg import precision_cholesky_from_covariance
+from fastem.kernels.linalg import precision_cholesky_into
 
 STATUS_OK = 0
 STATUS_EMPTY = 1
@@ -30,10 +30,14 @@ WEIGHT_FLOOR = 10.0 * np.finfo(np.float64).eps
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
-def mixture_weights(nk):
-    """weights_k = (nk + 10 eps) / sum(nk + 10 eps), as scikit-learn."""
-    padded = nk + WEIGHT_FLOOR
-    return padded / padded.sum()
+def _mixture_weights_into(nk, weights):
+    """weights_k = (nk + 10 eps) / sum(nk + 10 eps), as scikit-learn (the sum a left
+    fold in component order, as numba's ``sum`` of an array)."""
+    total = 0.0
+    for k in range(nk.shape[0]):
+        total += nk[k] + WEIGHT_FLOOR
+    for k in range(nk.shape[0]):
+        weights[k] = (nk[k] + WEIGHT_FLOOR) / total
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -54,19 +58,44 @@ def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
     """
     n_components, n_features = sum_x.shape
     n_factors = scatter.shape[0]
+    weights = np.empty(n_components)
+    means = np.empty((n_components, n_features))
+    covariances = np.empty((n_factors, n_features, n_features))
+    precisions_chol = np.empty((n_factors, n_features, n_features))
+    status = np.empty(n_components, dtype=np.int64)
+    empty = np.empty(n_components, dtype=np.bool_)
+    dense_mstep_into(nk, sum_x, scatter, centres, reg_covar, weights, means,
+                     covariances, precisions_chol, status, empty,
+                     np.empty((n_features, n_features)))
+    return weights, means, covariances, precisions_chol, status
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def dense_mstep_into(nk, sum_x, scatter, centres, reg_covar, weights, means,
+                     covariances, precisions_chol, status, empty, lower):
+    """dense_mstep into arrays the caller holds (every entry overwritten; ``empty``
+    (K,) bool and ``lower`` (D, D) are scratch): no allocation, for the compiled
+    EM loop, where the arrays of an iteration cost as much as its arithmetic."""
+    n_components, n_features = sum_x.shape
+    n_factors = scatter.shape[0]
     total_mass = nk.sum()
-    weights = mixture_weights(nk)
-    means = centres.copy()
-    empty = np.zeros(n_components, dtype=np.bool_)
+    _mixture_weights_into(nk, weights)
+    for k in range(n_components):
+        empty[k] = False
+        status[k] = STATUS_OK
+        for i in range(n_features):
+            means[k, i] = centres[k, i]
+    for slot in range(n_factors):
+        for i in range(n_features):
+            for j in range(n_features):
+                covariances[slot, i, j] = 0.0
+                precisions_chol[slot, i, j] = 0.0
     for k in range(n_components):
         if _component_is_empty(nk[k], total_mass):
             empty[k] = True
         else:
             for i in range(n_features):
                 means[k, i] += sum_x[k, i] / nk[k]
-    covariances = np.zeros((n_factors, n_features, n_features))
-    precisions_chol = np.zeros((n_factors, n_features, n_features))
-    status = np.full(n_components, STATUS_OK, dtype=np.int64)
     for k in range(n_components):
         if empty[k]:
             status[k] = STATUS_EMPTY
@@ -98,7 +127,7 @@ def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
             continue
         for i in range(n_features):
             covariances[slot, i, i] += reg_covar
-        if not precision_cholesky_from_covariance(covariances[slot], precisions_chol[slot]):
+        if not precision_cholesky_into(covariances[slot], lower, precisions_chol[slot]):
             if n_factors == n_components:
                 status[slot] = STATUS_SINGULAR
             else:
@@ -110,7 +139,6 @@ def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
             if status[k] == STATUS_EMPTY:
                 for i in range(n_features):
                     precisions_chol[k, i, i] = 1.0
-    return weights, means, covariances, precisions_chol, status
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -122,12 +150,30 @@ def diagonal_mstep(nk, sum_x, scatter, centres, reg_covar, spherical):
     feature holds the component's single variance.
     """
     n_components, n_features = sum_x.shape
+    weights = np.empty(n_components)
+    means = np.empty((n_components, n_features))
+    variances = np.empty((n_components, n_features))
+    precisions_chol = np.empty((n_components, n_features))
+    status = np.empty(n_components, dtype=np.int64)
+    diagonal_mstep_into(nk, sum_x, scatter, centres, reg_covar, spherical, weights,
+                        means, variances, precisions_chol, status)
+    return weights, means, variances, precisions_chol, status
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def diagonal_mstep_into(nk, sum_x, scatter, centres, reg_covar, spherical, weights,
+                        means, variances, precisions_chol, status):
+    """diagonal_mstep into arrays the caller holds (every entry overwritten; see
+    dense_mstep_into)."""
+    n_components, n_features = sum_x.shape
     total_mass = nk.sum()
-    weights = mixture_weights(nk)
-    means = centres.copy()
-    variances = np.ones((n_components, n_features))
-    precisions_chol = np.ones((n_components, n_features))
-    status = np.full(n_components, STATUS_OK, dtype=np.int64)
+    _mixture_weights_into(nk, weights)
+    for k in range(n_components):
+        status[k] = STATUS_OK
+        for i in range(n_features):
+            means[k, i] = centres[k, i]
+            variances[k, i] = 1.0
+            precisions_chol[k, i] = 1.0
     for k in range(n_components):
         if _component_is_empty(nk[k], total_mass):
             status[k] = STATUS_EMPTY
@@ -146,4 +192,3 @@ def diagonal_mstep(nk, sum_x, scatter, centres, reg_covar, spherical):
         if status[k] == STATUS_OK:
             for i in range(n_features):
                 precisions_chol[k, i] = 1.0 / math.sqrt(variances[k, i])
-    return weights, means, variances, precisions_chol, status

@@ -105,16 +105,38 @@ def _row_responsibilities(log_prob, peak, weight, sums):
 @njit(forceinline=True, **_FLAGS)
 def dense_statistics_rows(X, sample_weight, means, precisions_chol, log_norm):
     """``(nk, sum_x, scatter, sums)`` of X for 'full'/'tied' (scatter (n_factors, D, D))."""
+    n_features = X.shape[1]
+    n_components = means.shape[0]
+    n_factors = precisions_chol.shape[0]
+    nk = np.empty(n_components)
+    sum_x = np.empty((n_components, n_features))
+    scatter = np.empty((n_factors, n_features, n_features))
+    sums = np.empty(3)
+    dense_statistics_rows_into(X, sample_weight, means, precisions_chol, log_norm, nk,
+                               sum_x, scatter, sums, np.empty(n_components),
+                               np.empty(n_features))
+    return nk, sum_x, scatter, sums
+
+
+@njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False,
+      **_FLAGS)
+def dense_statistics_rows_into(X, sample_weight, means, precisions_chol, log_norm, nk,
+                               sum_x, scatter, sums, log_prob, diff):
+    """dense_statistics_rows into arrays the caller holds (overwritten; ``log_prob``
+    (K,) and ``diff`` (D,) are scratch): no allocation, for the compiled EM loop."""
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     n_factors = precisions_chol.shape[0]
     shared = n_factors == 1
-    nk = np.zeros(n_components)
-    sum_x = np.zeros((n_components, n_features))
-    scatter = np.zeros((n_factors, n_features, n_features))
-    sums = np.zeros(3)
-    log_prob = np.empty(n_components)
-    diff = np.empty(n_features)
+    sums[0] = sums[1] = sums[2] = 0.0
+    for k in range(n_components):
+        nk[k] = 0.0
+        for j in range(n_features):
+            sum_x[k, j] = 0.0
+    for slot in range(n_factors):
+        for j in range(n_features):
+            for m in range(n_features):
+                scatter[slot, j, m] = 0.0
     for i in range(n_samples):
         peak = _dense_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob)
         _row_responsibilities(log_prob, peak, sample_weight[i], sums)
@@ -135,19 +157,36 @@ def dense_statistics_rows(X, sample_weight, means, precisions_chol, log_norm):
         for j in range(n_features):
             for m in range(j):
                 scatter[slot, j, m] = scatter[slot, m, j]
-    return nk, sum_x, scatter, sums
 
 
 @njit(forceinline=True, **_FLAGS)
 def diagonal_statistics_rows(X, sample_weight, means, precisions_chol, log_norm):
     """``(nk, sum_x, scatter, sums)`` of X for 'diag'/'spherical' (scatter (K, D))."""
+    n_features = X.shape[1]
+    n_components = means.shape[0]
+    nk = np.empty(n_components)
+    sum_x = np.empty((n_components, n_features))
+    scatter = np.empty((n_components, n_features))
+    sums = np.empty(3)
+    diagonal_statistics_rows_into(X, sample_weight, means, precisions_chol, log_norm,
+                                  nk, sum_x, scatter, sums, np.empty(n_components))
+    return nk, sum_x, scatter, sums
+
+
+@njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False,
+      **_FLAGS)
+def diagonal_statistics_rows_into(X, sample_weight, means, precisions_chol, log_norm,
+                                  nk, sum_x, scatter, sums, log_prob):
+    """diagonal_statistics_rows into arrays the caller holds (see
+    dense_statistics_rows_into)."""
     n_samples, n_features = X.shape
     n_components = means.shape[0]
-    nk = np.zeros(n_components)
-    sum_x = np.zeros((n_components, n_features))
-    scatter = np.zeros((n_components, n_features))
-    sums = np.zeros(3)
-    log_prob = np.empty(n_components)
+    sums[0] = sums[1] = sums[2] = 0.0
+    for k in range(n_components):
+        nk[k] = 0.0
+        for j in range(n_features):
+            sum_x[k, j] = 0.0
+            scatter[k, j] = 0.0
     for i in range(n_samples):
         peak = _diagonal_row_log_prob(X, i, means, precisions_chol, log_norm, log_prob)
         _row_responsibilities(log_prob, peak, sample_weight[i], sums)
@@ -161,7 +200,6 @@ def diagonal_statistics_rows(X, sample_weight, means, precisions_chol, log_norm)
                 weighted_deviation = weighted * deviation
                 sum_x[k, j] += weighted_deviation
                 scatter[k, j] += weighted_deviation * deviation
-    return nk, sum_x, scatter, sums
 
 
 @njit(**_FLAGS)

@@ -1034,12 +1034,13 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
                  other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
                  index, gathered_resp, gathered_diff, gathered_weighted_diff,
                  with_entropy, width):
-    """The loop over tiles of _dense_block, given its work arrays.
+    """The loop over the tiles of rows [first_row, end_row), given the work arrays
+    that dense_statistics_blocks allocates.
 
     A helper without reference counting (_nrt=False, its caller holds every array):
-    written in _dense_block, numba counted the arrays passed to the helpers up
-    and down around some of the calls, once per component and tile (2.7% of
-    P2's kernel samples in a perf profile).
+    written in the function that allocates them, numba counted the arrays passed
+    to the helpers up and down around some of the calls, once per component and
+    tile (2.7% of P2's kernel samples in a perf profile).
     """
     prefer_512_bit_vectors()
     n_components, n_padded = means_padded.shape
@@ -1117,42 +1118,6 @@ def _tile_arrays(X, n_components, width):
             np.empty(width, dtype=dtype), np.empty(width), np.empty(width, dtype=dtype))
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _dense_block(X, sample_weight, first_row, end_row, means_padded, factors, log_norm,
-                 nk, sum_x, scatter, sums, weighted_log_prob, with_entropy, width):
-    """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter and
-    their weighted log-likelihood, sum r log r (0 unless ``with_entropy``) and sum
-    log max r to sums[0:3];
-    or, if ``weighted_log_prob`` has rows, only set its rows [first_row,
-    end_row) to log_norm[k] - |(x_i - m_k) P_k|^2 / 2 (inference; see
-    dense_statistics_blocks).
-
-    ``means_padded`` and ``factors`` are padded to a multiple of 4 features
-    (see pad_dense).
-    """
-    prefer_512_bit_vectors()
-    X_flat = _rows_end_to_end(X)
-    n_components, n_padded = means_padded.shape
-    X_tile = np.zeros((n_padded, width), dtype=X.dtype)
-    projection = np.empty((n_padded, width), dtype=X.dtype)
-    weighted_diff = np.empty((n_padded, width), dtype=X.dtype)
-    (mahalanobis, resp, log_prob_norm, tile_peak, other_peak, tile_scale, tile_entropy,
-     tile_weight, weighted_resp) = _tile_arrays(X, n_components, width)
-    shift = _log_norm_shift(log_norm)
-    # the narrow tile of a component with few non-zero responsibilities
-    index = np.zeros(SPARSE_TILE, dtype=np.int64)
-    gathered_resp = np.zeros(SPARSE_TILE, dtype=X.dtype)
-    gathered_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
-    gathered_weighted_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
-    _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, factors,
-                 log_norm, nk, sum_x, scatter, sums, weighted_log_prob, shift, X_tile,
-                 projection, weighted_diff, mahalanobis, resp, log_prob_norm, tile_peak,
-                 other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
-                 index, gathered_resp, gathered_diff, gathered_weighted_diff,
-                 with_entropy, width)
-
-
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, block_size,
                             nk_parts, sum_x_parts, scatter_parts, sums_parts,
@@ -1177,16 +1142,41 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     _store_log_prob) and computes no statistics; sample_weight is
     then not read and the parts need one row, which is not written
     (dense_weighted_log_prob). For statistics pass a (0, 0) array.
+    ``means_padded`` and ``factors`` are padded to a multiple of 4 features (see
+    pad_dense).
+
+    The tiles' work arrays are allocated here, once for the blocks, and each
+    block's loop over tiles runs in _dense_tiles. (A block function between the
+    two, as the diagonal kernel has, cost 0.7 s of the dense family's cold
+    compile: numba optimises each compiled function's module again with the
+    helpers it links.)
     """
+    prefer_512_bit_vectors()
     n_samples = X.shape[0]
+    width = statistics_tile(X)
+    X_flat = _rows_end_to_end(X)
+    n_components, n_padded = means_padded.shape
+    X_tile = np.zeros((n_padded, width), dtype=X.dtype)  # padded features stay 0
+    projection = np.empty((n_padded, width), dtype=X.dtype)
+    weighted_diff = np.empty((n_padded, width), dtype=X.dtype)
+    (mahalanobis, resp, log_prob_norm, tile_peak, other_peak, tile_scale, tile_entropy,
+     tile_weight, weighted_resp) = _tile_arrays(X, n_components, width)
+    shift = _log_norm_shift(log_norm)
+    # the narrow tile of a component with few non-zero responsibilities
+    index = np.zeros(SPARSE_TILE, dtype=np.int64)
+    gathered_resp = np.zeros(SPARSE_TILE, dtype=X.dtype)
+    gathered_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
+    gathered_weighted_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
     for block in range(first_block, end_block):
         part = block % nk_parts.shape[0]  # block, or 0 for inference
-        _dense_block(
-            X, sample_weight, block * block_size, min(n_samples, (block + 1) * block_size),
-            means_padded, factors, log_norm, nk_parts[part], sum_x_parts[part],
-            scatter_parts[part], sums_parts[part], weighted_log_prob, with_entropy,
-            statistics_tile(X),
-        )
+        _dense_tiles(X, X_flat, sample_weight, block * block_size,
+                     min(n_samples, (block + 1) * block_size), means_padded, factors,
+                     log_norm, nk_parts[part], sum_x_parts[part], scatter_parts[part],
+                     sums_parts[part], weighted_log_prob, shift, X_tile, projection,
+                     weighted_diff, mahalanobis, resp, log_prob_norm, tile_peak,
+                     other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
+                     index, gathered_resp, gathered_diff, gathered_weighted_diff,
+                     with_entropy, width)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -1324,7 +1314,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
                     nk, sum_x, scatter, sums, weighted_log_prob, with_entropy, width):
     """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D)
     and the three sums of _add_tile_sums to sums[0:3]; or only the rows'
-    weighted log-probabilities, as _dense_block."""
+    weighted log-probabilities, as dense_statistics_blocks."""
     prefer_512_bit_vectors()
     X_flat = _rows_end_to_end(X)
     n_features = X.shape[1]

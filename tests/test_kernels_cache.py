@@ -123,7 +123,7 @@ def test_every_called_kernel_states_its_floating_point_flags():
         checked.append(name)
         assert "fastmath" in options, f"{name} does not state fastmath"
         assert "error_model" in options, f"{name} does not state error_model"
-    assert {"mstep.dense_mstep", "exp.exp64",
+    assert {"mstep.dense_mstep_into", "exp.exp64",
             "linalg.cholesky_lower", "loop.dense_em"} <= set(checked)
 
 
@@ -133,12 +133,15 @@ import numpy as np
 from numba import njit
 from fastem.kernels.estep import FASTMATH
 from fastem.kernels.exp import exp_inplace64
-from fastem.kernels.mstep import dense_mstep
+from fastem.kernels.mstep import dense_mstep, dense_mstep_into
 
 @njit(fastmath=FASTMATH, error_model="numpy")
 def fastmath_caller(nk, sum_x, scatter, centres, values):
     exp_inplace64(values)
-    return dense_mstep(nk, sum_x, scatter, centres, 0.0)
+    k, d = sum_x.shape
+    dense_mstep_into(nk, sum_x, scatter, centres, 0.0, np.empty(k), np.empty((k, d)),
+                     np.empty((1, d, d)), np.empty((1, d, d)), np.empty(k, np.int64),
+                     np.empty(k, np.bool_), np.empty((d, d)))
 
 rng = np.random.default_rng(7)
 n_components, n_features = 3, 7

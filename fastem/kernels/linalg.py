@@ -40,13 +40,12 @@ def cholesky_lower(matrix, out):
     return True
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def precision_cholesky_from_covariance(covariance, out):
     """Upper-triangular P with P P^T = inv(covariance), as scikit-learn's.
 
     P = inv(L)^T where L is the lower Cholesky factor of ``covariance``.
     Returns False (leaving ``out`` undefined) when the covariance is not
-    positive definite.
+    positive definite. Python (see precision_cholesky_into).
     """
     n_features = covariance.shape[0]
     return precision_cholesky_into(covariance, np.empty((n_features, n_features)), out)

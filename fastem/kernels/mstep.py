@@ -47,7 +47,6 @@ def _component_is_empty(mass, total_mass):
     return not mass > 1e-13 * total_mass
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
     """Parameters of a 'full' (scatter (K, D, D)) or 'tied' (scatter (1, D, D)) model.
 
@@ -55,6 +54,9 @@ def dense_mstep(nk, sum_x, scatter, centres, reg_covar):
     covariances and precisions_chol have the scatter's shape and status has
     one entry per component (for 'tied', a singular shared covariance flags
     every component that is not empty).
+
+    Python: numpy allocates, dense_mstep_into computes (compiled as a numba
+    function of its own, this wrapper cost 0.6 s of a cold compile).
     """
     n_components, n_features = sum_x.shape
     n_factors = scatter.shape[0]
@@ -141,13 +143,12 @@ def dense_mstep_into(nk, sum_x, scatter, centres, reg_covar, weights, means,
                     precisions_chol[k, i, i] = 1.0
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def diagonal_mstep(nk, sum_x, scatter, centres, reg_covar, spherical):
     """Parameters of a 'diag' or (``spherical=True``) 'spherical' model.
 
     Returns ``(weights, means, variances, precisions_chol, status)`` with
     variances and precisions_chol of shape (K, D); for a spherical model every
-    feature holds the component's single variance.
+    feature holds the component's single variance. Python, as dense_mstep.
     """
     n_components, n_features = sum_x.shape
     weights = np.empty(n_components)

@@ -37,6 +37,17 @@ def _log_norm(weights, log_det, n_features, out):
         out[k] = math.log(weights[k]) + log_det[k] - n_features * HALF_LOG_2PI
 
 
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _iteration_arrays(X, n_components, n_features):
+    """The arrays both loops reuse from one iteration to the next: (log_det,
+    log_norm, rounded (one entry in X's dtype), centres, nk, sum_x, sums,
+    log_prob)."""
+    return (np.empty(n_components), np.empty(n_components), np.empty(1, dtype=X.dtype),
+            np.empty((n_components, n_features)), np.empty(n_components),
+            np.empty((n_components, n_features)), np.empty(3), np.empty(n_components))
+
+
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _all_ok(status):
     """True if every component's M-step status is STATUS_OK (a loop: numba compiles
@@ -71,15 +82,9 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
     status = np.full(n_components, STATUS_OK, dtype=np.int64)
     empty = np.empty(n_components, dtype=np.bool_)
     lower = np.empty((n_features, n_features))
-    log_det = np.empty(n_components)
-    log_norm = np.empty(n_components)
-    rounded = np.empty(1, dtype=X.dtype)
-    centres = np.empty((n_components, n_features))
-    nk = np.empty(n_components)
-    sum_x = np.empty((n_components, n_features))
+    (log_det, log_norm, rounded, centres, nk, sum_x, sums,
+     log_prob) = _iteration_arrays(X, n_components, n_features)
     scatter = np.empty((n_factors, n_features, n_features))
-    sums = np.empty(3)
-    log_prob = np.empty(n_components)
     diff = np.empty(n_features)
     converged = False
     n_iter = 0
@@ -124,15 +129,9 @@ def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, ma
     precisions_chol = precisions_chol.copy()
     variances = np.ones_like(precisions_chol)
     status = np.full(n_components, STATUS_OK, dtype=np.int64)
-    log_det = np.empty(n_components)
-    log_norm = np.empty(n_components)
-    rounded = np.empty(1, dtype=X.dtype)
-    centres = np.empty((n_components, n_features))
-    nk = np.empty(n_components)
-    sum_x = np.empty((n_components, n_features))
+    (log_det, log_norm, rounded, centres, nk, sum_x, sums,
+     log_prob) = _iteration_arrays(X, n_components, n_features)
     scatter = np.empty((n_components, n_features))
-    sums = np.empty(3)
-    log_prob = np.empty(n_components)
     converged = False
     n_iter = 0
     while n_iter < max_iter:

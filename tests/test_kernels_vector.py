@@ -98,7 +98,8 @@ def test_every_block_function_is_listed():
         name for name, value in vars(_kernels_estep).items()
         if name.endswith("_block") and hasattr(value, "py_func")
     }
-    kernels = {name for name in vars(_kernels_estep) if name.endswith("_statistics_blocks")}
+    kernels = {name for name in vars(_kernels_estep)
+               if name.endswith("_statistics_blocks")}
     assert kernels == set(TILE_LOOPS)
     assert blocks <= set(TILE_LOOPS.values()) <= set(_functions_with_loops())
 

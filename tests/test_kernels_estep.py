@@ -182,6 +182,61 @@ def test_statistics_match_reference(rng, covariance_type, dtype, shape, weighted
                                       np.exp(log_resp))
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(700, 2, 4), (700, 5, 3)])
+def test_statistics_with_unit_and_other_weights_in_one_tile(rng, covariance_type, dtype,
+                                                            shape):
+    """Weights of 1 (whose log-sum-exps the block kernels multiply together, see
+    _add_tile_sums), 0 and others mixed in every tile: the oracle's sums."""
+    X, parameters = random_problem(rng, covariance_type, *shape)
+    X = X.astype(dtype)
+    sample_weight = rng.choice([1.0, 1.0, 1.0, 1.0, 0.0, 2.5, 0.25], size=shape[0])
+    _, log_resp = reference.e_step(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    assert_statistics_match_reference(X, sample_weight, parameters, covariance_type,
+                                      np.exp(log_resp))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weight", [0.0, 1.0, 2.5])
+def test_point_no_component_explains(rng, covariance_type, weight):
+    """A row whose squared distances overflow to inf has every log-density -inf: of
+    positive weight, it makes the log-likelihood -inf and adds w log(1/K) (uniform
+    responsibilities) to sum w r log r and sum w log max r; of weight 0 it adds
+    nothing. It adds nothing to the statistics either way. (float64: the row
+    kernels compute in float64 whatever the data's dtype, where no float32 value
+    overflows when squared.)"""
+    n_components = 4
+    dtype = np.float64
+    X, parameters = random_problem(rng, covariance_type, 300, 3, n_components)
+    sample_weight = rng.choice([1.0, 1.0, 0.5], size=len(X))
+    far = np.vstack([X[:150], np.full((1, 3), 1e200), X[150:]])
+    far_weight = np.concatenate([sample_weight[:150], [weight], sample_weight[150:]])
+    block_size = block_size_for(X, covariance_type, n_components)
+    with np.errstate(over="ignore", invalid="ignore"):
+        with_far = _driver.estep_statistics(far, far_weight, parameters,
+                                            covariance_type, block_size,
+                                            with_entropy=True)
+    without = _driver.estep_statistics(X, sample_weight, parameters, covariance_type,
+                                       block_size, with_entropy=True)
+    rtol = tolerances(dtype)[0]
+    for name in ("nk", "sum_x", "scatter"):
+        np.testing.assert_allclose(getattr(with_far, name), getattr(without, name),
+                                   rtol=rtol, atol=rtol * len(X), err_msg=name)
+    if weight > 0:
+        assert with_far.log_likelihood == -np.inf
+    else:
+        np.testing.assert_allclose(with_far.log_likelihood, without.log_likelihood,
+                                   rtol=rtol)
+    uniform = -weight * np.log(n_components)
+    np.testing.assert_allclose(with_far.resp_log_resp, without.resp_log_resp + uniform,
+                               rtol=rtol)
+    np.testing.assert_allclose(with_far.log_max_resp, without.log_max_resp + uniform,
+                               rtol=rtol)
+
+
 def assert_statistics_match_reference(X, sample_weight, parameters, covariance_type, resp):
     """The fused kernel's (nk, sum_x, scatter, log_likelihood) against the oracle's,
     whose statistics use the responsibilities ``resp``."""

@@ -68,7 +68,7 @@ from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from fastem.kernels.cache import CACHE
-from fastem.kernels.exp import exp64, exp_typed, log64, log_typed
+from fastem.kernels.exp import exp64, exp_typed, log64
 from fastem.kernels.threads import run_blocks
 from fastem.kernels.vector import (
     prefer_512_bit_vectors,
@@ -98,6 +98,8 @@ SPARSE_TILE = 16
 # ... from this many (padded) features on. At D = 8 (P2) the dense 64-point
 # scatter is cheaper than gathering: float32 P2 got 8% slower with the limit at 8.
 SPARSE_MIN_FEATURES = 16
+# _add_tile_sums multiplies a tile's sums of exps down to this many products.
+PRODUCT_LANES = 16
 
 # Reassociation lets LLVM vectorise the reductions over a tile; no nnan/ninf:
 # log-densities legitimately reach -inf. Every kernel also uses numpy's error
@@ -414,30 +416,31 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
-def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy,
-                      tile_weight, with_entropy, width):
+def _responsibilities(log_prob, n_points, top, peak, scale, entropy, tile_weight,
+                      with_entropy, width):
     """Weighted log-probabilities (K, width) -> unnormalised responsibilities, in place.
 
     ``peak[t]``: the largest log_prob[., t], from _store_log_prob.
 
-    log_prob[k, t] becomes exp(log_prob[k, t] - peak_t) and scale[t] the
-    factor w_t / sum_k of them that turns it into the weighted responsibility
-    w_t r_tk (see _weight_responsibilities; no separate normalising pass).
-    ``log_prob_norm[t]`` receives log sum_k exp(log_prob[k, t]); a point
-    whose entries are all -inf gets zero responsibilities and -inf.
-    ``entropy[t]`` receives sum_k r_tk log r_tk if ``with_entropy`` (else 0:
-    only the variational bound needs it, and its term per point and component
-    took 5-9% of P1's pass) and ``peak[t]`` log max_k r_tk (both -log K for a
-    point that no component explains, whose responsibilities are uniform by
-    convention): with e_k = exp(l_k - peak)
-    and S = sum_k e_k, r_k = e_k / S, so sum_k r_k log r_k =
-    (sum_k e_k (l_k - peak)) / S - log S and log max_k r_k = -log S. No
-    (N, K) array of log-responsibilities is needed for either.
+    log_prob[k, t] becomes e_tk = exp(log_prob[k, t] - top_t), with top_t the
+    peak (0 for a point whose entries are all -inf, which no component
+    explains: its exps are all 0), and scale[t] the factor w_t / S_t, S_t =
+    sum_k e_tk, that turns it into the weighted responsibility w_t r_tk (see
+    _weight_responsibilities; no separate normalising pass). ``top[t]``
+    receives top_t and ``peak[t]`` S_t, in [1, K] (the peak's exp is exactly
+    1) or 0 for an unexplained point: log p(x_t) = top_t + log S_t, which
+    _add_tile_sums sums without a log per point. ``entropy[t]`` receives
+    (sum_k e_tk (l_tk - top_t)) / S_t if ``with_entropy`` (else 0: only the
+    variational bound needs it, and its term per point and component took
+    5-9% of P1's pass), -log K for an unexplained point: with r_k = e_k / S,
+    sum_k r_k log r_k = (sum_k e_k (l_k - top)) / S - log S and log max_k r_k =
+    -log S, so no (N, K) array of log-responsibilities is needed for either
+    (and an unexplained point's responsibilities are uniform by convention).
 
-    All of it is computed in log_prob's dtype, the data's (exp32/log32 for
-    float32 data: 16 lanes per vector and half the memory of float64), except
+    All of it is computed in log_prob's dtype, the data's (exp32 for float32
+    data: 16 lanes per vector and half the memory of float64), except
     scale[t]: the float64 sample weight (tile_weight[t], see _tile_weights)
-    times 1 / total, rounded once to the data's dtype (per point, not per
+    times 1 / S_t, rounded once to the data's dtype (per point, not per
     component).
     """
     prefer_512_bit_vectors()
@@ -451,18 +454,18 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy,
         entropy[t] = zero
     for t in range(n_points, width):
         peak[t] = -np.inf  # (_store_log_prob has put -inf there)
-    # The shift of each point's exps, kept in log_prob_norm until its log is added.
-    # Written to another array than peak, and every value loaded before a
-    # condition uses it: a store of "this if c else what is there" or a load in
-    # one branch only becomes a masked store or load (see _store_log_prob).
+    # The shift of each point's exps, written to another array than peak, and
+    # every value loaded before a condition uses it: a store of "this if c else
+    # what is there" or a load in one branch only becomes a masked store or load
+    # (see _store_log_prob).
     for t in range(width):
         # A point that no component can explain: every exp below gives 0.
-        top = peak[t]
-        log_prob_norm[t] = zero if top == -np.inf else top
+        value = peak[t]
+        top[t] = zero if value == -np.inf else value
     for k in range(n_components):
         if with_entropy:
             for t in range(width):
-                shifted = log_prob[k, t] - log_prob_norm[t]
+                shifted = log_prob[k, t] - top[t]
                 value = exp_typed(shifted)
                 log_prob[k, t] = value
                 total[t] += value
@@ -470,21 +473,17 @@ def _responsibilities(log_prob, n_points, log_prob_norm, peak, scale, entropy,
                 entropy[t] += value * shifted if value > zero else zero
         else:
             for t in range(width):
-                value = exp_typed(log_prob[k, t] - log_prob_norm[t])
+                value = exp_typed(log_prob[k, t] - top[t])
                 log_prob[k, t] = value
                 total[t] += value
     for t in range(width):
         sum_exp = total[t]
         sum_shifted = entropy[t]
-        top = log_prob_norm[t]
         explained = sum_exp > zero
-        log_total = log_typed(sum_exp)
-        # log(0) is -inf: an unexplained point gets -inf.
-        log_prob_norm[t] = top + log_total
         # (stored either way: a store under a condition is a masked store)
-        entropy_t = sum_shifted / sum_exp - log_total if explained else uniform
-        entropy[t] = entropy_t if with_entropy else zero
-        peak[t] = -log_total if explained else uniform
+        ratio = sum_shifted / sum_exp if explained else uniform
+        entropy[t] = ratio if with_entropy else zero
+        peak[t] = sum_exp
         total[t] = one / sum_exp if explained else zero
     for t in range(n_points):
         scale[t] = tile_weight[t] * total[t]
@@ -567,31 +566,75 @@ def _tile_weights(sample_weight, start, n_points, tile_weight):
         first = np.uint64(start)  # unsigned: no wraparound select (see _transpose_tile)
         for t in range(n_points):
             tile_weight[t] = sample_weight[first + np.uint64(t)]
+    for t in range(n_points, tile_weight.shape[0]):
+        tile_weight[t] = 0.0  # (read by _add_tile_sums' loops over the whole tile)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
-def _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, entropy, log_max_resp,
-                   sums):
-    """Add the tile's weighted sums, in float64, to ``sums``: [0] sum_t w_t log p(x_t)
-    (from log_prob_norm[t] = log p(x_t) - shift, see _log_norm_shift), [1]
-    sum_t w_t sum_k r log r and [2] sum_t w_t log max_k r (see _responsibilities).
-    Zero-weight points are left out, even at -inf."""
+def _add_tile_sums(tile_weight, n_points, shift, top, entropy, sum_exp, products,
+                   n_components, with_entropy, sums, width):
+    """Add the tile's weighted sums, in float64, to ``sums``: [0] sum_t w_t log p(x_t),
+    [1] sum_t w_t sum_k r log r (if ``with_entropy``, else 0) and [2] sum_t w_t log
+    max_k r, from _responsibilities' ``top``, ``entropy`` and ``sum_exp`` (its
+    ``peak``): log p(x_t) = shift + top_t + log S_t (see _log_norm_shift), sum_k r
+    log r = entropy_t - log S_t and log max_k r = -log S_t for a point some
+    component explains (S_t > 0); -inf, -log K and -log K for one none does.
+    Zero-weight points are left out, even at -inf.
+
+    All three need L = sum_t w_t log S_t over the explained points, which takes
+    no log per point: S_t is in [1, K], so the S_t of the points of weight 1 are
+    multiplied together in float64 (``products``, width entries), pairwise
+    halving the tile to PRODUCT_LANES products of at most width / PRODUCT_LANES
+    factors each (K**16 at most: finite for any K < 10**19), and L is the sum of
+    their logs. Points of other weights (sample weights) add w_t log S_t one by
+    one, in a loop that runs only for a tile that has any. A fit given no weights
+    and one given an array of ones take the same path, and the same bits.
+
+    The log per point it replaced was, with the division next to it, 13-18% of
+    P1's kernel samples (benchmarks/estep_profile.py). One E-step pass, one
+    thread, N/2, after five iterations, in-process alternation on a Zen 4 EPYC
+    (benchmarks/estep_ab.py --checkouts, 15-21 rounds), float64 / float32:
+    AVX-512 build P1 0.95-0.965x / 0.965-0.98x the time, P2 0.99x / 0.97-1.01x,
+    P5 0.98-0.99x / 0.99x; AVX2 build ('znver3') P1 0.88-0.90x / 0.91x, P2
+    1.0-1.02x / 1.03-1.045x (slower), P3 float32 0.95x, P5 0.99-1.0x / 0.99x.
+    """
     prefer_512_bit_vectors()
     log_likelihood = 0.0
-    resp_log_resp = 0.0
-    log_max = 0.0
-    for t in range(n_points):
+    entropy_sum = 0.0
+    unexplained = 0.0  # the weight of the points no component explains
+    n_weighted = 0  # explained points of a weight other than 0 and 1
+    # Over the whole tile, with no condition on a load (a masked load on AVX2):
+    # tile_weight is 0 past the tile's points, and top and entropy are finite, so
+    # a point of weight 0 adds exact zeros.
+    for t in range(width):
         weight = tile_weight[t]
-        # (Masked loads on AVX2, however written: LLVM moves the loads under the
-        # condition. Once per tile, unlike the masked stores _responsibilities avoids.)
-        if weight > 0.0:
-            log_likelihood += weight * (shift + log_prob_norm[t])
-            resp_log_resp += weight * entropy[t]
-            log_max += weight * log_max_resp[t]
-    sums[0] += log_likelihood
-    sums[1] += resp_log_resp
-    sums[2] += log_max
+        value = sum_exp[t]
+        log_likelihood += weight * (shift + top[t])
+        entropy_sum += weight * entropy[t]
+        explained = value > 0.0
+        unexplained += 0.0 if explained else weight
+        n_weighted += 1 if explained and weight > 0.0 and weight != 1.0 else 0
+        products[t] = np.float64(value) if explained and weight == 1.0 else 1.0
+    half = width // 2
+    while half >= PRODUCT_LANES:
+        for t in range(half):
+            products[t] *= products[t + half]
+        half //= 2
+    log_total = 0.0
+    for t in range(PRODUCT_LANES):
+        log_total += log64(products[t])
+    if n_weighted > 0:
+        for t in range(n_points):
+            weight = tile_weight[t]
+            value = np.float64(sum_exp[t])
+            term = weight * log64(value)
+            log_total += term if weight > 0.0 and weight != 1.0 and value > 0.0 else 0.0
+    uniform = -math.log(n_components)
+    sums[0] += log_likelihood + log_total + (-np.inf if unexplained > 0.0 else 0.0)
+    if with_entropy:
+        sums[1] += entropy_sum - log_total
+    sums[2] += unexplained * uniform - log_total
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -1030,9 +1073,9 @@ def n_blocks_of(n_samples, block_size):
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, factors,
                  log_norm, nk, sum_x, scatter, sums, weighted_log_prob, shift, X_tile,
-                 projection, weighted_diff, mahalanobis, resp, log_prob_norm, tile_peak,
+                 projection, weighted_diff, mahalanobis, resp, tile_top, tile_peak,
                  other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
-                 index, gathered_resp, gathered_diff, gathered_weighted_diff,
+                 products, index, gathered_resp, gathered_diff, gathered_weighted_diff,
                  with_entropy, width):
     """The loop over the tiles of rows [first_row, end_row), given the work arrays
     that dense_statistics_blocks allocates.
@@ -1079,10 +1122,10 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
             for t in range(width):
                 tile_peak[t] = other_peak[t]
         _tile_weights(sample_weight, start, n_points, tile_weight)
-        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
+        _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale, tile_entropy,
                           tile_weight, with_entropy, width)
-        _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy,
-                       tile_peak, sums)
+        _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy, tile_peak,
+                       products, n_components, with_entropy, sums, width)
         for k in range(n_components):
             if n_padded == 2:
                 nk[k] += _dense_statistics2(tile_scale, resp, k, X_tile, means_padded,
@@ -1108,14 +1151,16 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _tile_arrays(X, n_components, width):
     """The per-tile arrays of both block kernels, allocated once per block:
-    (mahalanobis, resp (K, width), log_prob_norm, tile_peak, other_peak (see
+    (mahalanobis, resp (K, width), tile_top, tile_peak, other_peak (see
     _store_log_prob), tile_scale, tile_entropy, tile_weight (float64),
-    weighted_resp), each of ``width`` entries in X's dtype unless stated."""
+    weighted_resp, products (float64, see _add_tile_sums)), each of ``width``
+    entries in X's dtype unless stated."""
     dtype = X.dtype
     return (np.empty(width, dtype=dtype), np.empty((n_components, width), dtype=dtype),
             np.empty(width, dtype=dtype), np.empty(width, dtype=dtype),
             np.empty(width, dtype=dtype), np.empty(width, dtype=dtype),
-            np.empty(width, dtype=dtype), np.empty(width), np.empty(width, dtype=dtype))
+            np.empty(width, dtype=dtype), np.empty(width), np.empty(width, dtype=dtype),
+            np.empty(width))
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
@@ -1159,8 +1204,8 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     X_tile = np.zeros((n_padded, width), dtype=X.dtype)  # padded features stay 0
     projection = np.empty((n_padded, width), dtype=X.dtype)
     weighted_diff = np.empty((n_padded, width), dtype=X.dtype)
-    (mahalanobis, resp, log_prob_norm, tile_peak, other_peak, tile_scale, tile_entropy,
-     tile_weight, weighted_resp) = _tile_arrays(X, n_components, width)
+    (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
+     tile_weight, weighted_resp, products) = _tile_arrays(X, n_components, width)
     shift = _log_norm_shift(log_norm)
     # the narrow tile of a component with few non-zero responsibilities
     index = np.zeros(SPARSE_TILE, dtype=np.int64)
@@ -1173,10 +1218,10 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
                      min(n_samples, (block + 1) * block_size), means_padded, factors,
                      log_norm, nk_parts[part], sum_x_parts[part], scatter_parts[part],
                      sums_parts[part], weighted_log_prob, shift, X_tile, projection,
-                     weighted_diff, mahalanobis, resp, log_prob_norm, tile_peak,
+                     weighted_diff, mahalanobis, resp, tile_top, tile_peak,
                      other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
-                     index, gathered_resp, gathered_diff, gathered_weighted_diff,
-                     with_entropy, width)
+                     products, index, gathered_resp, gathered_diff,
+                     gathered_weighted_diff, with_entropy, width)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -1320,8 +1365,8 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     n_features = X.shape[1]
     n_components = means.shape[0]
     X_tile = np.zeros((n_features, width), dtype=X.dtype)
-    (mahalanobis, resp, log_prob_norm, tile_peak, other_peak, tile_scale, tile_entropy,
-     tile_weight, weighted_resp) = _tile_arrays(X, n_components, width)
+    (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
+     tile_weight, weighted_resp, products) = _tile_arrays(X, n_components, width)
     shift = _log_norm_shift(log_norm)
     inference = weighted_log_prob.shape[0] > 0
     # Statistics of eight features per pass over the tile keep 16 sums in registers,
@@ -1354,10 +1399,10 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             for t in range(width):
                 tile_peak[t] = other_peak[t]
         _tile_weights(sample_weight, start, n_points, tile_weight)
-        _responsibilities(resp, n_points, log_prob_norm, tile_peak, tile_scale, tile_entropy,
+        _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale, tile_entropy,
                           tile_weight, with_entropy, width)
-        _add_tile_sums(tile_weight, n_points, shift, log_prob_norm, tile_entropy,
-                       tile_peak, sums)
+        _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy, tile_peak,
+                       products, n_components, with_entropy, sums, width)
         for k in range(n_components):
             total, _ = _weight_responsibilities(tile_scale, n_points, resp, k, weighted_resp,
                                                 width)

@@ -597,7 +597,10 @@ def _add_tile_sums(tile_weight, n_points, shift, top, entropy, sum_exp, products
     (benchmarks/estep_ab.py --checkouts, 15-21 rounds), float64 / float32:
     AVX-512 build P1 0.95-0.965x / 0.965-0.98x the time, P2 0.99x / 0.97-1.01x,
     P5 0.98-0.99x / 0.99x; AVX2 build ('znver3') P1 0.88-0.90x / 0.91x, P2
-    1.0-1.02x / 1.03-1.045x (slower), P3 float32 0.95x, P5 0.99-1.0x / 0.99x.
+    1.0-1.02x / 1.03-1.045x, P3 float32 0.95x, P5 0.99-1.0x / 0.99x. With the
+    checkouts named in the other order, AVX2 P2: 0.98x / 1.0x (the harness
+    favours one position there; see the README's "sum r log r only where it is
+    needed").
     """
     prefer_512_bit_vectors()
     log_likelihood = 0.0

@@ -63,6 +63,17 @@ def _all_ok(status):
 # kernel called from here they state fastmath=False, so they are compiled once,
 # without reassociation, whoever calls them first (see FASTMATH in
 # fastem.kernels.estep), and every copy of them rounds the same.
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def _rounded_centres(means, rounded, centres):
+    """centres = the means rounded to X's dtype (``rounded``: one entry of it), as
+    the block path works around them; no allocation."""
+    for k in range(means.shape[0]):
+        for i in range(means.shape[1]):
+            rounded[0] = means[k, i]
+            centres[k, i] = rounded[0]
+
+
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
              lower_bound):
@@ -95,11 +106,7 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
             for i in range(n_features):
                 log_det[k] += math.log(precisions_chol[slot, i, i])
         _log_norm(weights, log_det, n_features, log_norm)
-        # the means rounded to X's dtype, as the block path
-        for k in range(n_components):
-            for i in range(n_features):
-                rounded[0] = means[k, i]
-                centres[k, i] = rounded[0]
+        _rounded_centres(means, rounded, centres)
         dense_statistics_rows_into(X, sample_weight, centres, precisions_chol, log_norm,
                                    nk, sum_x, scatter, sums, log_prob, diff)
         log_likelihood = sums[0]
@@ -140,11 +147,7 @@ def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, ma
             for i in range(n_features):
                 log_det[k] += math.log(precisions_chol[k, i])
         _log_norm(weights, log_det, n_features, log_norm)
-        # the means rounded to X's dtype, as the block path
-        for k in range(n_components):
-            for i in range(n_features):
-                rounded[0] = means[k, i]
-                centres[k, i] = rounded[0]
+        _rounded_centres(means, rounded, centres)
         diagonal_statistics_rows_into(X, sample_weight, centres, precisions_chol,
                                       log_norm, nk, sum_x, scatter, sums, log_prob)
         log_likelihood = sums[0]

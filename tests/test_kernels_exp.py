@@ -33,6 +33,7 @@ rounded reference.  Assertions allow 2 ulp as for exp.
 
 import re
 
+import numba
 import numpy as np
 import pytest
 
@@ -45,6 +46,9 @@ from fastem.kernels.exp import (
     exp64,
     exp_inplace32,
     exp_inplace64,
+    exp_nonpositive32,
+    exp_nonpositive64,
+    exp_nonpositive_typed,
     exp_typed,
     log32,
     log64,
@@ -349,6 +353,69 @@ def test_exp_loop_is_vectorised(dtype, scalar_type, widths):
     packed = re.compile(rf"\tv(fmadd\d+|fmsub\d+|mul|add){suffix}\t.*%[yz]mm")
     assert packed.search(asm)
 
+
+
+# --------------------------------------------------------------------------
+# exp_nonpositive64 / exp_nonpositive32: exp without the overflow handling
+# --------------------------------------------------------------------------
+
+
+@numba.njit
+def _exp_nonpositive_loop(x, out):
+    """The E-step's use: a counted loop of exp_nonpositive_typed (vectorised)."""
+    for i in range(x.shape[0]):
+        out[i] = exp_nonpositive_typed(x[i])
+
+
+def _nonpositive_arguments(dtype, rng):
+    """Arguments <= 0 of every kind the E-step passes: uniform over the range,
+    near 0, every float around the underflow limit, huge, -0.0, -inf, NaN."""
+    low = LO64 if dtype == np.float64 else LO32
+    info = np.finfo(dtype)
+    int_type = np.int64 if dtype == np.float64 else np.int32
+    # (a negative float's bit pattern grows with its magnitude: 5 floats above
+    # the limit, the limit, and 200 below it)
+    around_limit = (np.array([low], dtype).view(int_type)
+                    + np.arange(-5, 201).astype(int_type)).view(dtype)
+    values = np.concatenate([
+        -rng.uniform(0.0, 800.0 if dtype == np.float64 else 100.0, 200_000),
+        -rng.uniform(0.0, 1e-3, 10_000),
+        -np.exp2(rng.uniform(-1070 if dtype == np.float64 else -149, 0, 10_000)),
+        -np.exp2(rng.uniform(0, 1023 if dtype == np.float64 else 127, 10_000)),
+    ]).astype(dtype)
+    specials = np.array([0.0, -0.0, -np.inf, np.nan, -float(info.max),
+                         -float(info.tiny), -float(info.smallest_subnormal)], dtype)
+    return np.concatenate([values, around_limit, specials])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_nonpositive_gives_exps_bits_for_every_nonpositive_argument(rng, dtype):
+    """exp_nonpositive drops exp's clamp and overflow select: for every argument
+    the E-step can pass it (<= 0, -inf, NaN) it must give exp's bits, in a
+    vectorised loop and called on a scalar."""
+    x = _nonpositive_arguments(dtype, rng)
+    assert not np.any(x > 0)
+    int_type = np.int64 if dtype == np.float64 else np.int32
+    expected = (_exp64_array if dtype == np.float64 else _exp32_array)(x)
+    got = np.empty_like(x)
+    _exp_nonpositive_loop(x, got)
+    finite = ~np.isnan(x)
+    assert np.array_equal(got[finite].view(int_type), expected[finite].view(int_type))
+    assert np.array_equal(np.isnan(got), np.isnan(x))
+    scalar = exp_nonpositive64 if dtype == np.float64 else exp_nonpositive32
+    sample = np.concatenate([x[::997], x[-210:]])
+    for value in sample:
+        result = dtype(scalar(value))
+        reference = (exp64 if dtype == np.float64 else exp32)(value)
+        if np.isnan(value):
+            assert np.isnan(result)
+        else:
+            assert result.view(int_type) == dtype(reference).view(int_type), value
+    # the limits: normal at the underflow limit, exactly +0.0 one float below
+    low = LO64 if dtype == np.float64 else LO32
+    assert dtype(scalar(dtype(low))) >= np.finfo(dtype).tiny
+    below = scalar(np.nextafter(dtype(low), dtype(-np.inf)))
+    assert below == 0.0 and not np.signbit(below)
 
 
 # ==========================================================================

@@ -68,7 +68,7 @@ from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from fastem.kernels.cache import CACHE
-from fastem.kernels.exp import exp64, exp_typed, log64
+from fastem.kernels.exp import exp64, exp_nonpositive_typed, log64
 from fastem.kernels.threads import run_blocks
 from fastem.kernels.vector import (
     prefer_512_bit_vectors,
@@ -466,14 +466,14 @@ def _responsibilities(log_prob, n_points, top, peak, scale, entropy, tile_weight
         if with_entropy:
             for t in range(width):
                 shifted = log_prob[k, t] - top[t]
-                value = exp_typed(shifted)
+                value = exp_nonpositive_typed(shifted)
                 log_prob[k, t] = value
                 total[t] += value
                 # 0 log 0 = 0 (shifted may be -inf where value is 0)
                 entropy[t] += value * shifted if value > zero else zero
         else:
             for t in range(width):
-                value = exp_typed(log_prob[k, t] - top[t])
+                value = exp_nonpositive_typed(log_prob[k, t] - top[t])
                 log_prob[k, t] = value
                 total[t] += value
     for t in range(width):

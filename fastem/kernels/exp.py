@@ -100,8 +100,25 @@ overloads that resolve, when the caller is compiled, to ``exp32``/``log32``
 for a float32 argument and to ``exp64``/``log64`` otherwise (the overloads
 themselves are inlined; the call they leave is the plain function's).
 
-The functions are plain ``@njit``, not ``inline="always"`` (but for exp64's two
-small helpers, each called once).
+Without the overflow handling
+------------------------------
+The E-step's exps are of a log-probability minus the largest of its point's,
+never positive. ``exp_nonpositive64``/``exp_nonpositive32`` (and
+``exp_nonpositive_typed``) give ``exp64``'s/``exp32``'s bits for every argument
+``<= 0``, ``-inf`` and NaN (checked bit for bit in the tests) and leave out what only
+a positive argument needs: the clamp from below (the unclamped arithmetic of an
+argument below ``lo`` gives an infinity, NaN or garbage, never a trap, which the
+underflow select discards), the overflow comparison and its select: three of about
+23 vector instructions. One E-step pass, one thread, N/2, after five iterations, in
+alternation with c7e78e1 (``benchmarks/estep_ab.py --checkouts``, 21 rounds,
+Zen 4): float64 / float32 P1 0.951 / 0.923, P2 0.983 / 0.968, P5 0.973 / 0.964 the
+time with the AVX-512 build; P1 0.907 / 0.933 and P5 0.957 / 0.953 with the AVX2
+build ('znver3'), whose P2 moved with the harness's order (0.835 with c7e78e1
+timed first, 1.058 with it second). For a positive argument the result is
+undefined.
+
+The functions are plain ``@njit``, not ``inline="always"`` (but for the arithmetic
+they share, ``_exp64_unselected`` and ``_exp32_unselected``).
 Both vectorise (checked), but with plain ``njit`` LLVM inlines the
 already-optimised function body from numba's cache (the cache stores
 bitcode for this purpose), so it is compiled once here instead of being
@@ -148,6 +165,9 @@ __all__ = [
     "exp64",
     "exp_inplace32",
     "exp_inplace64",
+    "exp_nonpositive32",
+    "exp_nonpositive64",
+    "exp_nonpositive_typed",
     "exp_typed",
     "log32",
     "log64",
@@ -294,50 +314,22 @@ _Q64_8 = 2.7621338669142925e-07
 _Q64_9 = 2.510134692835034e-08
 
 
-# The two helpers below are tiny and have one caller each (exp64): inlined by
-# numba (inline="always") they add no compilation of their own. As plain njit
-# functions (each a compile of its own) a first exp64 loop compiled in 0.56-0.62 s
-# instead of 0.46-0.47 (fresh processes, three each, AVX-512 Zen 4).
+# The helper below (and _exp32_unselected) has two callers, exp64 and
+# exp_nonpositive64, and is inlined by numba (inline="always"): each caller is
+# compiled once and inlined into the kernels from the cache, so the helper adds no
+# compile of its own. exp64's helpers as plain njit functions (each a compile of its
+# own) made a first exp64 loop compile in 0.56-0.62 s instead of 0.46-0.47 (fresh
+# processes, three each, AVX-512 Zen 4).
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
-def _exp64_reduce(x):
-    """Steps 1-2 of the module docstring.
-
-    Returns (x clamped, n, r, underflow, overflow_or_nan)."""
-    underflow = x < _LO64
-    # "not <=" is also true for NaN, which then leaves through x + inf.
-    overflow_or_nan = not (x <= _OVF64)
-    # Clamp from below (avoids arithmetic on huge negative values); the
-    # selects at the end discard the lanes that were clamped or overflow.
-    x = _LO64 if underflow else x
+def _exp64_unselected(x):
+    """Steps 1-4 of the module docstring: exp(x) for x in [lo, ovf]; anything
+    (not a trap) outside, which the callers' selects discard."""
     shifted = _fmuladd(x, _LOG2E64, _SHIFT64)
     n_float = shifted - _SHIFT64
     n = _float64_as_int64(shifted) - _SHIFT64_BITS
     r = _fmuladd(n_float, -_LN2_HI64, x)
     r = _fmuladd(n_float, -_LN2_LO64, r)
-    return x, n, r, underflow, overflow_or_nan
-
-
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
-def _exp64_scale(x, n, r, q, underflow, overflow_or_nan):
-    """Steps 3-5: exp(r) = 1 + r + r**2 q, times 2**n, and the range selects."""
-    p = _fmuladd(r * r, q, r) + 1.0
-    # p * 2**n by adding n to p's exponent field; n is in [-1022, 1024]
-    # and the biased exponent of the result stays in [1, 2046].
-    result = _int64_as_float64(_float64_as_int64(p) + (n << 52))
-    result = 0.0 if underflow else result
-    return x + _INF if overflow_or_nan else result
-
-
-# exp64: vectorisable ``exp`` of a float64 scalar (max error 1.05 ulp), for a call
-# inside a counted loop over contiguous memory, which LLVM inlines and vectorises
-# (see the module docstring for the pattern). ``exp(x)``; exactly 0.0 when the true
-# result is subnormal or zero (``x < -708.3964185322641``, including ``-inf``);
-# ``inf`` for ``x > 709.782712893384`` and ``+inf``; NaN for NaN.
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
-def exp64(x):
-    """exp of a float64 scalar; q(r) in two chains of r**2, the even and the odd
-    coefficients (module docstring, step 3)."""
-    x, n, r, underflow, overflow_or_nan = _exp64_reduce(x)
+    # q(r) in two chains of r**2, the even and the odd coefficients (step 3)
     r2 = r * r
     even = _fmuladd(_Q64_8, r2, _Q64_6)
     odd = _fmuladd(_Q64_9, r2, _Q64_7)
@@ -348,7 +340,42 @@ def exp64(x):
     even = _fmuladd(even, r2, _Q64_0)
     odd = _fmuladd(odd, r2, _Q64_1)
     q = _fmuladd(odd, r, even)
-    return _exp64_scale(x, n, r, q, underflow, overflow_or_nan)
+    p = _fmuladd(r2, q, r) + 1.0
+    # p * 2**n by adding n to p's exponent field; for x in [lo, ovf] n is in
+    # [-1022, 1024] and the biased exponent of the result stays in [1, 2046].
+    return _int64_as_float64(_float64_as_int64(p) + (n << 52))
+
+
+# exp64: vectorisable ``exp`` of a float64 scalar (max error 1.05 ulp), for a call
+# inside a counted loop over contiguous memory, which LLVM inlines and vectorises
+# (see the module docstring for the pattern). ``exp(x)``; exactly 0.0 when the true
+# result is subnormal or zero (``x < -708.3964185322641``, including ``-inf``);
+# ``inf`` for ``x > 709.782712893384`` and ``+inf``; NaN for NaN.
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def exp64(x):
+    """exp of a float64 scalar (module docstring, steps 1-5)."""
+    underflow = x < _LO64
+    # "not <=" is also true for NaN, which then leaves through x + inf.
+    overflow_or_nan = not (x <= _OVF64)
+    # Clamp from below (no arithmetic on huge negative values); the selects
+    # at the end discard the lanes that were clamped or overflow.
+    result = _exp64_unselected(_LO64 if underflow else x)
+    result = 0.0 if underflow else result
+    return x + _INF if overflow_or_nan else result
+
+
+# exp_nonpositive64: exp64 for an argument known not to be positive, such as a
+# log-probability minus the largest of its point's (the E-step's exps): the same
+# bits as exp64 for every x <= 0, -inf and NaN, without the clamp and the
+# overflow select, which such an argument never needs.
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def exp_nonpositive64(x):
+    """exp64(x) for x <= 0 (or -inf, or NaN); undefined for x > 0."""
+    # For x < lo (or -inf) the unclamped arithmetic gives garbage, an infinity
+    # or NaN, never a trap or a subnormal operand; the select discards it. NaN
+    # propagates through it (NaN < lo is false).
+    result = _exp64_unselected(x)
+    return 0.0 if x < _LO64 else result
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -389,6 +416,23 @@ _ONE32 = np.float32(1.0)
 _ZERO32 = np.float32(0.0)
 
 
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
+def _exp32_unselected(x):
+    """exp32's steps 1-4: exp(x) for x in [lo, ovf]; anything outside."""
+    shifted = _fmuladd(x, _LOG2E32, _SHIFT32)
+    n_float = shifted - _SHIFT32
+    n = _float32_as_int32(shifted) - _SHIFT32_BITS
+    r = _fmuladd(n_float, -_LN2_HI32, x)
+    r = _fmuladd(n_float, -_LN2_LO32, r)
+    q = _fmuladd(_Q32_4, r, _Q32_3)
+    q = _fmuladd(q, r, _Q32_2)
+    q = _fmuladd(q, r, _Q32_1)
+    q = _fmuladd(q, r, _Q32_0)
+    p = _fmuladd(r * r, q, r) + _ONE32
+    # p * 2**n by adding n to p's exponent field; n is in [-126, 128] in range.
+    return _int32_as_float32(_float32_as_int32(p) + (n << 23))
+
+
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def exp32(x):
     """Vectorisable ``exp`` of a float32 scalar.
@@ -409,21 +453,17 @@ def exp32(x):
     """
     underflow = x < _LO32
     overflow_or_nan = not (x <= _OVF32)
-    x = _LO32 if underflow else x
-    shifted = _fmuladd(x, _LOG2E32, _SHIFT32)
-    n_float = shifted - _SHIFT32
-    n = _float32_as_int32(shifted) - _SHIFT32_BITS
-    r = _fmuladd(n_float, -_LN2_HI32, x)
-    r = _fmuladd(n_float, -_LN2_LO32, r)
-    q = _fmuladd(_Q32_4, r, _Q32_3)
-    q = _fmuladd(q, r, _Q32_2)
-    q = _fmuladd(q, r, _Q32_1)
-    q = _fmuladd(q, r, _Q32_0)
-    p = _fmuladd(r * r, q, r) + _ONE32
-    # p * 2**n by adding n to p's exponent field; n is in [-126, 128].
-    result = _int32_as_float32(_float32_as_int32(p) + (n << 23))
+    result = _exp32_unselected(_LO32 if underflow else x)
     result = _ZERO32 if underflow else result
     return x + _INF32 if overflow_or_nan else result
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def exp_nonpositive32(x):
+    """exp32(x) for x <= 0 (or -inf, or NaN), the same bits without the clamp
+    and the overflow select (see exp_nonpositive64); undefined for x > 0."""
+    result = _exp32_unselected(x)
+    return _ZERO32 if x < _LO32 else result
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -615,6 +655,8 @@ def _in_own_precision(name, single, double):
 
 
 exp_typed = _in_own_precision("exp_typed", exp32, exp64)
+exp_nonpositive_typed = _in_own_precision("exp_nonpositive_typed", exp_nonpositive32,
+                                           exp_nonpositive64)
 log_typed = _in_own_precision("log_typed", log32, log64)
 
 

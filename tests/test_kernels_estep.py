@@ -587,3 +587,42 @@ def test_transpose_tile(dtype, n_features, n_points):
     expected[n_features:] = 7.0
     np.testing.assert_array_equal(X_tile, expected)
     np.testing.assert_array_equal(X, X_before)
+
+
+@njit(cache=False)
+def _tile_arrays_of(n_rows, width, like, count):
+    """``count`` arrays from _tile_array, all alive at once (as a kernel's are)."""
+    arrays = [_kernels_estep._tile_array(n_rows, width, like.dtype)
+              for _ in range(count)]
+    addresses = np.empty(count, dtype=np.int64)
+    for a in range(count):
+        array = arrays[a]
+        for i in range(n_rows):
+            for t in range(width):
+                array[i, t] = a * 1e3 + i * width + t
+        addresses[a] = array.ctypes.data
+    for a in range(count):  # every array still holds what was written to it
+        for i in range(n_rows):
+            for t in range(width):
+                if arrays[a][i, t] != a * 1e3 + i * width + t:
+                    addresses[a] = -1
+    return addresses, arrays[count - 1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_rows", [1, 3, 16, 32])
+def test_tile_arrays_start_a_cache_line_with_512_bit_vectors(dtype, n_rows):
+    """A build with 32 vector registers (AVX-512) gets tile arrays whose first element
+    starts a 64-byte line, so no 512-bit vector of a row straddles two lines; every
+    build gets separate (n_rows, width) C-ordered arrays of the dtype asked for."""
+    from fastem.kernels.vector import _vector_registers
+
+    width = _kernels_estep.STATISTICS_TILE[np.dtype(dtype)]
+    addresses, last = _tile_arrays_of(n_rows, width, np.zeros(1, dtype=dtype), 12)
+    assert last.shape == (n_rows, width) and last.dtype == dtype
+    assert last.flags.c_contiguous and last.flags.writeable
+    assert (addresses > 0).all() and len(set(addresses.tolist())) == len(addresses)
+    if _vector_registers() >= 32:
+        assert (addresses % _kernels_estep.CACHE_LINE == 0).all(), addresses % 64
+    else:
+        assert (addresses % dtype().itemsize == 0).all()

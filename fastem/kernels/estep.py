@@ -418,7 +418,7 @@ def _dense_mahalanobis(X_tile, means, k, precisions_chol, slot, projection, maha
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _responsibilities(log_prob, n_points, top, peak, scale, entropy, tile_weight,
-                      with_entropy, width):
+                      with_entropy, log_uniform, width):
     """Weighted log-probabilities (K, width) -> unnormalised responsibilities, in place.
 
     ``peak[t]``: the largest log_prob[., t], from _store_log_prob.
@@ -437,6 +437,7 @@ def _responsibilities(log_prob, n_points, top, peak, scale, entropy, tile_weight
     sum_k r_k log r_k = (sum_k e_k (l_k - top)) / S - log S and log max_k r_k =
     -log S, so no (N, K) array of log-responsibilities is needed for either
     (and an unexplained point's responsibilities are uniform by convention).
+    ``log_uniform`` is -log K in float64 (see _log_uniform).
 
     All of it is computed in log_prob's dtype, the data's (exp32 for float32
     data: 16 lanes per vector and half the memory of float64), except
@@ -449,7 +450,7 @@ def _responsibilities(log_prob, n_points, top, peak, scale, entropy, tile_weight
     n_components = log_prob.shape[0]
     zero = log_prob.dtype.type(0.0)  # typed constants: no float64 arithmetic per entry
     one = log_prob.dtype.type(1.0)
-    uniform = log_prob.dtype.type(-math.log(n_components))
+    uniform = log_prob.dtype.type(log_uniform)
     for t in range(width):
         total[t] = zero
         entropy[t] = zero
@@ -490,6 +491,17 @@ def _responsibilities(log_prob, n_points, top, peak, scale, entropy, tile_weight
         scale[t] = tile_weight[t] * total[t]
     for t in range(n_points, width):
         scale[t] = 0.0
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def _log_uniform(n_components):
+    """-log K: the log-responsibility of each component for a point none explains
+    (the convention of _responsibilities), in float64. Computed once per block and
+    passed down, so that a kernel has one call of log, outside its loops, whatever
+    LLVM makes of the tile loop (the AArch64 build of tests/test_kernels_asm.py
+    kept two calls once the tile arrays were aligned, with the log in each helper)."""
+    return -math.log(n_components)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -574,14 +586,14 @@ def _tile_weights(sample_weight, start, n_points, tile_weight):
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _add_tile_sums(tile_weight, n_points, shift, top, entropy, sum_exp, products,
-                   n_components, with_entropy, sums, width):
+                   log_uniform, with_entropy, sums, width):
     """Add the tile's weighted sums, in float64, to ``sums``: [0] sum_t w_t log p(x_t),
     [1] sum_t w_t sum_k r log r (if ``with_entropy``, else 0) and [2] sum_t w_t log
     max_k r, from _responsibilities' ``top``, ``entropy`` and ``sum_exp`` (its
     ``peak``): log p(x_t) = shift + top_t + log S_t (see _log_norm_shift), sum_k r
     log r = entropy_t - log S_t and log max_k r = -log S_t for a point some
-    component explains (S_t > 0); -inf, -log K and -log K for one none does.
-    Zero-weight points are left out, even at -inf.
+    component explains (S_t > 0); -inf, -log K and -log K (``log_uniform``)
+    for one none does. Zero-weight points are left out, even at -inf.
 
     All three need L = sum_t w_t log S_t over the explained points, which takes
     no log per point: S_t is in [1, K], so the S_t of the points of weight 1 are
@@ -634,11 +646,10 @@ def _add_tile_sums(tile_weight, n_points, shift, top, entropy, sum_exp, products
             value = np.float64(sum_exp[t])
             term = weight * log64(value)
             log_total += term if weight > 0.0 and weight != 1.0 and value > 0.0 else 0.0
-    uniform = -math.log(n_components)
     sums[0] += log_likelihood + log_total + (-np.inf if unexplained > 0.0 else 0.0)
     if with_entropy:
         sums[1] += entropy_sum - log_total
-    sums[2] += unexplained * uniform - log_total
+    sums[2] += unexplained * log_uniform - log_total
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -1076,11 +1087,11 @@ def n_blocks_of(n_samples, block_size):
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, factors,
-                 log_norm, nk, sum_x, scatter, sums, weighted_log_prob, shift, X_tile,
-                 projection, weighted_diff, mahalanobis, resp, tile_top, tile_peak,
-                 other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
-                 products, index, gathered_resp, gathered_diff, gathered_weighted_diff,
-                 with_entropy, width):
+                 log_norm, nk, sum_x, scatter, sums, weighted_log_prob, shift,
+                 log_uniform, X_tile, projection, weighted_diff, mahalanobis, resp,
+                 tile_top, tile_peak, other_peak, tile_scale, tile_entropy, tile_weight,
+                 weighted_resp, products, index, gathered_resp, gathered_diff,
+                 gathered_weighted_diff, with_entropy, width):
     """The loop over the tiles of rows [first_row, end_row), given the work arrays
     that dense_statistics_blocks allocates.
 
@@ -1127,9 +1138,9 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
                 tile_peak[t] = other_peak[t]
         _tile_weights(sample_weight, start, n_points, tile_weight)
         _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale, tile_entropy,
-                          tile_weight, with_entropy, width)
+                          tile_weight, with_entropy, log_uniform, width)
         _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy, tile_peak,
-                       products, n_components, with_entropy, sums, width)
+                       products, log_uniform, with_entropy, sums, width)
         for k in range(n_components):
             if n_padded == 2:
                 nk[k] += _dense_statistics2(tile_scale, resp, k, X_tile, means_padded,
@@ -1253,6 +1264,7 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
      tile_weight, weighted_resp, products) = _tile_arrays(X, n_components, width)
     shift = _log_norm_shift(log_norm)
+    log_uniform = _log_uniform(n_components)
     # the narrow tile of a component with few non-zero responsibilities
     index = np.zeros(SPARSE_TILE, dtype=np.int64)
     gathered_resp = np.zeros(SPARSE_TILE, dtype=X.dtype)
@@ -1263,8 +1275,8 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
         _dense_tiles(X, X_flat, sample_weight, block * block_size,
                      min(n_samples, (block + 1) * block_size), means_padded, factors,
                      log_norm, nk_parts[part], sum_x_parts[part], scatter_parts[part],
-                     sums_parts[part], weighted_log_prob, shift, X_tile, projection,
-                     weighted_diff, mahalanobis, resp, tile_top, tile_peak,
+                     sums_parts[part], weighted_log_prob, shift, log_uniform, X_tile,
+                     projection, weighted_diff, mahalanobis, resp, tile_top, tile_peak,
                      other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
                      products, index, gathered_resp, gathered_diff,
                      gathered_weighted_diff, with_entropy, width)
@@ -1415,6 +1427,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
      tile_weight, weighted_resp, products) = _tile_arrays(X, n_components, width)
     shift = _log_norm_shift(log_norm)
+    log_uniform = _log_uniform(n_components)
     inference = weighted_log_prob.shape[0] > 0
     # Statistics of eight features per pass over the tile keep 16 sums in registers,
     # which fit a target with 32 vector registers (AVX-512); with 16 (AVX2) they
@@ -1447,9 +1460,9 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
                 tile_peak[t] = other_peak[t]
         _tile_weights(sample_weight, start, n_points, tile_weight)
         _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale, tile_entropy,
-                          tile_weight, with_entropy, width)
+                          tile_weight, with_entropy, log_uniform, width)
         _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy, tile_peak,
-                       products, n_components, with_entropy, sums, width)
+                       products, log_uniform, with_entropy, sums, width)
         for k in range(n_components):
             total, _ = _weight_responsibilities(tile_scale, n_points, resp, k, weighted_resp,
                                                 width)

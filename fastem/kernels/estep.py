@@ -1198,25 +1198,19 @@ def _tile_array(n_rows, width, dtype):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _tile_vector(width, dtype):
-    """An uninitialised work array of ``width`` entries, aligned as _tile_array's."""
-    return _tile_array(1, width, dtype)[0]
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _tile_arrays(X, n_components, width):
     """The per-tile arrays of both block kernels, allocated once per block:
     (mahalanobis, resp (K, width), tile_top, tile_peak, other_peak (see
     _store_log_prob), tile_scale, tile_entropy, tile_weight (float64),
     weighted_resp, products (float64, see _add_tile_sums)), each of ``width``
-    entries in X's dtype unless stated; see _tile_array."""
+    entries in X's dtype unless stated. Those in X's dtype are rows of one array
+    from _tile_array (one compiled specialisation per dtype: each costs compile
+    time); the two float64 ones are numba's own, as their loops are short."""
     dtype = X.dtype
-    return (_tile_vector(width, dtype), _tile_array(n_components, width, dtype),
-            _tile_vector(width, dtype), _tile_vector(width, dtype),
-            _tile_vector(width, dtype), _tile_vector(width, dtype),
-            _tile_vector(width, dtype), _tile_vector(width, np.float64),
-            _tile_vector(width, dtype), _tile_vector(width, np.float64))
+    vectors = _tile_array(7, width, dtype)
+    return (vectors[0], _tile_array(n_components, width, dtype), vectors[1], vectors[2],
+            vectors[3], vectors[4], vectors[5], np.empty(width), vectors[6],
+            np.empty(width))
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")

@@ -1176,17 +1176,18 @@ def _tile_array(n_rows, width, dtype):
     tile arrays came out 32 bytes past a line, so each 512-bit load or store
     of them touched two lines, which an Intel core does at half speed. One
     E-step pass, one thread, N/2, parameters after 5 EM iterations, in-process
-    alternation (benchmarks/estep_ab.py --checkouts, 11-15 rounds, two or
-    three runs), Intel Xeon (family 6, model 167), AVX-512 build, time after /
-    before in float64 and float32: P1 0.89-0.93 and 0.91-0.95, P2 0.89-0.96
-    and 0.92-0.93, P3 0.83-0.93 and 0.85-0.86, P5 0.87-0.97 and 0.88-0.89.
+    alternation (benchmarks/estep_ab.py --checkouts, 11-15 rounds, three or
+    four runs), Intel Xeon (family 6, model 167), AVX-512 build, time after /
+    before in float64 and float32: P1 0.89-0.93 and 0.91-0.95, P2 0.83-0.96
+    and 0.92-1.02, P3 0.83-0.93 and 0.85-0.91, P5 0.87-0.97 and 0.88-0.97.
     The times before moved from run to run (P5 float64 72-83 ms), those after
     less (70-72 ms): where numba's allocator put the arrays decided how many
     vectors straddled lines. The results are bitwise the same. A 32-byte
     (AVX2) vector never crosses a line at 32-byte alignment, so other targets
     keep numba's arrays: the AVX2 build of the same CPU took 1.3-2.4% longer
-    with the alignment (15 rounds). A Zen 4 runs a 512-bit access as two
-    256-bit halves, so it should gain little; not measured there.
+    with every array aligned (15 rounds), 0.96-1.01 times as long as before
+    with numba's. A Zen 4 runs a 512-bit access as two 256-bit halves, so it
+    should gain less; not measured there.
     """
     if vector_registers() < 32:
         return np.empty((n_rows, width), dtype=dtype)

@@ -14,9 +14,12 @@ from numba import njit
 from fastem.kernels import estep as _kernels_estep
 from fastem.kernels.vector import (
     PREFERRED_VECTOR_BITS,
+    add_lanes,
+    lane_sums,
     prefer_512_bit_vectors,
     prefetch,
     transpose_square8,
+    vector_lanes,
 )
 
 ATTRIBUTE = f'"prefer-vector-width"="{PREFERRED_VECTOR_BITS}"'
@@ -105,22 +108,74 @@ def test_every_block_function_is_listed():
 
 
 @pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"), reason="x86 CPU names")
-@pytest.mark.parametrize(("cpu", "registers"),
-                         [("skylake-avx512", 32), ("znver4", 32), ("znver3", 16),
-                          ("haswell", 16)])
-def test_vector_registers_of_the_cpu_numba_compiles_for(cpu, registers):
+@pytest.mark.parametrize(("cpu", "registers", "bits", "lanes", "groups"),
+                         [("skylake-avx512", 32, 512, (8, 16), (8, 8)),
+                          ("znver4", 32, 512, (8, 16), (8, 8)),
+                          ("znver3", 16, 256, (1, 8), (4, 4)),
+                          ("haswell", 16, 256, (1, 8), (4, 4))])
+def test_vector_registers_of_the_cpu_numba_compiles_for(cpu, registers, bits, lanes,
+                                                        groups):
     """What numba's NUMBA_CPU_NAME names decides, not the host: 32 vector registers
-    with AVX-512, 16 with AVX2, in Python and as a compiled constant."""
+    of 512 bits with AVX-512, 16 of 256 with AVX2, in Python and as compiled
+    constants; and what follows from them: the lanes of lane_sums (float64,
+    float32; 1 where a register holds fewer than 8) and the features per pass of
+    the 'diag' statistics (_widest_group)."""
     script = (
+        "import numpy as np\n"
         "from numba import njit\n"
-        "from fastem.kernels.vector import vector_registers\n"
-        "print(vector_registers(), njit(lambda: vector_registers())())\n"
+        "from fastem.kernels.estep import _widest_group\n"
+        "from fastem.kernels.vector import (vector_bits, vector_lanes,\n"
+        "                                   vector_registers)\n"
+        "x, y = np.zeros(1), np.zeros(1, np.float32)\n"
+        "compiled = njit(lambda x, y: (vector_registers(), vector_bits(),\n"
+        "                              vector_lanes(x.dtype), vector_lanes(y.dtype),\n"
+        "                              _widest_group(x), _widest_group(y)))\n"
+        "python = (vector_registers(), vector_bits(), vector_lanes(x.dtype),\n"
+        "          vector_lanes(y.dtype), _widest_group(x), _widest_group(y))\n"
+        "print(*python, *compiled(x, y))\n"
     )
     env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="", NUMBA_CACHE_DIR="")
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                             text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == [str(registers)] * 2
+    expected = [str(value) for value in (registers, bits, *lanes, *groups)]
+    assert result.stdout.split() == expected * 2
+
+
+@njit(cache=False, fastmath={"reassoc", "contract"})
+def _row_sums_by_lanes(tile, target, first_row):
+    """target[first_row + q] += the lanes of tile[q]'s sums, for q < 3 (lane_sums'
+    pattern)."""
+    prefer_512_bit_vectors()
+    sums = lane_sums(3, tile.dtype)
+    lanes = sums.shape[1]
+    for q in range(3):
+        for lane in range(lanes):
+            sums[q, lane] = 0.0
+    for first in range(0, tile.shape[1], lanes):
+        for lane in range(lanes):
+            for q in range(3):
+                sums[q, lane] += tile[q, first + lane]
+    for q in range(3):
+        add_lanes(target, first_row + q, sums, q)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lane_sums_add_up_in_lanes_and_add_lanes_widens_them(dtype):
+    """Integers (their sums exact in both dtypes, in any order): each lane of the
+    target rows gets the sum of its points (t = lane mod lanes) added to what was
+    there, in float64; the rows around are untouched."""
+    lanes = vector_lanes(dtype)
+    width = 128
+    rng = np.random.default_rng(lanes)
+    tile = rng.integers(-1000, 1000, size=(3, width)).astype(dtype)
+    # exact in float64, not in float32: the addition is done in float64
+    target = 2.0**40 + rng.integers(-5, 5, size=(6, lanes))
+    before = target.copy()
+    _row_sums_by_lanes(tile, target, 2)
+    by_lane = tile.astype(np.float64).reshape(3, width // lanes, lanes).sum(axis=1)
+    np.testing.assert_array_equal(target[2:5], before[2:5] + by_lane)
+    np.testing.assert_array_equal(target[[0, 1, 5]], before[[0, 1, 5]])
 
 
 @njit(cache=False)

@@ -14,7 +14,8 @@ Conventions shared by every kernel here:
 * ``X`` is C-contiguous float32 or float64; ``means`` and ``precisions_chol``
   have the dtype of ``X`` (distances are computed in the data's precision).
   Statistics are summed over a tile of points in the data's dtype
-  and accumulated across tiles and blocks in float64.
+  and accumulated across tiles and blocks in float64 (the 'diag' moments
+  lane by lane across a block's tiles: _diagonal_sums).
 * ``log_norm[k] = log(weights[k]) + log_det_chol[k] - D/2 log(2 pi)`` is
   precomputed by the driver in float64.
 * Samples are split into blocks of ``block_size`` rows. Each block writes its
@@ -72,9 +73,13 @@ from fastem.kernels.cache import CACHE
 from fastem.kernels.exp import exp64, exp_nonpositive_typed, log64
 from fastem.kernels.threads import run_blocks
 from fastem.kernels.vector import (
+    add_lanes,
+    lane_sums,
     prefer_512_bit_vectors,
     prefetch,
+    sum_registers,
     transpose_square8,
+    vector_lanes,
     vector_registers,
 )
 
@@ -1340,7 +1345,7 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
 
     Eight features per pass over the tile hold 16 means and factors in registers,
     which fit a target with 32 vector registers (AVX-512); with 16 (AVX2) the
-    pass takes four, as the statistics pass of _diagonal_block does. The AVX2
+    pass takes four, as the statistics pass does (_widest_group). The AVX2
     build (znver3, run on a Zen 4), one E-step pass of P5 (D = 16), in-process
     alternation (benchmarks/estep_ab.py --checkouts): 0.88x the time in float64
     and float32 with one thread at N/2, 0.89x and 0.85x with two at N; the
@@ -1424,15 +1429,8 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     shift = _log_norm_shift(log_norm)
     log_uniform = _log_uniform(n_components)
     inference = weighted_log_prob.shape[0] > 0
-    # Statistics of eight features per pass over the tile keep 16 sums in registers,
-    # which fit a target with 32 vector registers (AVX-512); with 16 (AVX2) they
-    # were spilled to the stack, so four. Measured on a Zen 4 EPYC (one E-step pass
-    # of P5 at N/4 or N/2, D = 16, in-process alternation, four runs): the AVX2
-    # build ('znver3') took 0.44-0.93 times as long with four features per pass as
-    # with eight in float64, 0.61-0.93 in float32 (the spilled sums stalled now and
-    # then: 93-132 ms for the same pass); the AVX-512 build 1.01-1.02 and
-    # 1.01-1.07 times as long with four, so it keeps eight.
-    eight = vector_registers() >= 32
+    moment_lanes = np.zeros((2 * n_components * n_features, vector_lanes(X.dtype)))
+    widest = _widest_group(X)
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
         _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
@@ -1465,134 +1463,112 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             if total == 0.0:
                 continue
             i = 0
-            while eight and i + 8 <= n_features:  # eight features per pass
-                c0 = means[k, i]
-                c1 = means[k, i + 1]
-                c2 = means[k, i + 2]
-                c3 = means[k, i + 3]
-                c4 = means[k, i + 4]
-                c5 = means[k, i + 5]
-                c6 = means[k, i + 6]
-                c7 = means[k, i + 7]
-                first0 = weighted_resp[0] - weighted_resp[0]
-                second0 = first1 = second1 = first2 = second2 = first3 = second3 = first0
-                first4 = second4 = first5 = second5 = first6 = second6 = first7 = first0
-                second7 = first0
-                for t in range(width):
-                    weight = weighted_resp[t]
-                    deviation0 = X_tile[i, t] - c0
-                    deviation1 = X_tile[i + 1, t] - c1
-                    deviation2 = X_tile[i + 2, t] - c2
-                    deviation3 = X_tile[i + 3, t] - c3
-                    deviation4 = X_tile[i + 4, t] - c4
-                    deviation5 = X_tile[i + 5, t] - c5
-                    deviation6 = X_tile[i + 6, t] - c6
-                    deviation7 = X_tile[i + 7, t] - c7
-                    weighted0 = weight * deviation0
-                    weighted1 = weight * deviation1
-                    weighted2 = weight * deviation2
-                    weighted3 = weight * deviation3
-                    weighted4 = weight * deviation4
-                    weighted5 = weight * deviation5
-                    weighted6 = weight * deviation6
-                    weighted7 = weight * deviation7
-                    first0 += weighted0
-                    second0 += weighted0 * deviation0
-                    first1 += weighted1
-                    second1 += weighted1 * deviation1
-                    first2 += weighted2
-                    second2 += weighted2 * deviation2
-                    first3 += weighted3
-                    second3 += weighted3 * deviation3
-                    first4 += weighted4
-                    second4 += weighted4 * deviation4
-                    first5 += weighted5
-                    second5 += weighted5 * deviation5
-                    first6 += weighted6
-                    second6 += weighted6 * deviation6
-                    first7 += weighted7
-                    second7 += weighted7 * deviation7
-                sum_x[k, i] += first0
-                scatter[k, i] += second0
-                sum_x[k, i + 1] += first1
-                scatter[k, i + 1] += second1
-                sum_x[k, i + 2] += first2
-                scatter[k, i + 2] += second2
-                sum_x[k, i + 3] += first3
-                scatter[k, i + 3] += second3
-                sum_x[k, i + 4] += first4
-                scatter[k, i + 4] += second4
-                sum_x[k, i + 5] += first5
-                scatter[k, i + 5] += second5
-                sum_x[k, i + 6] += first6
-                scatter[k, i + 6] += second6
-                sum_x[k, i + 7] += first7
-                scatter[k, i + 7] += second7
+            # a constant group at each call: see _diagonal_sums
+            while widest >= 8 and i + 8 <= n_features:
+                _diagonal_sums(X_tile, weighted_resp, means, k, i, 8, moment_lanes)
                 i += 8
-            while i + 4 <= n_features:  # four features per pass over the tile
-                c0 = means[k, i]
-                c1 = means[k, i + 1]
-                c2 = means[k, i + 2]
-                c3 = means[k, i + 3]
-                first0 = weighted_resp[0] - weighted_resp[0]
-                second0 = first1 = second1 = first2 = second2 = first3 = second3 = first0
-                for t in range(width):
-                    weight = weighted_resp[t]
-                    deviation0 = X_tile[i, t] - c0
-                    deviation1 = X_tile[i + 1, t] - c1
-                    deviation2 = X_tile[i + 2, t] - c2
-                    deviation3 = X_tile[i + 3, t] - c3
-                    weighted0 = weight * deviation0
-                    weighted1 = weight * deviation1
-                    weighted2 = weight * deviation2
-                    weighted3 = weight * deviation3
-                    first0 += weighted0
-                    second0 += weighted0 * deviation0
-                    first1 += weighted1
-                    second1 += weighted1 * deviation1
-                    first2 += weighted2
-                    second2 += weighted2 * deviation2
-                    first3 += weighted3
-                    second3 += weighted3 * deviation3
-                sum_x[k, i] += first0
-                scatter[k, i] += second0
-                sum_x[k, i + 1] += first1
-                scatter[k, i + 1] += second1
-                sum_x[k, i + 2] += first2
-                scatter[k, i + 2] += second2
-                sum_x[k, i + 3] += first3
-                scatter[k, i + 3] += second3
+            while widest >= 4 and i + 4 <= n_features:
+                _diagonal_sums(X_tile, weighted_resp, means, k, i, 4, moment_lanes)
                 i += 4
-            while i + 2 <= n_features:  # two features per pass over the tile
-                c0 = means[k, i]
-                c1 = means[k, i + 1]
-                first0 = weighted_resp[0] - weighted_resp[0]
-                second0 = first1 = second1 = first0
-                for t in range(width):
-                    deviation0 = X_tile[i, t] - c0
-                    deviation1 = X_tile[i + 1, t] - c1
-                    weighted0 = weighted_resp[t] * deviation0
-                    weighted1 = weighted_resp[t] * deviation1
-                    first0 += weighted0
-                    second0 += weighted0 * deviation0
-                    first1 += weighted1
-                    second1 += weighted1 * deviation1
-                sum_x[k, i] += first0
-                scatter[k, i] += second0
-                sum_x[k, i + 1] += first1
-                scatter[k, i + 1] += second1
+            while i + 2 <= n_features:
+                _diagonal_sums(X_tile, weighted_resp, means, k, i, 2, moment_lanes)
                 i += 2
             if i < n_features:
-                centre = means[k, i]
-                first = weighted_resp[0] - weighted_resp[0]
-                second = first
-                for t in range(width):
-                    deviation = X_tile[i, t] - centre
-                    weighted = weighted_resp[t] * deviation
-                    first += weighted
-                    second += weighted * deviation
-                sum_x[k, i] += first
-                scatter[k, i] += second
+                _diagonal_sums(X_tile, weighted_resp, means, k, i, 1, moment_lanes)
+    _add_up_lanes(moment_lanes, sum_x, scatter)
+
+
+def _widest_group(X):
+    """Features per pass of the 'diag' statistics over a tile (_diagonal_sums), a
+    power of two up to 8: its 2 x group sums of lanes may take half the target's
+    vector registers (the other half hold deviations and products). 8 with
+    AVX-512; with AVX2, 4 for float32 and 2 for float64 (two registers per sum);
+    on AArch64, 4 and 2. A constant when compiled.
+
+    The pass with 16 sums spilled them on AVX2 (16 registers): P5 took 0.44-0.93
+    times as long with four features per pass as with eight, measured on a Zen 4
+    EPYC (one E-step pass at N/4 or N/2, in-process alternation, four runs),
+    while the AVX-512 build took 1.01-1.07 times as long with four."""
+    return _widest_group_of(np.dtype(X.dtype))
+
+
+def _widest_group_of(dtype):
+    group = 8
+    while 2 * group * sum_registers(dtype) > vector_registers() // 2:
+        group //= 2
+    return group
+
+
+@overload(_widest_group, inline="always")
+def _widest_group_compiled(X):
+    group = _widest_group_of(np.dtype(as_dtype(X.dtype)))
+    return lambda X: group
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def _diagonal_sums(X_tile, weighted_resp, means, k, i, group, moment_lanes):
+    """Add sum_t weighted_resp[t] (x_tj - m_kj) and sum_t weighted_resp[t] (x_tj -
+    m_kj)^2 for the ``group`` features j = i, ..., i + group - 1 to rows 2 (k D + j)
+    and 2 (k D + j) + 1 of moment_lanes, lane by lane (fastem.kernels.vector's
+    lane_sums and add_lanes): each lane sums the points t = lane mod lanes of the
+    tile in the data's dtype and is added to moment_lanes in float64; the lanes
+    are added up once per block (_add_up_lanes), not once per tile and component.
+
+    ``group`` is a constant at each call (8, 4, 2 or 1; see _widest_group): LLVM
+    unrolls the loop over the group's features, and the 2 x group sums stay in
+    vector registers through the tile. The tile's width is a constant here
+    (statistics_tile), and the stack array is this function's own: passed the
+    width, or the array from the caller, LLVM left the loop over lanes scalar.
+    One loop, written once, replaced four hand-unrolled ones (8, 4, 2 and 1
+    features) that summed into scalars, each ending in horizontal sums (a
+    zmm's: three shuffles and three additions) per tile and component.
+
+    One E-step pass, one thread, N/2, parameters after 5 EM iterations,
+    in-process alternation (benchmarks/estep_ab.py --checkouts, 11 rounds),
+    Intel Xeon (family 6, model 167), time after / before, float64 and float32:
+    AVX-512 build P5 0.952 and 1.00; AVX2 build of the same CPU (one sum per
+    tile and group of four features, as before: vector_lanes is 1 for float64)
+    0.992 and 0.988.
+    """
+    prefer_512_bit_vectors()
+    sums_of_tile = lane_sums(16, X_tile.dtype)
+    lanes = sums_of_tile.shape[1]
+    width = statistics_tile(X_tile)  # a constant: LLVM unrolls the loop over lanes
+    for q in range(2 * group):
+        for lane in range(lanes):
+            sums_of_tile[q, lane] = 0.0
+    for first in range(0, width, lanes):
+        for lane in range(lanes):
+            t = first + lane
+            weight = weighted_resp[t]
+            for j in range(group):
+                deviation = X_tile[i + j, t] - means[k, i + j]
+                weighted = weight * deviation
+                sums_of_tile[2 * j, lane] += weighted
+                sums_of_tile[2 * j + 1, lane] += weighted * deviation
+    row = 2 * (k * X_tile.shape[0] + i)
+    for q in range(2 * group):
+        add_lanes(moment_lanes, row + q, sums_of_tile, q)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def _add_up_lanes(moment_lanes, sum_x, scatter):
+    """sum_x[k, j] and scatter[k, j] += the sums of the lanes of rows 2 (k D + j) and
+    2 (k D + j) + 1 of moment_lanes (see _diagonal_sums)."""
+    prefer_512_bit_vectors()
+    n_components, n_features = sum_x.shape
+    for k in range(n_components):
+        for j in range(n_features):
+            row = 2 * (k * n_features + j)
+            first = 0.0
+            second = 0.0
+            for lane in range(moment_lanes.shape[1]):
+                first += moment_lanes[row, lane]
+                second += moment_lanes[row + 1, lane]
+            sum_x[k, j] += first
+            scatter[k, j] += second
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")

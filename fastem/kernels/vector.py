@@ -6,6 +6,8 @@ register blocks whose size must fit them.
 ``transpose_square8``: transpose an 8x8 block from rows of one array into another by
 vector shuffles.
 ``prefetch``: ask the CPU to fetch the cache line of an array element.
+``vector_lanes``, ``lane_sums``, ``add_lanes``: sums kept as whole vectors (one
+partial sum per vector lane) from tile to tile, added up once per block.
 
 The 512-bit preference:
 
@@ -40,6 +42,7 @@ switch measured less on P2 and P5 float64 (31.4 and 43.6 ms).
 import functools
 
 import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, codegen, config
@@ -77,16 +80,37 @@ def vector_registers():
 
 @functools.lru_cache(maxsize=None)
 def _vector_registers():
-    """Asks LLVM: a 512-bit vector addition compiled for numba's target (CPU name and
-    features as numba takes them: NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, else the
-    host's) uses zmm registers only with AVX-512. numba keys its cache on the same
-    CPU name and features, so cached code and this answer agree."""
+    """32 on AArch64 and with AVX-512 (see _vector_bits), else 16."""
     triple = llvm.get_process_triple()
     if triple.startswith(("aarch64", "arm64")):
         return 32
+    return 32 if _vector_bits() == 512 else 16
+
+
+@overload(vector_registers, inline="always")
+def _vector_registers_compiled():
+    count = _vector_registers()
+    return lambda: count
+
+
+def vector_bits():
+    """Bits per vector register of the CPU numba compiles for: 512 with AVX-512, 256
+    with AVX2 (or AVX), 128 on AArch64 (NEON) and older x86. A constant when
+    compiled (see ``_vector_bits``)."""
+    return _vector_bits()
+
+
+@functools.lru_cache(maxsize=None)
+def _vector_bits():
+    """Asks LLVM: the registers a 512-bit vector addition compiled for numba's target
+    (CPU name and features as numba takes them: NUMBA_CPU_NAME /
+    NUMBA_CPU_FEATURES, else the host's) uses: zmm only with AVX-512, ymm with
+    AVX. numba keys its cache on the same CPU name and features, so cached code
+    and this answer agree."""
+    triple = llvm.get_process_triple()
     if not triple.startswith(("x86_64", "i386", "i686", "amd64")):
-        return 16
-    llvm.initialize_native_target()  # as numba's codegen does (idempotent)
+        return 128
+    llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     name = config.CPU_NAME or llvm.get_host_cpu_name()
     features = (config.CPU_FEATURES if config.CPU_FEATURES is not None
@@ -96,13 +120,140 @@ def _vector_registers():
         "  %c = fadd <8 x double> %a, %b\n  ret <8 x double> %c\n}\n")
     machine = llvm.Target.from_triple(triple).create_target_machine(
         cpu=name, features=features, opt=0)
-    return 32 if "zmm" in machine.emit_assembly(module) else 16
+    assembly = machine.emit_assembly(module)
+    return 512 if "zmm" in assembly else 256 if "ymm" in assembly else 128
 
 
-@overload(vector_registers, inline="always")
-def _vector_registers_compiled():
-    count = _vector_registers()
-    return lambda: count
+@overload(vector_bits, inline="always")
+def _vector_bits_compiled():
+    bits = _vector_bits()
+    return lambda: bits
+
+
+def vector_lanes(dtype):
+    """Lanes of the sums of lane_sums for ``dtype`` (float32 or float64): a vector
+    register's elements where that is 8 or more (AVX-512: 16 and 8; AVX2: 8 for
+    float32), else 1 (float64 on AVX2, AArch64): one sum per tile, which LLVM
+    vectorises as a reduction and adds up at the end of the tile. A constant
+    when compiled.
+
+    With 4 lanes (float64 on AVX2), and with 8 lanes in two registers each,
+    LLVM unrolled the loops of lane_sums' pattern and left most of their
+    arithmetic scalar (P5 took three times as long)."""
+    return _lanes(np.dtype(dtype).itemsize * 8)
+
+
+def _lanes(bits):
+    lanes = vector_bits() // bits
+    return lanes if lanes >= 8 else 1
+
+
+@overload(vector_lanes, inline="always")
+def _vector_lanes_compiled(dtype):
+    if not isinstance(dtype, types.DType):
+        return None
+    lanes = _lanes(dtype.dtype.bitwidth)
+    return lambda dtype: lanes
+
+
+def sum_registers(dtype):
+    """Vector registers one row of lane_sums takes in its loops for ``dtype``: 1. A
+    constant when compiled."""
+    return _sum_registers(np.dtype(dtype).itemsize * 8)
+
+
+def _sum_registers(bits):
+    return max(1, _lanes(bits) * bits // vector_bits())
+
+
+@overload(sum_registers, inline="always")
+def _sum_registers_compiled(dtype):
+    if not isinstance(dtype, types.DType):
+        return None
+    registers = _sum_registers(dtype.dtype.bitwidth)
+    return lambda dtype: registers
+
+
+@intrinsic
+def lane_sums(typingctx, rows, dtype):
+    """A (rows, vector_lanes(dtype)) C array of ``dtype`` on the stack of the calling
+    function, not initialised; ``rows`` a constant. Each row takes
+    sum_registers(dtype) vector registers.
+
+    Meant for sums over a tile with one partial sum per vector lane:
+
+        for t0 in range(0, width, lanes):
+            for lane in range(lanes):
+                sums[q, lane] += ...  # point t0 + lane
+
+    LLVM keeps each row in one vector register through the loop (the array is
+    the function's own: nothing else can write it) and the lanes are added to
+    a float64 array by add_lanes, with no horizontal sum per tile. A loop that
+    sums into a scalar ends with one (three shuffles and three additions per
+    zmm sum, each tile). The array lives as long as the calling function's
+    frame: never return it or keep it.
+    """
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(dtype, types.DType)
+            and dtype.dtype in (types.float32, types.float64)):
+        return None
+    element = dtype.dtype
+    n_rows = rows.literal_value
+    lanes = _lanes(element.bitwidth)
+    array_type = types.Array(element, 2, "C")
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array
+
+        data = cgutils.alloca_once(builder, context.get_data_type(element),
+                                   size=n_rows * lanes)
+        itemsize = element.bitwidth // 8
+        intp = context.get_value_type(types.intp)
+        array = make_array(array_type)(context, builder)
+        populate_array(array, data=data, shape=[intp(n_rows), intp(lanes)],
+                       strides=[intp(lanes * itemsize), intp(itemsize)],
+                       itemsize=intp(itemsize), meminfo=None)
+        return array._getvalue()
+
+    return array_type(rows, dtype), codegen
+
+
+@intrinsic
+def add_lanes(typingctx, target, row, sums, q):
+    """``target[row, :] += sums[q, :]``: one vector load, addition and store.
+
+    ``sums`` comes from lane_sums (float32 or float64); ``target`` is a float64
+    2-D C array with as many columns (its rows are widened to float64 first).
+    The indices are not checked."""
+    if not (isinstance(target, types.Array) and isinstance(sums, types.Array)
+            and target.dtype == types.float64 and target.ndim == 2
+            and target.layout == "C" and sums.ndim == 2 and sums.layout == "C"
+            and sums.dtype in (types.float32, types.float64)
+            and isinstance(row, types.Integer) and isinstance(q, types.Integer)):
+        return None
+    lanes = _lanes(sums.dtype.bitwidth)
+
+    def codegen(context, builder, signature, args):
+        target_type, row_type, sums_type, q_type = signature.args
+        count = ir.Constant(ir.IntType(64), lanes)
+
+        def vector_at(array_type, array, index, index_type):
+            data = context.make_array(array_type)(context, builder, array).data
+            offset = builder.mul(context.cast(builder, index, index_type, types.int64),
+                                 count)
+            element = context.get_data_type(array_type.dtype)
+            pointer = builder.gep(data, [offset], inbounds=True)
+            return builder.bitcast(pointer, ir.VectorType(element, lanes).as_pointer())
+
+        target_pointer = vector_at(target_type, args[0], args[1], row_type)
+        sums_pointer = vector_at(sums_type, args[2], args[3], q_type)
+        values = builder.load(sums_pointer, align=sums_type.dtype.bitwidth // 8)
+        if sums_type.dtype != types.float64:
+            values = builder.fpext(values, ir.VectorType(ir.DoubleType(), lanes))
+        total = builder.fadd(builder.load(target_pointer, align=8), values)
+        builder.store(total, target_pointer, align=8)
+        return context.get_dummy_value()
+
+    return types.none(target, row, sums, q), codegen
 
 
 def _square_transpose(size):

@@ -24,6 +24,7 @@ from fastem import reference
 from fastem.em import driver as _driver
 from fastem.kernels import estep as _kernels_estep
 from fastem.kernels.threads import thread_limit
+from fastem.kernels.vector import vector_lanes
 
 # float64: the kernels and the oracle differ only by summation order.
 RTOL64 = 1e-10
@@ -180,6 +181,26 @@ def test_statistics_match_reference(rng, covariance_type, dtype, shape, weighted
     )
     assert_statistics_match_reference(X, sample_weight, parameters, covariance_type,
                                       np.exp(log_resp))
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kept", [True, False], ids=["lanes kept", "over LANE_BYTES"])
+def test_diagonal_statistics_with_and_without_lane_partials(rng, covariance_type, dtype,
+                                                            kept):
+    """The 'diag' kernel keeps its moments lane by lane through a block up to K D =
+    LANE_BYTES / (16 lanes) (_lane_partials), and adds each tile's up at once
+    beyond: both give the oracle's statistics."""
+    n_components = 32
+    largest = _kernels_estep.LANE_BYTES // (16 * vector_lanes(dtype))  # K D kept
+    n_features = largest // n_components + (0 if kept else 1)
+    X, parameters = random_problem(rng, covariance_type, 300, n_features, n_components)
+    X = X.astype(dtype)
+    _, log_resp = reference.e_step(
+        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+    )
+    assert_statistics_match_reference(X, rng.uniform(0, 3, size=300), parameters,
+                                      covariance_type, np.exp(log_resp))
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

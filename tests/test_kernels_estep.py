@@ -189,8 +189,8 @@ def test_statistics_match_reference(rng, covariance_type, dtype, shape, weighted
 def test_diagonal_statistics_with_and_without_lane_partials(rng, covariance_type, dtype,
                                                             kept):
     """The 'diag' kernel keeps its moments lane by lane through a block up to K D =
-    LANE_BYTES / (16 lanes) (_lane_partials), and adds each tile's up at once
-    beyond: both give the oracle's statistics."""
+    LANE_BYTES / (16 lanes) (_lane_partials), and beyond adds a component's up
+    after each tile: both give the oracle's statistics."""
     n_components = 32
     largest = _kernels_estep.LANE_BYTES // (16 * vector_lanes(dtype))  # K D kept
     n_features = largest // n_components + (0 if kept else 1)

@@ -109,7 +109,7 @@ PRODUCT_LANES = 16
 # Most bytes of partial sums kept lane by lane through a block (_lane_partials), a
 # fraction of a core's second-level cache (1-2 MiB on the CPUs measured): the 'diag'
 # moments of P5 take 64 KiB in float64, 128 KiB in float32. More (K D > 2048 with
-# AVX-512): each tile's sums are added up at once, as before.
+# AVX-512): each component's are added up after each tile, as before.
 LANE_BYTES = 256 * 1024
 
 # Reassociation lets LLVM vectorise the reductions over a tile; no nnan/ninf:
@@ -1434,7 +1434,10 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     shift = _log_norm_shift(log_norm)
     log_uniform = _log_uniform(n_components)
     inference = weighted_log_prob.shape[0] > 0
-    moment_lanes = _lane_partials(2 * n_components * n_features, X.dtype)
+    # lane by lane through the block, or (over LANE_BYTES) one component's at a time
+    moment_lanes = _lane_partials(2 * n_components * n_features, 2 * n_features,
+                                  X.dtype)
+    through_block = moment_lanes.shape[0] == 2 * n_components * n_features
     widest = _widest_group(X)
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
@@ -1471,20 +1474,24 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             # a constant group at each call: see _diagonal_sums
             while widest >= 8 and i + 8 <= n_features:
                 _diagonal_sums(X_tile, weighted_resp, means, k, i, 8, moment_lanes,
-                               sum_x, scatter)
+                               k if through_block else 0)
                 i += 8
             while widest >= 4 and i + 4 <= n_features:
                 _diagonal_sums(X_tile, weighted_resp, means, k, i, 4, moment_lanes,
-                               sum_x, scatter)
+                               k if through_block else 0)
                 i += 4
             while i + 2 <= n_features:
                 _diagonal_sums(X_tile, weighted_resp, means, k, i, 2, moment_lanes,
-                               sum_x, scatter)
+                               k if through_block else 0)
                 i += 2
             if i < n_features:
                 _diagonal_sums(X_tile, weighted_resp, means, k, i, 1, moment_lanes,
-                               sum_x, scatter)
-    _add_up_lanes(moment_lanes, sum_x, scatter)
+                               k if through_block else 0)
+            if not through_block:
+                _add_up_lanes(moment_lanes, 0, sum_x, scatter, k)
+    if through_block:
+        for k in range(n_components):
+            _add_up_lanes(moment_lanes, k, sum_x, scatter, k)
 
 
 def _widest_group(X):
@@ -1516,8 +1523,7 @@ def _widest_group_compiled(X):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
-def _diagonal_sums(X_tile, weighted_resp, means, k, i, group, moment_lanes, sum_x,
-                   scatter):
+def _diagonal_sums(X_tile, weighted_resp, means, k, i, group, moment_lanes, lane_row):
     """Add sum_t weighted_resp[t] (x_tj - m_kj) and sum_t weighted_resp[t] (x_tj -
     m_kj)^2 for the ``group`` features j = i, ..., i + group - 1 to rows 2 (k D + j)
     and 2 (k D + j) + 1 of moment_lanes, lane by lane (fastem.kernels.vector's
@@ -1557,41 +1563,36 @@ def _diagonal_sums(X_tile, weighted_resp, means, k, i, group, moment_lanes, sum_
                 weighted = weight * deviation
                 sums_of_tile[2 * j, lane] += weighted
                 sums_of_tile[2 * j + 1, lane] += weighted * deviation
-    if moment_lanes.shape[0] == 0:  # too many to keep (see _lane_partials)
-        for j in range(group):
-            sum_x[k, i + j] += _lane_total(sums_of_tile, 2 * j)
-            scatter[k, i + j] += _lane_total(sums_of_tile, 2 * j + 1)
-        return
-    row = 2 * (k * X_tile.shape[0] + i)
+    row = 2 * (lane_row * X_tile.shape[0] + i)
     for q in range(2 * group):
         add_lanes(moment_lanes, row + q, sums_of_tile, q)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
-def _add_up_lanes(moment_lanes, sum_x, scatter):
-    """sum_x[k, j] and scatter[k, j] += the sums of the lanes of rows 2 (k D + j) and
-    2 (k D + j) + 1 of moment_lanes (see _diagonal_sums)."""
+def _add_up_lanes(moment_lanes, lane_row, sum_x, scatter, k):
+    """sum_x[k, j] and scatter[k, j] += the sums of the lanes of rows 2 (r D + j) and
+    2 (r D + j) + 1 of moment_lanes, r = lane_row (see _diagonal_sums), for every
+    feature j; those rows are zeroed."""
     prefer_512_bit_vectors()
-    if moment_lanes.shape[0] == 0:
-        return
-    n_components, n_features = sum_x.shape
-    for k in range(n_components):
-        for j in range(n_features):
-            row = 2 * (k * n_features + j)
-            sum_x[k, j] += _lane_total(moment_lanes, row)
-            scatter[k, j] += _lane_total(moment_lanes, row + 1)
+    n_features = sum_x.shape[1]
+    for j in range(n_features):
+        row = 2 * (lane_row * n_features + j)
+        sum_x[k, j] += _lane_total(moment_lanes, row)
+        scatter[k, j] += _lane_total(moment_lanes, row + 1)
+        for lane in range(moment_lanes.shape[1]):
+            moment_lanes[row, lane] = 0.0
+            moment_lanes[row + 1, lane] = 0.0
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _lane_partials(n_rows, dtype):
+def _lane_partials(n_rows, fewer_rows, dtype):
     """Zeroed float64 partial sums, (n_rows, vector_lanes(dtype)), for sums over tiles
-    kept lane by lane through a block (add_lanes); (0, lanes) if they would take
-    more than LANE_BYTES, and then each tile's sums are added up at once
-    (_lane_total)."""
+    kept lane by lane through a block (add_lanes); (fewer_rows, lanes) if they would
+    take more than LANE_BYTES: then the caller adds them up more often."""
     lanes = vector_lanes(dtype)
-    return np.zeros((n_rows if n_rows * lanes * 8 <= LANE_BYTES else 0, lanes))
+    return np.zeros((n_rows if n_rows * lanes * 8 <= LANE_BYTES else fewer_rows, lanes))
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,

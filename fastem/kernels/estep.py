@@ -77,7 +77,6 @@ from fastem.kernels.vector import (
     lane_sums,
     prefer_512_bit_vectors,
     prefetch,
-    sum_registers,
     transpose_square8,
     vector_lanes,
     vector_registers,
@@ -1495,29 +1494,21 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
 
 
 def _widest_group(X):
-    """Features per pass of the 'diag' statistics over a tile (_diagonal_sums), a
-    power of two up to 8: its 2 x group sums of lanes may take half the target's
-    vector registers (the other half hold deviations and products). 8 with
-    AVX-512; with AVX2, 4 for float32 and 2 for float64 (two registers per sum);
-    on AArch64, 4 and 2. A constant when compiled.
+    """Features per pass of the 'diag' statistics over a tile (_diagonal_sums): 8 on
+    a target with 32 vector registers (AVX-512, AArch64), 4 with 16 (AVX2), so that
+    the pass's 2 x group sums (one register each, see vector_lanes) take half the
+    registers and the deviations and products the rest. A constant when compiled.
 
-    The pass with 16 sums spilled them on AVX2 (16 registers): P5 took 0.44-0.93
-    times as long with four features per pass as with eight, measured on a Zen 4
-    EPYC (one E-step pass at N/4 or N/2, in-process alternation, four runs),
-    while the AVX-512 build took 1.01-1.07 times as long with four."""
-    return _widest_group_of(np.dtype(X.dtype))
-
-
-def _widest_group_of(dtype):
-    group = 8
-    while 2 * group * sum_registers(dtype) > vector_registers() // 2:
-        group //= 2
-    return group
+    The pass with 16 sums spilled them on AVX2: P5 took 0.44-0.93 times as long
+    with four features per pass as with eight, measured on a Zen 4 EPYC (one
+    E-step pass at N/4 or N/2, in-process alternation, four runs), while the
+    AVX-512 build took 1.01-1.07 times as long with four."""
+    return 8 if vector_registers() >= 32 else 4
 
 
 @overload(_widest_group, inline="always")
 def _widest_group_compiled(X):
-    group = _widest_group_of(np.dtype(as_dtype(X.dtype)))
+    group = _widest_group(X)
     return lambda X: group
 
 

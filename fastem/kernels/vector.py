@@ -156,29 +156,11 @@ def _vector_lanes_compiled(dtype):
     return lambda dtype: lanes
 
 
-def sum_registers(dtype):
-    """Vector registers one row of lane_sums takes in its loops for ``dtype``: 1. A
-    constant when compiled."""
-    return _sum_registers(np.dtype(dtype).itemsize * 8)
-
-
-def _sum_registers(bits):
-    return max(1, _lanes(bits) * bits // vector_bits())
-
-
-@overload(sum_registers, inline="always")
-def _sum_registers_compiled(dtype):
-    if not isinstance(dtype, types.DType):
-        return None
-    registers = _sum_registers(dtype.dtype.bitwidth)
-    return lambda dtype: registers
-
-
 @intrinsic
 def lane_sums(typingctx, rows, dtype):
     """A (rows, vector_lanes(dtype)) C array of ``dtype`` on the stack of the calling
-    function, not initialised; ``rows`` a constant. Each row takes
-    sum_registers(dtype) vector registers.
+    function, not initialised; ``rows`` a constant. Each row fits one vector
+    register (see vector_lanes).
 
     Meant for sums over a tile with one partial sum per vector lane:
 

@@ -1516,11 +1516,13 @@ def _widest_group_compiled(X):
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _diagonal_sums(X_tile, weighted_resp, means, k, i, group, moment_lanes, lane_row):
     """Add sum_t weighted_resp[t] (x_tj - m_kj) and sum_t weighted_resp[t] (x_tj -
-    m_kj)^2 for the ``group`` features j = i, ..., i + group - 1 to rows 2 (k D + j)
-    and 2 (k D + j) + 1 of moment_lanes, lane by lane (fastem.kernels.vector's
-    lane_sums and add_lanes): each lane sums the points t = lane mod lanes of the
-    tile in the data's dtype and is added to moment_lanes in float64; the lanes
-    are added up once per block (_add_up_lanes), not once per tile and component.
+    m_kj)^2 for the ``group`` features j = i, ..., i + group - 1 to rows 2 (r D + j)
+    and 2 (r D + j) + 1 of moment_lanes, r = lane_row (k; or 0 where the caller adds
+    each component's up after the tile, over LANE_BYTES), lane by lane
+    (fastem.kernels.vector's lane_sums and add_lanes): each lane sums the points t =
+    lane mod lanes of the tile in the data's dtype and is added to moment_lanes in
+    float64; the lanes are added up once per block (_add_up_lanes), not once per
+    tile and component.
 
     ``group`` is a constant at each call (8, 4, 2 or 1; see _widest_group): LLVM
     unrolls the loop over the group's features, and the 2 x group sums stay in
@@ -1532,11 +1534,11 @@ def _diagonal_sums(X_tile, weighted_resp, means, k, i, group, moment_lanes, lane
     zmm's: three shuffles and three additions) per tile and component.
 
     One E-step pass, one thread, N/2, parameters after 5 EM iterations,
-    in-process alternation (benchmarks/estep_ab.py --checkouts, 11 rounds),
-    Intel Xeon (family 6, model 167), time after / before, float64 and float32:
-    AVX-512 build P5 0.952 and 1.00; AVX2 build of the same CPU (one sum per
-    tile and group of four features, as before: vector_lanes is 1 for float64)
-    0.992 and 0.988.
+    in-process alternation (benchmarks/estep_ab.py --checkouts, 11-15 rounds,
+    two or three runs), Intel Xeon (family 6, model 167), time after / before,
+    float64 and float32: AVX-512 build P5 0.952-0.983 and 0.998-1.024; AVX2
+    build of the same CPU (one sum per tile and group of four features in
+    float64, as before: vector_lanes is 1 there) 0.992-1.004 and 0.984-0.988.
     """
     prefer_512_bit_vectors()
     sums_of_tile = lane_sums(16, X_tile.dtype)

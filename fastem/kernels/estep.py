@@ -1437,7 +1437,7 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     moment_lanes = _lane_partials(2 * n_components * n_features, 2 * n_features,
                                   X.dtype)
     through_block = moment_lanes.shape[0] == 2 * n_components * n_features
-    widest = _widest_group(X)
+    widest = _widest_group()
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
         _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
@@ -1488,12 +1488,12 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
                                k if through_block else 0)
             if not through_block:
                 _add_up_lanes(moment_lanes, 0, sum_x, scatter, k)
-    if through_block:
+    if through_block and not inference:  # (inference writes no statistics)
         for k in range(n_components):
             _add_up_lanes(moment_lanes, k, sum_x, scatter, k)
 
 
-def _widest_group(X):
+def _widest_group():
     """Features per pass of the 'diag' statistics over a tile (_diagonal_sums): 8 on
     a target with 32 vector registers (AVX-512, AArch64), 4 with 16 (AVX2), so that
     the pass's 2 x group sums (one register each, see vector_lanes) take half the
@@ -1507,9 +1507,9 @@ def _widest_group(X):
 
 
 @overload(_widest_group, inline="always")
-def _widest_group_compiled(X):
-    group = _widest_group(X)
-    return lambda X: group
+def _widest_group_compiled():
+    group = _widest_group()
+    return lambda: group
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,

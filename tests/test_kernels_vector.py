@@ -16,6 +16,7 @@ from fastem.kernels.vector import (
     PREFERRED_VECTOR_BITS,
     add_lanes,
     lane_sums,
+    lane_totals,
     prefer_512_bit_vectors,
     prefetch,
     transpose_square8,
@@ -176,6 +177,65 @@ def test_lane_sums_add_up_in_lanes_and_add_lanes_widens_them(dtype):
     by_lane = tile.astype(np.float64).reshape(3, width // lanes, lanes).sum(axis=1)
     np.testing.assert_array_equal(target[2:5], before[2:5] + by_lane)
     np.testing.assert_array_equal(target[[0, 1, 5]], before[[0, 1, 5]])
+
+
+@njit(cache=False)
+def _totals_of_rows(tile, n_rows):
+    """The totals of tile[q] (q < 19), a row's lanes summed: lane_totals of 19 rows
+    (two groups of float64 lanes and a part, one group and a part of float32's) or
+    of 1 (n_rows, a compile-time choice here by branch)."""
+    sums = lane_sums(19, tile.dtype)
+    lanes = sums.shape[1]
+    for q in range(19):
+        for lane in range(lanes):
+            sums[q, lane] = tile[q, lane]
+    out = np.zeros(19)
+    if n_rows == 19:
+        totals = lane_totals(sums, 19)
+        for q in range(19):
+            out[q] = totals[q]
+    else:
+        totals = lane_totals(sums, 1)
+        out[0] = totals[0]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lane_totals_add_up_each_row_and_widen_to_float64(dtype):
+    """Integers whose sums stay below 2**24 (exact in either dtype, in any order):
+    totals[q] is the sum of row q's lanes and nothing else, for rows that fill
+    groups of lanes and rows that do not, returned in float64."""
+    lanes = vector_lanes(dtype)
+    rng = np.random.default_rng(19 * lanes)
+    tile = rng.integers(-50_000, 50_000, size=(19, lanes)).astype(dtype)
+    expected = tile.astype(np.float64).sum(axis=1)
+    np.testing.assert_array_equal(_totals_of_rows(tile, 19), expected)
+    one = _totals_of_rows(tile, 1)
+    assert one[0] == expected[0] and not one[1:].any()
+    assert _totals_of_rows(tile, 19).dtype == np.float64
+
+
+@njit(cache=False)
+def _stack_addresses(X):
+    """Where stack_tile and lane_sums put their arrays, and stack_tile's shape."""
+    tile = _kernels_estep.stack_tile(3, X.dtype)
+    sums = lane_sums(5, X.dtype)
+    tile[:] = 1.0
+    sums[:] = 2.0
+    return (tile.ctypes.data, sums.ctypes.data, tile.shape[0], tile.shape[1],
+            tile.sum() + sums.sum())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stack_arrays_start_a_cache_line(dtype):
+    """The stack arrays of the kernels start a 64-byte line (a 512-bit vector of
+    their rows then never straddles two lines) and stack_tile has the statistics
+    tile's width."""
+    X = np.zeros((4, 3), dtype=dtype)
+    tile_address, sums_address, rows, width, total = _stack_addresses(X)
+    assert tile_address % 64 == 0 and sums_address % 64 == 0
+    assert (rows, width) == (3, _kernels_estep.statistics_tile(X))
+    assert total == 3 * width + 2 * 5 * vector_lanes(dtype)
 
 
 @njit(cache=False)

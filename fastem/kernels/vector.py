@@ -184,19 +184,39 @@ def lane_sums(typingctx, rows, dtype):
     array_type = types.Array(element, 2, "C")
 
     def codegen(context, builder, signature, args):
-        from numba.np.arrayobj import make_array, populate_array
-
-        data = cgutils.alloca_once(builder, context.get_data_type(element),
-                                   size=n_rows * lanes)
-        itemsize = element.bitwidth // 8
-        intp = context.get_value_type(types.intp)
-        array = make_array(array_type)(context, builder)
-        populate_array(array, data=data, shape=[intp(n_rows), intp(lanes)],
-                       strides=[intp(lanes * itemsize), intp(itemsize)],
-                       itemsize=intp(itemsize), meminfo=None)
-        return array._getvalue()
+        return stack_array(context, builder, element, (n_rows, lanes))
 
     return array_type(rows, dtype), codegen
+
+
+STACK_ALIGNMENT = 64  # bytes: a cache line, so no 512-bit vector of a row straddles two
+
+
+def stack_array(context, builder, element, shape):
+    """Code for an uninitialised C array of numba type ``element`` and ``shape`` (a
+    tuple of ints) on the stack of the function being compiled: an ``alloca``,
+    which LLVM knows no other pointer reaches. For intrinsics (lane_sums,
+    lane_totals, fastem.kernels.estep's tile_rows); the array lives as long as
+    that function's frame."""
+    from numba.np.arrayobj import make_array, populate_array
+
+    size = 1
+    for extent in shape:
+        size *= extent
+    data = cgutils.alloca_once(builder, context.get_data_type(element), size=size)
+    data.align = STACK_ALIGNMENT
+    itemsize = context.get_abi_sizeof(context.get_data_type(element))
+    strides = []
+    stride = itemsize
+    for extent in reversed(shape):
+        strides.insert(0, stride)
+        stride *= extent
+    intp = context.get_value_type(types.intp)
+    array = make_array(types.Array(element, len(shape), "C"))(context, builder)
+    populate_array(array, data=data, shape=[intp(extent) for extent in shape],
+                   strides=[intp(stride) for stride in strides], itemsize=intp(itemsize),
+                   meminfo=None)
+    return array._getvalue()
 
 
 @intrinsic
@@ -236,6 +256,76 @@ def add_lanes(typingctx, target, row, sums, q):
         return context.get_dummy_value()
 
     return types.none(target, row, sums, q), codegen
+
+
+@intrinsic
+def lane_totals(typingctx, sums, rows):
+    """The totals of the first ``rows`` rows of lane_sums' ``sums`` (``rows`` a
+    constant): a float64 array of ``rows`` on the calling function's stack (the
+    same lifetime as lane_sums'), ``totals[q]`` = the sum of ``sums[q]``'s lanes.
+
+    The rows are added up together, a vector's lanes of them at a time, by a
+    transposing tree of two-vector shuffles and vector additions: L rows of L
+    lanes take log2(L) rounds of L/2 pairs (two shuffles and one addition each),
+    (L - 1) (2 shuffles + 1 addition) in all, where summing each row on its own
+    takes L log2(L) ... log2(L) shuffles and additions per row (three each for a
+    zmm of float64). Rows past ``rows`` in the last group are zeros."""
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(sums, types.Array)
+            and sums.ndim == 2 and sums.layout == "C"
+            and sums.dtype in (types.float32, types.float64)):
+        return None
+    n_rows = rows.literal_value
+    lanes = _lanes(sums.dtype.bitwidth)
+    array_type = types.Array(types.float64, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        sums_type = signature.args[0]
+        element = context.get_data_type(sums_type.dtype)
+        double = ir.DoubleType()
+        int32 = ir.IntType(32)
+        data = context.make_array(sums_type)(context, builder, args[0]).data
+        vector_type = ir.VectorType(element, lanes)
+        n_groups = -(-n_rows // lanes)
+        totals_array = stack_array(context, builder, types.float64,
+                                   (n_groups * lanes,))
+        totals = context.make_array(array_type)(context, builder, totals_array).data
+        zero = ir.Constant(vector_type, None)
+        for group in range(n_groups):
+            rows_of_group = []
+            for r in range(lanes):
+                q = group * lanes + r
+                if q >= n_rows:
+                    rows_of_group.append(zero)
+                    continue
+                pointer = builder.gep(data, [ir.Constant(ir.IntType(64), q * lanes)],
+                                      inbounds=True)
+                rows_of_group.append(builder.load(
+                    builder.bitcast(pointer, vector_type.as_pointer()),
+                    align=sums_type.dtype.bitwidth // 8))
+            step = 1
+            while step < lanes:
+                # position p of a pair's result: lanes p and p + step of the first
+                # vector where p & step is 0, of the second (p - step, p) where not
+                low = [p if not p & step else lanes + p - step for p in range(lanes)]
+                high = [p + step if not p & step else lanes + p for p in range(lanes)]
+                low = ir.Constant(ir.VectorType(int32, lanes), low)
+                high = ir.Constant(ir.VectorType(int32, lanes), high)
+                rows_of_group = [
+                    builder.fadd(builder.shuffle_vector(first, second, low),
+                                 builder.shuffle_vector(first, second, high),
+                                 flags=("reassoc", "nsz"))
+                    for first, second in zip(rows_of_group[0::2], rows_of_group[1::2])]
+                step *= 2
+            (total,) = rows_of_group  # position p: row group * lanes + p
+            if sums_type.dtype != types.float64:
+                total = builder.fpext(total, ir.VectorType(double, lanes))
+            pointer = builder.gep(totals, [ir.Constant(ir.IntType(64), group * lanes)],
+                                  inbounds=True)
+            builder.store(total, builder.bitcast(
+                pointer, ir.VectorType(double, lanes).as_pointer()), align=8)
+        return totals_array
+
+    return array_type(sums, rows), codegen
 
 
 def _square_transpose(size):

@@ -54,6 +54,7 @@ from fastem.kernels.exp import (
     log64,
     log_inplace32,
     log_inplace64,
+    log_of_product64,
     log_typed,
 )
 
@@ -784,3 +785,24 @@ def test_typed_functions_vectorise_float32_as_float32(loop):
     assert re.search(r"<(8|16) x float> @llvm\.fmuladd", llvm_ir)
     assert "double> @llvm.fmuladd" not in llvm_ir
     assert "fpext" not in llvm_ir
+
+
+@numba.njit(cache=False)
+def _log_of_product(values):
+    return log_of_product64(values)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e300, 1e-300])
+def test_log_of_product64_is_the_sum_of_the_logs(rng, scale):
+    """Sixteen values whose product overflows (or underflows) float64: the log of
+    the product is the sum of their logs to within a few ulp of that sum; ones
+    give exactly 0."""
+    values = scale * rng.uniform(1.0, 64.0, size=16)
+    expected = np.log(values).sum()
+    got = _log_of_product(values)
+    assert abs(got - expected) <= 4 * np.spacing(abs(expected)) + 1e-15
+    assert _log_of_product(np.ones(16)) == 0.0
+    # 2**2000: exact mantissas; 2000 ln 2 (1386.2943611198906188...) within an ulp
+    twice = _log_of_product(np.array([2.0**1000, 2.0**1000]))
+    assert abs(twice - 1386.2943611198906188) <= np.spacing(1386.0)
+

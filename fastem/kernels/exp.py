@@ -561,6 +561,33 @@ def log_inplace64(a):
         a[i] = log64(a[i])
 
 
+_EXPONENT64_BIAS = 1023
+_ONE64_BITS = 0x3FF0000000000000  # float64 1.0
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
+def log_of_product64(values):
+    """log(values[0] * values[1] * ...) for positive normal float64 values whose
+    product may overflow, with one log: each value is split into its mantissa
+    in [1, 2) and its binary exponent (bit operations, exact), the mantissas
+    are multiplied (at most 2**n for n values: finite for n < 1024) and the
+    exponents added (exact integers), then log(mantissas) + exponents * ln 2
+    (ln 2 split in two, as in log64, so that the second term loses nothing).
+
+    It replaced a log64 per value in _add_tile_sums (16 per tile): LLVM unrolled
+    that loop of 16 and left each log scalar, with its division, about 10% of
+    P1's kernel samples on an Intel Xeon. Subnormal, zero, negative and
+    non-finite values are not handled."""
+    mantissas = 1.0
+    exponents = 0
+    for value in values:
+        bits = _float64_as_int64(value)
+        exponents += (bits >> 52) - _EXPONENT64_BIAS
+        mantissas *= _int64_as_float64((bits & _MANTISSA64_MASK) | _ONE64_BITS)
+    scale = np.float64(exponents)
+    return log64(mantissas) + (scale * _LN2_HI64 + scale * _LN2_LO64)
+
+
 _TINY32 = np.float32(1.1754943508222875e-38)  # smallest normal float32
 _TWO25 = np.float32(33554432.0)
 _TWENTY_FIVE32 = np.float32(25.0)

@@ -56,6 +56,7 @@ from fastem.kernels.exp import (
     log_inplace64,
     log_of_product64,
     log_typed,
+    reciprocal64,
 )
 
 # Smallest arguments with a normal result, largest with a finite result.
@@ -805,4 +806,25 @@ def test_log_of_product64_is_the_sum_of_the_logs(rng, scale):
     # 2**2000: exact mantissas; 2000 ln 2 (1386.2943611198906188...) within an ulp
     twice = _log_of_product(np.array([2.0**1000, 2.0**1000]))
     assert abs(twice - 1386.2943611198906188) <= np.spacing(1386.0)
+
+
+@numba.njit(cache=False)
+def _reciprocals(values, out):
+    for i in range(values.shape[0]):
+        out[i] = reciprocal64(values[i])
+
+
+def test_reciprocal64_within_an_ulp_of_the_division(rng):
+    """Over the domain (float32's normal range) and the E-step's [1, K]: within
+    1 ulp of the correctly rounded 1 / x, in a loop as the kernels call it."""
+    values = np.concatenate([
+        rng.uniform(1.0, 64.0, size=100_000),
+        np.exp(rng.uniform(np.log(2.0**-126), np.log(2.0**127), size=100_000)),
+        [1.0, 2.0, 3.0, 2.0**-126, 2.0**127 * (1 - 2.0**-30)],
+    ])
+    out = np.empty_like(values)
+    _reciprocals(values, out)
+    exact = 1.0 / values
+    assert np.all(np.abs(out - exact) <= np.spacing(exact))
+    assert (out[-5:-2] == [1.0, 0.5, 1.0 / 3.0]).all()
 

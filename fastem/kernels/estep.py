@@ -70,7 +70,13 @@ from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype
 
 from fastem.kernels.cache import CACHE
-from fastem.kernels.exp import exp64, exp_nonpositive_typed, log64, log_of_product64
+from fastem.kernels.exp import (
+    exp64,
+    exp_nonpositive_typed,
+    log64,
+    log_of_product64,
+    reciprocal_typed,
+)
 from fastem.kernels.threads import run_blocks
 from fastem.kernels.vector import (
     add_lanes,
@@ -490,7 +496,6 @@ def _responsibilities(log_prob, n_points, top, peak, scale, entropy, tile_weight
     total = scale
     n_components = log_prob.shape[0]
     zero = log_prob.dtype.type(0.0)  # typed constants: no float64 arithmetic per entry
-    one = log_prob.dtype.type(1.0)
     uniform = log_prob.dtype.type(log_uniform)
     for t in range(width):
         total[t] = zero
@@ -523,11 +528,14 @@ def _responsibilities(log_prob, n_points, top, peak, scale, entropy, tile_weight
         sum_exp = total[t]
         sum_shifted = entropy[t]
         explained = sum_exp > zero
+        # 1 / S_t within an ulp, without a float64 division (see reciprocal64);
+        # not finite for an unexplained point, where it is not used
+        inverse = reciprocal_typed(sum_exp)
         # (stored either way: a store under a condition is a masked store)
-        ratio = sum_shifted / sum_exp if explained else uniform
+        ratio = sum_shifted * inverse if explained else uniform
         entropy[t] = ratio if with_entropy else zero
         peak[t] = sum_exp
-        total[t] = one / sum_exp if explained else zero
+        total[t] = inverse if explained else zero
     for t in range(n_points):
         scale[t] = tile_weight[t] * total[t]
     for t in range(n_points, width):

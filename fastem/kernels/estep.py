@@ -1007,10 +1007,7 @@ def _dense_scatter_4x4(weighted_diff, X_tile, means, k, scatter, slot, i0, j0):
     for q in range(16):
         for lane in range(lanes):
             sums[q, lane] = 0.0
-    m0 = means[k, j0]
-    m1 = means[k, j0 + 1]
-    m2 = means[k, j0 + 2]
-    m3 = means[k, j0 + 3]
+    m0, m1, m2, m3 = _four(means, k, j0)
     for first in range(0, width, lanes):
         for lane in range(lanes):
             t = first + lane
@@ -1135,10 +1132,7 @@ def _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
     for q in range(14):
         for lane in range(lanes):
             sums[q, lane] = 0.0
-    m0 = means[k, i0]
-    m1 = means[k, i0 + 1]
-    m2 = means[k, i0 + 2]
-    m3 = means[k, i0 + 3]
+    m0, m1, m2, m3 = _four(means, k, i0)
     if weighted:  # the last block row: u = w (x - m) here, not stored
         for first in range(0, width, lanes):
             for lane in range(lanes):
@@ -1165,6 +1159,14 @@ def _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
             scatter[slot, i0 + r, i0 + c] += totals[q]
             q += 1
         sum_x[k, i0 + r] += totals[10 + r]
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def _four(values, k, first):
+    """values[k, first:first + 4] as a tuple (kept in registers)."""
+    return (values[k, first], values[k, first + 1], values[k, first + 2],
+            values[k, first + 3])
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,

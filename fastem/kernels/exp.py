@@ -159,6 +159,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from fastem.kernels.cache import CACHE
+from fastem.kernels.vector import prefer_512_bit_vectors
 
 __all__ = [
     "exp32",
@@ -581,6 +582,7 @@ def log_of_product64(values):
     that loop of 16 and left each log scalar, with its division, about 10% of
     P1's kernel samples on an Intel Xeon. Subnormal, zero, negative and
     non-finite values are not handled."""
+    prefer_512_bit_vectors()
     mantissas = 1.0
     exponents = 0
     for value in values:

@@ -904,9 +904,12 @@ def _dense_statistics(weighted_resp, X_tile, means, k, weighted_diff, sum_x, sca
                       slot, width):
     """Component k's sum_x and scatter of a tile from its weighted responsibilities
     (see _weight_responsibilities): weighted_diff[i, t] = weighted_resp[t] (x_ti -
-    m_ki), centred, weighted and summed into sum_x[k] in one pass, then the
-    scatter (_dense_scatter).
+    m_ki), centred and weighted in one pass, then the scatter (_dense_scatter).
 
+    With 32 vector registers the pass stores all but the last four rows and sums
+    nothing: the scatter's diagonal blocks sum sum_x lane by lane, and the last
+    one weights its rows itself (_dense_scatter_upper4). With 16 (AVX2) it
+    stores every row and sums sum_x[k] in the same loop.
     """
     prefer_512_bit_vectors()
     if vector_registers() >= 32:  # summed and (last block row) weighted there

@@ -15,7 +15,9 @@ Conventions shared by every kernel here:
   have the dtype of ``X`` (distances are computed in the data's precision).
   Statistics are summed over a tile of points in the data's dtype
   and accumulated across tiles and blocks in float64 (the 'diag' moments
-  lane by lane across a block's tiles: _diagonal_sums).
+  lane by lane across a block's tiles: _diagonal_sums; with 32 vector
+  registers the dense scatter lane by lane within a tile, a block's sums
+  added up together: _dense_scatter_4x4).
 * ``log_norm[k] = log(weights[k]) + log_det_chol[k] - D/2 log(2 pi)`` is
   precomputed by the driver in float64.
 * Samples are split into blocks of ``block_size`` rows. Each block writes its
@@ -34,7 +36,9 @@ Conventions shared by every kernel here:
   two O(D^2) loops (the triangular projection and the scatter update) work
   on 4x4 blocks held in registers (one or two features: padded to 2, with
   their own 2x2 code). With 512-bit vectors the tile arrays start a cache
-  line (_tile_array).
+  line (_tile_array); every stack array does (vector.stack_array). Arrays a
+  loop writes are the function's own stack arrays where they can be
+  (_project_column): LLVM then needs no run-time overlap checks.
 * Statistics are accumulated around the means passed in (the current ones):
   ``sum_x[k] = sum w r (x - m_k)``, ``scatter[k] = sum w r (x - m_k)(x - m_k)^T``.
   For 'full'/'tied' with 13 or more features, a component that has non-zero

@@ -987,8 +987,8 @@ def _dense_scatter(weighted_resp, weighted_diff, X_tile, means, k, sum_x, scatte
                               scatter, slot, i0, False)
         for j0 in range(i0 + BLOCK, n_padded, BLOCK):
             _dense_scatter_4x4(weighted_diff, X_tile, means, k, scatter, slot, i0, j0)
-    _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x, scatter,
-                          slot, last, True)
+    _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
+                          scatter, slot, last, True)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -1109,8 +1109,8 @@ def _dense_scatter_upper2(weighted_diff, X_tile, means, k, scatter, slot, i0, wi
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
-def _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x, scatter,
-                          slot, i0, weighted):
+def _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
+                          scatter, slot, i0, weighted):
     """The upper triangle of the 4x4 block on the diagonal at i0 (10 sums, not 16;
     see _dense_scatter_upper2), and sum_x[k, i0:i0 + 4] += sum_t weighted_diff[i,
     t], lane by lane (lane_sums), the 14 sums added up together (lane_totals;

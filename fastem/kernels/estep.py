@@ -299,10 +299,7 @@ def _project_column(X_tile, means, k, precisions_chol, slot, j0, mahalanobis):
     partial = stack_tile(4, X_tile.dtype)
     width = statistics_tile(X_tile)
     for i0 in range(0, j0 + BLOCK, BLOCK):
-        m0 = means[k, i0]
-        m1 = means[k, i0 + 1]
-        m2 = means[k, i0 + 2]
-        m3 = means[k, i0 + 3]
+        centre = _four(means, k, i0)
         p00 = precisions_chol[slot, i0, j0]
         p01 = precisions_chol[slot, i0, j0 + 1]
         p02 = precisions_chol[slot, i0, j0 + 2]
@@ -319,7 +316,6 @@ def _project_column(X_tile, means, k, precisions_chol, slot, j0, mahalanobis):
         p31 = precisions_chol[slot, i0 + 3, j0 + 1]
         p32 = precisions_chol[slot, i0 + 3, j0 + 2]
         p33 = precisions_chol[slot, i0 + 3, j0 + 3]
-        centre = (m0, m1, m2, m3)
         factor = (p00, p01, p02, p03, p10, p11, p12, p13,
                   p20, p21, p22, p23, p30, p31, p32, p33)
         if i0 == 0 and j0 == 0:  # the one row block of the first column block

@@ -43,6 +43,7 @@ switch measured less on P2 and P5 float64 (31.4 and 43.6 ms).
 """
 
 import functools
+import math
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -199,14 +200,12 @@ def stack_array(context, builder, element, shape):
     """Code for an uninitialised C array of numba type ``element`` and ``shape`` (a
     tuple of ints) on the stack of the function being compiled: an ``alloca``,
     which LLVM knows no other pointer reaches. For intrinsics (lane_sums,
-    lane_totals, fastem.kernels.estep's tile_rows); the array lives as long as
+    lane_totals, fastem.kernels.estep's stack_tile); the array lives as long as
     that function's frame."""
     from numba.np.arrayobj import make_array, populate_array
 
-    size = 1
-    for extent in shape:
-        size *= extent
-    data = cgutils.alloca_once(builder, context.get_data_type(element), size=size)
+    data = cgutils.alloca_once(builder, context.get_data_type(element),
+                               size=math.prod(shape))
     data.align = STACK_ALIGNMENT
     itemsize = context.get_abi_sizeof(context.get_data_type(element))
     strides = []

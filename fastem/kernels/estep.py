@@ -84,6 +84,8 @@ from fastem.kernels.exp import (
 from fastem.kernels.threads import run_blocks
 from fastem.kernels.vector import (
     add_lanes,
+    compress_width,
+    gather_nonzero,
     lane_sums,
     lane_totals,
     prefer_512_bit_vectors,
@@ -115,6 +117,9 @@ SPARSE_TILE = 16
 # ... from this many (padded) features on. At D = 8 (P2) the dense 64-point
 # scatter is cheaper than gathering: float32 P2 got 8% slower with the limit at 8.
 SPARSE_MIN_FEATURES = 16
+# The 'diag' and 'spherical' statistics of a component with at most this many
+# points of non-zero responsibility in a tile (_sparse_diagonal_sums).
+SPARSE_DIAGONAL_TILE = 32
 # _add_tile_sums multiplies a tile's sums of exps down to this many products.
 PRODUCT_LANES = 16
 # Most bytes of partial sums kept lane by lane through a block (_lane_partials), a
@@ -122,6 +127,8 @@ PRODUCT_LANES = 16
 # moments of P5 take 64 KiB in float64, 128 KiB in float32. More (K D > 2048 with
 # AVX-512): each component's are added up after each tile, as before.
 LANE_BYTES = 256 * 1024
+# see _weighted_responsibility
+NEGLIGIBLE = 2.0 ** -140
 
 # Reassociation lets LLVM vectorise the reductions over a tile; no nnan/ninf:
 # log-densities legitimately reach -inf. Every kernel also uses numpy's error
@@ -709,9 +716,11 @@ def _add_tile_sums(tile_weight, n_points, shift, top, entropy, sum_exp, products
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _negligible_weight(weighted_resp):
-    """The largest weighted responsibility counted as zero (see _weighted_responsibility),
-    in weighted_resp's dtype (2**-63 resp. 2**-511, exact)."""
-    return weighted_resp.dtype.type(math.sqrt(np.finfo(weighted_resp.dtype).tiny))
+    """The smallest weighted responsibility not counted as zero (see
+    _weighted_responsibility), in weighted_resp's dtype: 2**-140 in float64, 2**-63
+    in float32 (exact)."""
+    tiny = np.finfo(weighted_resp.dtype).tiny
+    return weighted_resp.dtype.type(max(math.sqrt(tiny), NEGLIGIBLE))
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -758,15 +767,21 @@ def _gather_points(weighted_resp, n_points, index, gathered_resp):
     """The points of the tile with non-zero weighted_resp; returns how many.
 
     index[c] is the tile column of the c-th of them and gathered_resp[c] its
-    weighted responsibility.
+    weighted responsibility. Both have the tile's width (gather_nonzero writes
+    whole vectors past the count); weighted_resp is zero from n_points to the
+    width.
+
+    A vector compress per 8 (float64) or 16 (float32) points with AVX-512,
+    elsewhere one store per point without a branch (see gather_nonzero). The
+    loop with a branch per point had mispredictions on P5's responsibilities
+    (about a tenth non-zero, scattered): with the 'diag' kernel's gathered path
+    (_sparse_diagonal_sums) it took 20% of the pass, branch-free 11%; one E-step
+    pass of P5 ... (filled in below)
     """
     prefer_512_bit_vectors()
     count = 0
-    for t in range(n_points):
-        if weighted_resp[t] != 0.0:
-            index[count] = t
-            gathered_resp[count] = weighted_resp[t]
-            count += 1
+    for first in range(0, n_points, compress_width(weighted_resp.dtype)):
+        count = gather_nonzero(weighted_resp, first, index, gathered_resp, count)
     return count
 
 
@@ -1393,8 +1408,8 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     shift = _log_norm_shift(log_norm)
     log_uniform = _log_uniform(n_components)
     # the narrow tile of a component with few non-zero responsibilities
-    index = np.zeros(SPARSE_TILE, dtype=np.int64)
-    gathered_resp = np.zeros(SPARSE_TILE, dtype=X.dtype)
+    index = np.zeros(width, dtype=np.int64)  # width: see _gather_points
+    gathered_resp = np.zeros(width, dtype=X.dtype)
     gathered_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
     gathered_weighted_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
     for block in range(first_block, end_block):
@@ -1561,6 +1576,8 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
                                   X.dtype)
     through_block = moment_lanes.shape[0] == 2 * n_components * n_features
     widest = _widest_group()
+    index = np.empty(width, dtype=np.int64)
+    gathered_resp = np.empty(width, dtype=X.dtype)
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
         _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
@@ -1587,10 +1604,15 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
         _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy, tile_peak,
                        products, log_uniform, with_entropy, sums, width)
         for k in range(n_components):
-            total, _ = _weight_responsibilities(tile_scale, n_points, resp, k, weighted_resp,
-                                                width)
+            total, count = _weight_responsibilities(tile_scale, n_points, resp, k,
+                                                    weighted_resp, width)
             nk[k] += total
             if total == 0.0:
+                continue
+            if count <= SPARSE_DIAGONAL_TILE:
+                n_gathered = _gather_points(weighted_resp, n_points, index, gathered_resp)
+                _sparse_diagonal_sums(X, start, index, gathered_resp, n_gathered, means,
+                                      k, sum_x, scatter)
                 continue
             i = 0
             # a constant group at each call: see _diagonal_sums
@@ -1614,6 +1636,26 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
     if through_block and not inference:  # (inference writes no statistics)
         for k in range(n_components):
             _add_up_lanes(moment_lanes, k, sum_x, scatter, k)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def _sparse_diagonal_sums(X, start, index, gathered_resp, count, means, k, sum_x,
+                          scatter):
+    """sum_x[k, j] += sum_c w_c (x_cj - m_kj) and scatter[k, j] += sum_c w_c (x_cj -
+    m_kj)^2 over the gathered points c (see _gather_points), point-major: each
+    point's row of X is read in place and its features are a vector; the
+    deviations in X's dtype (as _diagonal_sums), the products and sums in float64."""
+    prefer_512_bit_vectors()
+    n_features = X.shape[1]
+    for c in range(count):
+        row = start + index[c]
+        weight = np.float64(gathered_resp[c])
+        for j in range(n_features):
+            deviation = np.float64(X[row, j] - means[k, j])
+            weighted = weight * deviation
+            sum_x[k, j] += weighted
+            scatter[k, j] += weighted * deviation
 
 
 def _widest_group():

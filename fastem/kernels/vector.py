@@ -334,6 +334,119 @@ def lane_totals(typingctx, sums, rows):
     return array_type(sums, rows), codegen
 
 
+def compress_width(dtype):
+    """Elements that gather_nonzero reads per call for ``dtype`` (float32 or
+    float64): a 512-bit vector's, 8 or 16, on every target (elsewhere the
+    intrinsic handles them one at a time). A constant when compiled."""
+    return 512 // (np.dtype(dtype).itemsize * 8)
+
+
+@overload(compress_width, inline="always")
+def _compress_width_compiled(dtype):
+    if not isinstance(dtype, types.DType):
+        return None
+    width = 512 // dtype.dtype.bitwidth
+    return lambda dtype: width
+
+
+@intrinsic
+def gather_nonzero(typingctx, values, first, index, gathered, count):
+    """Append the non-zero entries of ``values[first:first + W]`` (W =
+    compress_width, float32 or float64) to ``gathered[count:]`` and their
+    positions in ``values`` to ``index[count:]`` (int64), in order; returns the
+    new count (``count`` plus how many). Indices are not checked: ``values``
+    must have W entries from ``first`` on, and ``index`` and ``gathered`` W
+    entries from ``count`` on, whatever the count (entries past the new count
+    may be overwritten).
+
+    With AVX-512 each vector of W is compressed in registers (``vcompresspd``/
+    ``vcompressps``, register form: the memory form is microcoded and slow on
+    Zen 4) and stored whole: no branch, one vector store per array. On
+    other targets (AVX2 has no compress; AArch64 NEON neither) the W entries are
+    written one by one without a branch: each entry is stored at the current
+    count, which moves on only past a non-zero one."""
+    if not (isinstance(values, types.Array) and values.ndim == 1
+            and values.dtype in (types.float32, types.float64)
+            and isinstance(gathered, types.Array) and gathered.ndim == 1
+            and gathered.dtype == values.dtype
+            and isinstance(index, types.Array) and index.ndim == 1
+            and index.dtype == types.int64
+            and isinstance(first, types.Integer) and isinstance(count, types.Integer)):
+        return None
+    width = 512 // values.dtype.bitwidth
+    compress = _vector_bits() == 512
+
+    def codegen(context, builder, signature, args):
+        values_type, first_type, index_type, gathered_type, count_type = signature.args
+        int64 = ir.IntType(64)
+        element = context.get_data_type(values_type.dtype)
+        first_value = context.cast(builder, args[1], first_type, types.int64)
+        count_value = context.cast(builder, args[4], count_type, types.int64)
+
+        def pointer_at(array_type, array, offset):
+            data = context.make_array(array_type)(context, builder, array).data
+            return builder.gep(data, [offset], inbounds=True)
+
+        source = pointer_at(values_type, args[0], first_value)
+        vector_type = ir.VectorType(element, width)
+        vector = builder.load(builder.bitcast(source, vector_type.as_pointer()),
+                              align=values_type.dtype.bitwidth // 8)
+        mask = builder.fcmp_unordered("!=", vector, ir.Constant(vector_type, None))
+        positions = builder.add(
+            builder.shuffle_vector(
+                builder.insert_element(ir.Constant(ir.VectorType(int64, width), None),
+                                       first_value, ir.Constant(ir.IntType(32), 0)),
+                ir.Constant(ir.VectorType(int64, width), None),
+                ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)),
+            ir.Constant(ir.VectorType(int64, width), list(range(width))))
+        if not compress:
+            new_count = count_value
+            for lane in range(width):
+                lane_index = ir.Constant(ir.IntType(32), lane)
+                builder.store(builder.extract_element(vector, lane_index),
+                              pointer_at(gathered_type, args[3], new_count))
+                builder.store(builder.extract_element(positions, lane_index),
+                              pointer_at(index_type, args[2], new_count))
+                new_count = builder.add(new_count, builder.zext(
+                    builder.extract_element(mask, lane_index), int64))
+            return new_count
+
+        def compress_into(array_type, array, offset, data, lanes_mask):
+            data_type = data.type
+            kind = {types.float64: "f64", types.float32: "f32",
+                    types.int64: "i64"}[array_type.dtype]
+            function = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(data_type, [data_type, data_type, lanes_mask.type]),
+                f"llvm.x86.avx512.mask.compress.v{data_type.count}{kind}")
+            packed = builder.call(function, [data, ir.Constant(data_type, None),
+                                             lanes_mask])
+            target = pointer_at(array_type, array, offset)
+            builder.store(packed, builder.bitcast(target, data_type.as_pointer()),
+                          align=array_type.dtype.bitwidth // 8)
+
+        def popcount(lanes_mask):
+            bits = ir.IntType(lanes_mask.type.count)
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(bits, [bits]), f"llvm.ctpop.i{bits.width}")
+            return builder.zext(builder.call(function, [builder.bitcast(lanes_mask, bits)]),
+                                int64)
+
+        compress_into(gathered_type, args[3], count_value, vector, mask)
+        # the positions eight at a time: a compress takes at most 512 bits
+        offset = count_value
+        for part in range(0, width, 8):
+            lanes = ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(part, part + 8)))
+            undefined = ir.Constant(positions.type, None)
+            part_mask = builder.shuffle_vector(mask, ir.Constant(mask.type, None), lanes)
+            part_positions = builder.shuffle_vector(positions, undefined, lanes)
+            compress_into(index_type, args[2], offset, part_positions, part_mask)
+            offset = builder.add(offset, popcount(part_mask))
+        return offset
+
+    return types.int64(values, first, index, gathered, count), codegen
+
+
 def _square_transpose(size):
     """An intrinsic that transposes one size x size square (see transpose_square8)."""
     int64 = ir.IntType(64)

@@ -314,9 +314,11 @@ def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, 
                                                           n_features):
     """Clusters 100 sigma apart: every point has exactly zero responsibility for all
     but its own component, so in most tiles a component has at most SPARSE_TILE
-    points, and from SPARSE_MIN_FEATURES (padded) features on the dense kernel
-    gathers them for their statistics; in the other tiles (a run of one cluster,
-    zero weights) it does not. Both paths must give the oracle's statistics."""
+    points ('full', 'tied'; SPARSE_DIAGONAL_TILE for 'diag', 'spherical'), and
+    the kernels gather them for their statistics (the dense kernel from
+    SPARSE_MIN_FEATURES (padded) features on); in the other tiles (a run of one
+    cluster, zero weights) they do not. Both paths must give the oracle's
+    statistics."""
     n_samples, n_components = 4096, 20
     X, parameters = random_problem(rng, covariance_type, n_samples, n_features,
                                    n_components)
@@ -335,8 +337,10 @@ def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, 
     resp = np.exp(log_resp)
     nonzero = (resp * sample_weight[:, np.newaxis] > 0).reshape(
         -1, _kernels_estep.statistics_tile(X), n_components).sum(axis=1)
-    assert np.any((nonzero > 0) & (nonzero <= _kernels_estep.SPARSE_TILE))
-    assert np.any(nonzero > _kernels_estep.SPARSE_TILE)
+    limit = (_kernels_estep.SPARSE_TILE if covariance_type in ("full", "tied")
+             else _kernels_estep.SPARSE_DIAGONAL_TILE)
+    assert np.any((nonzero > 0) & (nonzero <= limit))
+    assert np.any(nonzero > limit)
     assert np.mean(resp > 0) < 1.5 / n_components  # the clusters are separated
     assert_statistics_match_reference(X, sample_weight, parameters, covariance_type, resp)
 
@@ -381,6 +385,49 @@ def test_mstep_matches_reference(rng, covariance_type, dtype, shape):
         rtol=1e-10,
         atol=1e-12,
     )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_responsibilities_below_two_to_the_minus_140_count_as_zero(covariance_type,
+                                                                   kernel_path):
+    """The tiled kernels count a float64 weighted responsibility below 2**-140 as
+    zero (_kernels_estep.NEGLIGIBLE); the row kernels keep every one. One
+    dimension, unit variances, equal weights, means 0 and 15: a point at x has
+    log r_1 = 15 x - 112.5 (and r_0 = 1 to rounding), so the 600 points in
+    [-0.5, 0.5] give component 1 responsibilities between 1e-52 and 3e-46, and
+    the point at 1.5 one of 8e-40."""
+    rng = np.random.default_rng(7)
+    X = np.concatenate([rng.uniform(-0.5, 0.5, size=600), [1.5]])[:, np.newaxis]
+    means = np.array([[0.0], [15.0]])
+    covariances = {"full": np.ones((2, 1, 1)), "tied": np.ones((1, 1)),
+                   "diag": np.ones((2, 1)), "spherical": np.ones(2)}[covariance_type]
+    parameters = _driver.Parameters(
+        np.array([0.5, 0.5]), means, covariances,
+        reference.precisions_cholesky(covariances, covariance_type))
+    _, log_resp = reference.e_step(X, parameters.weights, means, covariances,
+                                   covariance_type)
+    resp = np.exp(log_resp)
+    below = resp < 2.0 ** -140
+    assert _kernels_estep.NEGLIGIBLE == 2.0 ** -140
+    assert below[:600, 1].all() and not below[600:].any()
+    kept = np.where(below, 0.0, resp)
+    # what is dropped is most of component 1's mass in the first 600 points
+    assert resp[:600, 1].sum() > 1e-6 * resp[600, 1]
+    block_size = block_size_for(X, covariance_type, 2)
+    nk, sum_x, scatter, _, centres = _driver.sufficient_statistics(
+        X, np.ones(len(X)), parameters, covariance_type, block_size)
+    expected = reference.sufficient_statistics(
+        X, kept if kernel_path == "tiles" else resp, centres, covariance_type)
+    if covariance_type == "spherical":
+        scatter = scatter.sum(axis=1)
+    elif covariance_type == "tied":
+        scatter = scatter[0]
+    for got, want in zip((nk, sum_x, scatter), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=RTOL64, atol=0.0)
+    # only the kept point: the first 600 rows alone leave component 1 no mass
+    nk, _, _, _, _ = _driver.sufficient_statistics(
+        X[:600], np.ones(600), parameters, covariance_type, block_size)
+    assert (nk[1] == 0.0) == (kernel_path == "tiles")
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

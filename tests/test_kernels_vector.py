@@ -1,6 +1,7 @@
 """fastem.kernels.vector: the per-function 512-bit vector preference."""
 
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -15,6 +16,8 @@ from fastem.kernels import estep as _kernels_estep
 from fastem.kernels.vector import (
     PREFERRED_VECTOR_BITS,
     add_lanes,
+    compress_width,
+    gather_nonzero,
     lane_sums,
     lane_totals,
     prefer_512_bit_vectors,
@@ -287,3 +290,63 @@ def test_prefetch_changes_nothing_and_is_llvm_prefetch():
         assert _sum_with_prefetch(a, distance) == a.sum()
     ir = _sum_with_prefetch.inspect_llvm(_sum_with_prefetch.signatures[0])
     assert "@llvm.prefetch" in ir
+
+
+GATHER_SCRIPT = """
+import json
+import re
+import numpy as np
+from numba import njit
+from fastem.kernels.vector import compress_width, gather_nonzero
+
+@njit(cache=False)
+def gather(values, n_values, index, gathered, count):
+    for first in range(0, n_values, compress_width(values.dtype)):
+        count = gather_nonzero(values, first, index, gathered, count)
+    return count
+
+rng = np.random.default_rng(3)
+for dtype in (np.float64, np.float32):
+    for density in (0.0, 0.05, 0.5, 1.0):
+        for n_values, count in ((128, 0), (48, 5)):
+            values = rng.normal(size=n_values).astype(dtype)
+            values[rng.random(n_values) >= density] = 0.0
+            values[np.flatnonzero(values == 0.0)[:1]] = -0.0
+            index = np.full(n_values + count, -7)
+            gathered = np.full(n_values + count, np.nan, dtype=dtype)
+            before = values.copy()
+            end = gather(values, n_values, index, gathered, count)
+            kept = np.flatnonzero(values)
+            assert end == count + kept.size, (dtype, density, end)
+            assert (index[:count] == -7).all() and np.isnan(gathered[:count]).all()
+            assert (index[count:end] == kept).all()
+            assert (gathered[count:end] == values[kept]).all()
+            assert (values == before).all()
+asm = "\\n".join(gather.inspect_asm(signature) for signature in gather.signatures)
+print(json.dumps(sorted(set(re.findall(r"v\\w*compress\\w*\\s+[^\\n]*", asm)))))
+"""
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"), reason="x86 CPU names")
+@pytest.mark.parametrize("cpu", ["host", "znver3", "skylake-avx512"])
+def test_gather_nonzero_keeps_the_nonzero_entries_in_order(cpu):
+    """gather_nonzero appends the non-zero entries (-0.0 is zero) and their positions
+    after ``count``, in order, for any density and float dtype, and changes
+    nothing before ``count`` or in its input. Built for AVX-512 it compresses in
+    registers (vcompresspd/vcompressps and vpcompressq into a register, never to
+    memory: that form is microcoded and slow on Zen 4); for AVX2 it has no
+    compress at all (one store per entry). Each CPU in a process of its own,
+    where this CPU can run its code (an AVX-512 build needs an AVX-512 host)."""
+    if cpu == "skylake-avx512" and not _host_has_avx512():
+        pytest.skip("this CPU cannot run AVX-512 code")
+    env = dict(os.environ, NUMBA_CACHE_DIR="")
+    if cpu != "host":
+        env.update(NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="")
+    result = subprocess.run([sys.executable, "-c", GATHER_SCRIPT], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    compresses = json.loads(result.stdout)
+    compressing = cpu == "skylake-avx512" or (cpu == "host" and _host_has_avx512())
+    assert bool(compresses) == compressing
+    for instruction in compresses:
+        assert "(" not in instruction, instruction  # no memory operand

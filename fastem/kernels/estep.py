@@ -118,7 +118,12 @@ SPARSE_TILE = 16
 # scatter is cheaper than gathering: float32 P2 got 8% slower with the limit at 8.
 SPARSE_MIN_FEATURES = 16
 # The 'diag' and 'spherical' statistics of a component with at most this many
-# points of non-zero responsibility in a tile (_sparse_diagonal_sums).
+# points of non-zero responsibility in a tile are those points' alone
+# (_sparse_diagonal_sums). One E-step pass of P5 (D = 16), one thread, N/2, after
+# five iterations (benchmarks/estep_ab.py, 7 rounds, Intel Xeon family 6 model 167,
+# AVX-512 build), time against no gathering, float64 / float32: at most 16 points
+# 0.86 / 0.87, 32 0.84 / 0.83, 64 0.86 / 0.86; after one iteration (denser) 0.97 /
+# 0.86, 0.97 / 0.82, 1.03 / 0.83. The same limit for both tile widths (128, 256).
 SPARSE_DIAGONAL_TILE = 32
 # _add_tile_sums multiplies a tile's sums of exps down to this many products.
 PRODUCT_LANES = 16
@@ -729,13 +734,24 @@ def _weighted_responsibility(resp, k, t, scale, negligible, weighted_resp):
     """weighted_resp[t] = w_t r_tk = resp[k, t] scale[t] (see _responsibilities),
     in the data's dtype; returns it as a float64 (for nk's float64 sum).
 
-    Values below ``negligible``, the square root of the smallest normal number
-    of the data's dtype (1.1e-19 in float32, 1.5e-154 in float64), are counted
-    as zero: their products with deviations would be subnormal, and every
-    arithmetic instruction with a subnormal lane takes a microcode assist (~100
-    cycles), which made float32 fits with many well-separated components ten
-    times slower than float64. What is dropped is below the dtype's rounding of
-    any component that still has mass.
+    Values below ``negligible`` (_negligible_weight) are counted as zero, and a
+    component's statistics then skip the point (_gather_points):
+
+    - float32: 2**-63 (1.1e-19), the square root of the smallest normal number.
+      Products with deviations would be subnormal, and every arithmetic
+      instruction with a subnormal lane takes a microcode assist (~100 cycles),
+      which made float32 fits with many well-separated components ten times
+      slower than float64.
+    - float64: NEGLIGIBLE = 2**-140 (7.2e-43; it was the square root of the
+      smallest normal, 1.5e-154, until the 'diag' kernel gathered). N rows drop
+      less than N 2**-140 of a component's mass; weights are scaled to a mean in
+      [1, 2) (fastem._validation), so a component that is not empty has more
+      than 1e-13 N (mstep._component_is_empty) and loses less than 7.2e-30 of
+      its mass, far below float64's rounding (1.1e-16); its moments lose as
+      little relative to the same points' deviations. On P5 after five
+      iterations 89% of the responsibilities were above 1.5e-154 and 11% are
+      above 2**-140 (P2: 80% and 21%; P3: 4.4% and 3.1%), so the 'diag'
+      statistics of most tiles and components take the gathered path.
     """
     value = resp[k, t] * scale[t]
     value = value if value >= negligible else weighted_resp.dtype.type(0.0)
@@ -773,10 +789,13 @@ def _gather_points(weighted_resp, n_points, index, gathered_resp):
 
     A vector compress per 8 (float64) or 16 (float32) points with AVX-512,
     elsewhere one store per point without a branch (see gather_nonzero). The
-    loop with a branch per point had mispredictions on P5's responsibilities
-    (about a tenth non-zero, scattered): with the 'diag' kernel's gathered path
-    (_sparse_diagonal_sums) it took 20% of the pass, branch-free 11%; one E-step
-    pass of P5 ... (filled in below)
+    loop with a branch per point mispredicted on P5's responsibilities (about
+    a tenth non-zero, scattered): with the 'diag' kernel's gathered path
+    (_sparse_diagonal_sums) it took 20% of the pass's samples in a perf profile,
+    11% branch-free, and the pass took 1.20, 0.94 and 0.89 times as long as
+    without the gathered path (one E-step pass of P5, one thread, N/2,
+    parameters after five iterations, benchmarks/estep_ab.py, Intel Xeon
+    family 6 model 167).
     """
     prefer_512_bit_vectors()
     count = 0

@@ -218,9 +218,8 @@ def test_parity_with_sklearn_on_separated_clusters(rng, covariance_type, chunk_s
     iterations most responsibilities are exactly zero, and in most tiles a
     component has at most SPARSE_TILE points with non-zero responsibility: the
     dense kernel ('full', 'tied') takes its gathered (sparse) path for most tiles
-    and components (see _kernels_estep.SPARSE_TILE); the diagonal one ('diag',
-    'spherical') has no such path and sums the exact zeros in its tile passes.
-    (scikit-learn's responsibilities > 0 count at least the points that fastem's
+    and components (see _kernels_estep.SPARSE_TILE), and so does the diagonal one
+    ('diag', 'spherical'; at most SPARSE_DIAGONAL_TILE points). (scikit-learn's responsibilities > 0 count at least the points that fastem's
     kernels, which flush values below _negligible_weight to zero, gather.)"""
     n_components, n_features = 16, 17
     centres = rng.normal(scale=30.0, size=(n_components, n_features))

@@ -92,6 +92,7 @@ from fastem.kernels.vector import (
     prefetch,
     stack_array,
     transpose_square8,
+    vector_bits,
     vector_lanes,
     vector_registers,
 )
@@ -814,8 +815,9 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
     features), weighted_diff[c, i] = w r diff[c, i]. The scatter takes rank-4
     updates, four of its rows at a time, vectorised along the rows: row i gets
     sum_c weighted_diff[c, i] diff[c, :] for four points c per pass, from the
-    diagonal block's first column rounded down to eight (so also some entries
-    below the diagonal, which reduce_dense and the sources' fold never read).
+    diagonal block's first column rounded down to whole vectors (8 or 16
+    columns; so also some entries below the diagonal, which reduce_dense and
+    the sources' fold never read).
 
     It replaced 4x4 blocks of scalar sums over the gathered points (16 sums in
     registers per block, point after point: not vectorised, and for the few
@@ -857,9 +859,17 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
             diff[c, i] = 0.0
             weighted_diff[c, i] = 0.0
     for i0 in range(0, n_padded, BLOCK):
-        # From the first column of the diagonal block on, rounded down to eight
-        # columns (whole vectors; the entries left of the diagonal are not read).
-        first_column = i0 - i0 % (2 * BLOCK)
+        # From the first column of the diagonal block on, rounded down to a vector
+        # register's worth of X's dtype, at least 8 (16 for float32 with AVX-512,
+        # else 8: whole vectors; the entries left of the diagonal are not read).
+        # Rounded down to 8 with AVX-512, float32 rows whose columns started at 8
+        # or 24 mod 32 ran LLVM's scalar remainder loop (a third of the vector
+        # loop's samples in a profile of P3): rounded to 16, one E-step pass of
+        # float32 P3 took 0.96 of the time (one thread, N/2, estep_ab.py, 9
+        # rounds, after one and after five iterations, Intel Xeon); the AVX2 build
+        # took 1.017 of the time with 16, so it keeps 8.
+        first_column = i0 - i0 % max(2 * BLOCK,
+                                     compress_width(X.dtype) * vector_bits() // 512)
         for c in range(0, n_grouped, 4):
             u00 = weighted_diff[c, i0]
             u01 = weighted_diff[c, i0 + 1]

@@ -349,6 +349,14 @@ def _compress_width_compiled(dtype):
     return lambda dtype: width
 
 
+def _compress_in_registers():
+    """Whether gather_nonzero uses AVX-512's compress (x86 intrinsics): only where
+    numba compiles for AVX-512 (see _vector_bits), never on AArch64. Read when a
+    kernel is typed; tests/test_kernels_asm.py replaces it to take, on an x86
+    host, the IR an ARM64 host would build."""
+    return _vector_bits() == 512
+
+
 @intrinsic
 def gather_nonzero(typingctx, values, first, index, gathered, count):
     """Append the non-zero entries of ``values[first:first + W]`` (W =
@@ -374,7 +382,7 @@ def gather_nonzero(typingctx, values, first, index, gathered, count):
             and isinstance(first, types.Integer) and isinstance(count, types.Integer)):
         return None
     width = 512 // values.dtype.bitwidth
-    compress = _vector_bits() == 512
+    compress = _compress_in_registers()
 
     def codegen(context, builder, signature, args):
         values_type, first_type, index_type, gathered_type, count_type = signature.args

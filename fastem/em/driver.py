@@ -246,7 +246,9 @@ def default_block_size(n_samples, n_features, n_components, covariance_type, ite
     bitwise identical for any number of threads). Small problems (see
     SERIAL_WORK_LIMIT) get a single block, so one thread; others up to 64
     blocks, fewer when the per-block partial statistics (float64) would exceed
-    1/16 of the data's size in float64 (1/8 of float32 data).
+    1/16 of the data's size in float64 (1/8 of float32 data); from 4 blocks on a
+    multiple of 4, so that 2 or 4 threads run as many blocks each (P3: 8, not
+    11, which two threads ran as 6 and 5).
 
     The float64 size also for float32 data: measured against float32's own
     size, P3 in float32 got 5 blocks (11 in float64), and two threads ran
@@ -265,6 +267,8 @@ def default_block_size(n_samples, n_features, n_components, covariance_type, ite
         per_block = n_components * (1 + 2 * n_features)
     budget = max(1 << 20, n_samples * n_features * 8 // 16)
     n_blocks = int(max(1, min(64, budget // (8 * per_block))))
+    if n_blocks >= 4:  # a multiple of 4: whole blocks per thread for 1, 2 and 4
+        n_blocks -= n_blocks % 4
     rows = -(-n_samples // n_blocks)
     rows = max(tile, -(-rows // tile) * tile)
     # At most BLOCK_BYTES of X per block (more blocks for huge data, so that a

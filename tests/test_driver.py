@@ -124,6 +124,23 @@ def test_default_block_size_depends_on_the_shape_only(
         assert n_samples * n_features * itemsize > MAX_BLOCKS * _driver.BLOCK_BYTES / 2
 
 
+@pytest.mark.parametrize(("shape", "n_blocks"), [
+    ((1_000_000, 2, 4, "full"), 64),     # P1
+    ((1_000_000, 8, 16, "full"), 64),    # P2
+    ((200_000, 32, 32, "full"), 8),      # P3: 11 by the memory budget, 8 balanced
+    ((1_000_000, 16, 32, "diag"), 64),   # P5
+    ((100_000, 32, 32, "full"), 4),      # 5 by the budget
+])
+def test_default_block_size_gives_two_and_four_threads_equal_shares(shape, n_blocks):
+    """From 4 blocks on, the count asked for is a multiple of 4 (two threads ran P3's
+    11 blocks as 6 and 5), the same for float32 as for float64 data (float32 P3
+    had 5 blocks: 3 and 2). (Rows then round up to whole tiles, which can leave
+    fewer blocks: 59 for 30,000 rows of 16 features and 8 components.)"""
+    for itemsize in (8, 4):
+        rows = _driver.default_block_size(*shape, itemsize)
+        assert -(-shape[0] // rows) == n_blocks, itemsize
+
+
 # --------------------------------------------------------------------------
 # precision factors
 

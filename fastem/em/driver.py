@@ -248,7 +248,9 @@ def default_block_size(n_samples, n_features, n_components, covariance_type, ite
     blocks, fewer when the per-block partial statistics (float64) would exceed
     1/16 of the data's size in float64 (1/8 of float32 data); from 4 blocks on a
     multiple of 4, so that 2 or 4 threads run as many blocks each (P3: 8, not
-    11, which two threads ran as 6 and 5).
+    11, which two threads ran as 6 and 5). Rows then round up to whole tiles,
+    which can leave fewer blocks than asked for (59 of 64 for 30,000 rows of
+    16 features and 8 components), where one more or less matters little.
 
     The float64 size also for float32 data: measured against float32's own
     size, P3 in float32 got 5 blocks (11 in float64), and two threads ran

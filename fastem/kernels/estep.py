@@ -92,7 +92,6 @@ from fastem.kernels.vector import (
     prefetch,
     stack_array,
     transpose_square8,
-    vector_bits,
     vector_lanes,
     vector_registers,
 )
@@ -860,16 +859,16 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
             weighted_diff[c, i] = 0.0
     for i0 in range(0, n_padded, BLOCK):
         # From the first column of the diagonal block on, rounded down to a vector
-        # register's worth of X's dtype, at least 8 (16 for float32 with AVX-512,
-        # else 8: whole vectors; the entries left of the diagonal are not read).
+        # register's worth of X's dtype (vector_lanes), at least 8 (16 for float32
+        # with AVX-512, else 8: whole vectors; the entries left of the diagonal
+        # are not read).
         # Rounded down to 8 with AVX-512, float32 rows whose columns started at 8
         # or 24 mod 32 ran LLVM's scalar remainder loop (a third of the vector
         # loop's samples in a profile of P3): rounded to 16, one E-step pass of
         # float32 P3 took 0.96 of the time (one thread, N/2, estep_ab.py, 9
         # rounds, after one and after five iterations, Intel Xeon); the AVX2 build
         # took 1.017 of the time with 16, so it keeps 8.
-        first_column = i0 - i0 % max(2 * BLOCK,
-                                     compress_width(X.dtype) * vector_bits() // 512)
+        first_column = i0 - i0 % max(2 * BLOCK, vector_lanes(X.dtype))
         for c in range(0, n_grouped, 4):
             u00 = weighted_diff[c, i0]
             u01 = weighted_diff[c, i0 + 1]

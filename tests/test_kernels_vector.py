@@ -327,7 +327,8 @@ print(json.dumps(sorted(set(re.findall(r"v\\w*compress\\w*\\s+[^\\n]*", asm)))))
 """
 
 
-@pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"), reason="x86 CPU names")
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"),
+                    reason="x86 CPU names")
 @pytest.mark.parametrize("cpu", ["host", "znver3", "skylake-avx512"])
 def test_gather_nonzero_keeps_the_nonzero_entries_in_order(cpu):
     """gather_nonzero appends the non-zero entries (-0.0 is zero) and their positions

@@ -219,8 +219,9 @@ def test_parity_with_sklearn_on_separated_clusters(rng, covariance_type, chunk_s
     component has at most SPARSE_TILE points with non-zero responsibility: the
     dense kernel ('full', 'tied') takes its gathered (sparse) path for most tiles
     and components (see _kernels_estep.SPARSE_TILE), and so does the diagonal one
-    ('diag', 'spherical'; at most SPARSE_DIAGONAL_TILE points). (scikit-learn's responsibilities > 0 count at least the points that fastem's
-    kernels, which flush values below _negligible_weight to zero, gather.)"""
+    ('diag', 'spherical'; at most SPARSE_DIAGONAL_TILE points). (scikit-learn's
+    responsibilities > 0 count at least the points that fastem's kernels, which
+    flush values below _negligible_weight to zero, gather.)"""
     n_components, n_features = 16, 17
     centres = rng.normal(scale=30.0, size=(n_components, n_features))
     labels = rng.permutation(np.repeat(np.arange(n_components), 64))

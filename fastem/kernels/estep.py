@@ -1638,7 +1638,8 @@ def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol
             if total == 0.0:
                 continue
             if count <= SPARSE_DIAGONAL_TILE:
-                n_gathered = _gather_points(weighted_resp, n_points, index, gathered_resp)
+                n_gathered = _gather_points(weighted_resp, n_points, index,
+                                            gathered_resp)
                 _sparse_diagonal_sums(X, start, index, gathered_resp, n_gathered, means,
                                       k, sum_x, scatter)
                 continue

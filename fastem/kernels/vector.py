@@ -436,17 +436,20 @@ def gather_nonzero(typingctx, values, first, index, gathered, count):
         def popcount(lanes_mask):
             bits = ir.IntType(lanes_mask.type.count)
             function = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(bits, [bits]), f"llvm.ctpop.i{bits.width}")
-            return builder.zext(builder.call(function, [builder.bitcast(lanes_mask, bits)]),
-                                int64)
+                builder.module, ir.FunctionType(bits, [bits]),
+                f"llvm.ctpop.i{bits.width}")
+            total = builder.call(function, [builder.bitcast(lanes_mask, bits)])
+            return builder.zext(total, int64)
 
         compress_into(gathered_type, args[3], count_value, vector, mask)
         # the positions eight at a time: a compress takes at most 512 bits
         offset = count_value
         for part in range(0, width, 8):
-            lanes = ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(part, part + 8)))
+            lanes = ir.Constant(ir.VectorType(ir.IntType(32), 8),
+                                list(range(part, part + 8)))
             undefined = ir.Constant(positions.type, None)
-            part_mask = builder.shuffle_vector(mask, ir.Constant(mask.type, None), lanes)
+            part_mask = builder.shuffle_vector(mask, ir.Constant(mask.type, None),
+                                               lanes)
             part_positions = builder.shuffle_vector(positions, undefined, lanes)
             compress_into(index_type, args[2], offset, part_positions, part_mask)
             offset = builder.add(offset, popcount(part_mask))

@@ -309,16 +309,17 @@ def assert_statistics_match_reference(X, sample_weight, parameters, covariance_t
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n_features", [5, 17])
+@pytest.mark.parametrize("n_features", [5, 8, 17])
 def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, dtype,
                                                           n_features):
     """Clusters 100 sigma apart: every point has exactly zero responsibility for all
     but its own component, so in most tiles a component has at most SPARSE_TILE
-    points ('full', 'tied'; SPARSE_DIAGONAL_TILE for 'diag', 'spherical'), and
-    the kernels gather them for their statistics (the dense kernel from
-    SPARSE_MIN_FEATURES (padded) features on); in the other tiles (a run of one
-    cluster, zero weights) they do not. Both paths must give the oracle's
-    statistics."""
+    points ('full', 'tied'; SPARSE_DIAGONAL_TILE for 'diag', 'spherical';
+    COMPACT_TILE for 'full' and 'tied' with 8 features), and the kernels gather
+    them for their statistics (the dense kernel from SPARSE_MIN_FEATURES
+    (padded) features on, and into a compact tile at COMPACT_FEATURES); in the
+    other tiles (a run of one cluster, zero weights) they do not. Both paths
+    must give the oracle's statistics."""
     n_samples, n_components = 4096, 20
     X, parameters = random_problem(rng, covariance_type, n_samples, n_features,
                                    n_components)
@@ -339,6 +340,11 @@ def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, 
         -1, _kernels_estep.statistics_tile(X), n_components).sum(axis=1)
     limit = (_kernels_estep.SPARSE_TILE if covariance_type in ("full", "tied")
              else _kernels_estep.SPARSE_DIAGONAL_TILE)
+    if covariance_type in ("full", "tied") and n_features == 8:
+        limit = _kernels_estep.COMPACT_TILE
+        assert n_features == _kernels_estep.COMPACT_FEATURES
+        # counts that fill no whole vector too (the compact tile's padding)
+        assert np.any((nonzero > 0) & (nonzero % 8 != 0) & (nonzero <= limit))
     assert np.any((nonzero > 0) & (nonzero <= limit))
     assert np.any(nonzero > limit)
     assert np.mean(resp > 0) < 1.5 / n_components  # the clusters are separated

@@ -22,6 +22,7 @@ from fastem.kernels.vector import (
     lane_totals,
     prefer_512_bit_vectors,
     prefetch,
+    transpose_rows8,
     transpose_square8,
     vector_lanes,
 )
@@ -273,6 +274,49 @@ def test_transpose_square8_is_vector_shuffles():
     ir = _transpose_one.inspect_llvm(_transpose_one.signatures[0])
     assert ir.count("shufflevector <8 x double>") == 24
     assert "load <8 x double>" in ir and "store <8 x double>" in ir
+
+
+@njit(cache=False)
+def _transpose_rows(source, base, index, first, stride, offset, target, row, column):
+    transpose_rows8(source, base, index, first, stride, offset, target, row, column)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("base", "first", "stride", "offset", "row", "column"),
+                         [(0, 0, 8, 0, 0, 0), (5, 3, 11, 2, 1, 7), (2, 9, 8, 0, 3, 16)])
+def test_transpose_rows8_moves_the_indexed_rows_and_nothing_else(dtype, base, first,
+                                                                 stride, offset, row,
+                                                                 column):
+    """Rows chosen by an index (repeated and out of order too), transposed into one
+    block of the target; the source and the index are left as they were."""
+    rng = np.random.default_rng(base + first + stride)
+    n_rows = 40
+    source = rng.normal(size=(base + n_rows) * stride).astype(dtype)
+    index = rng.integers(n_rows, size=first + 8 + 3)
+    index[first + 2] = index[first + 5]
+    before = source.copy(), index.copy()
+    target = np.full((row + 10, column + 12), np.nan, dtype=dtype)
+    _transpose_rows(source, base, index, first, stride, offset, target, row, column)
+    expected = np.full_like(target, np.nan)
+    for r in range(8):
+        for c in range(8):
+            position = (base + index[first + r]) * stride + offset + c
+            expected[row + c, column + r] = source[position]
+    np.testing.assert_array_equal(target, expected)
+    np.testing.assert_array_equal(source, before[0])
+    np.testing.assert_array_equal(index, before[1])
+
+
+def test_transpose_rows8_is_vector_shuffles():
+    """The same 24 shuffles as transpose_square8, after eight indexed row loads."""
+    source = np.arange(80.0)
+    index = np.arange(10)[::-1].copy()
+    target = np.zeros((8, 8))
+    _transpose_rows(source, 0, index, 1, 8, 0, target, 0, 0)
+    np.testing.assert_array_equal(target, source.reshape(10, 8)[index[1:9]].T)
+    ir = _transpose_rows.inspect_llvm(_transpose_rows.signatures[0])
+    assert ir.count("shufflevector <8 x double>") == 24
+    assert ir.count("load <8 x double>") == 8 and "store <8 x double>" in ir
 
 
 @njit(cache=False)

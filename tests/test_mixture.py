@@ -213,16 +213,19 @@ def test_parity_with_sklearn_from_explicit_start(rng, covariance_type, chunk_siz
 
 @CHUNK_SIZES
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_parity_with_sklearn_on_separated_clusters(rng, covariance_type, chunk_size):
-    """17 features, 16 clusters ~100 sigma or more apart, shuffled: after the first
-    iterations most responsibilities are exactly zero, and in most tiles a
+@pytest.mark.parametrize("n_features", [8, 17])
+def test_parity_with_sklearn_on_separated_clusters(rng, covariance_type, chunk_size,
+                                                   n_features):
+    """17 (or 8) features, 16 clusters ~100 sigma or more apart, shuffled: after the
+    first iterations most responsibilities are exactly zero, and in most tiles a
     component has at most SPARSE_TILE points with non-zero responsibility: the
     dense kernel ('full', 'tied') takes its gathered (sparse) path for most tiles
-    and components (see _kernels_estep.SPARSE_TILE), and so does the diagonal one
-    ('diag', 'spherical'; at most SPARSE_DIAGONAL_TILE points). (scikit-learn's
-    responsibilities > 0 count at least the points that fastem's kernels, which
-    flush values below _negligible_weight to zero, gather.)"""
-    n_components, n_features = 16, 17
+    and components (see _kernels_estep.SPARSE_TILE; with 8 features its compact
+    tile, COMPACT_TILE), and so does the diagonal one ('diag', 'spherical'; at
+    most SPARSE_DIAGONAL_TILE points). (scikit-learn's responsibilities > 0
+    count at least the points that fastem's kernels, which flush values below
+    _negligible_weight to zero, gather.)"""
+    n_components = 16
     centres = rng.normal(scale=30.0, size=(n_components, n_features))
     labels = rng.permutation(np.repeat(np.arange(n_components), 64))
     scales = rng.uniform(0.5, 2.0, size=n_features)

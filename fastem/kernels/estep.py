@@ -43,7 +43,9 @@ Conventions shared by every kernel here:
   ``sum_x[k] = sum w r (x - m_k)``, ``scatter[k] = sum w r (x - m_k)(x - m_k)^T``.
   For 'full'/'tied' with 13 or more features, a component that has non-zero
   responsibility for at most SPARSE_TILE of a tile's points gets the
-  statistics of just those points (gathered point-major); the others add
+  statistics of just those points (gathered point-major); with exactly 8
+  features, one with at most COMPACT_TILE points gets the dense statistics of
+  those points moved into a narrower tile (_compact_tile); the others add
   exact zeros, so only the summation order changes.
 * Kernels never raise: a sample whose log-density is -inf under every
   component contributes nothing to the statistics and -inf to the
@@ -91,6 +93,7 @@ from fastem.kernels.vector import (
     prefer_512_bit_vectors,
     prefetch,
     stack_array,
+    transpose_rows8,
     transpose_square8,
     vector_lanes,
     vector_registers,
@@ -115,8 +118,21 @@ BLOCK = 4  # register block of the O(D^2) loops
 # 73 -> 54 ms in float32; wider limits (32, 48) were no faster.
 SPARSE_TILE = 16
 # ... from this many (padded) features on. At D = 8 (P2) the dense 64-point
-# scatter is cheaper than gathering: float32 P2 got 8% slower with the limit at 8.
+# scatter is cheaper than gathering: float32 P2 got 8% slower with the limit at 8
+# (eight features compact their tiles instead: COMPACT_TILE).
 SPARSE_MIN_FEATURES = 16
+# With exactly COMPACT_FEATURES features (P2), a component whose responsibilities
+# in a tile are non-zero for at most COMPACT_TILE points gets the dense statistics
+# of those points alone, moved into a narrower tile (_compact_tile): on P2 after
+# five iterations a median 23 of a 128-point tile's points (98% of tiles and
+# components at most 64). One E-step pass of P2, one thread, N/2, parameters after
+# five iterations (benchmarks/estep_ab.py, 7 rounds, Intel Xeon family 6 model
+# 167), time against 68bc44e (no compaction), float64 / float32: at most 32
+# points 0.941 / 0.915, 48 0.913 / 0.913, 64 0.907 / 0.910, 96 0.910 / 0.942; the
+# AVX2 build ('skylake') of the same CPU at 64: 0.840 / 0.911. The tile moved by
+# vector gathers from X_tile in place of the transpositions: 1.041 / 1.014.
+COMPACT_FEATURES = 8
+COMPACT_TILE = 64
 # The 'diag' and 'spherical' statistics of a component with at most this many
 # points of non-zero responsibility in a tile are those points' alone
 # (_sparse_diagonal_sums). One E-step pass of P5 (D = 16), one thread, N/2, after
@@ -904,6 +920,29 @@ def _sparse_statistics(X, start, index, gathered_resp, count, means_padded, k, d
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def _compact_tile(X_flat, start, index, count, gathered_resp, compact_tile):
+    """compact_tile[i, c] = X[start + index[c], i] for the ``count`` gathered points
+    (see _gather_points) of a tile of COMPACT_FEATURES features, by 8x8
+    transpositions of their rows of X (transpose_rows8); returns the columns it
+    fills: ``count`` rounded up to whole vectors (at least 8), the extra
+    columns copies of the last point with gathered_resp zero (so they add
+    exact zeros). The dense statistics then take compact_tile and
+    gathered_resp for the tile and its weighted responsibilities, over those
+    columns alone (see COMPACT_TILE)."""
+    prefer_512_bit_vectors()
+    group = max(8, vector_lanes(compact_tile.dtype))
+    n_columns = -(-count // group) * group
+    for c in range(count, n_columns):
+        index[c] = index[count - 1]
+        gathered_resp[c] = 0.0
+    for c0 in range(0, n_columns, 8):
+        transpose_rows8(X_flat, start, index, c0, COMPACT_FEATURES, 0, compact_tile, 0,
+                        c0)
+    return n_columns
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _dense_statistics2(scale, resp, k, X_tile, means_padded, weighted_resp, sum_x, scatter,
                        slot, width):
     """Component k's statistics of a tile of two (padded) features, in one pass.
@@ -1023,25 +1062,29 @@ def _dense_scatter(weighted_resp, weighted_diff, X_tile, means, k, sum_x, scatte
     last = n_padded - BLOCK
     for i0 in range(0, last, BLOCK):
         _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
-                              scatter, slot, i0, False)
+                              scatter, slot, i0, False, width)
         for j0 in range(i0 + BLOCK, n_padded, BLOCK):
-            _dense_scatter_4x4(weighted_diff, X_tile, means, k, scatter, slot, i0, j0)
+            _dense_scatter_4x4(weighted_diff, X_tile, means, k, scatter, slot, i0, j0,
+                               width)
     _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
-                          scatter, slot, last, True)
+                          scatter, slot, last, True, width)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
-def _dense_scatter_4x4(weighted_diff, X_tile, means, k, scatter, slot, i0, j0):
+def _dense_scatter_4x4(weighted_diff, X_tile, means, k, scatter, slot, i0, j0, width):
     """scatter[i, j] += sum_t weighted_diff[i, t] (x_tj - m_kj) for the 4x4 block at
     (i0, j0), lane by lane (lane_sums), the 16 sums added up together
     (lane_totals): a zmm's eight float64 lanes of 8 rows take 7 pairs of two
     shuffles and an addition, where 8 horizontal sums took 24 of each (and 16
     float32 lanes of 16 rows 15 pairs, against 64 of each).
 
-    The tile's width is a constant here (statistics_tile) and the sums this
-    function's own, as in _diagonal_sums (else LLVM left the loop over lanes
-    scalar there). One E-step pass, one thread, N/2, after 5 EM iterations,
+    The loop over the tile runs to a constant (statistics_tile), left early at
+    ``width`` columns (fewer for a compacted tile, _compact_tile), and the sums
+    are this function's own, as in _diagonal_sums (else LLVM left the loop over
+    lanes scalar there). With ``width`` as the loop's bound, the full tiles'
+    pass of P2 took 1.08 and 1.07 times as long (float64, float32; one thread,
+    N/2, estep_ab.py). One E-step pass, one thread, N/2, after 5 EM iterations,
     in-process alternation, Intel Xeon (AVX-512), against c28b837, time
     after / before in float64 and float32: P2 1.000 and 0.959, P3 0.993 and
     0.997 (this block alone; with _dense_scatter_upper4 and _project_column
@@ -1049,12 +1092,13 @@ def _dense_scatter_4x4(weighted_diff, X_tile, means, k, scatter, slot, i0, j0):
     prefer_512_bit_vectors()
     sums = lane_sums(16, X_tile.dtype)
     lanes = sums.shape[1]
-    width = statistics_tile(X_tile)
     for q in range(16):
         for lane in range(lanes):
             sums[q, lane] = 0.0
     m0, m1, m2, m3 = _four(means, k, j0)
-    for first in range(0, width, lanes):
+    for first in range(0, statistics_tile(X_tile), lanes):
+        if first >= width:
+            break
         for lane in range(lanes):
             t = first + lane
             u0 = weighted_diff[i0, t]
@@ -1149,7 +1193,7 @@ def _dense_scatter_upper2(weighted_diff, X_tile, means, k, scatter, slot, i0, wi
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
-                          scatter, slot, i0, weighted):
+                          scatter, slot, i0, weighted, width):
     """The upper triangle of the 4x4 block on the diagonal at i0 (10 sums, not 16;
     see _dense_scatter_upper2), and sum_x[k, i0:i0 + 4] += sum_t weighted_diff[i,
     t], lane by lane (lane_sums), the 14 sums added up together (lane_totals;
@@ -1174,13 +1218,14 @@ def _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
     prefer_512_bit_vectors()
     sums = lane_sums(16, X_tile.dtype)
     lanes = sums.shape[1]
-    width = statistics_tile(X_tile)
     for q in range(14):
         for lane in range(lanes):
             sums[q, lane] = 0.0
     m0, m1, m2, m3 = _four(means, k, i0)
     if weighted:  # the last block row: u = w (x - m) here, not stored
-        for first in range(0, width, lanes):
+        for first in range(0, statistics_tile(X_tile), lanes):
+            if first >= width:
+                break
             for lane in range(lanes):
                 t = first + lane
                 weight = weighted_resp[t]
@@ -1191,7 +1236,9 @@ def _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
                 _add_upper4(sums, lane, weight * v0, weight * v1, weight * v2,
                             weight * v3, v0, v1, v2, v3)
     else:
-        for first in range(0, width, lanes):
+        for first in range(0, statistics_tile(X_tile), lanes):
+            if first >= width:
+                break
             for lane in range(lanes):
                 t = first + lane
                 _add_upper4(sums, lane, weighted_diff[i0, t], weighted_diff[i0 + 1, t],
@@ -1267,7 +1314,7 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
                  log_uniform, X_tile, weighted_diff, mahalanobis, resp,
                  tile_top, tile_peak, other_peak, tile_scale, tile_entropy, tile_weight,
                  weighted_resp, products, index, gathered_resp, gathered_diff,
-                 gathered_weighted_diff, with_entropy, width):
+                 gathered_weighted_diff, compact_tile, with_entropy, width):
     """The loop over the tiles of rows [first_row, end_row), given the work arrays
     that dense_statistics_blocks allocates.
 
@@ -1281,6 +1328,7 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
     shared = factors.shape[0] == 1
     inference = weighted_log_prob.shape[0] > 0
     sparse = width > SPARSE_TILE and n_padded >= SPARSE_MIN_FEATURES
+    compact = X.shape[1] == COMPACT_FEATURES and width > COMPACT_TILE
     for start in range(first_row, end_row, width):
         n_points = min(width, end_row - start)
         _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
@@ -1327,6 +1375,14 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
                                                     weighted_resp, width)
             nk[k] += total
             if total == 0.0:
+                continue
+            if compact and count <= COMPACT_TILE:
+                n_gathered = _gather_points(weighted_resp, n_points, index, gathered_resp)
+                n_columns = _compact_tile(X_flat, start, index, n_gathered,
+                                          gathered_resp, compact_tile)
+                _dense_statistics(gathered_resp, compact_tile, means_padded, k,
+                                  weighted_diff, sum_x, scatter, 0 if shared else k,
+                                  n_columns)
                 continue
             if sparse and count <= SPARSE_TILE:
                 n_gathered = _gather_points(weighted_resp, n_points, index, gathered_resp)
@@ -1440,6 +1496,7 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     gathered_resp = np.zeros(width, dtype=X.dtype)
     gathered_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
     gathered_weighted_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
+    compact_tile = _tile_array(n_padded, width, X.dtype)
     for block in range(first_block, end_block):
         part = block % nk_parts.shape[0]  # block, or 0 for inference
         _dense_tiles(X, X_flat, sample_weight, block * block_size,
@@ -1449,7 +1506,7 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
                      weighted_diff, mahalanobis, resp, tile_top, tile_peak,
                      other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
                      products, index, gathered_resp, gathered_diff,
-                     gathered_weighted_diff, with_entropy, width)
+                     gathered_weighted_diff, compact_tile, with_entropy, width)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")

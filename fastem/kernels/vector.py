@@ -458,8 +458,9 @@ def gather_nonzero(typingctx, values, first, index, gathered, count):
     return types.int64(values, first, index, gathered, count), codegen
 
 
-def _square_transpose(size):
-    """An intrinsic that transposes one size x size square (see transpose_square8)."""
+def _square_transpose(size, indexed=False):
+    """An intrinsic that transposes one size x size square (see transpose_square8);
+    ``indexed``: its rows are chosen by an index array (see transpose_rows8)."""
     int64 = ir.IntType(64)
     lane_indices = ir.VectorType(ir.IntType(32), size)
     # Swapping bit b of the row and the column index of every entry whose two bits
@@ -474,56 +475,91 @@ def _square_transpose(size):
                        ir.Constant(lane_indices, high)))
         bit *= 2
 
-    @intrinsic
-    def transpose(typingctx, source, first, stride, target, row, column):
-        """``target[row + c, column + r] = source[first + r * stride + c]`` for r, c
-        in 0..size-1, by vector loads, shuffles and stores."""
-        if not (isinstance(source, types.Array) and isinstance(target, types.Array)
-                and source.dtype == target.dtype
-                and source.dtype in (types.float32, types.float64)
-                and source.ndim == 1 and target.ndim == 2 and target.layout == "C"
-                and all(isinstance(value, types.Integer)
-                        for value in (first, stride, row, column))):
-            return None
-
-        def codegen(context, builder, signature, args):
+    def transpose_codegen(context, builder, signature, args):
+        if indexed:
+            (source_type, _, index_type, _, _, _, target_type, _, _) = signature.args
+            source_value, index_value, target_value = args[0], args[2], args[6]
+            base, first_point, source_stride, offset, first_row, first_column = (
+                context.cast(builder, args[i], signature.args[i], types.int64)
+                for i in (1, 3, 4, 5, 7, 8)
+            )
+            index_data = context.make_array(index_type)(context, builder,
+                                                        index_value).data
+        else:
             source_type, _, _, target_type, _, _ = signature.args
-            source_array = context.make_array(source_type)(context, builder, args[0])
-            source_data = source_array.data
-            target_array = context.make_array(target_type)(context, builder, args[3])
-            element = context.get_data_type(source_type.dtype)
-            vector_pointer = ir.VectorType(element, size).as_pointer()
-            align = context.get_abi_sizeof(element)
+            source_value, target_value = args[0], args[3]
             first_index, source_stride, first_row, first_column = (
                 context.cast(builder, args[i], signature.args[i], types.int64)
                 for i in (1, 2, 4, 5)
             )
-            width = cgutils.unpack_tuple(builder, target_array.shape)[1]
+        source_array = context.make_array(source_type)(context, builder, source_value)
+        source_data = source_array.data
+        target_array = context.make_array(target_type)(context, builder, target_value)
+        element = context.get_data_type(source_type.dtype)
+        vector_pointer = ir.VectorType(element, size).as_pointer()
+        align = context.get_abi_sizeof(element)
+        width = cgutils.unpack_tuple(builder, target_array.shape)[1]
 
-            def vector_at(data, index):
-                pointer = builder.gep(data, [index], inbounds=True)
-                return builder.bitcast(pointer, vector_pointer)
+        def vector_at(data, index):
+            pointer = builder.gep(data, [index], inbounds=True)
+            return builder.bitcast(pointer, vector_pointer)
 
-            rows = []
-            for r in range(size):
+        rows = []
+        for r in range(size):
+            if indexed:
+                position = builder.add(first_point, ir.Constant(int64, r))
+                point = builder.load(builder.gep(index_data, [position], inbounds=True))
+                index = builder.add(
+                    builder.mul(builder.add(base, point), source_stride), offset)
+            else:
                 index = builder.add(builder.mul(source_stride, ir.Constant(int64, r)),
                                     first_index)
-                rows.append(builder.load(vector_at(source_data, index), align=align))
-            for bit, low, high in rounds:
-                swapped = list(rows)
-                for r in range(size):
-                    if not r & bit:
-                        pair = rows[r], rows[r + bit]
-                        swapped[r] = builder.shuffle_vector(*pair, low)
-                        swapped[r + bit] = builder.shuffle_vector(*pair, high)
-                rows = swapped
-            for c in range(size):
-                target_row = builder.add(first_row, ir.Constant(int64, c))
-                index = builder.add(builder.mul(target_row, width), first_column)
-                builder.store(rows[c], vector_at(target_array.data, index), align=align)
-            return context.get_dummy_value()
+            rows.append(builder.load(vector_at(source_data, index), align=align))
+        for bit, low, high in rounds:
+            swapped = list(rows)
+            for r in range(size):
+                if not r & bit:
+                    pair = rows[r], rows[r + bit]
+                    swapped[r] = builder.shuffle_vector(*pair, low)
+                    swapped[r + bit] = builder.shuffle_vector(*pair, high)
+            rows = swapped
+        for c in range(size):
+            target_row = builder.add(first_row, ir.Constant(int64, c))
+            index = builder.add(builder.mul(target_row, width), first_column)
+            builder.store(rows[c], vector_at(target_array.data, index), align=align)
+        return context.get_dummy_value()
 
-        return types.none(source, first, stride, target, row, column), codegen
+    def arrays_fit(source, target):
+        return (isinstance(source, types.Array) and isinstance(target, types.Array)
+                and source.dtype == target.dtype
+                and source.dtype in (types.float32, types.float64)
+                and source.ndim == 1 and target.ndim == 2 and target.layout == "C")
+
+    if indexed:
+        @intrinsic
+        def transpose_indexed(typingctx, source, base, index, first, stride, offset,
+                              target, row, column):
+            """``target[row + c, column + r] = source[(base + index[first + r]) *
+            stride + offset + c]`` for r, c in 0..size-1."""
+            if not (arrays_fit(source, target) and isinstance(index, types.Array)
+                    and index.ndim == 1 and index.dtype == types.int64
+                    and all(isinstance(value, types.Integer)
+                            for value in (base, first, stride, offset, row, column))):
+                return None
+            return (types.none(source, base, index, first, stride, offset, target, row,
+                               column), transpose_codegen)
+
+        return transpose_indexed
+
+    @intrinsic
+    def transpose(typingctx, source, first, stride, target, row, column):
+        """``target[row + c, column + r] = source[first + r * stride + c]`` for r, c
+        in 0..size-1, by vector loads, shuffles and stores."""
+        if not (arrays_fit(source, target)
+                and all(isinstance(value, types.Integer)
+                        for value in (first, stride, row, column))):
+            return None
+        return types.none(source, first, stride, target, row, column), transpose_codegen
 
     return transpose
 
@@ -536,6 +572,11 @@ def _square_transpose(size):
 # AArch64. Written as scalar loops, the transposition of a tile stayed scalar: one
 # load and one store per element.
 transpose_square8 = _square_transpose(8)
+
+# The same with the rows chosen by an index (int64, not checked): ``target[row + c,
+# column + r] = source[(base + index[first + r]) * stride + offset + c]`` for r, c in
+# 0..7; for the points of a tile that a component's responsibilities reach.
+transpose_rows8 = _square_transpose(8, indexed=True)
 
 
 @intrinsic

@@ -1377,7 +1377,8 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
             if total == 0.0:
                 continue
             if compact and count <= COMPACT_TILE:
-                n_gathered = _gather_points(weighted_resp, n_points, index, gathered_resp)
+                n_gathered = _gather_points(weighted_resp, n_points, index,
+                                            gathered_resp)
                 n_columns = _compact_tile(X_flat, start, index, n_gathered,
                                           gathered_resp, compact_tile)
                 _dense_statistics(gathered_resp, compact_tile, means_padded, k,

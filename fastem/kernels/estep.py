@@ -1376,23 +1376,23 @@ def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, fac
             nk[k] += total
             if total == 0.0:
                 continue
-            if compact and count <= COMPACT_TILE:
-                n_gathered = _gather_points(weighted_resp, n_points, index,
-                                            gathered_resp)
-                n_columns = _compact_tile(X_flat, start, index, n_gathered,
-                                          gathered_resp, compact_tile)
-                _dense_statistics(gathered_resp, compact_tile, means_padded, k,
-                                  weighted_diff, sum_x, scatter, 0 if shared else k,
-                                  n_columns)
-                continue
             if sparse and count <= SPARSE_TILE:
                 n_gathered = _gather_points(weighted_resp, n_points, index, gathered_resp)
                 _sparse_statistics(X, start, index, gathered_resp, n_gathered, means_padded,
                                    k, gathered_diff, gathered_weighted_diff, sum_x, scatter,
                                    0 if shared else k)
                 continue
-            _dense_statistics(weighted_resp, X_tile, means_padded, k, weighted_diff,
-                              sum_x, scatter, 0 if shared else k, width)
+            # one call of the dense statistics for both tiles (each inlined call
+            # site is compiled anew: two took 2 s more of the cold compile)
+            tile, tile_resp, n_columns = X_tile, weighted_resp, width
+            if compact and count <= COMPACT_TILE:
+                n_gathered = _gather_points(weighted_resp, n_points, index,
+                                            gathered_resp)
+                n_columns = _compact_tile(X_flat, start, index, n_gathered,
+                                          gathered_resp, compact_tile)
+                tile, tile_resp = compact_tile, gathered_resp
+            _dense_statistics(tile_resp, tile, means_padded, k, weighted_diff, sum_x,
+                              scatter, 0 if shared else k, n_columns)
 
 
 CACHE_LINE = 64  # bytes

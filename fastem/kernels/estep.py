@@ -130,7 +130,9 @@ SPARSE_MIN_FEATURES = 16
 # 167), time against 68bc44e (no compaction), float64 / float32: at most 32
 # points 0.941 / 0.915, 48 0.913 / 0.913, 64 0.907 / 0.910, 96 0.910 / 0.942; the
 # AVX2 build ('skylake') of the same CPU at 64: 0.840 / 0.911. The tile moved by
-# vector gathers from X_tile in place of the transpositions: 1.041 / 1.014.
+# vector gathers from X_tile in place of the transpositions: 1.041 / 1.014. With
+# one call site for both tiles (8796a8b), 9 rounds: 0.922 / 0.923 (P3 1.012 /
+# 1.009), AVX2 build 0.827 / 0.856 (P3 1.016 / 0.987).
 COMPACT_FEATURES = 8
 COMPACT_TILE = 64
 # The 'diag' and 'spherical' statistics of a component with at most this many

@@ -1737,7 +1737,30 @@ def _sparse_diagonal_sums(X, start, index, gathered_resp, count, means, k, sum_x
     deviations in X's dtype (as _diagonal_sums), the products and sums in float64."""
     prefer_512_bit_vectors()
     n_features = X.shape[1]
-    for c in range(count):
+    n_grouped = count - count % 4
+    for c in range(0, n_grouped, 4):
+        row0 = start + index[c]
+        row1 = start + index[c + 1]
+        row2 = start + index[c + 2]
+        row3 = start + index[c + 3]
+        weight0 = np.float64(gathered_resp[c])
+        weight1 = np.float64(gathered_resp[c + 1])
+        weight2 = np.float64(gathered_resp[c + 2])
+        weight3 = np.float64(gathered_resp[c + 3])
+        for j in range(n_features):
+            centre = means[k, j]
+            deviation0 = np.float64(X[row0, j] - centre)
+            deviation1 = np.float64(X[row1, j] - centre)
+            deviation2 = np.float64(X[row2, j] - centre)
+            deviation3 = np.float64(X[row3, j] - centre)
+            weighted0 = weight0 * deviation0
+            weighted1 = weight1 * deviation1
+            weighted2 = weight2 * deviation2
+            weighted3 = weight3 * deviation3
+            sum_x[k, j] += (weighted0 + weighted1) + (weighted2 + weighted3)
+            scatter[k, j] += ((weighted0 * deviation0 + weighted1 * deviation1)
+                              + (weighted2 * deviation2 + weighted3 * deviation3))
+    for c in range(n_grouped, count):
         row = start + index[c]
         weight = np.float64(gathered_resp[c])
         for j in range(n_features):

@@ -1734,7 +1734,14 @@ def _sparse_diagonal_sums(X, start, index, gathered_resp, count, means, k, sum_x
     """sum_x[k, j] += sum_c w_c (x_cj - m_kj) and scatter[k, j] += sum_c w_c (x_cj -
     m_kj)^2 over the gathered points c (see _gather_points), point-major: each
     point's row of X is read in place and its features are a vector; the
-    deviations in X's dtype (as _diagonal_sums), the products and sums in float64."""
+    deviations in X's dtype (as _diagonal_sums), the products and sums in float64.
+
+    Four points per pass over the features, their terms added up before
+    sum_x[k] and scatter[k] are read and written: one point per pass made a chain
+    of a load, an addition and a store through the same entries from point to
+    point. One E-step pass of P5, one thread, N/2, after five iterations
+    (benchmarks/estep_ab.py, 9 rounds, Intel Xeon family 6 model 167): 0.957 of
+    the time in float64, 1.002 in float32."""
     prefer_512_bit_vectors()
     n_features = X.shape[1]
     n_grouped = count - count % 4

@@ -997,9 +997,11 @@ def _dense_statistics(weighted_resp, X_tile, means, k, weighted_diff, sum_x, sca
     """
     prefer_512_bit_vectors()
     if vector_registers() >= 32:  # summed and (last block row) weighted there
+        # whole vectors (so LLVM knows no remainder is left)
+        columns = width - width % vector_lanes(X_tile.dtype)
         for i in range(X_tile.shape[0] - BLOCK):  # see _dense_scatter_upper4
             centre = means[k, i]
-            for t in range(width):
+            for t in range(columns):
                 weighted_diff[i, t] = weighted_resp[t] * (X_tile[i, t] - centre)
         _dense_scatter(weighted_resp, weighted_diff, X_tile, means, k, sum_x, scatter,
                        slot, width)

@@ -698,8 +698,8 @@ def _add_tile_sums(tile_weight, n_points, shift, top, entropy, sum_exp, products
     P5 0.98-0.99x / 0.99x; AVX2 build ('znver3') P1 0.88-0.90x / 0.91x, P2
     1.0-1.02x / 1.03-1.045x, P3 float32 0.95x, P5 0.99-1.0x / 0.99x. With the
     checkouts named in the other order, AVX2 P2: 0.98x / 1.0x (the harness
-    favours one position there; see the README's "sum r log r only where it is
-    needed").
+    favours one position there; see "sum r log r only where it is needed" in
+    docs/performance.md).
     """
     prefer_512_bit_vectors()
     log_likelihood = 0.0
@@ -1030,15 +1030,15 @@ def _dense_scatter(weighted_resp, weighted_diff, X_tile, means, k, sum_x, scatte
     A 4x4 block keeps 16 sums in registers: on a target with 16 vector registers
     (AVX2) they spilled to the stack, so there each block is summed as two 4x2
     halves (_dense_scatter_4x2). Measured on a Zen 4 EPYC running the AVX2 build,
-    one E-step pass: see the README's "The AVX2 build, timed". Forming x - m here
-    instead of reading a stored array (one subtraction per loaded row; the
+    one E-step pass: see "The AVX2 build, timed" in docs/performance.md. Forming
+    x - m here instead of reading a stored array (one subtraction per loaded row; the
     centring pass then stores one array, not two, and a tile's arrays take 8 KiB
     less of the 32 KiB L1 of AMD's cores): on an AVX2 Zen 3 EPYC, one E-step
     pass, 2 threads, P2 (D = 8) 0.875x the time in float64 and 0.944x in float32,
     P3 (D = 32) 1.008x and 0.945x, the same bits. AVX-512 Zen 4, one thread,
     N/2, together with the projection's split first and last row blocks: P2
-    0.865x / 0.877x, P3 0.974x / 0.980x (the README's "The AVX-512 build,
-    timed on a Zen 4").
+    0.865x / 0.877x, P3 0.974x / 0.980x ("The AVX-512 build, timed on a
+    Zen 4" in docs/performance.md).
 
     With 32 vector registers (AVX-512, AArch64) the blocks sum lane by lane
     (_dense_scatter_4x4, _dense_scatter_upper4): a sum per vector lane through

@@ -6,6 +6,7 @@ Run from the repository root::
     python benchmarks/compare.py --scale 100 --problems P1 P4
     python benchmarks/compare.py --float32                # + fastem float32 columns
     python benchmarks/compare.py --onedal-python /work/onedal-venv/bin/python
+    python benchmarks/compare.py --dgemm                  # + share of the DGEMM rate
 
 Both implementations run in this one process, one after the other on the same
 data and from the same start (``benchmarks/problems.py``), with their default
@@ -28,6 +29,12 @@ threshold 0) through that interpreter in a subprocess on the same data,
 passed as a temporary .npy file; oneDAL adds its regularisation only to
 ill-conditioned covariances, where the others always add reg_covar = 1e-6,
 so its log-likelihood differs a little (a lot on P4, which collapses).
+
+``--dgemm`` times numpy's float64 matrix product (``a @ b``, n = ``--dgemm-size``,
+median of 5, with the BLAS's default threads) before the problems and after
+them, and adds fastem's float64 rate by issue 12's count
+(``problems.flops_per_iteration``) and its share of the higher of the two
+DGEMM rates: the machine's arithmetic, the target that travels between CPUs.
 """
 
 import argparse
@@ -47,6 +54,8 @@ except ImportError:  # run as a script: python benchmarks/compare.py
 SKLEARN_TARGETS = {"P1": 100, "P2": 70, "P3": 25, "P4": 50, "P5": 25}
 ONEDAL_TARGET = 1.5  # fastem >= 1.5x oneDAL on P1, P2, P3, P5
 FLOAT32_TARGETS = {"P2": 1.6, "P3": 1.6}  # float32 >= 1.6x float64
+# issue 12: fastem's float64 flop rate >= this share of the machine's DGEMM rate
+DGEMM_TARGETS = {"P2": 0.5, "P3": 0.5, "P5": 0.5}
 
 
 def parse_arguments(argv=None):
@@ -93,6 +102,18 @@ def parse_arguments(argv=None):
         help="a Python with daal4py 2024.7: also time oneDAL through it",
     )
     parser.add_argument(
+        "--dgemm",
+        action="store_true",
+        help="also time numpy's float64 matrix product before and after the "
+        "problems, and give fastem's flop rate as a share of it",
+    )
+    parser.add_argument(
+        "--dgemm-size",
+        type=int,
+        default=4096,
+        help="order of the --dgemm matrices (default: 4096)",
+    )
+    parser.add_argument(
         "--target-seconds",
         type=float,
         default=0.2,
@@ -105,6 +126,8 @@ def parse_arguments(argv=None):
         args.scale = problems.scale_from_env(default=1)
     if args.scale < 1:
         parser.error("--scale must be >= 1")
+    if args.dgemm_size < 1:
+        parser.error("--dgemm-size must be >= 1")
     if args.float32 and args.dtype != "float64":
         parser.error(
             "--float32 compares fastem float32 with float64: use --dtype float64"
@@ -174,15 +197,34 @@ def _target_line(fastem):
     except ImportError:  # an installed fastem from before fastem/kernels/
         vector = importlib.import_module(f"{fastem.__name__}._kernels_vector")
     registers = vector.vector_registers()
-    line = (f"- fastem's kernels compiled for: {config.CPU_NAME or llvm.get_host_cpu_name()}"
-            f" ({registers} vector registers)")
+    cpu_name = config.CPU_NAME or llvm.get_host_cpu_name()
+    line = f"- fastem's kernels compiled for: {cpu_name} ({registers} vector registers)"
     settings = [f"{name}={os.environ[name]!r}" for name in TARGET_VARIABLES
                 if name in os.environ]
     return line + (f"; set: {', '.join(settings)}" if settings else "")
 
 
-def machine_lines(args, onedal_versions, load_at_start):
-    """The header: machine, threads, versions, command, date, load."""
+def dgemm_rate(size, repeats=5):
+    """numpy's float64 ``a @ b`` of two (size, size) matrices: GFLOP/s (2 size^3
+    flops) of the median of ``repeats`` products, after one untimed product."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size))
+    b = rng.standard_normal((size, size))
+    a @ b
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        seconds.append(time.perf_counter() - started)
+    return 2.0 * size**3 / sorted(seconds)[len(seconds) // 2] / 1e9
+
+
+def machine_lines(args, onedal_versions, load_at_start, dgemm_rates=None):
+    """The header: machine, threads, versions, command, date, load (and DGEMM)."""
     import llvmlite
     import numba
     import numpy
@@ -233,6 +275,14 @@ def machine_lines(args, onedal_versions, load_at_start):
         "(marginal: difference of two fits of n_hi and 1 iterations / (n_hi - 1)); "
         "P4: milliseconds per whole fit call of 50 iterations",
     ]
+    if dgemm_rates:
+        before, after = dgemm_rates
+        lines.append(
+            f"- DGEMM: numpy `a @ b`, float64, n = {args.dgemm_size}, median of 5, "
+            f"the BLAS above: {before:.1f} GFLOP/s before the problems, {after:.1f} "
+            "after; fastem's float64 GFLOP/s count N K (2 D^2 + 6 D + 7) flops per "
+            "iteration ('full'), N K (8 D + 7) ('diag'), as shares of the higher"
+        )
     return lines
 
 
@@ -256,6 +306,18 @@ def _relative_difference(value, reference):
     return f"{abs(value - reference) / abs(reference):.1e}"
 
 
+def _fill_dgemm_shares(rows, column, dgemm):
+    """Turn each row's (rate, problem name) at ``column`` into the rate's cell and
+    its share of ``dgemm`` GFLOP/s, with the target where issue 12 sets one."""
+    for row in rows:
+        rate, name = row[column], row[column + 1]
+        if rate is None:  # P4: a whole fit, not an iteration
+            row[column:column + 2] = ["", ""]
+            continue
+        target = f" (>= {DGEMM_TARGETS[name]:.0%})" if name in DGEMM_TARGETS else ""
+        row[column:column + 2] = [f"{rate:.3g}", f"{rate / dgemm:.1%}{target}"]
+
+
 def run(args, out=print):
     load_at_start = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     onedal = (
@@ -266,6 +328,7 @@ def run(args, out=print):
     sklearn = problems.IMPLEMENTATIONS["sklearn"]
     # compile fastem's kernels (and start numba's threads) before anything is timed
     fastem.fit(problems.make_problem("P4", 1, args.dtype), 2)
+    dgemm_before = dgemm_rate(args.dgemm_size) if args.dgemm else None
 
     columns = [
         "problem",
@@ -284,6 +347,8 @@ def run(args, out=print):
             "oneDAL/fastem (target)",
             "oneDAL log-lik. rel. diff.",
         ]
+    if args.dgemm:
+        columns += ["fastem GFLOP/s", "share of DGEMM (target)"]
     if args.float32:
         columns += [
             "fastem float32 s/iter",
@@ -336,6 +401,12 @@ def run(args, out=print):
                     measured["sklearn"].log_likelihood,
                 ),
             ]
+        if args.dgemm:
+            # the share is filled in once the DGEMM rate after the problems is known
+            seconds = measured["fastem"].seconds
+            rate = (None if spec.per_fit
+                    else problems.flops_per_iteration(problem) / seconds / 1e9)
+            row += [rate, name]
         if args.float32:
             target = (
                 f" (>= {FLOAT32_TARGETS[name]}x)" if name in FLOAT32_TARGETS else ""
@@ -356,7 +427,11 @@ def run(args, out=print):
         ]
         print(f"# {problem.label} done", file=sys.stderr, flush=True)
 
-    for line in machine_lines(args, onedal_versions, load_at_start):
+    dgemm_rates = None
+    if args.dgemm:
+        dgemm_rates = (dgemm_before, dgemm_rate(args.dgemm_size))
+        _fill_dgemm_shares(rows, columns.index("fastem GFLOP/s"), max(dgemm_rates))
+    for line in machine_lines(args, onedal_versions, load_at_start, dgemm_rates):
         out(line)
     out("")
     out("| " + " | ".join(columns) + " |")

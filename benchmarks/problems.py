@@ -237,6 +237,20 @@ def n_samples_at(spec, scale):
     return min(spec.n_samples, max(math.ceil(spec.n_samples / scale), least))
 
 
+def flops_per_iteration(problem):
+    """Issue 12's count of one EM iteration's arithmetic on ``problem``.
+
+    N K (2 D^2 + 6 D + 7) for 'full' and 'tied' (the triangular projection and
+    the scatter, D^2 each per point and component, as if no responsibility were
+    skipped), N K (8 D + 7) for 'diag' and 'spherical'. What counts as fast is
+    this rate against the machine's DGEMM rate (compare.py --dgemm).
+    """
+    n, d, k = problem.n_samples, problem.n_features, problem.n_components
+    if problem.covariance_type in ("full", "tied"):
+        return n * k * (2 * d * d + 6 * d + 7)
+    return n * k * (8 * d + 7)
+
+
 @functools.lru_cache(maxsize=4)
 def make_problem(name, scale=1, dtype="float64"):
     """Problem ``name`` ('P1'...'P5'), n_samples divided by ``scale``, X in ``dtype``.

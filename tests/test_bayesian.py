@@ -8,11 +8,7 @@ checks.
 """
 
 import copy
-import importlib
-import importlib.util
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +18,7 @@ from bayesian_helpers import (  # tests/bayesian_helpers.py
     assert_identical_posterior,
     concentration,
 )
+from benchmark_modules import load_benchmark_module  # tests/benchmark_modules.py
 from numpy.testing import assert_array_equal
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -502,15 +499,7 @@ def test_an_impossible_fit_raises_instead_of_returning_nan(rng, case):
 
 
 def load_compare_bayesian():
-    """benchmarks/compare_bayesian.py, imported by path as part of its package."""
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
-    if "benchmarks" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "benchmarks", folder / "__init__.py", submodule_search_locations=[str(folder)])
-        package = importlib.util.module_from_spec(spec)
-        sys.modules["benchmarks"] = package
-        spec.loader.exec_module(package)
-    return importlib.import_module("benchmarks.compare_bayesian")
+    return load_benchmark_module("compare_bayesian")
 
 
 @pytest.mark.parametrize("name", ["P1", "P5"])

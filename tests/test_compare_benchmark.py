@@ -5,26 +5,14 @@ for 'full', N K (8 D + 7) for 'diag') with each problem's N, D and K, not taken
 from the code under test.
 """
 
-import importlib
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
+from benchmark_modules import load_benchmark_module  # tests/benchmark_modules.py
 
 
 def load_compare():
-    """benchmarks/compare.py, imported by path as part of its package."""
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
-    if "benchmarks" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "benchmarks", folder / "__init__.py",
-            submodule_search_locations=[str(folder)])
-        package = importlib.util.module_from_spec(spec)
-        sys.modules["benchmarks"] = package
-        spec.loader.exec_module(package)
-    return importlib.import_module("benchmarks.compare")
+    return load_benchmark_module("compare")
 
 
 # problem at scale 1000: (N, D, K, flops per iteration by the issue's formula)

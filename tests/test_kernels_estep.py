@@ -485,6 +485,35 @@ def test_offset_data_statistics(rng, covariance_type):
         np.testing.assert_allclose(two, one, rtol=1e-7, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [0.0, 1.0, "far"])
+def test_diagonal_log_prob_of_data_off_the_origin(rng, covariance_type, dtype, offset):
+    """Seventeen features, two passes of eight and one: data and means moved by an
+    offset, from around the origin (every |m e| within CENTRE_BOUND, the centring
+    folded into a multiply-add) to far from it (1e5 in float32, 1e8 in float64:
+    |m e| ~ 1e5 and 1e8, exact centring; folded, the rounded m e would miss the
+    oracle by far more than the tolerance). The means are multiples of 1/64, so
+    that they are the same numbers in float32."""
+    X, parameters = random_problem(rng, covariance_type, 400, 17, 5)
+    if offset == "far":
+        offset = 1e5 if dtype == np.float32 else 1e8
+    means = np.round((parameters.means + offset) * 64.0) / 64.0
+    X = (X + offset).astype(dtype)
+    products = np.abs(means * np.sqrt(
+        1.0 / np.broadcast_to(parameters.covariances.reshape(5, -1), means.shape)))
+    bound = _kernels_estep.CENTRE_BOUND
+    assert (products.max() > bound) if offset > 1.0 else (products.max() <= bound)
+    expected = reference.estimate_weighted_log_prob(
+        X, parameters.weights, means, parameters.covariances, covariance_type)
+    moved = _driver.Parameters(parameters.weights, means, parameters.covariances,
+                               parameters.precisions_chol)
+    actual = _driver.estimate_weighted_log_prob(X, moved, covariance_type,
+                                                block_size_for(X, covariance_type, 5))
+    rtol, atol = tolerances(dtype)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_scaled_data_log_likelihood_moves_by_the_log_determinant(rng, covariance_type,

@@ -196,6 +196,23 @@ def lane_sums(typingctx, rows, dtype):
 STACK_ALIGNMENT = 64  # bytes: a cache line, so no 512-bit vector of a row straddles two
 
 
+@intrinsic
+def stack_vector(typingctx, size, dtype):
+    """An uninitialised (size,) C array of ``dtype`` on the stack of the calling
+    function; ``size`` a constant. For a few values per call that loops unrolled
+    over a constant count read (fastem.kernels.estep's _diagonal_distances): LLVM
+    keeps them in registers, as scalars written out would be. The array lives as
+    long as the calling function's frame: never return it or keep it."""
+    if not (isinstance(size, types.IntegerLiteral) and isinstance(dtype, types.DType)):
+        return None
+    element = dtype.dtype
+
+    def codegen(context, builder, signature, args):
+        return stack_array(context, builder, element, (size.literal_value,))
+
+    return types.Array(element, 1, "C")(size, dtype), codegen
+
+
 def stack_array(context, builder, element, shape):
     """Code for an uninitialised C array of numba type ``element`` and ``shape`` (a
     tuple of ints) on the stack of the function being compiled: an ``alloca``,

@@ -22,6 +22,7 @@ from fastem.kernels.vector import (
     lane_totals,
     prefer_512_bit_vectors,
     prefetch,
+    stack_vector,
     transpose_rows8,
     transpose_square8,
     vector_lanes,
@@ -221,25 +222,35 @@ def test_lane_totals_add_up_each_row_and_widen_to_float64(dtype):
 
 @njit(cache=False)
 def _stack_addresses(X):
-    """Where stack_tile and lane_sums put their arrays, and stack_tile's shape."""
+    """Where stack_tile, lane_sums and stack_vector put their arrays, stack_tile's
+    shape, and what the three hold once written."""
     tile = _kernels_estep.stack_tile(3, X.dtype)
     sums = lane_sums(5, X.dtype)
+    values = stack_vector(7, X.dtype)
     tile[:] = 1.0
     sums[:] = 2.0
-    return (tile.ctypes.data, sums.ctypes.data, tile.shape[0], tile.shape[1],
-            tile.sum() + sums.sum())
+    for j in range(values.shape[0]):
+        values[j] = X[0, 0] + j
+    return (tile.ctypes.data, sums.ctypes.data, values.ctypes.data, tile.shape[0],
+            tile.shape[1], tile.sum() + sums.sum(), values.copy())
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_stack_arrays_start_a_cache_line(dtype):
     """The stack arrays of the kernels start a 64-byte line (a 512-bit vector of
-    their rows then never straddles two lines) and stack_tile has the statistics
-    tile's width."""
-    X = np.zeros((4, 3), dtype=dtype)
-    tile_address, sums_address, rows, width, total = _stack_addresses(X)
+    their rows then never straddles two lines), stack_tile has the statistics
+    tile's width, and stack_vector is a 1-D array of its size and of the dtype
+    asked for, distinct from the others."""
+    X = np.full((4, 3), 0.5, dtype=dtype)
+    (tile_address, sums_address, values_address, rows, width, total,
+     values) = _stack_addresses(X)
     assert tile_address % 64 == 0 and sums_address % 64 == 0
+    assert values_address % 64 == 0
+    assert len({tile_address, sums_address, values_address}) == 3
     assert (rows, width) == (3, _kernels_estep.statistics_tile(X))
     assert total == 3 * width + 2 * 5 * vector_lanes(dtype)
+    assert values.dtype == dtype
+    np.testing.assert_array_equal(values, 0.5 + np.arange(7, dtype=dtype))
 
 
 @njit(cache=False)

@@ -175,10 +175,12 @@ def arm64_assembly(directory):
     """The block kernels' LLVM IR from a fresh process (empty numba cache in
     ``directory``), optimised and assembled for AArch64 in another."""
     env = dict(os.environ, NUMBA_OPT="0", NUMBA_CACHE_DIR=str(directory))
-    # gather_nonzero's AVX-512 compress is x86's own (on an AVX-512 host): an ARM64
-    # host builds its portable stores, so the IR taken here must have them too
+    # gather_nonzero's AVX-512 compress and AVX2 permute are x86's own (on such a
+    # host): an ARM64 host builds its portable stores, so the IR taken here must
+    # have them too
     portable = ("import fastem.kernels.vector as _vector\n"
-                "_vector._compress_in_registers = lambda: False\n")
+                "_vector._compress_in_registers = lambda: False\n"
+                "_vector._permute_in_registers = lambda: False\n")
     ir = subprocess.run([sys.executable, "-W", "ignore", "-c",
                          portable + kernels_script("kernel.inspect_llvm(sig)")],
                         env=env, capture_output=True, text=True, timeout=600, check=False)

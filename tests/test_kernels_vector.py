@@ -15,6 +15,7 @@ from numba import njit
 from fastem.kernels import estep as _kernels_estep
 from fastem.kernels.vector import (
     PREFERRED_VECTOR_BITS,
+    _permute_in_registers,
     add_lanes,
     compress_width,
     gather_nonzero,
@@ -377,8 +378,11 @@ for dtype in (np.float64, np.float32):
             assert (index[count:end] == kept).all()
             assert (gathered[count:end] == values[kept]).all()
             assert (values == before).all()
-asm = "\\n".join(gather.inspect_asm(signature) for signature in gather.signatures)
-print(json.dumps(sorted(set(re.findall(r"v\\w*compress\\w*\\s+[^\\n]*", asm)))))
+asm = {str(signature[0].dtype): gather.inspect_asm(signature)
+       for signature in gather.signatures}
+print(json.dumps([
+    sorted(set(re.findall(r"v\\w*compress\\w*\\s+[^\\n]*", "\\n".join(asm.values())))),
+    {dtype: len(re.findall(r"vperm(?:d|ps)\\s", text)) for dtype, text in asm.items()}]))
 """
 
 
@@ -401,8 +405,14 @@ def test_gather_nonzero_keeps_the_nonzero_entries_in_order(cpu):
     result = subprocess.run([sys.executable, "-c", GATHER_SCRIPT], env=env,
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    compresses = json.loads(result.stdout)
+    compresses, permutes = json.loads(result.stdout)
     compressing = cpu == "skylake-avx512" or (cpu == "host" and _host_has_avx512())
     assert bool(compresses) == compressing
     for instruction in compresses:
         assert "(" not in instruction, instruction  # no memory operand
+    # AVX2 packs float64 entries by a variable permute (vpermd, which LLVM may
+    # emit as vpermps: values and positions, four at a time); float32 and the
+    # other targets do not
+    permuting = cpu == "znver3" or (cpu == "host" and _permute_in_registers())
+    assert (permutes["float64"] > 0) == permuting, permutes
+    assert permutes["float32"] == 0, permutes

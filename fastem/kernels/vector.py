@@ -111,21 +111,29 @@ def _vector_bits():
     NUMBA_CPU_FEATURES, else the host's) uses: zmm only with AVX-512, ymm with
     AVX. numba keys its cache on the same CPU name and features, so cached code
     and this answer agree."""
+    assembly = _x86_assembly(
+        "define <8 x double> @add(<8 x double> %a, <8 x double> %b) {\n"
+        "  %c = fadd <8 x double> %a, %b\n  ret <8 x double> %c\n}\n")
+    if assembly is None:
+        return 128
+    return 512 if "zmm" in assembly else 256 if "ymm" in assembly else 128
+
+
+def _x86_assembly(llvm_ir):
+    """The assembly LLVM makes of ``llvm_ir`` for the x86 CPU numba compiles for
+    (its name and features as numba takes them: NUMBA_CPU_NAME /
+    NUMBA_CPU_FEATURES, else the host's); None on other architectures."""
     triple = llvm.get_process_triple()
     if not triple.startswith(("x86_64", "i386", "i686", "amd64")):
-        return 128
+        return None
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     name = config.CPU_NAME or llvm.get_host_cpu_name()
     features = (config.CPU_FEATURES if config.CPU_FEATURES is not None
                 else codegen.get_host_cpu_features())
-    module = llvm.parse_assembly(
-        "define <8 x double> @add(<8 x double> %a, <8 x double> %b) {\n"
-        "  %c = fadd <8 x double> %a, %b\n  ret <8 x double> %c\n}\n")
     machine = llvm.Target.from_triple(triple).create_target_machine(
         cpu=name, features=features, opt=0)
-    assembly = machine.emit_assembly(module)
-    return 512 if "zmm" in assembly else 256 if "ymm" in assembly else 128
+    return machine.emit_assembly(llvm.parse_assembly(llvm_ir))
 
 
 @overload(vector_bits, inline="always")
@@ -377,26 +385,18 @@ def _compress_in_registers():
 @functools.lru_cache(maxsize=None)
 def _permute_in_registers():
     """Whether gather_nonzero packs float64 entries with AVX2's variable permute
-    (``vpermd``, an x86 intrinsic, which LLVM may emit as ``vpermps``, and a table
-    of the 16 ways to pack four lanes): where numba compiles for x86 with 256-bit integer vectors (AVX2, not
-    AVX-512, which compresses instead: see _compress_in_registers). Asks LLVM, as
-    _vector_bits does: a 256-bit integer addition is one ``vpaddd`` on a ymm
-    register only with AVX2 (AVX splits it into two 128-bit halves)."""
-    triple = llvm.get_process_triple()
-    if not triple.startswith(("x86_64", "i386", "i686", "amd64")):
-        return False
+    (``vpermd``, an x86 intrinsic, which LLVM may emit as ``vpermps``, and a
+    table of the 16 ways to pack four lanes): where numba compiles for x86 with
+    256-bit integer vectors (AVX2; not AVX-512, which compresses instead: see
+    _compress_in_registers). Asks LLVM, as _vector_bits does: a 256-bit integer
+    addition is one ``vpaddd`` on a ymm register only with AVX2 (AVX splits it
+    into two 128-bit halves)."""
     if _vector_bits() != 256:
         return False
-    name = config.CPU_NAME or llvm.get_host_cpu_name()
-    features = (config.CPU_FEATURES if config.CPU_FEATURES is not None
-                else codegen.get_host_cpu_features())
-    module = llvm.parse_assembly(
+    assembly = _x86_assembly(
         "define <8 x i32> @add(<8 x i32> %a, <8 x i32> %b) {\n"
         "  %c = add <8 x i32> %a, %b\n  ret <8 x i32> %c\n}\n")
-    machine = llvm.Target.from_triple(triple).create_target_machine(
-        cpu=name, features=features, opt=0)
-    assembly = machine.emit_assembly(module)
-    return "vpaddd\t%ymm" in assembly
+    return assembly is not None and "vpaddd\t%ymm" in assembly
 
 
 def _pack_table():

@@ -463,10 +463,13 @@ def gather_nonzero(typingctx, values, first, index, gathered, count):
             the number of bits set."""
             int32x8 = ir.VectorType(ir.IntType(32), 8)
             table_type = ir.ArrayType(int32x8, 16)
-            table = cgutils.global_constant(
-                builder.module, "fastem_pack4_table",
-                ir.Constant(table_type, [ir.Constant(int32x8, row)
-                                         for row in _pack_table()]))
+            # one table per module, however many calls the function inlines
+            table = builder.module.globals.get("fastem_pack4_table")
+            if table is None:
+                table = cgutils.global_constant(
+                    builder.module, "fastem_pack4_table",
+                    ir.Constant(table_type, [ir.Constant(int32x8, row)
+                                             for row in _pack_table()]))
             permd = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(int32x8, [int32x8, int32x8]),
                 "llvm.x86.avx2.permd")

@@ -23,6 +23,7 @@ from fastem.kernels.vector import (
     lane_totals,
     prefer_512_bit_vectors,
     prefetch,
+    shaped,
     stack_vector,
     transpose_rows8,
     transpose_square8,
@@ -82,36 +83,39 @@ def _functions_with_loops():
     return sorted(names)
 
 
-# The function that runs each statistics kernel's loop over tiles:
-# dense_statistics_blocks allocates the work arrays and hands each block to
-# _dense_tiles (no reference counting); diagonal_statistics_blocks calls
-# _diagonal_block, which allocates them and loops over the tiles itself.
-TILE_LOOPS = {"dense_statistics_blocks": "_dense_tiles",
-              "diagonal_statistics_blocks": "_diagonal_block"}
+# The statistics kernels run their loops over tiles themselves, on work arrays
+# that a compiled function of their own allocates (*_tile_arrays): no function
+# between the kernel and its tile loop (see dense_statistics_blocks).
+STATISTICS_KERNELS = {"dense_statistics_blocks", "diagonal_statistics_blocks"}
 
 
 @pytest.mark.parametrize("name", [name for name in _functions_with_loops()
-                                  if not name.endswith("_blocks")
+                                  if name != "log_resp_blocks"
                                   and not name.startswith("reduce_")])
 def test_every_function_with_a_loop_asks_for_512_bit_vectors(name):
     # Each forceinline helper is optimised in its own LLVM module before it is
-    # inlined, so each needs the attribute itself (the *_blocks kernels only loop
-    # over blocks and call one block function; reduce_* sum a few partials). The compiled kernels are cached
-    # and cannot be inspected; this checks the source, and test_kernels_asm the
-    # machine code for named CPUs.
+    # inlined, so each needs the attribute itself, as the statistics kernels do
+    # (log_resp_blocks and reduce_* are not fastmath and sum a few numbers per
+    # row or block). The compiled kernels are cached and cannot be inspected;
+    # this checks the source, and test_kernels_asm the machine code for named CPUs.
     source = inspect.getsource(getattr(_kernels_estep, name).py_func)
     assert "prefer_512_bit_vectors()" in source
 
 
-def test_every_block_function_is_listed():
-    blocks = {
-        name for name, value in vars(_kernels_estep).items()
-        if name.endswith("_block") and hasattr(value, "py_func")
-    }
+def test_the_statistics_kernels_run_their_tile_loops():
     kernels = {name for name in vars(_kernels_estep)
                if name.endswith("_statistics_blocks")}
-    assert kernels == set(TILE_LOOPS)
-    assert blocks <= set(TILE_LOOPS.values()) <= set(_functions_with_loops())
+    assert kernels == STATISTICS_KERNELS
+    assert kernels <= set(_functions_with_loops())
+    for name in kernels:
+        kernel = getattr(_kernels_estep, name)
+        assert kernel.targetoptions["_nrt"] is False  # it allocates nothing
+        assert "for start in range(" in inspect.getsource(kernel.py_func)
+    block_functions = {
+        name for name, value in vars(_kernels_estep).items()
+        if name.endswith(("_block", "_tiles")) and hasattr(value, "py_func")
+    }
+    assert not block_functions
 
 
 @pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"), reason="x86 CPU names")
@@ -252,6 +256,40 @@ def test_stack_arrays_start_a_cache_line(dtype):
     assert total == 3 * width + 2 * 5 * vector_lanes(dtype)
     assert values.dtype == dtype
     np.testing.assert_array_equal(values, 0.5 + np.arange(7, dtype=dtype))
+
+
+@njit(cache=False)
+def _shaped_views(buffer, n_rows, width):
+    """shaped's (n_rows, width) and (width,) views of buffer, row i of the first
+    raised by 10 i through the view."""
+    matrix = shaped(buffer, (n_rows, width))
+    vector = shaped(buffer, width)
+    for i in range(n_rows):
+        for t in range(width):
+            matrix[i, t] += 10 * i
+    return (matrix.shape, matrix.strides, vector.shape, vector.strides,
+            matrix.ctypes.data, vector.ctypes.data, buffer.ctypes.data)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_shaped_views_the_first_entries_with_the_shape_given(dtype):
+    """shaped (which the statistics kernels apply to their work arrays): a C view of
+    the array's first entries, 2-D from a tuple and 1-D from an int, with C strides
+    of the dtype, writing through to the array, and no reference left behind (a
+    leaked reference count would keep the buffer's count raised)."""
+    buffer = np.arange(20).astype(dtype)
+    before = buffer.copy()
+    count = sys.getrefcount(buffer)
+    (matrix_shape, matrix_strides, vector_shape, vector_strides, matrix_address,
+     vector_address, buffer_address) = _shaped_views(buffer, 3, 5)
+    itemsize = buffer.itemsize
+    assert matrix_shape == (3, 5) and matrix_strides == (5 * itemsize, itemsize)
+    assert vector_shape == (5,) and vector_strides == (itemsize,)
+    assert matrix_address == vector_address == buffer_address
+    expected = before.copy()
+    expected[:15] += np.repeat(10 * np.arange(3), 5).astype(dtype)
+    np.testing.assert_array_equal(buffer, expected)
+    assert sys.getrefcount(buffer) == count
 
 
 @njit(cache=False)

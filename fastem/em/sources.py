@@ -233,8 +233,10 @@ def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs,
     """Partial statistics of the chunk's blocks: (nk, sum_x, scatter, sums) parts
     (sums[:, 1], sum r log r, 0 unless ``with_entropy``).
 
-    Runs the serial ``*_statistics_blocks`` kernel over the chunk's blocks on
-    the kernels' threads (one thread inside a Dask task, see ``fastem.em.dask_source``).
+    Runs the serial ``*_statistics_blocks`` kernel over the chunk's blocks on the
+    kernels' threads, with work arrays per thread (``dense_blocks``,
+    ``diagonal_blocks``; one thread inside a Dask task, see
+    ``fastem.em.dask_source``).
     """
     means, factors, log_norm = inputs
     n_blocks = n_blocks_of(X.shape[0], block_size)
@@ -243,10 +245,10 @@ def chunk_statistics(X, sample_weight, first_row, block_size, dense, inputs,
     sum_x_parts = np.zeros((n_blocks, n_components, n_padded))
     if dense:
         scatter_parts = np.zeros((n_blocks, factors.shape[0], n_padded, n_padded))
-        kernel = _kernels_estep.dense_statistics_blocks
+        kernel = _kernels_estep.dense_blocks
     else:
         scatter_parts = np.zeros((n_blocks, n_components, n_padded))
-        kernel = _kernels_estep.diagonal_statistics_blocks
+        kernel = _kernels_estep.diagonal_blocks
     sums_parts = np.zeros((n_blocks, 3))
     run_blocks(kernel, n_blocks, read_only(X), kernel_weights(sample_weight), means,
                factors, log_norm, block_size, nk_parts, sum_x_parts, scatter_parts,

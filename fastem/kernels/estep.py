@@ -55,6 +55,13 @@ Conventions shared by every kernel here:
 * Helpers are ``forceinline`` (LLVM inlines them into the one kernel that
   calls them), not numba's ``inline="always"``, which copies and re-types a
   helper's body at every call site: that halved the cold compile time.
+* The statistics kernels (``*_statistics_blocks``) run the loop over tiles
+  themselves, on work arrays that a compiled function of their own allocates
+  (``*_tile_arrays``; ``dense_blocks`` and ``diagonal_blocks`` call the two, so
+  each thread has its own). numba optimises a compiled function's module again
+  with every jitted function it calls inlined, and turns it into machine code
+  again: a function between the kernel and its tile loop costs its compile
+  time once more (dense_statistics_blocks).
 * Helpers that neither allocate nor return arrays are compiled without
   numba's reference counting (``_nrt=False``; their callers hold every array
   they pass). With it, each call increments and decrements the count of each
@@ -92,6 +99,7 @@ from fastem.kernels.vector import (
     lane_totals,
     prefer_512_bit_vectors,
     prefetch,
+    shaped,
     stack_array,
     stack_vector,
     transpose_rows8,
@@ -204,8 +212,8 @@ def stack_tile(typingctx, rows, dtype):
 def _transpose_tile(X_flat, n_features, start, n_points, X_tile, width):
     """X_tile[i, t] = X[start + t, i]; columns past n_points repeat point 0.
 
-    ``X_flat`` is X's rows end to end (``_rows_end_to_end``): indexing a 1-D
-    array, LLVM knows the stride of two features is two elements and
+    ``X_flat`` is X's rows end to end (a 1-D view of C-contiguous X): indexing
+    a 1-D array, LLVM knows the stride of two features is two elements and
     vectorises their transposition; through X's runtime row stride it stays
     scalar (a tenth of a P1 iteration). Rows past the data's features
     (padding) are left as they are (zero).
@@ -270,14 +278,6 @@ def _prefetch_next_tile(X_flat, n_features, start, end_row, part, n_parts, width
     per_part = (n_lines + n_parts - 1) // n_parts
     for index in range(part * per_part, min(n_lines, (part + 1) * per_part)):
         prefetch(X_flat, first + index * line)
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _rows_end_to_end(X):
-    """A 1-D view of C-contiguous X (made once per block: a view costs a reference
-    count update that parallel threads contend for)."""
-    return X.reshape(X.shape[0] * X.shape[1])
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -1312,94 +1312,6 @@ def n_blocks_of(n_samples, block_size):
     return -(-n_samples // block_size)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
-def _dense_tiles(X, X_flat, sample_weight, first_row, end_row, means_padded, factors,
-                 log_norm, nk, sum_x, scatter, sums, weighted_log_prob, shift,
-                 log_uniform, X_tile, weighted_diff, mahalanobis, resp,
-                 tile_top, tile_peak, other_peak, tile_scale, tile_entropy, tile_weight,
-                 weighted_resp, products, index, gathered_resp, gathered_diff,
-                 gathered_weighted_diff, compact_tile, with_entropy, width):
-    """The loop over the tiles of rows [first_row, end_row), given the work arrays
-    that dense_statistics_blocks allocates.
-
-    A helper without reference counting (_nrt=False, its caller holds every array):
-    written in the function that allocates them, numba counted the arrays passed
-    to the helpers up and down around some of the calls, once per component and
-    tile (2.7% of P2's kernel samples in a perf profile).
-    """
-    prefer_512_bit_vectors()
-    n_components, n_padded = means_padded.shape
-    shared = factors.shape[0] == 1
-    inference = weighted_log_prob.shape[0] > 0
-    sparse = width > SPARSE_TILE and n_padded >= SPARSE_MIN_FEATURES
-    compact = X.shape[1] == COMPACT_FEATURES and width > COMPACT_TILE
-    for start in range(first_row, end_row, width):
-        n_points = min(width, end_row - start)
-        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
-        for t in range(width):
-            tile_peak[t] = -np.inf
-        for k in range(n_components):
-            _prefetch_next_tile(X_flat, X.shape[1], start, end_row, k, n_components,
-                                width)
-            if n_padded == 2 and not inference:
-                if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
-                    _log_prob2(X_tile, means_padded, k, factors, 0 if shared else k,
-                               log_norm, shift, n_points, resp, tile_peak, other_peak,
-                               width)
-                else:
-                    _log_prob2(X_tile, means_padded, k, factors, 0 if shared else k,
-                               log_norm, shift, n_points, resp, other_peak, tile_peak,
-                               width)
-                continue
-            _dense_mahalanobis(X_tile, means_padded, k, factors, 0 if shared else k,
-                               mahalanobis, width)
-            if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
-                _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
-                                tile_peak, other_peak, weighted_log_prob, width)
-            else:
-                _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
-                                other_peak, tile_peak, weighted_log_prob, width)
-        if inference:
-            continue
-        if n_components % 2 == 1:
-            for t in range(width):
-                tile_peak[t] = other_peak[t]
-        _tile_weights(sample_weight, start, n_points, tile_weight)
-        _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale, tile_entropy,
-                          tile_weight, with_entropy, log_uniform, width)
-        _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy, tile_peak,
-                       products, log_uniform, with_entropy, sums, width)
-        for k in range(n_components):
-            if n_padded == 2:
-                nk[k] += _dense_statistics2(tile_scale, resp, k, X_tile, means_padded,
-                                            weighted_resp, sum_x, scatter,
-                                            0 if shared else k, width)
-                continue
-            total, count = _weight_responsibilities(tile_scale, n_points, resp, k,
-                                                    weighted_resp, width)
-            nk[k] += total
-            if total == 0.0:
-                continue
-            if sparse and count <= SPARSE_TILE:
-                n_gathered = _gather_points(weighted_resp, n_points, index, gathered_resp)
-                _sparse_statistics(X, start, index, gathered_resp, n_gathered, means_padded,
-                                   k, gathered_diff, gathered_weighted_diff, sum_x, scatter,
-                                   0 if shared else k)
-                continue
-            # one call of the dense statistics for both tiles (each inlined call
-            # site is compiled anew: two took 2 s more of the cold compile)
-            tile, tile_resp, n_columns = X_tile, weighted_resp, width
-            if compact and count <= COMPACT_TILE:
-                n_gathered = _gather_points(weighted_resp, n_points, index,
-                                            gathered_resp)
-                n_columns = _compact_tile(X_flat, start, index, n_gathered,
-                                          gathered_resp, compact_tile)
-                tile, tile_resp = compact_tile, gathered_resp
-            _dense_statistics(tile_resp, tile, means_padded, k, weighted_diff, sum_x,
-                              scatter, 0 if shared else k, n_columns)
-
-
 CACHE_LINE = 64  # bytes
 
 
@@ -1437,15 +1349,13 @@ def _tile_array(n_rows, width, dtype):
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _tile_arrays(X, n_components, width):
-    """The per-tile arrays of both block kernels, allocated once per block:
-    (mahalanobis, resp (K, width), tile_top, tile_peak, other_peak (see
-    _store_log_prob), tile_scale, tile_entropy, tile_weight (float64),
-    weighted_resp, products (float64, see _add_tile_sums)), each of ``width``
-    entries in X's dtype unless stated. Those in X's dtype are rows of one array
-    from _tile_array (one compiled specialisation per dtype: each costs compile
-    time); the two float64 ones are numba's own, as their loops are short."""
-    dtype = X.dtype
+def _tile_arrays(dtype, n_components, width):
+    """The per-tile arrays of both block kernels: (mahalanobis, resp (K, width),
+    tile_top, tile_peak, other_peak (see _store_log_prob), tile_scale,
+    tile_entropy, tile_weight (float64), weighted_resp, products (float64, see
+    _add_tile_sums)), each of ``width`` entries of ``dtype`` unless stated. Those
+    of ``dtype`` are rows of one array from _tile_array; the two float64 ones are
+    numba's own, as their loops are short."""
     vectors = _tile_array(7, width, dtype)
     return (vectors[0], _tile_array(n_components, width, dtype), vectors[1], vectors[2],
             vectors[3], vectors[4], vectors[5], np.empty(width), vectors[6],
@@ -1453,10 +1363,40 @@ def _tile_arrays(X, n_components, width):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, block_size,
-                            nk_parts, sum_x_parts, scatter_parts, sums_parts,
-                            weighted_log_prob, with_entropy, first_block, end_block):
-    """Partial statistics of blocks [first_block, end_block) of X ('full' and 'tied').
+def dense_tile_arrays(dtype, n_components, n_padded, width):
+    """The work arrays of dense_statistics_blocks for data of ``dtype`` (its
+    statistics_tile ``width``), in the order it takes them: X_tile (n_padded,
+    width; zeroed: its padded features stay 0), weighted_diff (n_padded, width),
+    the ten of _tile_arrays, index (width, int64), gathered_resp (width),
+    gathered_diff and gathered_weighted_diff (SPARSE_TILE, n_padded),
+    compact_tile (n_padded, width)."""
+    X_tile = _tile_array(n_padded, width, dtype)
+    X_tile[:] = 0.0
+    weighted_diff = _tile_array(n_padded, width, dtype)
+    (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
+     tile_weight, weighted_resp, products) = _tile_arrays(dtype, n_components, width)
+    # the narrow tile of a component with few non-zero responsibilities
+    index = np.zeros(width, dtype=np.int64)  # width: see _gather_points
+    gathered_resp = np.zeros(width, dtype=dtype)
+    gathered_diff = np.zeros((SPARSE_TILE, n_padded), dtype=dtype)
+    gathered_weighted_diff = np.zeros((SPARSE_TILE, n_padded), dtype=dtype)
+    compact_tile = _tile_array(n_padded, width, dtype)
+    return (X_tile, weighted_diff, mahalanobis, resp, tile_top, tile_peak, other_peak,
+            tile_scale, tile_entropy, tile_weight, weighted_resp, products, index,
+            gathered_resp, gathered_diff, gathered_weighted_diff, compact_tile)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm,
+                            block_size, nk_parts, sum_x_parts, scatter_parts,
+                            sums_parts, weighted_log_prob, with_entropy, X_tile,
+                            weighted_diff, mahalanobis, resp, tile_top, tile_peak,
+                            other_peak, tile_scale, tile_entropy, tile_weight,
+                            weighted_resp, products, index, gathered_resp,
+                            gathered_diff, gathered_weighted_diff, compact_tile,
+                            first_block, end_block):
+    """Partial statistics of blocks [first_block, end_block) of X ('full' and 'tied'),
+    given the work arrays of dense_tile_arrays (see dense_blocks).
 
     Block b (rows [b * block_size, min(N, (b + 1) * block_size))) writes its
     own nk_parts[b] (K,), sum_x_parts[b] (K, D padded), scatter_parts[b]
@@ -1479,40 +1419,142 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm, b
     ``means_padded`` and ``factors`` are padded to a multiple of 4 features (see
     pad_dense).
 
-    The tiles' work arrays are allocated here, once for the blocks, and each
-    block's loop over tiles runs in _dense_tiles. (A block function between the
-    two, as the diagonal kernel has, cost 0.7 s of the dense family's cold
-    compile: numba optimises each compiled function's module again with the
-    helpers it links.)
+    Without reference counting (_nrt=False): it allocates nothing; its caller
+    holds every array. The work arrays come from a compiled function of their
+    own (dense_tile_arrays), not from this one: numba counts the references of
+    the arrays a function allocates up and down around its calls of helpers
+    (2.7% of P2's kernel samples in a perf profile when the tile loop was
+    written in the function that allocated them), and a compiled function
+    between the two (the tile loop in a helper, the arrays allocated in the
+    kernel that called it, as before) had its module, with the whole tile loop
+    inlined, optimised and turned into machine code again, besides the helper's
+    own: the cold compile of 'full'/'tied' (a small and a large fit, predict,
+    score_samples; fresh processes, empty caches, three alternations, Intel Xeon)
+    took 15.6-16.0 s of CPU against 17.3-17.5 in float64, 15.2-16.1 against
+    16.7-18.5 in float32; 'diag'/'spherical' 12.4-12.9 against 13.7-14.6 and
+    12.1-13.6 against 14.0-15.5. One E-step pass, one thread, N/2, after five
+    iterations (benchmarks/estep_ab.py, 15 rounds), time after / before in
+    float64 and float32: P1 1.013 and 1.002, P2 0.989 and 0.986, P3 0.993 and
+    1.0, P5 0.941 and 0.951; AVX2 build 0.992 / 0.992, 1.007 / 1.009, 1.006 /
+    1.017, 0.997 / 1.0.
     """
     prefer_512_bit_vectors()
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     width = statistics_tile(X)
-    X_flat = _rows_end_to_end(X)
+    # X's rows end to end, made once per call (with reference counting, a view
+    # costs an update of the count that parallel threads contend for)
+    X_flat = X.reshape(n_samples * n_features)
     n_components, n_padded = means_padded.shape
-    X_tile = _tile_array(n_padded, width, X.dtype)
-    X_tile[:] = 0.0  # padded features stay 0
-    weighted_diff = _tile_array(n_padded, width, X.dtype)
-    (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
-     tile_weight, weighted_resp, products) = _tile_arrays(X, n_components, width)
+    shared = factors.shape[0] == 1
+    inference = weighted_log_prob.shape[0] > 0
+    sparse = width > SPARSE_TILE and n_padded >= SPARSE_MIN_FEATURES
+    compact = n_features == COMPACT_FEATURES and width > COMPACT_TILE
     shift = _log_norm_shift(log_norm)
     log_uniform = _log_uniform(n_components)
-    # the narrow tile of a component with few non-zero responsibilities
-    index = np.zeros(width, dtype=np.int64)  # width: see _gather_points
-    gathered_resp = np.zeros(width, dtype=X.dtype)
-    gathered_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
-    gathered_weighted_diff = np.zeros((SPARSE_TILE, n_padded), dtype=X.dtype)
-    compact_tile = _tile_array(n_padded, width, X.dtype)
+    # The work arrays with their shapes as constants of the compiled code, as when
+    # they were allocated here: as arguments their shapes (and so their row strides
+    # and some trip counts) are run-time values, and LLVM made a loop of 16
+    # (log_of_product64's) a strided loop: P1 1.5-2.5% slower. (reshape would
+    # not do: its shape comes back from a C helper.)
+    X_tile = shaped(X_tile, (n_padded, width))
+    weighted_diff = shaped(weighted_diff, (n_padded, width))
+    compact_tile = shaped(compact_tile, (n_padded, width))
+    resp = shaped(resp, (n_components, width))
+    gathered_diff = shaped(gathered_diff, (SPARSE_TILE, n_padded))
+    gathered_weighted_diff = shaped(gathered_weighted_diff, (SPARSE_TILE, n_padded))
+    mahalanobis, tile_top = shaped(mahalanobis, width), shaped(tile_top, width)
+    tile_peak, other_peak = shaped(tile_peak, width), shaped(other_peak, width)
+    tile_scale, tile_entropy = shaped(tile_scale, width), shaped(tile_entropy, width)
+    tile_weight = shaped(tile_weight, width)
+    weighted_resp = shaped(weighted_resp, width)
+    products, index = shaped(products, width), shaped(index, width)
+    gathered_resp = shaped(gathered_resp, width)
     for block in range(first_block, end_block):
         part = block % nk_parts.shape[0]  # block, or 0 for inference
-        _dense_tiles(X, X_flat, sample_weight, block * block_size,
-                     min(n_samples, (block + 1) * block_size), means_padded, factors,
-                     log_norm, nk_parts[part], sum_x_parts[part], scatter_parts[part],
-                     sums_parts[part], weighted_log_prob, shift, log_uniform, X_tile,
-                     weighted_diff, mahalanobis, resp, tile_top, tile_peak,
-                     other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp,
-                     products, index, gathered_resp, gathered_diff,
-                     gathered_weighted_diff, compact_tile, with_entropy, width)
+        nk, sum_x, scatter = nk_parts[part], sum_x_parts[part], scatter_parts[part]
+        sums = sums_parts[part]
+        end_row = min(n_samples, (block + 1) * block_size)
+        for start in range(block * block_size, end_row, width):
+            n_points = min(width, end_row - start)
+            _transpose_tile(X_flat, n_features, start, n_points, X_tile, width)
+            for t in range(width):
+                tile_peak[t] = -np.inf
+            for k in range(n_components):
+                _prefetch_next_tile(X_flat, n_features, start, end_row, k, n_components,
+                                    width)
+                slot = 0 if shared else k
+                if n_padded == 2 and not inference:
+                    if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
+                        _log_prob2(X_tile, means_padded, k, factors, slot, log_norm,
+                                   shift, n_points, resp, tile_peak, other_peak, width)
+                    else:
+                        _log_prob2(X_tile, means_padded, k, factors, slot, log_norm,
+                                   shift, n_points, resp, other_peak, tile_peak, width)
+                    continue
+                _dense_mahalanobis(X_tile, means_padded, k, factors, slot, mahalanobis,
+                                   width)
+                if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
+                    _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points,
+                                    resp, tile_peak, other_peak, weighted_log_prob,
+                                    width)
+                else:
+                    _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points,
+                                    resp, other_peak, tile_peak, weighted_log_prob,
+                                    width)
+            if inference:
+                continue
+            if n_components % 2 == 1:
+                for t in range(width):
+                    tile_peak[t] = other_peak[t]
+            _tile_weights(sample_weight, start, n_points, tile_weight)
+            _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale,
+                              tile_entropy, tile_weight, with_entropy, log_uniform,
+                              width)
+            _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy,
+                           tile_peak, products, log_uniform, with_entropy, sums, width)
+            for k in range(n_components):
+                slot = 0 if shared else k
+                if n_padded == 2:
+                    nk[k] += _dense_statistics2(tile_scale, resp, k, X_tile,
+                                                means_padded, weighted_resp, sum_x,
+                                                scatter, slot, width)
+                    continue
+                total, count = _weight_responsibilities(tile_scale, n_points, resp, k,
+                                                        weighted_resp, width)
+                nk[k] += total
+                if total == 0.0:
+                    continue
+                if sparse and count <= SPARSE_TILE:
+                    n_gathered = _gather_points(weighted_resp, n_points, index,
+                                                gathered_resp)
+                    _sparse_statistics(X, start, index, gathered_resp, n_gathered,
+                                       means_padded, k, gathered_diff,
+                                       gathered_weighted_diff, sum_x, scatter, slot)
+                    continue
+                # one call of the dense statistics for both tiles (each inlined call
+                # site is compiled anew: two took 2 s more of the cold compile)
+                tile, tile_resp, n_columns = X_tile, weighted_resp, width
+                if compact and count <= COMPACT_TILE:
+                    n_gathered = _gather_points(weighted_resp, n_points, index,
+                                                gathered_resp)
+                    n_columns = _compact_tile(X_flat, start, index, n_gathered,
+                                              gathered_resp, compact_tile)
+                    tile, tile_resp = compact_tile, gathered_resp
+                _dense_statistics(tile_resp, tile, means_padded, k, weighted_diff,
+                                  sum_x, scatter, slot, n_columns)
+
+
+def dense_blocks(X, sample_weight, means_padded, factors, log_norm, block_size,
+                 nk_parts, sum_x_parts, scatter_parts, sums_parts, weighted_log_prob,
+                 with_entropy, first_block, end_block):
+    """dense_statistics_blocks over blocks [first_block, end_block) with work arrays of
+    its own (each thread of run_blocks, each Dask task calls it for its range)."""
+    n_components, n_padded = means_padded.shape
+    work = dense_tile_arrays(X.dtype, n_components, n_padded, statistics_tile(X))
+    dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm,
+                            block_size, nk_parts, sum_x_parts, scatter_parts,
+                            sums_parts, weighted_log_prob, with_entropy, *work,
+                            first_block, end_block)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -1565,7 +1607,7 @@ def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm
     sum_x_parts = np.zeros((n_blocks, n_components, n_padded))
     scatter_parts = np.zeros((n_blocks, factors.shape[0], n_padded, n_padded))
     sums_parts = np.zeros((n_blocks, 3))
-    run_blocks(dense_statistics_blocks, n_blocks, X, sample_weight, means_padded, factors,
+    run_blocks(dense_blocks, n_blocks, X, sample_weight, means_padded, factors,
                log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
                STATISTICS_ONLY, bool(with_entropy))
     return reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features)
@@ -1669,92 +1711,6 @@ def _diagonal_distances(X_tile, means, precisions_chol, k, i, group, mahalanobis
             scaled = (X_tile[i + j, t] - centres[j]) * entries[j]
             total += scaled * scaled
         mahalanobis[t] = total
-
-
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _diagonal_block(X, sample_weight, first_row, end_row, means, precisions_chol, log_norm,
-                    nk, sum_x, scatter, sums, weighted_log_prob, with_entropy, width):
-    """Add the statistics of rows [first_row, end_row) to nk, sum_x, scatter (K, D)
-    and the three sums of _add_tile_sums to sums[0:3]; or only the rows'
-    weighted log-probabilities, as dense_statistics_blocks."""
-    prefer_512_bit_vectors()
-    X_flat = _rows_end_to_end(X)
-    n_features = X.shape[1]
-    n_components = means.shape[0]
-    X_tile = _tile_array(n_features, width, X.dtype)
-    X_tile[:] = 0.0
-    (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
-     tile_weight, weighted_resp, products) = _tile_arrays(X, n_components, width)
-    shift = _log_norm_shift(log_norm)
-    log_uniform = _log_uniform(n_components)
-    inference = weighted_log_prob.shape[0] > 0
-    # lane by lane through the block, or (over LANE_BYTES) one component's at a time
-    moment_lanes = _lane_partials(2 * n_components * n_features, 2 * n_features,
-                                  X.dtype)
-    through_block = moment_lanes.shape[0] == 2 * n_components * n_features
-    widest = _widest_group()
-    index = np.empty(width, dtype=np.int64)
-    gathered_resp = np.empty(width, dtype=X.dtype)
-    for start in range(first_row, end_row, width):
-        n_points = min(width, end_row - start)
-        _transpose_tile(X_flat, X.shape[1], start, n_points, X_tile, width)
-        for t in range(width):
-            tile_peak[t] = -np.inf
-        for k in range(n_components):
-            _prefetch_next_tile(X_flat, n_features, start, end_row, k, n_components,
-                                width)
-            _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
-            if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
-                _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
-                                tile_peak, other_peak, weighted_log_prob, width)
-            else:
-                _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
-                                other_peak, tile_peak, weighted_log_prob, width)
-        if inference:
-            continue
-        if n_components % 2 == 1:
-            for t in range(width):
-                tile_peak[t] = other_peak[t]
-        _tile_weights(sample_weight, start, n_points, tile_weight)
-        _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale, tile_entropy,
-                          tile_weight, with_entropy, log_uniform, width)
-        _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy, tile_peak,
-                       products, log_uniform, with_entropy, sums, width)
-        for k in range(n_components):
-            total, count = _weight_responsibilities(tile_scale, n_points, resp, k,
-                                                    weighted_resp, width)
-            nk[k] += total
-            if total == 0.0:
-                continue
-            if count <= SPARSE_DIAGONAL_TILE:
-                n_gathered = _gather_points(weighted_resp, n_points, index,
-                                            gathered_resp)
-                _sparse_diagonal_sums(X, start, index, gathered_resp, n_gathered, means,
-                                      k, sum_x, scatter)
-                continue
-            i = 0
-            # a constant group at each call: see _diagonal_sums
-            while widest >= 8 and i + 8 <= n_features:
-                _diagonal_sums(X_tile, weighted_resp, means, k, i, 8, moment_lanes,
-                               k if through_block else 0)
-                i += 8
-            while widest >= 4 and i + 4 <= n_features:
-                _diagonal_sums(X_tile, weighted_resp, means, k, i, 4, moment_lanes,
-                               k if through_block else 0)
-                i += 4
-            while i + 2 <= n_features:
-                _diagonal_sums(X_tile, weighted_resp, means, k, i, 2, moment_lanes,
-                               k if through_block else 0)
-                i += 2
-            if i < n_features:
-                _diagonal_sums(X_tile, weighted_resp, means, k, i, 1, moment_lanes,
-                               k if through_block else 0)
-            if not through_block:
-                _add_up_lanes(moment_lanes, 0, sum_x, scatter, k)
-    if through_block and not inference:  # (inference writes no statistics)
-        for k in range(n_components):
-            _add_up_lanes(moment_lanes, k, sum_x, scatter, k)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -1914,21 +1870,141 @@ def _lane_total(sums, q):
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_norm, block_size,
-                               nk_parts, sum_x_parts, scatter_parts, sums_parts,
-                               weighted_log_prob, with_entropy, first_block, end_block):
+def diagonal_tile_arrays(dtype, n_components, n_features, width):
+    """The work arrays of diagonal_statistics_blocks for data of ``dtype`` (its
+    statistics_tile ``width``), in the order it takes them: X_tile (n_features,
+    width; zeroed), the ten of _tile_arrays, moment_lanes (zeroed; see
+    _lane_partials), index (width, int64), gathered_resp (width)."""
+    X_tile = _tile_array(n_features, width, dtype)
+    X_tile[:] = 0.0
+    (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
+     tile_weight, weighted_resp, products) = _tile_arrays(dtype, n_components, width)
+    # lane by lane through a block, or (over LANE_BYTES) one component's at a time
+    moment_lanes = _lane_partials(2 * n_components * n_features, 2 * n_features, dtype)
+    index = np.empty(width, dtype=np.int64)
+    gathered_resp = np.empty(width, dtype=dtype)
+    return (X_tile, mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale,
+            tile_entropy, tile_weight, weighted_resp, products, moment_lanes, index,
+            gathered_resp)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_norm,
+                               block_size, nk_parts, sum_x_parts, scatter_parts,
+                               sums_parts, weighted_log_prob, with_entropy, X_tile,
+                               mahalanobis, resp, tile_top, tile_peak, other_peak,
+                               tile_scale, tile_entropy, tile_weight, weighted_resp,
+                               products, moment_lanes, index, gathered_resp,
+                               first_block, end_block):
     """Partial statistics of blocks [first_block, end_block) ('diag', 'spherical'), or
-    their weighted log-probabilities; see dense_statistics_blocks (scatter_parts[b]
-    is (K, D))."""
-    n_samples = X.shape[0]
+    their weighted log-probabilities, given the work arrays of diagonal_tile_arrays
+    (see diagonal_blocks): as dense_statistics_blocks, with scatter_parts[b] (K,
+    D). moment_lanes is zero between blocks (_add_up_lanes zeroes what it adds
+    up)."""
+    prefer_512_bit_vectors()
+    n_samples, n_features = X.shape
+    width = statistics_tile(X)
+    X_flat = X.reshape(n_samples * n_features)  # see dense_statistics_blocks
+    n_components = means.shape[0]
+    shift = _log_norm_shift(log_norm)
+    log_uniform = _log_uniform(n_components)
+    inference = weighted_log_prob.shape[0] > 0
+    through_block = moment_lanes.shape[0] == 2 * n_components * n_features
+    widest = _widest_group()
+    # constant shapes, as in dense_statistics_blocks
+    X_tile = shaped(X_tile, (n_features, width))
+    resp = shaped(resp, (n_components, width))
+    moment_lanes = shaped(moment_lanes,
+                          (moment_lanes.shape[0], vector_lanes(X.dtype)))
+    mahalanobis, tile_top = shaped(mahalanobis, width), shaped(tile_top, width)
+    tile_peak, other_peak = shaped(tile_peak, width), shaped(other_peak, width)
+    tile_scale, tile_entropy = shaped(tile_scale, width), shaped(tile_entropy, width)
+    tile_weight = shaped(tile_weight, width)
+    weighted_resp = shaped(weighted_resp, width)
+    products, index = shaped(products, width), shaped(index, width)
+    gathered_resp = shaped(gathered_resp, width)
     for block in range(first_block, end_block):
         part = block % nk_parts.shape[0]  # block, or 0 for inference
-        _diagonal_block(
-            X, sample_weight, block * block_size, min(n_samples, (block + 1) * block_size),
-            means, precisions_chol, log_norm, nk_parts[part], sum_x_parts[part],
-            scatter_parts[part], sums_parts[part], weighted_log_prob, with_entropy,
-            statistics_tile(X),
-        )
+        nk, sum_x, scatter = nk_parts[part], sum_x_parts[part], scatter_parts[part]
+        sums = sums_parts[part]
+        end_row = min(n_samples, (block + 1) * block_size)
+        for start in range(block * block_size, end_row, width):
+            n_points = min(width, end_row - start)
+            _transpose_tile(X_flat, n_features, start, n_points, X_tile, width)
+            for t in range(width):
+                tile_peak[t] = -np.inf
+            for k in range(n_components):
+                _prefetch_next_tile(X_flat, n_features, start, end_row, k, n_components,
+                                    width)
+                _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis,
+                                      width)
+                if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
+                    _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points,
+                                    resp, tile_peak, other_peak, weighted_log_prob,
+                                    width)
+                else:
+                    _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points,
+                                    resp, other_peak, tile_peak, weighted_log_prob,
+                                    width)
+            if inference:
+                continue
+            if n_components % 2 == 1:
+                for t in range(width):
+                    tile_peak[t] = other_peak[t]
+            _tile_weights(sample_weight, start, n_points, tile_weight)
+            _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale,
+                              tile_entropy, tile_weight, with_entropy, log_uniform,
+                              width)
+            _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy,
+                           tile_peak, products, log_uniform, with_entropy, sums, width)
+            for k in range(n_components):
+                total, count = _weight_responsibilities(tile_scale, n_points, resp, k,
+                                                        weighted_resp, width)
+                nk[k] += total
+                if total == 0.0:
+                    continue
+                if count <= SPARSE_DIAGONAL_TILE:
+                    n_gathered = _gather_points(weighted_resp, n_points, index,
+                                                gathered_resp)
+                    _sparse_diagonal_sums(X, start, index, gathered_resp, n_gathered,
+                                          means, k, sum_x, scatter)
+                    continue
+                i = 0
+                lane_row = k if through_block else 0
+                # a constant group at each call: see _diagonal_sums
+                while widest >= 8 and i + 8 <= n_features:
+                    _diagonal_sums(X_tile, weighted_resp, means, k, i, 8, moment_lanes,
+                                   lane_row)
+                    i += 8
+                while widest >= 4 and i + 4 <= n_features:
+                    _diagonal_sums(X_tile, weighted_resp, means, k, i, 4, moment_lanes,
+                                   lane_row)
+                    i += 4
+                while i + 2 <= n_features:
+                    _diagonal_sums(X_tile, weighted_resp, means, k, i, 2, moment_lanes,
+                                   lane_row)
+                    i += 2
+                if i < n_features:
+                    _diagonal_sums(X_tile, weighted_resp, means, k, i, 1, moment_lanes,
+                                   lane_row)
+                if not through_block:
+                    _add_up_lanes(moment_lanes, 0, sum_x, scatter, k)
+        if through_block and not inference:  # (inference writes no statistics)
+            for k in range(n_components):
+                _add_up_lanes(moment_lanes, k, sum_x, scatter, k)
+
+
+def diagonal_blocks(X, sample_weight, means, precisions_chol, log_norm, block_size,
+                    nk_parts, sum_x_parts, scatter_parts, sums_parts, weighted_log_prob,
+                    with_entropy, first_block, end_block):
+    """diagonal_statistics_blocks over blocks [first_block, end_block) with work
+    arrays of its own (see dense_blocks)."""
+    work = diagonal_tile_arrays(X.dtype, means.shape[0], X.shape[1],
+                                statistics_tile(X))
+    diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_norm,
+                               block_size, nk_parts, sum_x_parts, scatter_parts,
+                               sums_parts, weighted_log_prob, with_entropy, *work,
+                               first_block, end_block)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -1964,7 +2040,7 @@ def diagonal_statistics_and_sums(X, sample_weight, means, precisions_chol, log_n
     sum_x_parts = np.zeros((n_blocks, n_components, n_features))
     scatter_parts = np.zeros((n_blocks, n_components, n_features))
     sums_parts = np.zeros((n_blocks, 3))
-    run_blocks(diagonal_statistics_blocks, n_blocks, X, sample_weight, means, precisions_chol,
+    run_blocks(diagonal_blocks, n_blocks, X, sample_weight, means, precisions_chol,
                log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
                STATISTICS_ONLY, bool(with_entropy))
     return reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts)
@@ -2002,13 +2078,13 @@ def dense_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """
     means_padded, factors = pad_dense(means, precisions_chol)
     width = means_padded.shape[1]
-    return _weighted_log_prob(dense_statistics_blocks, X, means_padded, factors, log_norm,
+    return _weighted_log_prob(dense_blocks, X, means_padded, factors, log_norm,
                               block_size, (factors.shape[0], width, width))
 
 
 def diagonal_weighted_log_prob(X, means, precisions_chol, log_norm, block_size):
     """(n_samples, K) array of log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'."""
-    return _weighted_log_prob(diagonal_statistics_blocks, X, means, precisions_chol,
+    return _weighted_log_prob(diagonal_blocks, X, means, precisions_chol,
                               log_norm, block_size, means.shape)
 
 

@@ -11,6 +11,8 @@ partial sum per vector lane) from tile to tile, added up once per block;
 ``lane_totals``: many rows of lane sums added up together.
 ``stack_array``: code for an array on the stack of the function being compiled,
 on a cache line (for intrinsics).
+``shaped``: a C array seen with another shape whose extents, if constants of the
+compiled code, stay constants (unlike ``reshape``'s).
 
 The 512-bit preference:
 
@@ -244,6 +246,53 @@ def stack_array(context, builder, element, shape):
                    strides=[intp(stride) for stride in strides],
                    itemsize=intp(itemsize), meminfo=None)
     return array._getvalue()
+
+
+@intrinsic
+def shaped(typingctx, array, shape):
+    """The C-contiguous ``array`` seen as a C array of ``shape`` (an int, or a tuple
+    of ints), sharing its memory; neither copied nor checked (the shape must
+    cover at most the array's entries).
+
+    Unlike ``reshape``, whose new shape comes back from a C helper that LLVM
+    cannot see into, the view's shape and strides are the caller's values: a
+    constant of the compiled code stays one, and so do the loop trip counts and
+    row strides that follow from it. For the work arrays that the statistics
+    kernels take as arguments (fastem.kernels.estep.dense_statistics_blocks)."""
+    if not (isinstance(array, types.Array) and array.layout == "C"):
+        return None
+    if isinstance(shape, types.Integer):
+        extents = (shape,)
+    elif (isinstance(shape, types.BaseTuple) and len(shape) > 0
+          and all(isinstance(extent, types.Integer) for extent in shape)):
+        extents = tuple(shape)
+    else:
+        return None
+    view_type = array.copy(ndim=len(extents), layout="C")
+
+    def codegen(context, builder, signature, args):
+        from numba.core.imputils import impl_ret_borrowed
+        from numba.np.arrayobj import make_array, populate_array
+
+        source = make_array(signature.args[0])(context, builder, args[0])
+        values = [args[1]] if len(extents) == 1 and isinstance(shape, types.Integer) \
+            else cgutils.unpack_tuple(builder, args[1], len(extents))
+        shape_values = [context.cast(builder, value, extent, types.intp)
+                        for value, extent in zip(values, extents, strict=True)]
+        intp = context.get_value_type(types.intp)
+        itemsize = context.get_abi_sizeof(context.get_data_type(view_type.dtype))
+        strides = []
+        stride = intp(itemsize)
+        for extent in reversed(shape_values):
+            strides.insert(0, stride)
+            stride = builder.mul(stride, extent)
+        view = make_array(view_type)(context, builder)
+        populate_array(view, data=source.data, shape=shape_values, strides=strides,
+                       itemsize=intp(itemsize), meminfo=source.meminfo,
+                       parent=source.parent)
+        return impl_ret_borrowed(context, builder, view_type, view._getvalue())
+
+    return view_type(array, shape), codegen
 
 
 @intrinsic

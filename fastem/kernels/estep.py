@@ -1356,7 +1356,8 @@ def _tile_arrays(dtype, n_components, width):
     _add_tile_sums)), each of ``width`` entries of ``dtype`` unless stated. Those
     of ``dtype`` are rows of one array from _tile_array; the two float64 ones are
     numba's own, as their loops are short."""
-    vectors = _tile_array(7, width, dtype)
+    # (np.int64: with the literal 7, numba compiled _tile_array a second time)
+    vectors = _tile_array(np.int64(7), width, dtype)
     return (vectors[0], _tile_array(n_components, width, dtype), vectors[1], vectors[2],
             vectors[3], vectors[4], vectors[5], np.empty(width), vectors[6],
             np.empty(width))

@@ -91,8 +91,8 @@ def test_work_arrays_have_the_kernels_types():
                 np.dtype(dtype), 3, 5, width),
         }
         for name, work in kernels.items():
-            assert ([typeof(array) for array in work]
-                    == [typeof(array) for array in namespace["work_arrays"](name, dtype)])
+            like = namespace["work_arrays"](name, dtype)
+            assert [typeof(array) for array in work] == [typeof(array) for array in like]
 
 
 def kernels_script(body):

@@ -1387,6 +1387,44 @@ def dense_tile_arrays(dtype, n_components, n_padded, width):
             gathered_resp, gathered_diff, gathered_weighted_diff, compact_tile)
 
 
+# Glue shared by the two statistics kernels, inlined by numba (inline="always"):
+# typed in each kernel as if written there, never compiled as a function of its
+# own (a forceinline helper would be, with _responsibilities and _add_tile_sums
+# inlined into it: the cost "The statistics kernels" in the module docstring
+# avoids).
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _store_log_prob_in_turn(log_norm, shift, k, mahalanobis, start, n_points, resp,
+                            tile_peak, other_peak, weighted_log_prob, width):
+    """_store_log_prob of component k, the running peaks in tile_peak and other_peak
+    in turn (see _store_log_prob)."""
+    if k % 2 == 0:
+        _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
+                        tile_peak, other_peak, weighted_log_prob, width)
+    else:
+        _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points, resp,
+                        other_peak, tile_peak, weighted_log_prob, width)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _tile_responsibilities(sample_weight, start, n_points, shift, log_uniform,
+                           with_entropy, resp, tile_top, tile_peak, other_peak,
+                           tile_scale, tile_entropy, tile_weight, products, sums,
+                           width):
+    """Once every component's log-probabilities of a tile are in resp: the tile's
+    weights, its scaled responsibilities (_responsibilities) and its three sums
+    (_add_tile_sums). The last peak is in tile_peak (with an odd K it was in
+    other_peak)."""
+    prefer_512_bit_vectors()
+    if resp.shape[0] % 2 == 1:
+        for t in range(width):
+            tile_peak[t] = other_peak[t]
+    _tile_weights(sample_weight, start, n_points, tile_weight)
+    _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale, tile_entropy,
+                      tile_weight, with_entropy, log_uniform, width)
+    _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy, tile_peak,
+                   products, log_uniform, with_entropy, sums, width)
+
+
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm,
                             block_size, nk_parts, sum_x_parts, scatter_parts,
@@ -1494,25 +1532,15 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm,
                     continue
                 _dense_mahalanobis(X_tile, means_padded, k, factors, slot, mahalanobis,
                                    width)
-                if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
-                    _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points,
-                                    resp, tile_peak, other_peak, weighted_log_prob,
-                                    width)
-                else:
-                    _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points,
-                                    resp, other_peak, tile_peak, weighted_log_prob,
-                                    width)
+                _store_log_prob_in_turn(log_norm, shift, k, mahalanobis, start,
+                                        n_points, resp, tile_peak, other_peak,
+                                        weighted_log_prob, width)
             if inference:
                 continue
-            if n_components % 2 == 1:
-                for t in range(width):
-                    tile_peak[t] = other_peak[t]
-            _tile_weights(sample_weight, start, n_points, tile_weight)
-            _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale,
-                              tile_entropy, tile_weight, with_entropy, log_uniform,
-                              width)
-            _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy,
-                           tile_peak, products, log_uniform, with_entropy, sums, width)
+            _tile_responsibilities(sample_weight, start, n_points, shift, log_uniform,
+                                   with_entropy, resp, tile_top, tile_peak, other_peak,
+                                   tile_scale, tile_entropy, tile_weight, products,
+                                   sums, width)
             for k in range(n_components):
                 slot = 0 if shared else k
                 if n_padded == 2:
@@ -1939,25 +1967,15 @@ def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_nor
                                     width)
                 _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis,
                                       width)
-                if k % 2 == 0:  # two arrays in turn (see _store_log_prob)
-                    _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points,
-                                    resp, tile_peak, other_peak, weighted_log_prob,
-                                    width)
-                else:
-                    _store_log_prob(log_norm, shift, k, mahalanobis, start, n_points,
-                                    resp, other_peak, tile_peak, weighted_log_prob,
-                                    width)
+                _store_log_prob_in_turn(log_norm, shift, k, mahalanobis, start,
+                                        n_points, resp, tile_peak, other_peak,
+                                        weighted_log_prob, width)
             if inference:
                 continue
-            if n_components % 2 == 1:
-                for t in range(width):
-                    tile_peak[t] = other_peak[t]
-            _tile_weights(sample_weight, start, n_points, tile_weight)
-            _responsibilities(resp, n_points, tile_top, tile_peak, tile_scale,
-                              tile_entropy, tile_weight, with_entropy, log_uniform,
-                              width)
-            _add_tile_sums(tile_weight, n_points, shift, tile_top, tile_entropy,
-                           tile_peak, products, log_uniform, with_entropy, sums, width)
+            _tile_responsibilities(sample_weight, start, n_points, shift, log_uniform,
+                                   with_entropy, resp, tile_top, tile_peak, other_peak,
+                                   tile_scale, tile_entropy, tile_weight, products,
+                                   sums, width)
             for k in range(n_components):
                 total, count = _weight_responsibilities(tile_scale, n_points, resp, k,
                                                         weighted_resp, width)

@@ -275,8 +275,8 @@ def shaped(typingctx, array, shape):
         from numba.np.arrayobj import make_array, populate_array
 
         source = make_array(signature.args[0])(context, builder, args[0])
-        values = [args[1]] if len(extents) == 1 and isinstance(shape, types.Integer) \
-            else cgutils.unpack_tuple(builder, args[1], len(extents))
+        values = ([args[1]] if isinstance(shape, types.Integer)
+                  else cgutils.unpack_tuple(builder, args[1], len(extents)))
         shape_values = [context.cast(builder, value, extent, types.intp)
                         for value, extent in zip(values, extents, strict=True)]
         intp = context.get_value_type(types.intp)

@@ -22,25 +22,11 @@ x86_only = pytest.mark.skipif(
     os.uname().machine not in ("x86_64", "AMD64"), reason="x86 targets"
 )
 
-# Arrays of the types of the work arrays that dense_tile_arrays and
-# diagonal_tile_arrays return (which cannot be run here: compiled for another
-# CPU), in the order the kernels take them; test_work_arrays_have_the_kernels_types.
-WORK_ARRAYS = r"""
-def work_arrays(name, dtype):
-    tile, row = np.zeros((1, 1), dtype), np.zeros(1, dtype)
-    wide, index = np.zeros(1), np.zeros(1, np.int64)
-    vectors = (row, tile, row, row, row, row, row, wide, row, wide)  # _tile_arrays
-    if name.startswith("dense"):
-        return (tile, tile, *vectors, index, row, tile, tile, tile)
-    return (tile, *vectors, np.zeros((1, 1)), index, row)
-"""
-
 SCRIPT = r"""
 import json, sys
 import numpy as np
 from numba import typeof
 from fastem.kernels import estep as _kernels_estep
-""" + WORK_ARRAYS + r"""
 
 def signature(*args):
     return tuple(typeof(arg) for arg in args)
@@ -51,16 +37,19 @@ for name, dtype in (("dense_statistics_blocks", np.float64),
     kernel = getattr(_kernels_estep, name)
     n, d, k = 512, 8, 4
     X = np.zeros((n, d), dtype)
+    tile = _kernels_estep.statistics_tile(X)
     if name.startswith("dense"):
         means, factors = _kernels_estep.pad_dense(np.zeros((k, d), dtype),
                                                   np.zeros((k, d, d), dtype))
         width = factors.shape[1]
         parts = (np.zeros((2, k)), np.zeros((2, k, width)), np.zeros((2, k, width, width)))
+        work = _kernels_estep.dense_tile_arrays(dtype, k, width, tile)
     else:
         means, factors = np.zeros((k, d), dtype), np.zeros((k, d), dtype)
         parts = (np.zeros((2, k)), np.zeros((2, k, d)), np.zeros((2, k, d)))
+        work = _kernels_estep.diagonal_tile_arrays(dtype, k, d, tile)
     args = (X, np.ones(n), means, factors, np.zeros(k), 256, *parts, np.zeros((2, 3)),
-            _kernels_estep.STATISTICS_ONLY, False, *work_arrays(name, dtype), 0, 2)
+            _kernels_estep.STATISTICS_ONLY, False, *work, 0, 2)
     sig = signature(*args)
     kernel.compile(sig)  # compiled, never run: the host may lack the target's instructions
     out[name] = kernel.inspect_asm(sig)
@@ -72,27 +61,6 @@ TARGETS = {
     "avx512-xeon": ("skylake-avx512", "zmm", None),
     "avx2-epyc": ("znver3", "ymm", "zmm"),
 }
-
-
-def test_work_arrays_have_the_kernels_types():
-    import numpy as np
-    from numba import typeof
-
-    from fastem.kernels import estep as _kernels_estep
-
-    namespace = {"np": np}
-    exec(WORK_ARRAYS, namespace)
-    for dtype in (np.float64, np.float32):
-        width = _kernels_estep.STATISTICS_TILE[np.dtype(dtype)]
-        kernels = {
-            "dense_statistics_blocks": _kernels_estep.dense_tile_arrays(
-                np.dtype(dtype), 3, 8, width),
-            "diagonal_statistics_blocks": _kernels_estep.diagonal_tile_arrays(
-                np.dtype(dtype), 3, 5, width),
-        }
-        for name, work in kernels.items():
-            like = namespace["work_arrays"](name, dtype)
-            assert [typeof(array) for array in work] == [typeof(array) for array in like]
 
 
 def kernels_script(body):

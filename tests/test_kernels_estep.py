@@ -692,23 +692,18 @@ def test_transpose_tile(dtype, n_features, n_points):
     np.testing.assert_array_equal(X, X_before)
 
 
-@njit(cache=False)
 def _tile_arrays_of(n_rows, width, like, count):
     """``count`` arrays from _tile_array, all alive at once (as a kernel's are)."""
     arrays = [_kernels_estep._tile_array(n_rows, width, like.dtype)
               for _ in range(count)]
     addresses = np.empty(count, dtype=np.int64)
-    for a in range(count):
-        array = arrays[a]
-        for i in range(n_rows):
-            for t in range(width):
-                array[i, t] = a * 1e3 + i * width + t
+    for a, array in enumerate(arrays):
+        array[...] = a * 1e3 + np.arange(n_rows * width).reshape(n_rows, width)
         addresses[a] = array.ctypes.data
-    for a in range(count):  # every array still holds what was written to it
-        for i in range(n_rows):
-            for t in range(width):
-                if arrays[a][i, t] != a * 1e3 + i * width + t:
-                    addresses[a] = -1
+    for a, array in enumerate(arrays):  # every array still holds what was written
+        expected = a * 1e3 + np.arange(n_rows * width).reshape(n_rows, width)
+        if not np.array_equal(array, expected.astype(like.dtype)):
+            addresses[a] = -1
     return addresses, arrays[count - 1]
 
 
@@ -728,4 +723,4 @@ def test_tile_arrays_start_a_cache_line_with_512_bit_vectors(dtype, n_rows):
     if _vector_registers() >= 32:
         assert (addresses % _kernels_estep.CACHE_LINE == 0).all(), addresses % 64
     else:
-        assert (addresses % dtype().itemsize == 0).all()
+        assert (addresses % _kernels_estep.VECTOR_ALIGNMENT == 0).all(), addresses % 32

@@ -84,7 +84,7 @@ def _functions_with_loops():
 
 
 # The statistics kernels run their loops over tiles themselves, on work arrays
-# that a compiled function of their own allocates (*_tile_arrays): no function
+# that their callers allocate (*_tile_arrays): no function
 # between the kernel and its tile loop (see dense_statistics_blocks).
 STATISTICS_KERNELS = {"dense_statistics_blocks", "diagonal_statistics_blocks"}
 

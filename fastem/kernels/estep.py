@@ -56,9 +56,9 @@ Conventions shared by every kernel here:
   calls them), not numba's ``inline="always"``, which copies and re-types a
   helper's body at every call site: that halved the cold compile time.
 * The statistics kernels (``*_statistics_blocks``) run the loop over tiles
-  themselves, on work arrays that a compiled function of their own allocates
-  (``*_tile_arrays``; ``dense_blocks`` and ``diagonal_blocks`` call the two, so
-  each thread has its own). numba optimises a compiled function's module again
+  themselves, on work arrays that numpy allocates (``*_tile_arrays``;
+  ``dense_blocks`` and ``diagonal_blocks`` call the two, so each thread has its
+  own). numba optimises a compiled function's module again
   with every jitted function it calls inlined, and turns it into machine code
   again: a function between the kernel and its tile loop costs its compile
   time once more (dense_statistics_blocks).
@@ -1313,10 +1313,9 @@ def n_blocks_of(n_samples, block_size):
 
 
 CACHE_LINE = 64  # bytes
+VECTOR_ALIGNMENT = 32  # bytes: numba's arrays' (and one AVX2 vector's)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _tile_array(n_rows, width, dtype):
     """An uninitialised (n_rows, width) work array of a tile, of ``dtype``.
 
@@ -1334,56 +1333,55 @@ def _tile_array(n_rows, width, dtype):
     less (70-72 ms): where numba's allocator put the arrays decided how many
     vectors straddled lines. The results are bitwise the same. A 32-byte
     (AVX2) vector never crosses a line at 32-byte alignment, so other targets
-    keep numba's arrays: the AVX2 build of the same CPU took 1.3-2.4% longer
-    with every array aligned (15 rounds), 0.96-1.01 times as long as before
-    with numba's. A Zen 4 runs a 512-bit access as two 256-bit halves, so it
-    should gain less; not measured there.
+    get that, numba's own (where these arrays came from until numpy allocated
+    them: see dense_tile_arrays): the AVX2 build of the same CPU took 1.3-2.4%
+    longer with every array starting a line (15 rounds), 0.96-1.01 times as
+    long as before with numba's. A Zen 4 runs a 512-bit access as two 256-bit
+    halves, so it should gain less; not measured there.
     """
-    if vector_registers() < 32:
-        return np.empty((n_rows, width), dtype=dtype)
-    buffer = np.empty(n_rows * width + CACHE_LINE // 4, dtype=dtype)
-    past_line = buffer.ctypes.data % CACHE_LINE
-    skip = ((CACHE_LINE - past_line) % CACHE_LINE) // buffer.itemsize
+    alignment = CACHE_LINE if vector_registers() >= 32 else VECTOR_ALIGNMENT
+    itemsize = np.dtype(dtype).itemsize
+    buffer = np.empty(n_rows * width + alignment // itemsize, dtype=dtype)
+    skip = (-buffer.ctypes.data % alignment) // itemsize
     return buffer[skip:skip + n_rows * width].reshape((n_rows, width))
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _tile_arrays(dtype, n_components, width):
     """The per-tile arrays of both block kernels: (mahalanobis, resp (K, width),
     tile_top, tile_peak, other_peak (see _store_log_prob), tile_scale,
     tile_entropy, tile_weight (float64), weighted_resp, products (float64, see
     _add_tile_sums)), each of ``width`` entries of ``dtype`` unless stated. Those
     of ``dtype`` are rows of one array from _tile_array; the two float64 ones are
-    numba's own, as their loops are short."""
-    # (np.int64: with the literal 7, numba compiled _tile_array a second time)
-    vectors = _tile_array(np.int64(7), width, dtype)
+    numpy's own, as their loops are short."""
+    vectors = _tile_array(7, width, dtype)
     return (vectors[0], _tile_array(n_components, width, dtype), vectors[1], vectors[2],
             vectors[3], vectors[4], vectors[5], np.empty(width), vectors[6],
             np.empty(width))
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_tile_arrays(dtype, n_components, n_padded, width):
     """The work arrays of dense_statistics_blocks for data of ``dtype`` (its
     statistics_tile ``width``), in the order it takes them: X_tile (n_padded,
     width; zeroed: its padded features stay 0), weighted_diff (n_padded, width),
     the ten of _tile_arrays, index (width, int64), gathered_resp (width),
     gathered_diff and gathered_weighted_diff (SPARSE_TILE, n_padded),
-    compact_tile (n_padded, width)."""
+    compact_tile (n_padded, width).
+
+    Allocated by numpy, not by a compiled function: compiling one (with
+    numba's np.empty and np.zeros for each of its array types) took 1.3 s of
+    the cold compile of 'full'/'tied' (numba's compile events, Intel Xeon),
+    while the kernel runs for milliseconds after the few microseconds these
+    take."""
     X_tile = _tile_array(n_padded, width, dtype)
     X_tile[:] = 0.0
     weighted_diff = _tile_array(n_padded, width, dtype)
-    (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
-     tile_weight, weighted_resp, products) = _tile_arrays(dtype, n_components, width)
     # the narrow tile of a component with few non-zero responsibilities
     index = np.zeros(width, dtype=np.int64)  # width: see _gather_points
     gathered_resp = np.zeros(width, dtype=dtype)
     gathered_diff = np.zeros((SPARSE_TILE, n_padded), dtype=dtype)
     gathered_weighted_diff = np.zeros((SPARSE_TILE, n_padded), dtype=dtype)
     compact_tile = _tile_array(n_padded, width, dtype)
-    return (X_tile, weighted_diff, mahalanobis, resp, tile_top, tile_peak, other_peak,
-            tile_scale, tile_entropy, tile_weight, weighted_resp, products, index,
+    return (X_tile, weighted_diff, *_tile_arrays(dtype, n_components, width), index,
             gathered_resp, gathered_diff, gathered_weighted_diff, compact_tile)
 
 
@@ -1459,8 +1457,9 @@ def dense_statistics_blocks(X, sample_weight, means_padded, factors, log_norm,
     pad_dense).
 
     Without reference counting (_nrt=False): it allocates nothing; its caller
-    holds every array. The work arrays come from a compiled function of their
-    own (dense_tile_arrays), not from this one: numba counts the references of
+    holds every array. The work arrays come from its caller (dense_tile_arrays,
+    numpy's arrays; a compiled function of their own until it was found to
+    take 1.3 s of the cold compile), not from this one: numba counts the references of
     the arrays a function allocates up and down around its calls of helpers
     (2.7% of P2's kernel samples in a perf profile when the tile loop was
     written in the function that allocated them), and a compiled function
@@ -1877,8 +1876,6 @@ def _add_up_lanes(moment_lanes, lane_row, sum_x, scatter, k):
             moment_lanes[row + 1, lane] = 0.0
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _lane_partials(n_rows, fewer_rows, dtype):
     """Zeroed float64 partial sums, (n_rows, vector_lanes(dtype)), for sums over tiles
     kept lane by lane through a block (add_lanes); (fewer_rows, lanes) if they would
@@ -1898,22 +1895,19 @@ def _lane_total(sums, q):
     return total
 
 
-@njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def diagonal_tile_arrays(dtype, n_components, n_features, width):
     """The work arrays of diagonal_statistics_blocks for data of ``dtype`` (its
     statistics_tile ``width``), in the order it takes them: X_tile (n_features,
     width; zeroed), the ten of _tile_arrays, moment_lanes (zeroed; see
-    _lane_partials), index (width, int64), gathered_resp (width)."""
+    _lane_partials), index (width, int64), gathered_resp (width). Allocated by
+    numpy (see dense_tile_arrays)."""
     X_tile = _tile_array(n_features, width, dtype)
     X_tile[:] = 0.0
-    (mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale, tile_entropy,
-     tile_weight, weighted_resp, products) = _tile_arrays(dtype, n_components, width)
     # lane by lane through a block, or (over LANE_BYTES) one component's at a time
     moment_lanes = _lane_partials(2 * n_components * n_features, 2 * n_features, dtype)
     index = np.empty(width, dtype=np.int64)
     gathered_resp = np.empty(width, dtype=dtype)
-    return (X_tile, mahalanobis, resp, tile_top, tile_peak, other_peak, tile_scale,
-            tile_entropy, tile_weight, weighted_resp, products, moment_lanes, index,
+    return (X_tile, *_tile_arrays(dtype, n_components, width), moment_lanes, index,
             gathered_resp)
 
 

@@ -26,6 +26,7 @@ SCRIPT = r"""
 import json, sys
 import numpy as np
 from numba import typeof
+from numba.core.registry import CPUDispatcher
 from fastem.kernels import estep as _kernels_estep
 
 def signature(*args):
@@ -53,7 +54,10 @@ for name, dtype in (("dense_statistics_blocks", np.float64),
     sig = signature(*args)
     kernel.compile(sig)  # compiled, never run: the host may lack the target's instructions
     out[name] = kernel.inspect_asm(sig)
-json.dump(out, sys.stdout)
+# the signatures each jitted function of the module was compiled for on the way
+compiled = {name: len(value.signatures) for name, value in vars(_kernels_estep).items()
+            if isinstance(value, CPUDispatcher)}
+json.dump({"kernels": out, "compiled": compiled}, sys.stdout)
 """
 
 TARGETS = {
@@ -65,7 +69,9 @@ TARGETS = {
 
 def kernels_script(body):
     """A script that compiles both block kernels (never runs them) and dumps, as JSON,
-    ``body`` (an expression of ``kernel`` and ``sig``) for each."""
+    ``body`` (an expression of ``kernel`` and ``sig``) for each (under "kernels"),
+    and how many signatures each jitted function of the module was compiled for
+    (under "compiled")."""
     return SCRIPT.replace("kernel.inspect_asm(sig)", body)
 
 
@@ -95,7 +101,32 @@ def avx2_epyc_assembly(directory):
 def assembly(request, avx512_xeon_assembly, avx2_epyc_assembly):
     _, wide, forbidden = TARGETS[request.param]
     listings = {"avx512-xeon": avx512_xeon_assembly, "avx2-epyc": avx2_epyc_assembly}
-    return request.param, wide, forbidden, listings[request.param]
+    return request.param, wide, forbidden, listings[request.param]["kernels"]
+
+
+# Helpers only one build runs, with the number of signatures each build compiles:
+# the kernels branch on VECTOR_REGISTERS / WIDEST_GROUP, module globals, so numba
+# drops the other build's branch before typing it (fastem.kernels.estep).
+HELPERS_BY_BUILD = {
+    # name: (signatures in the AVX-512 build, in the AVX2 build)
+    "_dense_scatter_4x4": (1, 0),
+    "_dense_scatter_upper4": (2, 0),  # weighted or not, a literal at each call
+    "_dense_scatter_4x2": (0, 1),
+    "_dense_scatter_upper2": (0, 1),
+    "_diagonal_distances": (2, 1),  # 8 and 4 features per pass, or 4
+    "_diagonal_sums": (4, 3),  # 8, 4, 2, 1 features per pass, or 4, 2, 1
+    # and, in both, none twice for a literal argument (see _diagonal_mahalanobis)
+    "_add_up_lanes": (1, 1),
+}
+
+
+@x86_only
+@pytest.mark.parametrize("name", sorted(HELPERS_BY_BUILD))
+def test_each_build_compiles_only_the_helpers_it_runs(avx512_xeon_assembly,
+                                                     avx2_epyc_assembly, name):
+    compiled = (avx512_xeon_assembly["compiled"][name],
+                avx2_epyc_assembly["compiled"][name])
+    assert compiled == HELPERS_BY_BUILD[name]
 
 
 def vector_fma(asm, register):
@@ -159,7 +190,7 @@ triple = "aarch64-unknown-linux-gnu"
 machine = llvm.Target.from_triple(triple).create_target_machine(
     cpu="neoverse-n1", features="", opt=3, reloc="pic", codemodel="default")
 out = {}
-for name, ir in json.load(sys.stdin).items():
+for name, ir in json.load(sys.stdin)["kernels"].items():
     x86_intrinsics = sorted(set(re.findall(r"llvm\.x86\.[\w.]+", ir)))
     ir = re.sub(r'target triple = ".*"', f'target triple = "{triple}"', ir)
     ir = re.sub(r'target datalayout = ".*"', f'target datalayout = "{machine.target_data}"', ir)

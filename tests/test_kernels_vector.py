@@ -129,27 +129,27 @@ def test_vector_registers_of_the_cpu_numba_compiles_for(cpu, registers, bits, la
     """What numba's NUMBA_CPU_NAME names decides, not the host: 32 vector registers
     of 512 bits with AVX-512, 16 of 256 with AVX2, in Python and as compiled
     constants; and what follows from them: the lanes of lane_sums (float64,
-    float32; 1 where a register holds fewer than 8) and the features per pass of
-    the 'diag' statistics (_widest_group)."""
+    float32; 1 where a register holds fewer than 8), the kernels' VECTOR_REGISTERS
+    and the features per pass of the 'diag' passes (WIDEST_GROUP)."""
     script = (
         "import numpy as np\n"
         "from numba import njit\n"
-        "from fastem.kernels.estep import _widest_group\n"
+        "from fastem.kernels.estep import VECTOR_REGISTERS, WIDEST_GROUP\n"
         "from fastem.kernels.vector import (vector_bits, vector_lanes,\n"
         "                                   vector_registers)\n"
         "x, y = np.zeros(1), np.zeros(1, np.float32)\n"
         "compiled = njit(lambda x, y: (vector_registers(), vector_bits(),\n"
         "                              vector_lanes(x.dtype), vector_lanes(y.dtype),\n"
-        "                              _widest_group()))\n"
+        "                              VECTOR_REGISTERS, WIDEST_GROUP))\n"
         "python = (vector_registers(), vector_bits(), vector_lanes(x.dtype),\n"
-        "          vector_lanes(y.dtype), _widest_group())\n"
+        "          vector_lanes(y.dtype), VECTOR_REGISTERS, WIDEST_GROUP)\n"
         "print(*python, *compiled(x, y))\n"
     )
     env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="", NUMBA_CACHE_DIR="")
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                             text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    expected = [str(value) for value in (registers, bits, *lanes, group)]
+    expected = [str(value) for value in (registers, bits, *lanes, registers, group)]
     assert result.stdout.split() == expected * 2
 
 

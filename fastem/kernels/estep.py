@@ -177,6 +177,27 @@ NEGLIGIBLE = 2.0 ** -140
 # depended on which caller happened to compile it first.
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
+# The vector registers of the CPU numba compiles for (vector_registers: 32 with
+# AVX-512 and on AArch64, 16 with AVX2), read once at import (a few milliseconds:
+# LLVM assembles one instruction). Kernels branch on this global, not on the call:
+# numba's dead-branch pruning takes a module global as a constant and drops the
+# other branch before typing it, so a build neither types nor compiles the other
+# instruction set's helpers (each forceinline helper is compiled on its own as
+# well as inlined: the AVX2 build compiled _dense_scatter_4x4 and
+# _dense_scatter_upper4, the AVX-512 build _dense_scatter_4x2 and
+# _dense_scatter_upper2, none of which it runs). numba keys its cache on the same
+# CPU, so cached kernels and this value agree.
+VECTOR_REGISTERS = vector_registers()
+# Features per pass of the 'diag' passes over a tile (_diagonal_sums,
+# _diagonal_mahalanobis): 8 on a target with 32 vector registers (AVX-512,
+# AArch64), 4 with 16 (AVX2), so that the statistics pass's 2 x group sums (one
+# register each, see vector_lanes) take half the registers and the deviations
+# and products the rest. The pass with 16 sums spilled them on AVX2: P5 took
+# 0.44-0.93 times as long with four features per pass as with eight, measured on
+# a Zen 4 EPYC (one E-step pass at N/4 or N/2, in-process alternation, four
+# runs), while the AVX-512 build took 1.01-1.07 times as long with four.
+WIDEST_GROUP = 8 if VECTOR_REGISTERS >= 32 else 4
+
 
 
 def statistics_tile(X):
@@ -997,7 +1018,7 @@ def _dense_statistics(weighted_resp, X_tile, means, k, weighted_diff, sum_x, sca
     stores every row and sums sum_x[k] in the same loop.
     """
     prefer_512_bit_vectors()
-    if vector_registers() >= 32:  # summed and (last block row) weighted there
+    if VECTOR_REGISTERS >= 32:  # summed and (last block row) weighted there
         # whole vectors (so LLVM knows no remainder is left)
         columns = width - width % vector_lanes(X_tile.dtype)
         for i in range(X_tile.shape[0] - BLOCK):  # see _dense_scatter_upper4
@@ -1051,7 +1072,7 @@ def _dense_scatter(weighted_resp, weighted_diff, X_tile, means, k, sum_x, scatte
     """
     prefer_512_bit_vectors()
     n_padded = X_tile.shape[0]
-    if vector_registers() < 32:
+    if VECTOR_REGISTERS < 32:
         for i0 in range(0, n_padded, BLOCK):
             # the diagonal block's left half: its lower two rows are below the diagonal
             _dense_scatter_upper2(weighted_diff, X_tile, means, k, scatter, slot, i0,
@@ -1339,7 +1360,7 @@ def _tile_array(n_rows, width, dtype):
     long as before with numba's. A Zen 4 runs a 512-bit access as two 256-bit
     halves, so it should gain less; not measured there.
     """
-    alignment = CACHE_LINE if vector_registers() >= 32 else VECTOR_ALIGNMENT
+    alignment = CACHE_LINE if VECTOR_REGISTERS >= 32 else VECTOR_ALIGNMENT
     itemsize = np.dtype(dtype).itemsize
     buffer = np.empty(n_rows * width + alignment // itemsize, dtype=dtype)
     skip = (-buffer.ctypes.data % alignment) // itemsize
@@ -1648,7 +1669,7 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
 
     Eight features per pass over the tile hold 16 means and factors in registers,
     which fit a target with 32 vector registers (AVX-512); with 16 (AVX2) the
-    pass takes four, as the statistics pass does (_widest_group). The AVX2
+    pass takes four, as the statistics pass does (WIDEST_GROUP). The AVX2
     build (znver3, run on a Zen 4), one E-step pass of P5 (D = 16), in-process
     alternation (benchmarks/estep_ab.py --checkouts): 0.88x the time in float64
     and float32 with one thread at N/2, 0.89x and 0.85x with two at N; the
@@ -1658,12 +1679,14 @@ def _diagonal_mahalanobis(X_tile, means, precisions_chol, k, mahalanobis, width)
     n_features = X_tile.shape[0]
     for t in range(width):
         mahalanobis[t] = 0.0
-    eight = vector_registers() >= 32
-    i = 0
-    while eight and i + 2 * BLOCK <= n_features:  # eight features per pass
-        _diagonal_distances(X_tile, means, precisions_chol, k, i, 2 * BLOCK,
-                            mahalanobis, width)
-        i += 2 * BLOCK
+    # not the literal 0: numba would compile _diagonal_distances once more for it
+    # (0.4 s), typing the first call before it has unified i's type
+    i = np.int64(0)
+    if WIDEST_GROUP >= 8:  # (a constant, which numba prunes by; 2 * BLOCK is not)
+        while i + 2 * BLOCK <= n_features:  # eight features per pass
+            _diagonal_distances(X_tile, means, precisions_chol, k, i, 2 * BLOCK,
+                                mahalanobis, width)
+            i += 2 * BLOCK
     while i + BLOCK <= n_features:  # four features per pass over the tile
         _diagonal_distances(X_tile, means, precisions_chol, k, i, BLOCK, mahalanobis,
                             width)
@@ -1791,25 +1814,6 @@ def _sparse_diagonal_sums(X, start, index, gathered_resp, count, means, k, sum_x
             scatter[k, j] += weighted * deviation
 
 
-def _widest_group():
-    """Features per pass of the 'diag' statistics over a tile (_diagonal_sums): 8 on
-    a target with 32 vector registers (AVX-512, AArch64), 4 with 16 (AVX2), so that
-    the pass's 2 x group sums (one register each, see vector_lanes) take half the
-    registers and the deviations and products the rest. A constant when compiled.
-
-    The pass with 16 sums spilled them on AVX2: P5 took 0.44-0.93 times as long
-    with four features per pass as with eight, measured on a Zen 4 EPYC (one
-    E-step pass at N/4 or N/2, in-process alternation, four runs), while the
-    AVX-512 build took 1.01-1.07 times as long with four."""
-    return 8 if vector_registers() >= 32 else 4
-
-
-@overload(_widest_group, inline="always")
-def _widest_group_compiled():
-    group = _widest_group()
-    return lambda: group
-
-
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
       no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 def _diagonal_sums(X_tile, weighted_resp, means, k, i, group, moment_lanes, lane_row):
@@ -1822,7 +1826,7 @@ def _diagonal_sums(X_tile, weighted_resp, means, k, i, group, moment_lanes, lane
     float64; the lanes are added up once per block (_add_up_lanes), not once per
     tile and component.
 
-    ``group`` is a constant at each call (8, 4, 2 or 1; see _widest_group): LLVM
+    ``group`` is a constant at each call (8, 4, 2 or 1; see WIDEST_GROUP): LLVM
     unrolls the loop over the group's features, and the 2 x group sums stay in
     vector registers through the tile. The tile's width is a constant here
     (statistics_tile), and the stack array is this function's own: passed the
@@ -1933,7 +1937,6 @@ def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_nor
     log_uniform = _log_uniform(n_components)
     inference = weighted_log_prob.shape[0] > 0
     through_block = moment_lanes.shape[0] == 2 * n_components * n_features
-    widest = _widest_group()
     # constant shapes, as in dense_statistics_blocks
     X_tile = shaped(X_tile, (n_features, width))
     resp = shaped(resp, (n_components, width))
@@ -1982,14 +1985,15 @@ def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_nor
                     _sparse_diagonal_sums(X, start, index, gathered_resp, n_gathered,
                                           means, k, sum_x, scatter)
                     continue
-                i = 0
+                i = np.int64(0)  # not the literal 0: see _diagonal_mahalanobis
                 lane_row = k if through_block else 0
                 # a constant group at each call: see _diagonal_sums
-                while widest >= 8 and i + 8 <= n_features:
-                    _diagonal_sums(X_tile, weighted_resp, means, k, i, 8, moment_lanes,
-                                   lane_row)
-                    i += 8
-                while widest >= 4 and i + 4 <= n_features:
+                if WIDEST_GROUP >= 8:
+                    while i + 8 <= n_features:
+                        _diagonal_sums(X_tile, weighted_resp, means, k, i, 8,
+                                       moment_lanes, lane_row)
+                        i += 8
+                while i + 4 <= n_features:
                     _diagonal_sums(X_tile, weighted_resp, means, k, i, 4, moment_lanes,
                                    lane_row)
                     i += 4
@@ -2001,7 +2005,9 @@ def diagonal_statistics_blocks(X, sample_weight, means, precisions_chol, log_nor
                     _diagonal_sums(X_tile, weighted_resp, means, k, i, 1, moment_lanes,
                                    lane_row)
                 if not through_block:
-                    _add_up_lanes(moment_lanes, 0, sum_x, scatter, k)
+                    # (lane_row, 0 here: with a literal 0 numba compiled the
+                    # helper twice)
+                    _add_up_lanes(moment_lanes, lane_row, sum_x, scatter, k)
         if through_block and not inference:  # (inference writes no statistics)
             for k in range(n_components):
                 _add_up_lanes(moment_lanes, k, sum_x, scatter, k)

@@ -189,7 +189,7 @@ def test_statistics_match_reference(rng, covariance_type, dtype, shape, weighted
 def test_diagonal_statistics_with_and_without_lane_partials(rng, covariance_type, dtype,
                                                             kept):
     """The 'diag' kernel keeps its moments lane by lane through a block up to K D =
-    LANE_BYTES / (16 lanes) (_lane_partials), and beyond adds a component's up
+    LANE_BYTES / (16 lanes) (_lane_rows), and beyond adds a component's up
     after each tile: both give the oracle's statistics."""
     n_components = 32
     largest = _kernels_estep.LANE_BYTES // (16 * vector_lanes(dtype))  # K D kept
@@ -692,35 +692,74 @@ def test_transpose_tile(dtype, n_features, n_points):
     np.testing.assert_array_equal(X, X_before)
 
 
-def _tile_arrays_of(n_rows, width, like, count):
-    """``count`` arrays from _tile_array, all alive at once (as a kernel's are)."""
-    arrays = [_kernels_estep._tile_array(n_rows, width, like.dtype)
-              for _ in range(count)]
-    addresses = np.empty(count, dtype=np.int64)
-    for a, array in enumerate(arrays):
-        array[...] = a * 1e3 + np.arange(n_rows * width).reshape(n_rows, width)
-        addresses[a] = array.ctypes.data
-    for a, array in enumerate(arrays):  # every array still holds what was written
-        expected = a * 1e3 + np.arange(n_rows * width).reshape(n_rows, width)
-        if not np.array_equal(array, expected.astype(like.dtype)):
-            addresses[a] = -1
-    return addresses, arrays[count - 1]
+def _work_arrays(kernel, dtype, n_components, n_features):
+    """The work arrays of ``kernel`` ('dense' or 'diagonal'), with the shape and
+    dtype each must have and whether it must come zeroed, in the kernel's order."""
+    width = _kernels_estep.STATISTICS_TILE[np.dtype(dtype)]
+    wide = np.float64
+    tile = [("mahalanobis", width, dtype, False),
+            ("resp", (n_components, width), dtype, False),
+            *[(name, width, dtype, False) for name in
+              ("tile_top", "tile_peak", "other_peak", "tile_scale", "tile_entropy")],
+            ("tile_weight", width, wide, False), ("weighted_resp", width, dtype, False),
+            ("products", width, wide, False)]
+    if kernel == "dense":
+        n_padded = _kernels_estep.n_padded(n_features)
+        sparse = _kernels_estep.SPARSE_TILE
+        arrays = _kernels_estep.dense_tile_arrays(np.dtype(dtype), n_components,
+                                                  n_padded, width)
+        expected = [("X_tile", (n_padded, width), dtype, True),
+                    ("weighted_diff", (n_padded, width), dtype, False), *tile,
+                    ("index", width, np.int64, True),
+                    ("gathered_resp", width, dtype, True),
+                    ("gathered_diff", (sparse, n_padded), dtype, True),
+                    ("gathered_weighted_diff", (sparse, n_padded), dtype, True),
+                    ("compact_tile", (n_padded, width), dtype, False)]
+    else:
+        arrays = _kernels_estep.diagonal_tile_arrays(np.dtype(dtype), n_components,
+                                                     n_features, width)
+        lanes = vector_lanes(dtype)
+        rows = 2 * n_components * n_features
+        if rows * lanes * 8 > _kernels_estep.LANE_BYTES:
+            rows = 2 * n_features
+        expected = [("X_tile", (n_features, width), dtype, True), *tile,
+                    ("moment_lanes", (rows, lanes), wide, True),
+                    ("index", width, np.int64, False),
+                    ("gathered_resp", width, dtype, False)]
+    return arrays, expected
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n_rows", [1, 3, 16, 32])
-def test_tile_arrays_start_a_cache_line_with_512_bit_vectors(dtype, n_rows):
-    """A build with 32 vector registers (AVX-512) gets tile arrays whose first element
-    starts a 64-byte line, so no 512-bit vector of a row straddles two lines; every
-    build gets separate (n_rows, width) C-ordered arrays of the dtype asked for."""
+@pytest.mark.parametrize("kernel", ["dense", "diagonal"])
+@pytest.mark.parametrize(("n_components", "n_features"),
+                         [(1, 1), (3, 5), (16, 32), (32, 257)])
+def test_work_arrays_are_separate_aligned_and_of_the_kernels_types(dtype, kernel,
+                                                                   n_components,
+                                                                   n_features):
+    """Each work array has the shape, dtype and C order its kernel takes (so numba
+    compiles the kernel once), starts a 64-byte line in a build with 32 vector
+    registers (AVX-512: no 512-bit vector of a row straddles two lines) and at 32
+    bytes in others, the zeroed ones are zero, and none shares a byte with
+    another: what is written to each stays there."""
+    from numba import typeof
+
     from fastem.kernels.vector import _vector_registers
 
-    width = _kernels_estep.STATISTICS_TILE[np.dtype(dtype)]
-    addresses, last = _tile_arrays_of(n_rows, width, np.zeros(1, dtype=dtype), 12)
-    assert last.shape == (n_rows, width) and last.dtype == dtype
-    assert last.flags.c_contiguous and last.flags.writeable
-    assert (addresses > 0).all() and len(set(addresses.tolist())) == len(addresses)
-    if _vector_registers() >= 32:
-        assert (addresses % _kernels_estep.CACHE_LINE == 0).all(), addresses % 64
-    else:
-        assert (addresses % _kernels_estep.VECTOR_ALIGNMENT == 0).all(), addresses % 32
+    arrays, expected = _work_arrays(kernel, dtype, n_components, n_features)
+    alignment = 64 if _vector_registers() >= 32 else 32
+    assert [(array.shape, array.dtype) for array in arrays] == [
+        (np.empty(shape).shape, np.dtype(kind)) for _, shape, kind, _ in expected]
+    assert [typeof(array) for array in arrays] == [
+        typeof(np.empty(shape, dtype=kind)) for _, shape, kind, _ in expected]
+    for array, (name, _, _, zeroed) in zip(arrays, expected, strict=True):
+        assert array.flags.c_contiguous and array.flags.writeable, name
+        assert array.ctypes.data % alignment == 0, (name, array.ctypes.data % 64)
+        if zeroed:
+            assert not array.any(), name
+    spans = sorted((array.ctypes.data, array.ctypes.data + array.nbytes)
+                   for array in arrays)
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
+    for number, array in enumerate(arrays):
+        array[...] = number + 1
+    for number, array in enumerate(arrays):
+        assert (array == number + 1).all()

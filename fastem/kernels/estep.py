@@ -36,7 +36,7 @@ Conventions shared by every kernel here:
   two O(D^2) loops (the triangular projection and the scatter update) work
   on 4x4 blocks held in registers (one or two features: padded to 2, with
   their own 2x2 code). With 512-bit vectors the tile arrays start a cache
-  line (_tile_array); every stack array does (vector.stack_array). Arrays a
+  line (_work_arrays); every stack array does (vector.stack_array). Arrays a
   loop writes are the function's own stack arrays where they can be
   (_project_column): LLVM then needs no run-time overlap checks.
 * Statistics are accumulated around the means passed in (the current ones):
@@ -62,6 +62,9 @@ Conventions shared by every kernel here:
   with every jitted function it calls inlined, and turns it into machine code
   again: a function between the kernel and its tile loop costs its compile
   time once more (dense_statistics_blocks).
+* Where the builds for 32 and for 16 vector registers differ, kernels branch
+  on module globals (VECTOR_REGISTERS, WIDEST_GROUP), which numba prunes by
+  before typing: a build compiles only the helpers it runs.
 * Helpers that neither allocate nor return arrays are compiled without
   numba's reference counting (``_nrt=False``; their callers hold every array
   they pass). With it, each call increments and decrements the count of each
@@ -154,7 +157,7 @@ COMPACT_TILE = 64
 SPARSE_DIAGONAL_TILE = 32
 # _add_tile_sums multiplies a tile's sums of exps down to this many products.
 PRODUCT_LANES = 16
-# Most bytes of partial sums kept lane by lane through a block (_lane_partials), a
+# Most bytes of partial sums kept lane by lane through a block (_lane_rows), a
 # fraction of a core's second-level cache (1-2 MiB on the CPUs measured): the 'diag'
 # moments of P5 take 64 KiB in float64, 128 KiB in float32. More (K D > 2048 with
 # AVX-512): each component's are added up after each tile, as before.
@@ -1334,75 +1337,95 @@ def n_blocks_of(n_samples, block_size):
 
 
 CACHE_LINE = 64  # bytes
-VECTOR_ALIGNMENT = 32  # bytes: numba's arrays' (and one AVX2 vector's)
+# where each work array starts (see _work_arrays): a cache line with 512-bit
+# vectors, else 32 bytes (numba's arrays' alignment, one AVX2 vector)
+WORK_ALIGNMENT = CACHE_LINE if VECTOR_REGISTERS >= 32 else 32
+# bytes between two work arrays: the tile arrays' sizes are multiples of 4 KiB
+# with 4 or 8 features, so back to back (or a line apart) a loop that reads one
+# and writes another would store to addresses whose low 12 bits equal those of
+# a load a vector or so later, which an Intel core mistakes for a dependence
+# ("4K aliasing") and stalls; 17 lines apart they differ by 1088 bytes
+WORK_GAP = 17 * CACHE_LINE
 
 
-def _tile_array(n_rows, width, dtype):
-    """An uninitialised (n_rows, width) work array of a tile, of ``dtype``.
+def _work_arrays(specs):
+    """Zeroed C arrays of the ``(shape, dtype)`` pairs in ``specs`` (shapes as
+    tuples), cut from one buffer: each starts at a multiple of WORK_ALIGNMENT
+    bytes, WORK_GAP or a little more after the end of the one before it.
 
-    With 512-bit vectors (a target with 32 vector registers) it starts a cache
-    line, so every 64-byte vector of its rows (whose lengths are multiples of
-    64 bytes) lies in one line. numba aligns arrays to 32 bytes only, and the
-    tile arrays came out 32 bytes past a line, so each 512-bit load or store
-    of them touched two lines, which an Intel core does at half speed. One
-    E-step pass, one thread, N/2, parameters after 5 EM iterations, in-process
-    alternation (benchmarks/estep_ab.py --checkouts, 11-15 rounds, three or
-    four runs), Intel Xeon (family 6, model 167), AVX-512 build, time after /
-    before in float64 and float32: P1 0.89-0.93 and 0.91-0.95, P2 0.83-0.96
-    and 0.92-1.02, P3 0.83-0.93 and 0.85-0.91, P5 0.87-0.97 and 0.88-0.97.
-    The times before moved from run to run (P5 float64 72-83 ms), those after
-    less (70-72 ms): where numba's allocator put the arrays decided how many
-    vectors straddled lines. The results are bitwise the same. A 32-byte
-    (AVX2) vector never crosses a line at 32-byte alignment, so other targets
-    get that, numba's own (where these arrays came from until numpy allocated
-    them: see dense_tile_arrays): the AVX2 build of the same CPU took 1.3-2.4%
-    longer with every array starting a line (15 rounds), 0.96-1.01 times as
-    long as before with numba's. A Zen 4 runs a 512-bit access as two 256-bit
+    One allocation, not one per array: numpy's arrays start at multiples of 16
+    bytes only, and aligning each of 17 took 23 microseconds a call (Intel
+    Xeon; 5.9 with the compiled function that allocated them before, 9.6 now).
+
+    With 512-bit vectors (a target with 32 vector registers) each starts a cache
+    line, so every 64-byte vector of the tile arrays' rows (whose lengths are
+    multiples of 64 bytes) lies in one line. numba aligns arrays to 32 bytes
+    only, and the tile arrays came out 32 bytes past a line, so each 512-bit
+    load or store of them touched two lines, which an Intel core does at half
+    speed. One E-step pass, one thread, N/2, parameters after 5 EM iterations,
+    in-process alternation (benchmarks/estep_ab.py --checkouts, 11-15 rounds,
+    three or four runs), Intel Xeon (family 6, model 167), AVX-512 build, time
+    after / before in float64 and float32: P1 0.89-0.93 and 0.91-0.95, P2
+    0.83-0.96 and 0.92-1.02, P3 0.83-0.93 and 0.85-0.91, P5 0.87-0.97 and
+    0.88-0.97. The times before moved from run to run (P5 float64 72-83 ms),
+    those after less (70-72 ms): where numba's allocator put the arrays decided
+    how many vectors straddled lines. The results are bitwise the same. A
+    32-byte (AVX2) vector never crosses a line at 32-byte alignment, so other
+    targets get that, numba's own: the AVX2 build of the same CPU took 1.3-2.4%
+    longer with every array starting a line (15 rounds), 0.96-1.01 times as long
+    as before with numba's. A Zen 4 runs a 512-bit access as two 256-bit
     halves, so it should gain less; not measured there.
     """
-    alignment = CACHE_LINE if VECTOR_REGISTERS >= 32 else VECTOR_ALIGNMENT
-    itemsize = np.dtype(dtype).itemsize
-    buffer = np.empty(n_rows * width + alignment // itemsize, dtype=dtype)
-    skip = (-buffer.ctypes.data % alignment) // itemsize
-    return buffer[skip:skip + n_rows * width].reshape((n_rows, width))
+    steps = [-(-(math.prod(shape) * np.dtype(dtype).itemsize + WORK_GAP)
+               // WORK_ALIGNMENT) * WORK_ALIGNMENT for shape, dtype in specs]
+    buffer = np.zeros(sum(steps) + WORK_ALIGNMENT, dtype=np.uint8)
+    offset = -buffer.ctypes.data % WORK_ALIGNMENT
+    arrays = []
+    for (shape, dtype), step in zip(specs, steps, strict=True):
+        arrays.append(np.ndarray(shape, dtype, buffer, offset))
+        offset += step
+    return arrays
 
 
-def _tile_arrays(dtype, n_components, width):
-    """The per-tile arrays of both block kernels: (mahalanobis, resp (K, width),
-    tile_top, tile_peak, other_peak (see _store_log_prob), tile_scale,
-    tile_entropy, tile_weight (float64), weighted_resp, products (float64, see
-    _add_tile_sums)), each of ``width`` entries of ``dtype`` unless stated. Those
-    of ``dtype`` are rows of one array from _tile_array; the two float64 ones are
-    numpy's own, as their loops are short."""
-    vectors = _tile_array(7, width, dtype)
-    return (vectors[0], _tile_array(n_components, width, dtype), vectors[1], vectors[2],
-            vectors[3], vectors[4], vectors[5], np.empty(width), vectors[6],
-            np.empty(width))
+def _tile_specs(dtype, n_components, width):
+    """The ``(shape, dtype)`` of the per-tile arrays of both block kernels, for
+    _work_arrays: ``vectors`` (7, width), whose rows are mahalanobis, tile_top,
+    tile_peak, other_peak (see _store_log_prob), tile_scale, tile_entropy and
+    weighted_resp; resp (K, width); ``wide`` (2, width) float64, whose rows are
+    tile_weight and products (see _add_tile_sums)."""
+    return [((7, width), dtype), ((n_components, width), dtype),
+            ((2, width), np.float64)]
+
+
+def _tile_arrays(vectors, resp, wide):
+    """The ten per-tile arguments of both block kernels from the arrays of
+    _tile_specs, in their order: mahalanobis, resp, tile_top, tile_peak,
+    other_peak, tile_scale, tile_entropy, tile_weight, weighted_resp, products."""
+    return (vectors[0], resp, vectors[1], vectors[2], vectors[3], vectors[4],
+            vectors[5], wide[0], vectors[6], wide[1])
 
 
 def dense_tile_arrays(dtype, n_components, n_padded, width):
     """The work arrays of dense_statistics_blocks for data of ``dtype`` (its
-    statistics_tile ``width``), in the order it takes them: X_tile (n_padded,
-    width; zeroed: its padded features stay 0), weighted_diff (n_padded, width),
-    the ten of _tile_arrays, index (width, int64), gathered_resp (width),
-    gathered_diff and gathered_weighted_diff (SPARSE_TILE, n_padded),
+    statistics_tile ``width``), zeroed, in the order it takes them: X_tile
+    (n_padded, width; its padded features stay 0), weighted_diff (n_padded,
+    width), the ten of _tile_arrays, index (width, int64), gathered_resp
+    (width), gathered_diff and gathered_weighted_diff (SPARSE_TILE, n_padded),
     compact_tile (n_padded, width).
 
-    Allocated by numpy, not by a compiled function: compiling one (with
-    numba's np.empty and np.zeros for each of its array types) took 1.3 s of
-    the cold compile of 'full'/'tied' (numba's compile events, Intel Xeon),
-    while the kernel runs for milliseconds after the few microseconds these
-    take."""
-    X_tile = _tile_array(n_padded, width, dtype)
-    X_tile[:] = 0.0
-    weighted_diff = _tile_array(n_padded, width, dtype)
-    # the narrow tile of a component with few non-zero responsibilities
-    index = np.zeros(width, dtype=np.int64)  # width: see _gather_points
-    gathered_resp = np.zeros(width, dtype=dtype)
-    gathered_diff = np.zeros((SPARSE_TILE, n_padded), dtype=dtype)
-    gathered_weighted_diff = np.zeros((SPARSE_TILE, n_padded), dtype=dtype)
-    compact_tile = _tile_array(n_padded, width, dtype)
-    return (X_tile, weighted_diff, *_tile_arrays(dtype, n_components, width), index,
+    Allocated by numpy (_work_arrays), not by a compiled function: compiling one
+    (with numba's np.empty and np.zeros for each of its array types) took 1.3 s
+    of the cold compile of 'full'/'tied' (numba's compile events, Intel Xeon).
+    """
+    (X_tile, weighted_diff, vectors, resp, wide, index, gathered_resp, gathered_diff,
+     gathered_weighted_diff, compact_tile) = _work_arrays([
+         ((n_padded, width), dtype), ((n_padded, width), dtype),
+         *_tile_specs(dtype, n_components, width),
+         # the narrow tile of a component with few non-zero responsibilities
+         ((width,), np.int64), ((width,), dtype),  # width: see _gather_points
+         ((SPARSE_TILE, n_padded), dtype), ((SPARSE_TILE, n_padded), dtype),
+         ((n_padded, width), dtype)])
+    return (X_tile, weighted_diff, *_tile_arrays(vectors, resp, wide), index,
             gathered_resp, gathered_diff, gathered_weighted_diff, compact_tile)
 
 
@@ -1880,12 +1903,12 @@ def _add_up_lanes(moment_lanes, lane_row, sum_x, scatter, k):
             moment_lanes[row + 1, lane] = 0.0
 
 
-def _lane_partials(n_rows, fewer_rows, dtype):
-    """Zeroed float64 partial sums, (n_rows, vector_lanes(dtype)), for sums over tiles
-    kept lane by lane through a block (add_lanes); (fewer_rows, lanes) if they would
-    take more than LANE_BYTES: then the caller adds them up more often."""
-    lanes = vector_lanes(dtype)
-    return np.zeros((n_rows if n_rows * lanes * 8 <= LANE_BYTES else fewer_rows, lanes))
+def _lane_rows(n_rows, fewer_rows, dtype):
+    """Rows of the float64 partial sums, (rows, vector_lanes(dtype)), for sums over
+    tiles kept lane by lane through a block (add_lanes): n_rows, or fewer_rows if
+    n_rows would take more than LANE_BYTES (then the caller adds them up more
+    often)."""
+    return n_rows if n_rows * vector_lanes(dtype) * 8 <= LANE_BYTES else fewer_rows
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -1901,17 +1924,18 @@ def _lane_total(sums, q):
 
 def diagonal_tile_arrays(dtype, n_components, n_features, width):
     """The work arrays of diagonal_statistics_blocks for data of ``dtype`` (its
-    statistics_tile ``width``), in the order it takes them: X_tile (n_features,
-    width; zeroed), the ten of _tile_arrays, moment_lanes (zeroed; see
-    _lane_partials), index (width, int64), gathered_resp (width). Allocated by
+    statistics_tile ``width``), zeroed, in the order it takes them: X_tile
+    (n_features, width), the ten of _tile_arrays, moment_lanes (float64; see
+    _lane_rows), index (width, int64), gathered_resp (width). Allocated by
     numpy (see dense_tile_arrays)."""
-    X_tile = _tile_array(n_features, width, dtype)
-    X_tile[:] = 0.0
     # lane by lane through a block, or (over LANE_BYTES) one component's at a time
-    moment_lanes = _lane_partials(2 * n_components * n_features, 2 * n_features, dtype)
-    index = np.empty(width, dtype=np.int64)
-    gathered_resp = np.empty(width, dtype=dtype)
-    return (X_tile, *_tile_arrays(dtype, n_components, width), moment_lanes, index,
+    lane_rows = _lane_rows(2 * n_components * n_features, 2 * n_features, dtype)
+    (X_tile, vectors, resp, wide, moment_lanes, index,
+     gathered_resp) = _work_arrays([
+         ((n_features, width), dtype), *_tile_specs(dtype, n_components, width),
+         ((lane_rows, vector_lanes(dtype)), np.float64), ((width,), np.int64),
+         ((width,), dtype)])
+    return (X_tile, *_tile_arrays(vectors, resp, wide), moment_lanes, index,
             gathered_resp)
 
 

@@ -110,7 +110,7 @@ def assembly(request, avx512_xeon_assembly, avx2_epyc_assembly):
 HELPERS_BY_BUILD = {
     # name: (signatures in the AVX-512 build, in the AVX2 build)
     "_dense_scatter_4x4": (1, 0),
-    "_dense_scatter_upper4": (2, 0),  # weighted or not, a literal at each call
+    "_dense_scatter_upper4": (1, 0),  # weighted or not: a bool, not two literals
     "_dense_scatter_4x2": (0, 1),
     "_dense_scatter_upper2": (0, 1),
     "_diagonal_distances": (2, 1),  # 8 and 4 features per pass, or 4

@@ -1089,14 +1089,16 @@ def _dense_scatter(weighted_resp, weighted_diff, X_tile, means, k, sum_x, scatte
                                    i0, j0 + 2, width)
         return
     last = n_padded - BLOCK
+    # np.bool_: with the literals False and True numba compiled the helper twice
+    # (0.4 s); LLVM still sees the constant once the helper is inlined
     for i0 in range(0, last, BLOCK):
         _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
-                              scatter, slot, i0, False, width)
+                              scatter, slot, i0, np.bool_(False), width)
         for j0 in range(i0 + BLOCK, n_padded, BLOCK):
             _dense_scatter_4x4(weighted_diff, X_tile, means, k, scatter, slot, i0, j0,
                                width)
     _dense_scatter_upper4(weighted_resp, weighted_diff, X_tile, means, k, sum_x,
-                          scatter, slot, last, True, width)
+                          scatter, slot, last, np.bool_(True), width)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,

@@ -6,7 +6,8 @@ that CPU without running them, and the assembly is read back. Checked for
 an AVX-512 Xeon ('skylake-avx512') and an AVX2 EPYC ('znver3', no AVX-512):
 the AVX-512 build does its floating-point arithmetic in 512-bit zmm
 registers, the AVX2 build in 256-bit ymm registers with FMA (and no zmm),
-and neither calls libm (exp and log are fastem's own, vectorised).
+and neither calls libm (exp and log are fastem's own, vectorised); and each
+build compiled only the helpers it runs (HELPERS_BY_BUILD).
 """
 
 import json

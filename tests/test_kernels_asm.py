@@ -215,7 +215,10 @@ def arm64_assembly(directory):
     # have them too
     portable = ("import fastem.kernels.vector as _vector\n"
                 "_vector._compress_in_registers = lambda: False\n"
-                "_vector._permute_in_registers = lambda: False\n")
+                "_vector._permute_in_registers = lambda: False\n"
+                # the exp's constants held in x86 registers by an x86 inline asm
+                "import fastem.kernels.exp as _exp\n"
+                "_exp._HOLDS_IN_ASM = False\n")
     ir = subprocess.run([sys.executable, "-W", "ignore", "-c",
                          portable + kernels_script("kernel.inspect_llvm(sig)")],
                         env=env, capture_output=True, text=True, timeout=600, check=False)

@@ -38,18 +38,22 @@ import numpy as np
 import pytest
 
 from fastem.kernels.exp import (
+    EXP64_CONSTANTS,
     _libm_exp_inplace32,
     _libm_exp_inplace64,
     _libm_log_inplace32,
     _libm_log_inplace64,
     exp32,
     exp64,
+    exp_constants_typed,
     exp_inplace32,
     exp_inplace64,
     exp_nonpositive32,
     exp_nonpositive64,
     exp_nonpositive_typed,
+    exp_nonpositive_with_typed,
     exp_typed,
+    held_constants,
     log32,
     log64,
     log_inplace32,
@@ -418,6 +422,39 @@ def test_exp_nonpositive_gives_exps_bits_for_every_nonpositive_argument(rng, dty
     assert dtype(scalar(dtype(low))) >= np.finfo(dtype).tiny
     below = scalar(np.nextafter(dtype(low), dtype(-np.inf)))
     assert below == 0.0 and not np.signbit(below)
+
+
+@numba.njit
+def _exp_nonpositive_held_loop(x, out):
+    """The E-step's loop as the kernels write it: the exp's constants held before
+    the loop (exp_constants_typed), passed to each exp."""
+    constants = exp_constants_typed(x[0])
+    for i in range(x.shape[0]):
+        out[i] = exp_nonpositive_with_typed(x[i], constants)
+
+
+@numba.njit
+def _held(values):
+    return held_constants(values)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_with_held_constants_gives_the_same_bits(rng, dtype):
+    """With its constants held as values (held_constants: an empty inline asm on
+    x86, so LLVM broadcasts them once before the loop), exp_nonpositive gives the
+    bits of exp_nonpositive_typed for every argument the E-step can pass, and
+    the held constants are the constants."""
+    x = _nonpositive_arguments(dtype, rng)
+    int_type = np.int64 if dtype == np.float64 else np.int32
+    expected = np.empty_like(x)
+    _exp_nonpositive_loop(x, expected)
+    got = np.empty_like(x)
+    _exp_nonpositive_held_loop(x, got)
+    finite = ~np.isnan(x)
+    assert np.array_equal(got[finite].view(int_type), expected[finite].view(int_type))
+    assert np.array_equal(np.isnan(got), np.isnan(x))
+    held = np.array(_held(EXP64_CONSTANTS))
+    assert np.array_equal(held.view(np.int64), np.array(EXP64_CONSTANTS).view(np.int64))
 
 
 # ==========================================================================

@@ -88,7 +88,8 @@ from numba.np.numpy_support import as_dtype
 from fastem.kernels.cache import CACHE
 from fastem.kernels.exp import (
     exp64,
-    exp_nonpositive_typed,
+    exp_constants_typed,
+    exp_nonpositive_with_typed,
     log64,
     log_of_product64,
     reciprocal_typed,
@@ -565,18 +566,21 @@ def _responsibilities(log_prob, n_points, top, peak, scale, entropy, tile_weight
         # A point that no component can explain: every exp below gives 0.
         value = peak[t]
         top[t] = zero if value == -np.inf else value
+    # the exp's constants as values, broadcast once before each loop (see
+    # held_constants), not from memory in every iteration
+    constants = exp_constants_typed(zero)
     for k in range(n_components):
         if with_entropy:
             for t in range(width):
                 shifted = log_prob[k, t] - top[t]
-                value = exp_nonpositive_typed(shifted)
+                value = exp_nonpositive_with_typed(shifted, constants)
                 log_prob[k, t] = value
                 total[t] += value
                 # 0 log 0 = 0 (shifted may be -inf where value is 0)
                 entropy[t] += value * shifted if value > zero else zero
         else:
             for t in range(width):
-                value = exp_nonpositive_typed(log_prob[k, t] - top[t])
+                value = exp_nonpositive_with_typed(log_prob[k, t] - top[t], constants)
                 log_prob[k, t] = value
                 total[t] += value
     for t in range(width):

@@ -153,6 +153,7 @@ positive finite float32.  Subnormal inputs are exact as well (scaled by
 """
 
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -162,14 +163,19 @@ from fastem.kernels.cache import CACHE
 from fastem.kernels.vector import prefer_512_bit_vectors
 
 __all__ = [
+    "EXP64_CONSTANTS",
     "exp32",
     "exp64",
+    "exp_constants_typed",
     "exp_inplace32",
     "exp_inplace64",
     "exp_nonpositive32",
     "exp_nonpositive64",
+    "exp_nonpositive64_with",
     "exp_nonpositive_typed",
+    "exp_nonpositive_with_typed",
     "exp_typed",
+    "held_constants",
     "log32",
     "log64",
     "log_inplace32",
@@ -324,27 +330,33 @@ _Q64_9 = 2.510134692835034e-08
 # compile of its own. exp64's helpers as plain njit functions (each a compile of its
 # own) made a first exp64 loop compile in 0.56-0.62 s instead of 0.46-0.47 (fresh
 # processes, three each, AVX-512 Zen 4).
+# The float64 exp's constants in the order _exp64_unselected takes them.
+EXP64_CONSTANTS = (_LOG2E64, _SHIFT64, -_LN2_HI64, -_LN2_LO64, _Q64_0, _Q64_1, _Q64_2,
+                   _Q64_3, _Q64_4, _Q64_5, _Q64_6, _Q64_7, _Q64_8, _Q64_9, 1.0, _LO64)
+
+
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
-def _exp64_unselected(x):
+def _exp64_unselected(x, c):
     """Steps 1-4 of the module docstring: exp(x) for x in [lo, ovf]; anything
-    (not a trap) outside, which the callers' selects discard."""
-    shifted = _fmuladd(x, _LOG2E64, _SHIFT64)
-    n_float = shifted - _SHIFT64
+    (not a trap) outside, which the callers' selects discard. ``c``:
+    EXP64_CONSTANTS, or the same values held (see held_constants)."""
+    shifted = _fmuladd(x, c[0], c[1])
+    n_float = shifted - c[1]
     n = _float64_as_int64(shifted) - _SHIFT64_BITS
-    r = _fmuladd(n_float, -_LN2_HI64, x)
-    r = _fmuladd(n_float, -_LN2_LO64, r)
+    r = _fmuladd(n_float, c[2], x)
+    r = _fmuladd(n_float, c[3], r)
     # q(r) in two chains of r**2, the even and the odd coefficients (step 3)
     r2 = r * r
-    even = _fmuladd(_Q64_8, r2, _Q64_6)
-    odd = _fmuladd(_Q64_9, r2, _Q64_7)
-    even = _fmuladd(even, r2, _Q64_4)
-    odd = _fmuladd(odd, r2, _Q64_5)
-    even = _fmuladd(even, r2, _Q64_2)
-    odd = _fmuladd(odd, r2, _Q64_3)
-    even = _fmuladd(even, r2, _Q64_0)
-    odd = _fmuladd(odd, r2, _Q64_1)
+    even = _fmuladd(c[12], r2, c[10])
+    odd = _fmuladd(c[13], r2, c[11])
+    even = _fmuladd(even, r2, c[8])
+    odd = _fmuladd(odd, r2, c[9])
+    even = _fmuladd(even, r2, c[6])
+    odd = _fmuladd(odd, r2, c[7])
+    even = _fmuladd(even, r2, c[4])
+    odd = _fmuladd(odd, r2, c[5])
     q = _fmuladd(odd, r, even)
-    p = _fmuladd(r2, q, r) + 1.0
+    p = _fmuladd(r2, q, r) + c[14]
     # p * 2**n by adding n to p's exponent field; for x in [lo, ovf] n is in
     # [-1022, 1024] and the biased exponent of the result stays in [1, 2046].
     return _int64_as_float64(_float64_as_int64(p) + (n << 52))
@@ -363,7 +375,7 @@ def exp64(x):
     overflow_or_nan = not (x <= _OVF64)
     # Clamp from below (no arithmetic on huge negative values); the selects
     # at the end discard the lanes that were clamped or overflow.
-    result = _exp64_unselected(_LO64 if underflow else x)
+    result = _exp64_unselected(_LO64 if underflow else x, EXP64_CONSTANTS)
     result = 0.0 if underflow else result
     return x + _INF if overflow_or_nan else result
 
@@ -378,8 +390,15 @@ def exp_nonpositive64(x):
     # For x < lo (or -inf) the unclamped arithmetic gives garbage, an infinity
     # or NaN, never a trap or a subnormal operand; the select discards it. NaN
     # propagates through it (NaN < lo is false).
-    result = _exp64_unselected(x)
-    return 0.0 if x < _LO64 else result
+    return exp_nonpositive64_with(x, EXP64_CONSTANTS)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
+def exp_nonpositive64_with(x, c):
+    """exp_nonpositive64 with its constants ``c`` passed in (EXP64_CONSTANTS, or the
+    same values held, see held_constants): the same bits."""
+    result = _exp64_unselected(x, c)
+    return 0.0 if x < c[15] else result
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -713,6 +732,72 @@ def _in_own_precision(name, single, double):
         return lambda x: function(x)
 
     return typed
+
+
+# Where an empty inline asm can hold a float64 value (see held_constants): x86's
+# vector registers ("x"). numba compiles for the host's architecture.
+_HOLDS_IN_ASM = llvm.get_process_triple().startswith(("x86_64", "i386", "i686"))
+
+
+@intrinsic
+def held_constants(typingctx, values):
+    """The float64 tuple ``values`` (constants), each passed through an empty
+    inline asm on x86, so that LLVM sees values it cannot fold back into
+    constants; elsewhere the values as they are.
+
+    Called once before a loop of exps (exp_nonpositive64_with), it makes LLVM
+    broadcast the exp's 16 constants into vector registers once before the loop
+    (or keep them on the stack, where a multiply-add reads them as an operand)
+    instead of broadcasting each from memory in every iteration, as it did as
+    constants with 16 vector registers (AVX2): in P1's exp loop 14 of its 48
+    instructions per four points were such broadcasts and 5 more their addresses.
+    The asm is outside the loop, so the loop still vectorises (inside it, the
+    loop stayed scalar). The same arithmetic on the same values: the same bits.
+    """
+    if not (isinstance(values, types.UniTuple) and values.dtype == types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        if not _HOLDS_IN_ASM:
+            return args[0]
+        double = ir.DoubleType()
+        hold = ir.InlineAsm(ir.FunctionType(double, [double]), "", "=x,0",
+                            side_effect=False)
+        result = args[0]
+        for index in range(values.count):
+            value = builder.extract_value(args[0], index)
+            result = builder.insert_value(result, builder.call(hold, [value]), index)
+        return result
+
+    return values(values), codegen
+
+
+def exp_constants_typed(x):
+    """The exp constants that exp_nonpositive_with_typed takes for data like ``x``:
+    EXP64_CONSTANTS, held (held_constants), for float64; none (``()``) for
+    float32, whose exp keeps its own."""
+    return EXP64_CONSTANTS if not isinstance(x, np.float32) else ()
+
+
+@overload(exp_constants_typed, inline="always")
+def _exp_constants_compiled(x):
+    if x == types.float32:
+        return lambda x: ()
+    return lambda x: held_constants(EXP64_CONSTANTS)
+
+
+def exp_nonpositive_with_typed(x, constants):
+    """exp_nonpositive_typed(x), with the constants of exp_constants_typed."""
+    if isinstance(x, np.float32):
+        return exp_nonpositive32(x)
+    return exp_nonpositive64_with(x, constants)
+
+
+@overload(exp_nonpositive_with_typed, inline="always")
+def _exp_nonpositive_with_compiled(x, constants):
+    if x == types.float32:
+        return lambda x, constants: exp_nonpositive32(x)
+    return lambda x, constants: exp_nonpositive64_with(x, constants)
 
 
 exp_typed = _in_own_precision("exp_typed", exp32, exp64)

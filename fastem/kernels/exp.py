@@ -390,10 +390,13 @@ def exp_nonpositive64(x):
     # For x < lo (or -inf) the unclamped arithmetic gives garbage, an infinity
     # or NaN, never a trap or a subnormal operand; the select discards it. NaN
     # propagates through it (NaN < lo is false).
-    return exp_nonpositive64_with(x, EXP64_CONSTANTS)
+    result = _exp64_unselected(x, EXP64_CONSTANTS)
+    return 0.0 if x < _LO64 else result
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
+# (compiled on its own and inlined by LLVM, as exp_nonpositive64 is: inlined by numba
+# into the overload below, numba warned of a variable out of scope)
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def exp_nonpositive64_with(x, c):
     """exp_nonpositive64 with its constants ``c`` passed in (EXP64_CONSTANTS, or the
     same values held, see held_constants): the same bits."""

@@ -115,7 +115,10 @@ Zen 4): float64 / float32 P1 0.951 / 0.923, P2 0.983 / 0.968, P5 0.973 / 0.964 t
 time with the AVX-512 build; P1 0.907 / 0.933 and P5 0.957 / 0.953 with the AVX2
 build ('znver3'), whose P2 moved with the harness's order (0.835 with c7e78e1
 timed first, 1.058 with it second). For a positive argument the result is
-undefined.
+undefined. The E-step calls ``exp_nonpositive_with_typed`` with the constants of
+``exp_constants_typed``: float64's held as values before its loops
+(``held_constants``), so LLVM keeps them in registers instead of broadcasting
+each from memory per vector of points; the same bits.
 
 The functions are plain ``@njit``, not ``inline="always"`` (but for the arithmetic
 they share, ``_exp64_unselected`` and ``_exp32_unselected``).
@@ -380,6 +383,20 @@ def exp64(x):
     return x + _INF if overflow_or_nan else result
 
 
+# exp_nonpositive64_with: exp_nonpositive64 with its constants passed in. Compiled on
+# its own and inlined by LLVM, as the other exps are (inlined by numba into the
+# overload of exp_nonpositive_with_typed, it gave a NumbaIRAssumptionWarning).
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def exp_nonpositive64_with(x, c):
+    """exp_nonpositive64 with its constants ``c`` passed in (EXP64_CONSTANTS, or the
+    same values held, see held_constants): the same bits."""
+    # For x < lo (or -inf) the unclamped arithmetic gives garbage, an infinity
+    # or NaN, never a trap or a subnormal operand; the select discards it. NaN
+    # propagates through it (NaN < lo is false).
+    result = _exp64_unselected(x, c)
+    return 0.0 if x < c[15] else result
+
+
 # exp_nonpositive64: exp64 for an argument known not to be positive, such as a
 # log-probability minus the largest of its point's (the E-step's exps): the same
 # bits as exp64 for every x <= 0, -inf and NaN, without the clamp and the
@@ -387,21 +404,7 @@ def exp64(x):
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def exp_nonpositive64(x):
     """exp64(x) for x <= 0 (or -inf, or NaN); undefined for x > 0."""
-    # For x < lo (or -inf) the unclamped arithmetic gives garbage, an infinity
-    # or NaN, never a trap or a subnormal operand; the select discards it. NaN
-    # propagates through it (NaN < lo is false).
-    result = _exp64_unselected(x, EXP64_CONSTANTS)
-    return 0.0 if x < _LO64 else result
-
-
-# (compiled on its own and inlined by LLVM, as exp_nonpositive64 is: inlined by numba
-# into the overload below, numba warned of a variable out of scope)
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
-def exp_nonpositive64_with(x, c):
-    """exp_nonpositive64 with its constants ``c`` passed in (EXP64_CONSTANTS, or the
-    same values held, see held_constants): the same bits."""
-    result = _exp64_unselected(x, c)
-    return 0.0 if x < c[15] else result
+    return exp_nonpositive64_with(x, EXP64_CONSTANTS)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")

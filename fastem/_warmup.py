@@ -123,7 +123,8 @@ def kernels_need_compiling(n_samples, n_features, n_components, covariance_type)
 
     dense = covariance_type in ("full", "tied")
     if _driver.is_small(n_samples, n_features, n_components):
-        kernels = [_kernels_loop.dense_em if dense else _kernels_loop.diagonal_em]
+        kernels = [_kernels_loop.dense_em_into if dense
+                   else _kernels_loop.diagonal_em_into]
     else:
         kernels = [_kernels_estep.dense_statistics_blocks if dense
                    else _kernels_estep.diagonal_statistics_blocks]

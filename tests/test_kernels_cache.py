@@ -124,7 +124,7 @@ def test_every_called_kernel_states_its_floating_point_flags():
         assert "fastmath" in options, f"{name} does not state fastmath"
         assert "error_model" in options, f"{name} does not state error_model"
     assert {"mstep.dense_mstep_into", "exp.exp64",
-            "linalg.cholesky_lower", "loop.dense_em"} <= set(checked)
+            "linalg.cholesky_lower", "loop.dense_em_into"} <= set(checked)
 
 
 ORDER_OF_FIRST_CALLS = """

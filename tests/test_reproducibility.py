@@ -164,8 +164,8 @@ def test_kernels_release_the_gil():
     ]
     names = {kernel.__name__ for kernel in kernels}
     assert {"dense_statistics_blocks", "diagonal_statistics_blocks",
-            "log_resp_blocks", "dense_em",
-            "diagonal_em", "dense_statistics_rows"} <= names
+            "log_resp_blocks", "dense_em_into",
+            "diagonal_em_into", "dense_statistics_rows"} <= names
     assert all(kernel.targetoptions.get("nogil") for kernel in kernels)
     # no numba parallel loops: threads come from run_blocks
     assert not any(kernel.targetoptions.get("parallel") for kernel in kernels)
@@ -258,11 +258,42 @@ print(json.dumps(fits))
 """
 
 
-def run_in_subprocess(script, env_changes, args=(), package_root=REPO, timeout=600):
+# Prepended to a script: writes the functions numba compiled in the process (module and
+# qualified name; numba's own implementations of numpy functions included) as a JSON
+# list to the file named by FASTEM_TEST_COMPILED when the process exits.
+RECORD_COMPILES = """
+import atexit, json, os
+from numba.core import event
+_compiled = set()
+
+class _Recorder(event.Listener):
+    def on_start(self, event):
+        pass
+
+    def on_end(self, event):
+        function = event.data["dispatcher"].py_func
+        _compiled.add(f"{function.__module__}.{function.__qualname__}")
+
+def _write_compiled():
+    with open(os.environ["FASTEM_TEST_COMPILED"], "w") as file:
+        json.dump(sorted(_compiled), file)
+
+event.register("numba:compile", _Recorder())
+atexit.register(_write_compiled)
+"""
+
+
+def run_in_subprocess(script, env_changes, args=(), package_root=REPO, timeout=600,
+                      record_compiles_to=None):
     """Run ``script`` in a fresh interpreter (no inherited NUMBA_* settings, the
-    package importable from ``package_root``) and return its JSON output."""
+    package importable from ``package_root``) and return its JSON output. With
+    ``record_compiles_to`` (a path), the functions numba compiled are written there
+    (RECORD_COMPILES)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
     env.update(env_changes)
+    if record_compiles_to is not None:
+        script = RECORD_COMPILES + script
+        env["FASTEM_TEST_COMPILED"] = str(record_compiles_to)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(package_root), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
@@ -274,9 +305,11 @@ def run_in_subprocess(script, env_changes, args=(), package_root=REPO, timeout=6
     return json.loads(result.stdout)
 
 
-def fit_in_subprocess(X, env_changes, package_root=REPO, timeout=600):
-    return run_in_subprocess(SUBPROCESS_FIT, env_changes,
-                             [json.dumps([x.tolist() for x in X])], package_root, timeout)
+def fit_in_subprocess(X, env_changes, package_root=REPO, timeout=600,
+                      record_compiles_to=None):
+    datasets = json.dumps([x.tolist() for x in X])
+    return run_in_subprocess(SUBPROCESS_FIT, env_changes, [datasets], package_root,
+                             timeout, record_compiles_to)
 
 
 def fits_here(datasets):
@@ -316,15 +349,18 @@ def small_data():
 @background.fixture
 def compiled_in_absent_cache_dir(directory):
     """A fresh process whose NUMBA_CACHE_DIR does not exist yet: numba creates it and
-    compiles every kernel the fits need (the module's one compilation, ~25 s of CPU)."""
+    compiles every kernel the fits need (the module's one compilation, ~25 s of CPU).
+    Returns the fits, the cache directory and the functions numba compiled."""
     cache = directory / "not" / "yet" / "there"
-    return fit_in_subprocess(make_small_data(), {"NUMBA_CACHE_DIR": str(cache)}), cache
+    fits = fit_in_subprocess(make_small_data(), {"NUMBA_CACHE_DIR": str(cache)},
+                             record_compiles_to=directory / "compiled.json")
+    return fits, cache, json.loads((directory / "compiled.json").read_text())
 
 
 def test_fresh_process_compiling_into_an_absent_cache_dir_fits(
     small_data, compiled_in_absent_cache_dir
 ):
-    fits, cache = compiled_in_absent_cache_dir
+    fits, cache, _ = compiled_in_absent_cache_dir
     assert any(cache.rglob("*.nbi")), "the kernels were compiled and cached there"
     # This process may have compiled its kernels or loaded them from a cache.
     assert fits == fits_here(small_data)
@@ -333,7 +369,7 @@ def test_fresh_process_compiling_into_an_absent_cache_dir_fits(
 def test_process_that_compiled_and_process_that_loaded_the_kernels_fit_identically(
     small_data, compiled_in_absent_cache_dir
 ):
-    compiled, cache = compiled_in_absent_cache_dir
+    compiled, cache, _ = compiled_in_absent_cache_dir
     loaded = fit_in_subprocess(small_data, {"NUMBA_CACHE_DIR": str(cache)})
     assert loaded == compiled
 
@@ -357,10 +393,12 @@ print(json.dumps({name: np.asarray(getattr(model, name)).tobytes().hex()
 @background.fixture
 def block_kernels_compiled_and_loaded(directory):
     """PARALLEL_FIT in a fresh process compiling into an empty cache, then in one
-    loading from it."""
+    loading from it; and the functions numba compiled in the first."""
     cache = {"NUMBA_CACHE_DIR": str(directory / "numba")}
-    compiled = run_in_subprocess(PARALLEL_FIT, cache)
-    return compiled, run_in_subprocess(PARALLEL_FIT, cache)
+    compiled = run_in_subprocess(PARALLEL_FIT, cache,
+                                 record_compiles_to=directory / "compiled.json")
+    return (compiled, run_in_subprocess(PARALLEL_FIT, cache),
+            json.loads((directory / "compiled.json").read_text()))
 
 
 def test_block_kernels_compiled_and_loaded_fit_identically(
@@ -371,8 +409,23 @@ def test_block_kernels_compiled_and_loaded_fit_identically(
     loops, which fastem used before, the process that compiled them ran a copy of
     the loop body optimised once and the one that loaded them one optimised twice:
     the fits differed in the last bits.)"""
-    compiled, loaded = block_kernels_compiled_and_loaded
+    compiled, loaded, _ = block_kernels_compiled_and_loaded
     assert loaded == compiled
+
+
+def test_fresh_processes_compile_no_numpy_function_of_numbas(
+    compiled_in_absent_cache_dir, block_kernels_compiled_and_loaded
+):
+    """numba compiles each numpy function a kernel calls (np.empty, np.zeros,
+    ``.sum()``, np.finfo, ...) as a function of its own, once per array type: they
+    took 0.3-0.5 s of a first fit's compile and about 1 s of a covariance family's.
+    numpy allocates in Python and the kernels sum in loops; this lists any that
+    comes back, in the small-data loop (all four covariance types, the singular
+    fallback included) or in the block kernels ('diag', two threads)."""
+    for *_, compiled in (compiled_in_absent_cache_dir,
+                         block_kernels_compiled_and_loaded):
+        assert any(name.startswith("fastem.kernels.") for name in compiled), compiled
+        assert [name for name in compiled if name.startswith("numba.np.")] == []
 
 
 def test_fresh_process_fits_identically_run_after_run(small_data, tmp_path):

@@ -165,6 +165,10 @@ PRODUCT_LANES = 16
 LANE_BYTES = 256 * 1024
 # see _weighted_responsibility
 NEGLIGIBLE = 2.0 ** -140
+# _negligible_weight: NEGLIGIBLE, or the square root of the smallest normal number
+# where that is larger (float32: 2**-63)
+NEGLIGIBLE32 = max(math.sqrt(float(np.finfo(np.float32).tiny)), NEGLIGIBLE)
+NEGLIGIBLE64 = max(math.sqrt(float(np.finfo(np.float64).tiny)), NEGLIGIBLE)
 
 # Reassociation lets LLVM vectorise the reductions over a tile; no nnan/ninf:
 # log-densities legitimately reach -inf. Every kernel also uses numpy's error
@@ -770,9 +774,10 @@ def _add_tile_sums(tile_weight, n_points, shift, top, entropy, sum_exp, products
 def _negligible_weight(weighted_resp):
     """The smallest weighted responsibility not counted as zero (see
     _weighted_responsibility), in weighted_resp's dtype: 2**-140 in float64, 2**-63
-    in float32 (exact)."""
-    tiny = np.finfo(weighted_resp.dtype).tiny
-    return weighted_resp.dtype.type(max(math.sqrt(tiny), NEGLIGIBLE))
+    in float32 (exact). (By the item size, a constant to numba: np.finfo took 0.04 s
+    of a cold compile.)"""
+    negligible = NEGLIGIBLE32 if weighted_resp.itemsize == 4 else NEGLIGIBLE64
+    return weighted_resp.dtype.type(negligible)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=FASTMATH, error_model="numpy", forceinline=True,
@@ -1635,18 +1640,31 @@ def dense_blocks(X, sample_weight, means_padded, factors, log_norm, block_size,
                             first_block, end_block)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features):
     """Sum the blocks' partial statistics in block order; mirror the scatter.
 
-    Returns ``(nk, sum_x, scatter, sums)`` trimmed to ``n_features``.
+    Returns ``(nk, sum_x, scatter, sums)`` trimmed to ``n_features``. Python: numpy
+    allocates (numba's np.zeros is compiled per array type), reduce_dense_into sums.
     """
-    n_blocks, n_components = nk_parts.shape
+    n_components = nk_parts.shape[1]
     n_factors = scatter_parts.shape[1]
     nk = np.zeros(n_components)
     sum_x = np.zeros((n_components, n_features))
     scatter = np.zeros((n_factors, n_features, n_features))
     sums = np.zeros(3)
+    reduce_dense_into(nk_parts, sum_x_parts, scatter_parts, sums_parts, nk, sum_x,
+                      scatter, sums)
+    return nk, sum_x, scatter, sums
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def reduce_dense_into(nk_parts, sum_x_parts, scatter_parts, sums_parts, nk, sum_x,
+                      scatter, sums):
+    """reduce_dense into zeroed arrays the caller holds (sum_x's shape trims the
+    padded parts)."""
+    n_blocks, n_components = nk_parts.shape
+    n_factors = scatter_parts.shape[1]
+    n_features = sum_x.shape[1]
     for block in range(n_blocks):
         for k in range(n_components):
             nk[k] += nk_parts[block, k]
@@ -1662,7 +1680,6 @@ def reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features):
         for i in range(n_features):
             for j in range(i):
                 scatter[slot, i, j] = scatter[slot, j, i]
-    return nk, sum_x, scatter, sums
 
 
 def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm,
@@ -2056,14 +2073,24 @@ def diagonal_blocks(X, sample_weight, means, precisions_chol, log_norm, block_si
                                first_block, end_block)
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts):
-    """Sum the blocks' partial statistics in block order: ``(nk, sum_x, scatter, sums)``."""
-    n_blocks, n_components, n_features = sum_x_parts.shape
+    """Sum the blocks' partial statistics in block order: ``(nk, sum_x, scatter, sums)``
+    (Python, as reduce_dense)."""
+    n_components, n_features = sum_x_parts.shape[1:]
     nk = np.zeros(n_components)
     sum_x = np.zeros((n_components, n_features))
     scatter = np.zeros((n_components, n_features))
     sums = np.zeros(3)
+    reduce_diagonal_into(nk_parts, sum_x_parts, scatter_parts, sums_parts, nk, sum_x,
+                         scatter, sums)
+    return nk, sum_x, scatter, sums
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def reduce_diagonal_into(nk_parts, sum_x_parts, scatter_parts, sums_parts, nk, sum_x,
+                         scatter, sums):
+    """reduce_diagonal into zeroed arrays the caller holds."""
+    n_blocks, n_components, n_features = sum_x_parts.shape
     for block in range(n_blocks):
         for k in range(n_components):
             nk[k] += nk_parts[block, k]
@@ -2072,7 +2099,6 @@ def reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts):
                 scatter[k, i] += scatter_parts[block, k, i]
         for m in range(3):
             sums[m] += sums_parts[block, m]
-    return nk, sum_x, scatter, sums
 
 
 def diagonal_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm,

@@ -11,9 +11,11 @@ is reached, or something needs the driver:
 * a component flagged by the M-step (the driver repairs it, then calls
   again for the remaining iterations).
 
-Each returns ``(weights, means, covariances, precisions_chol, status,
-lower_bounds, converged)`` where ``lower_bounds`` holds the mean
-log-likelihood of every iteration run (its last entry may be non-finite).
+dense_em and diagonal_em return ``(weights, means, covariances, precisions_chol,
+status, lower_bounds, converged)`` where ``lower_bounds`` holds the mean
+log-likelihood of every iteration run (its last entry may be non-finite). They are
+Python: numpy allocates every array, and the compiled ``_into`` functions iterate in
+them, so that no numpy allocation function is compiled for them.
 """
 
 import math
@@ -22,11 +24,16 @@ import numpy as np
 from numba import njit
 
 from fastem.kernels.cache import CACHE
+from fastem.kernels.mstep import (
+    STATUS_OK,
+    dense_mstep_into,
+    diagonal_mstep_into,
+    sum_in_order,
+)
 from fastem.kernels.small import (
     dense_statistics_rows_into,
     diagonal_statistics_rows_into,
 )
-from fastem.kernels.mstep import STATUS_OK, dense_mstep_into, diagonal_mstep_into
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -35,17 +42,6 @@ HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 def _log_norm(weights, log_det, n_features, out):
     for k in range(weights.shape[0]):
         out[k] = math.log(weights[k]) + log_det[k] - n_features * HALF_LOG_2PI
-
-
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True,
-      no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _iteration_arrays(X, n_components, n_features):
-    """The arrays both loops reuse from one iteration to the next: (log_det,
-    log_norm, rounded (one entry in X's dtype), centres, nk, sum_x, sums,
-    log_prob)."""
-    return (np.empty(n_components), np.empty(n_components), np.empty(1, dtype=X.dtype),
-            np.empty((n_components, n_features)), np.empty(n_components),
-            np.empty((n_components, n_features)), np.empty(3), np.empty(n_components))
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -74,29 +70,84 @@ def _rounded_centres(means, rounded, centres):
             centres[k, i] = rounded[0]
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
-def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
-             lower_bound):
-    """Up to ``max_iter`` EM iterations of a 'full' (K factors) or 'tied' (1 factor) model."""
+def _iteration_arrays(X, weights, means, precisions_chol, max_iter, n_scratch):
+    """What dense_em_into / diagonal_em_into work in, allocated by numpy (numba's
+    np.empty, np.full, zeros_like and copy were compiled once per array type, 0.3-0.5 s
+    of a first fit's compile): copies of the parameters (overwritten by each M-step;
+    the caller's arrays are never written), the status, one lower bound per iteration,
+    one entry in X's dtype (``rounded``) and ``n_scratch`` float64 entries of scratch,
+    which the compiled loop cuts into the arrays its iterations reuse (_cut_scratch).
+    One scratch array, not ten: each array allocated and passed cost about 0.25 us
+    (P4's whole fit, 50 iterations on 4 rows, takes about 130 us); an allocation in
+    each iteration cost as much as its arithmetic (43 us more on P4)."""
+    status = np.empty(means.shape[0], dtype=np.int64)
+    status.fill(STATUS_OK)
+    return (weights.astype(np.float64, order="C"), means.astype(np.float64, order="C"),
+            precisions_chol.astype(np.float64, order="C"), status, np.empty(max_iter),
+            np.empty(1, dtype=X.dtype), np.empty(n_scratch))
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _cut_scratch(scratch, n_components, n_features):
+    """(log_det, log_norm, nk, log_prob (K,), sums (3,), centres, sum_x (K, D), the
+    rest): views of the front of ``scratch`` and what is left after them."""
+    vectors = scratch[: 4 * n_components + 3]
+    n_means = n_components * n_features
+    centres = scratch[vectors.shape[0]: vectors.shape[0] + n_means]
+    sum_x = scratch[vectors.shape[0] + n_means: vectors.shape[0] + 2 * n_means]
+    return (vectors[:n_components], vectors[n_components: 2 * n_components],
+            vectors[2 * n_components: 3 * n_components],
+            vectors[3 * n_components: 4 * n_components], vectors[4 * n_components:],
+            centres.reshape((n_components, n_features)),
+            sum_x.reshape((n_components, n_features)),
+            scratch[vectors.shape[0] + 2 * n_means:])
+
+
+def _front_size(n_components, n_features):
+    """Entries of scratch that _cut_scratch cuts."""
+    return 4 * n_components + 3 + 2 * n_components * n_features
+
+
+def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter,
+             tol, lower_bound):
+    """Up to ``max_iter`` EM iterations of a 'full' (K factors) or 'tied' (1 factor)
+    model. Python: numpy allocates, dense_em_into iterates.
+    """
     n_components, n_features = means.shape
     n_factors = precisions_chol.shape[0]
-    total_weight = sample_weight.sum()
-    lower_bounds = np.empty(max_iter)
-    # The iterations' arrays, allocated once: an allocation costs about as much as
-    # the arithmetic of an iteration on a few rows (P4's 50 iterations, 4 rows:
-    # 43 us with the arrays allocated in each iteration). The parameters are
-    # copies, overwritten by each M-step (the caller's arrays are never written).
-    weights = weights.copy()
-    means = means.copy()
-    precisions_chol = precisions_chol.copy()
-    covariances = np.zeros_like(precisions_chol)
-    status = np.full(n_components, STATUS_OK, dtype=np.int64)
-    empty = np.empty(n_components, dtype=np.bool_)
-    lower = np.empty((n_features, n_features))
-    (log_det, log_norm, rounded, centres, nk, sum_x, sums,
-     log_prob) = _iteration_arrays(X, n_components, n_features)
-    scatter = np.empty((n_factors, n_features, n_features))
-    diff = np.empty(n_features)
+    n_scratch = (_front_size(n_components, n_features) + n_features
+                 + (1 + n_factors) * n_features * n_features)
+    weights, means, precisions_chol, status, lower_bounds, rounded, scratch = (
+        _iteration_arrays(X, weights, means, precisions_chol, max_iter, n_scratch))
+    covariances = np.zeros(precisions_chol.shape)
+    n_iter, converged = dense_em_into(
+        X, sample_weight, reg_covar, tol, lower_bound, weights, means, covariances,
+        precisions_chol, status, lower_bounds, rounded,
+        np.empty(n_components, dtype=np.bool_), scratch)
+    return (weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter],
+            converged)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def dense_em_into(X, sample_weight, reg_covar, tol, lower_bound, weights, means,
+                  covariances, precisions_chol, status, lower_bounds, rounded, empty,
+                  scratch):
+    """dense_em's iterations in arrays the caller holds: the parameters (updated in
+    place), ``status`` and ``lower_bounds`` (one entry per iteration allowed); the
+    rest scratch (``empty`` (K,) bool; see _iteration_arrays). Returns ``(n_iter,
+    converged)``."""
+    n_components, n_features = means.shape
+    n_factors = precisions_chol.shape[0]
+    (log_det, log_norm, nk, log_prob, sums, centres, sum_x,
+     rest) = _cut_scratch(scratch, n_components, n_features)
+    diff = rest[:n_features]
+    lower = rest[n_features: n_features + n_features * n_features].reshape(
+        (n_features, n_features))
+    scatter = rest[n_features + n_features * n_features:].reshape(
+        (n_factors, n_features, n_features))
+    total_weight = sum_in_order(sample_weight)
+    max_iter = lower_bounds.shape[0]
     converged = False
     n_iter = 0
     while n_iter < max_iter:
@@ -121,24 +172,38 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
         converged = abs(lower_bound - previous) < tol
         if converged or not _all_ok(status):
             break
-    return weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter], converged
+    return n_iter, converged
 
 
-@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")  # see dense_em
-def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter, tol,
-                lower_bound, spherical):
-    """Up to ``max_iter`` EM iterations of a 'diag' or 'spherical' model (precisions (K, D))."""
+def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter,
+                tol, lower_bound, spherical):
+    """Up to ``max_iter`` EM iterations of a 'diag' or 'spherical' model (precisions
+    (K, D)). Python: numpy allocates, diagonal_em_into iterates.
+    """
     n_components, n_features = means.shape
-    total_weight = sample_weight.sum()
-    lower_bounds = np.empty(max_iter)
-    weights = weights.copy()  # the arrays allocated once, as in dense_em
-    means = means.copy()
-    precisions_chol = precisions_chol.copy()
-    variances = np.ones_like(precisions_chol)
-    status = np.full(n_components, STATUS_OK, dtype=np.int64)
-    (log_det, log_norm, rounded, centres, nk, sum_x, sums,
-     log_prob) = _iteration_arrays(X, n_components, n_features)
-    scatter = np.empty((n_components, n_features))
+    n_scratch = _front_size(n_components, n_features) + n_components * n_features
+    weights, means, precisions_chol, status, lower_bounds, rounded, scratch = (
+        _iteration_arrays(X, weights, means, precisions_chol, max_iter, n_scratch))
+    variances = np.ones(precisions_chol.shape)
+    n_iter, converged = diagonal_em_into(
+        X, sample_weight, reg_covar, tol, lower_bound, bool(spherical), weights, means,
+        variances, precisions_chol, status, lower_bounds, rounded, scratch)
+    return (weights, means, variances, precisions_chol, status, lower_bounds[:n_iter],
+            converged)
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def diagonal_em_into(X, sample_weight, reg_covar, tol, lower_bound, spherical, weights,
+                     means, variances, precisions_chol, status, lower_bounds, rounded,
+                     scratch):
+    """diagonal_em's iterations in arrays the caller holds (see dense_em_into).
+    Returns ``(n_iter, converged)``."""
+    n_components, n_features = means.shape
+    (log_det, log_norm, nk, log_prob, sums, centres, sum_x,
+     rest) = _cut_scratch(scratch, n_components, n_features)
+    scatter = rest.reshape((n_components, n_features))
+    total_weight = sum_in_order(sample_weight)
+    max_iter = lower_bounds.shape[0]
     converged = False
     n_iter = 0
     while n_iter < max_iter:
@@ -162,4 +227,4 @@ def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, ma
         converged = abs(lower_bound - previous) < tol
         if converged or not _all_ok(status):
             break
-    return weights, means, variances, precisions_chol, status, lower_bounds[:n_iter], converged
+    return n_iter, converged

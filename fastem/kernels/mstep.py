@@ -29,6 +29,17 @@ STATUS_SINGULAR = 2
 WEIGHT_FLOOR = 10.0 * np.finfo(np.float64).eps
 
 
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", forceinline=True,
+      no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
+def sum_in_order(values):
+    """The sum of the 1-d ``values``, a left fold from zero: the bits of numba's
+    ``values.sum()``, which numba compiled as three functions of its own."""
+    total = 0.0
+    for i in range(values.shape[0]):
+        total += values[i]
+    return total
+
+
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def _mixture_weights_into(nk, weights):
     """weights_k = (nk + 10 eps) / sum(nk + 10 eps), as scikit-learn (the sum a left
@@ -80,7 +91,7 @@ def dense_mstep_into(nk, sum_x, scatter, centres, reg_covar, weights, means,
     EM loop, where the arrays of an iteration cost as much as its arithmetic."""
     n_components, n_features = sum_x.shape
     n_factors = scatter.shape[0]
-    total_mass = nk.sum()
+    total_mass = sum_in_order(nk)
     _mixture_weights_into(nk, weights)
     for k in range(n_components):
         empty[k] = False
@@ -167,7 +178,7 @@ def diagonal_mstep_into(nk, sum_x, scatter, centres, reg_covar, spherical, weigh
     """diagonal_mstep into arrays the caller holds (every entry overwritten; see
     dense_mstep_into)."""
     n_components, n_features = sum_x.shape
-    total_mass = nk.sum()
+    total_mass = sum_in_order(nk)
     _mixture_weights_into(nk, weights)
     for k in range(n_components):
         status[k] = STATUS_OK
@@ -183,9 +194,10 @@ def diagonal_mstep_into(nk, sum_x, scatter, centres, reg_covar, spherical, weigh
             shift = sum_x[k, i] / nk[k]
             means[k, i] += shift
             variances[k, i] = (scatter[k, i] - sum_x[k, i] * shift) / nk[k]
-        if spherical:
-            average = variances[k].mean()
-            variances[k, :] = average
+        if spherical:  # the mean in numba's order (a left fold, then / D)
+            average = sum_in_order(variances[k]) / n_features
+            for i in range(n_features):
+                variances[k, i] = average
         for i in range(n_features):
             variances[k, i] += reg_covar
             if not variances[k, i] > 0.0 or not math.isfinite(variances[k, i]):

@@ -202,19 +202,32 @@ def diagonal_statistics_rows_into(X, sample_weight, means, precisions_chol, log_
                 scatter[k, j] += weighted_deviation * deviation
 
 
-@njit(**_FLAGS)
 def dense_weighted_log_prob_rows(X, means, precisions_chol, log_norm):
-    """(n_samples, K) log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'."""
+    """(n_samples, K) log weights_k + log N(x_i | m_k, Sigma_k), 'full'/'tied'.
+
+    Python: numpy allocates (numba's np.empty is compiled per array type), the
+    ``_into`` kernel computes.
+    """
     out = np.empty((X.shape[0], means.shape[0]))
+    dense_weighted_log_prob_rows_into(X, means, precisions_chol, log_norm, out)
+    return out
+
+
+@njit(**_FLAGS)
+def dense_weighted_log_prob_rows_into(X, means, precisions_chol, log_norm, out):
     for i in range(X.shape[0]):
         _dense_row_log_prob(X, i, means, precisions_chol, log_norm, out[i])
+
+
+def diagonal_weighted_log_prob_rows(X, means, precisions_chol, log_norm):
+    """(n_samples, K) log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'
+    (see dense_weighted_log_prob_rows)."""
+    out = np.empty((X.shape[0], means.shape[0]))
+    diagonal_weighted_log_prob_rows_into(X, means, precisions_chol, log_norm, out)
     return out
 
 
 @njit(**_FLAGS)
-def diagonal_weighted_log_prob_rows(X, means, precisions_chol, log_norm):
-    """(n_samples, K) log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'."""
-    out = np.empty((X.shape[0], means.shape[0]))
+def diagonal_weighted_log_prob_rows_into(X, means, precisions_chol, log_norm, out):
     for i in range(X.shape[0]):
         _diagonal_row_log_prob(X, i, means, precisions_chol, log_norm, out[i])
-    return out

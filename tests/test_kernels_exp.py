@@ -38,6 +38,7 @@ import numpy as np
 import pytest
 
 from fastem.kernels.exp import (
+    EXP32_CONSTANTS,
     EXP64_CONSTANTS,
     _libm_exp_inplace32,
     _libm_exp_inplace64,
@@ -453,8 +454,9 @@ def test_exp_with_held_constants_gives_the_same_bits(rng, dtype):
     finite = ~np.isnan(x)
     assert np.array_equal(got[finite].view(int_type), expected[finite].view(int_type))
     assert np.array_equal(np.isnan(got), np.isnan(x))
-    held = np.array(_held(EXP64_CONSTANTS))
-    assert np.array_equal(held.view(np.int64), np.array(EXP64_CONSTANTS).view(np.int64))
+    constants = EXP64_CONSTANTS if dtype == np.float64 else EXP32_CONSTANTS
+    held = np.array(_held(constants), dtype=dtype)  # (boxed as Python floats)
+    assert np.array_equal(held.view(int_type), np.array(constants, dtype).view(int_type))
 
 
 # ==========================================================================

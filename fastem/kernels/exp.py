@@ -166,6 +166,7 @@ from fastem.kernels.cache import CACHE
 from fastem.kernels.vector import prefer_512_bit_vectors
 
 __all__ = [
+    "EXP32_CONSTANTS",
     "EXP64_CONSTANTS",
     "exp32",
     "exp64",
@@ -173,6 +174,7 @@ __all__ = [
     "exp_inplace32",
     "exp_inplace64",
     "exp_nonpositive32",
+    "exp_nonpositive32_with",
     "exp_nonpositive64",
     "exp_nonpositive64_with",
     "exp_nonpositive_typed",
@@ -445,19 +447,26 @@ _ONE32 = np.float32(1.0)
 _ZERO32 = np.float32(0.0)
 
 
+# The float32 exp's constants in the order _exp32_unselected takes them (as
+# EXP64_CONSTANTS for float64).
+EXP32_CONSTANTS = (_LOG2E32, _SHIFT32, -_LN2_HI32, -_LN2_LO32, _Q32_0, _Q32_1, _Q32_2,
+                   _Q32_3, _Q32_4, _ONE32, _LO32)
+
+
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always")
-def _exp32_unselected(x):
-    """exp32's steps 1-4: exp(x) for x in [lo, ovf]; anything outside."""
-    shifted = _fmuladd(x, _LOG2E32, _SHIFT32)
-    n_float = shifted - _SHIFT32
+def _exp32_unselected(x, c):
+    """exp32's steps 1-4: exp(x) for x in [lo, ovf]; anything outside. ``c``:
+    EXP32_CONSTANTS, or the same values held (see held_constants)."""
+    shifted = _fmuladd(x, c[0], c[1])
+    n_float = shifted - c[1]
     n = _float32_as_int32(shifted) - _SHIFT32_BITS
-    r = _fmuladd(n_float, -_LN2_HI32, x)
-    r = _fmuladd(n_float, -_LN2_LO32, r)
-    q = _fmuladd(_Q32_4, r, _Q32_3)
-    q = _fmuladd(q, r, _Q32_2)
-    q = _fmuladd(q, r, _Q32_1)
-    q = _fmuladd(q, r, _Q32_0)
-    p = _fmuladd(r * r, q, r) + _ONE32
+    r = _fmuladd(n_float, c[2], x)
+    r = _fmuladd(n_float, c[3], r)
+    q = _fmuladd(c[8], r, c[7])
+    q = _fmuladd(q, r, c[6])
+    q = _fmuladd(q, r, c[5])
+    q = _fmuladd(q, r, c[4])
+    p = _fmuladd(r * r, q, r) + c[9]
     # p * 2**n by adding n to p's exponent field; n is in [-126, 128] in range.
     return _int32_as_float32(_float32_as_int32(p) + (n << 23))
 
@@ -482,17 +491,24 @@ def exp32(x):
     """
     underflow = x < _LO32
     overflow_or_nan = not (x <= _OVF32)
-    result = _exp32_unselected(_LO32 if underflow else x)
+    result = _exp32_unselected(_LO32 if underflow else x, EXP32_CONSTANTS)
     result = _ZERO32 if underflow else result
     return x + _INF32 if overflow_or_nan else result
+
+
+@njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+def exp_nonpositive32_with(x, c):
+    """exp_nonpositive32 with its constants ``c`` passed in (EXP32_CONSTANTS, or the
+    same values held, see held_constants): the same bits."""
+    result = _exp32_unselected(x, c)
+    return _ZERO32 if x < c[10] else result
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def exp_nonpositive32(x):
     """exp32(x) for x <= 0 (or -inf, or NaN), the same bits without the clamp
     and the overflow select (see exp_nonpositive64); undefined for x > 0."""
-    result = _exp32_unselected(x)
-    return _ZERO32 if x < _LO32 else result
+    return exp_nonpositive32_with(x, EXP32_CONSTANTS)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -747,8 +763,8 @@ _HOLDS_IN_ASM = llvm.get_process_triple().startswith(("x86_64", "i386", "i686"))
 
 @intrinsic
 def held_constants(typingctx, values):
-    """The float64 tuple ``values`` (constants), each passed through an empty
-    inline asm on x86, so that LLVM sees values it cannot fold back into
+    """The float64 or float32 tuple ``values`` (constants), each passed through an
+    empty inline asm on x86, so that LLVM sees values it cannot fold back into
     constants; elsewhere the values as they are.
 
     Called once before a loop of exps (exp_nonpositive64_with), it makes LLVM
@@ -759,15 +775,19 @@ def held_constants(typingctx, values):
     instructions per four points were such broadcasts and 5 more their addresses.
     The asm is outside the loop, so the loop still vectorises (inside it, the
     loop stayed scalar). The same arithmetic on the same values: the same bits.
+    The float32 exp's loop in the AVX2 build (P2) had 11 such broadcasts and 2
+    addresses in its 36 instructions per eight points.
     """
-    if not (isinstance(values, types.UniTuple) and values.dtype == types.float64):
+    if not (isinstance(values, types.UniTuple)
+            and values.dtype in (types.float64, types.float32)):
         return None
+    single = values.dtype == types.float32
 
     def codegen(context, builder, signature, args):
         if not _HOLDS_IN_ASM:
             return args[0]
-        double = ir.DoubleType()
-        hold = ir.InlineAsm(ir.FunctionType(double, [double]), "", "=x,0",
+        value_type = ir.FloatType() if single else ir.DoubleType()
+        hold = ir.InlineAsm(ir.FunctionType(value_type, [value_type]), "", "=x,0",
                             side_effect=False)
         result = args[0]
         for index in range(values.count):
@@ -780,29 +800,29 @@ def held_constants(typingctx, values):
 
 def exp_constants_typed(x):
     """The exp constants that exp_nonpositive_with_typed takes for data like ``x``:
-    EXP64_CONSTANTS, held (held_constants), for float64; none (``()``) for
-    float32, whose exp keeps its own."""
-    return EXP64_CONSTANTS if not isinstance(x, np.float32) else ()
+    EXP32_CONSTANTS for float32, EXP64_CONSTANTS otherwise, held (held_constants)
+    in compiled code."""
+    return EXP32_CONSTANTS if isinstance(x, np.float32) else EXP64_CONSTANTS
 
 
 @overload(exp_constants_typed, inline="always")
 def _exp_constants_compiled(x):
     if x == types.float32:
-        return lambda x: ()
+        return lambda x: held_constants(EXP32_CONSTANTS)
     return lambda x: held_constants(EXP64_CONSTANTS)
 
 
 def exp_nonpositive_with_typed(x, constants):
     """exp_nonpositive_typed(x), with the constants of exp_constants_typed."""
     if isinstance(x, np.float32):
-        return exp_nonpositive32(x)
+        return exp_nonpositive32_with(x, constants)
     return exp_nonpositive64_with(x, constants)
 
 
 @overload(exp_nonpositive_with_typed, inline="always")
 def _exp_nonpositive_with_compiled(x, constants):
     if x == types.float32:
-        return lambda x, constants: exp_nonpositive32(x)
+        return lambda x, constants: exp_nonpositive32_with(x, constants)
     return lambda x, constants: exp_nonpositive64_with(x, constants)
 
 

@@ -165,7 +165,7 @@ def test_kernels_release_the_gil():
     names = {kernel.__name__ for kernel in kernels}
     assert {"dense_statistics_blocks", "diagonal_statistics_blocks",
             "log_resp_blocks", "dense_em_into",
-            "diagonal_em_into", "dense_statistics_rows"} <= names
+            "diagonal_em_into", "dense_weighted_log_prob_rows_into"} <= names
     assert all(kernel.targetoptions.get("nogil") for kernel in kernels)
     # no numba parallel loops: threads come from run_blocks
     assert not any(kernel.targetoptions.get("parallel") for kernel in kernels)
@@ -413,17 +413,44 @@ def test_block_kernels_compiled_and_loaded_fit_identically(
     assert loaded == compiled
 
 
+BAYESIAN_FITS = """
+import json, warnings
+import numpy as np
+import fastem
+X = fastem.load_faithful()
+scores = {}
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    for covariance_type in ("full", "tied", "diag", "spherical"):
+        model = fastem.BayesianGaussianMixture(n_components=3, random_state=0,
+                                               covariance_type=covariance_type).fit(X)
+        scores[covariance_type] = float(model.score(X))
+print(json.dumps(scores))
+"""
+
+
+@background.fixture
+def bayesian_fits_compiled(directory):
+    """BAYESIAN_FITS (small data, the row kernels' statistics) in a fresh process with
+    an empty cache: the functions numba compiled."""
+    run_in_subprocess(BAYESIAN_FITS, {"NUMBA_CACHE_DIR": str(directory / "numba")},
+                      record_compiles_to=directory / "compiled.json")
+    return json.loads((directory / "compiled.json").read_text())
+
+
 def test_fresh_processes_compile_no_numpy_function_of_numbas(
-    compiled_in_absent_cache_dir, block_kernels_compiled_and_loaded
+    compiled_in_absent_cache_dir, block_kernels_compiled_and_loaded,
+    bayesian_fits_compiled
 ):
     """numba compiles each numpy function a kernel calls (np.empty, np.zeros,
     ``.sum()``, np.finfo, ...) as a function of its own, once per array type: they
     took 0.3-0.5 s of a first fit's compile and about 1 s of a covariance family's.
     numpy allocates in Python and the kernels sum in loops; this lists any that
     comes back, in the small-data loop (all four covariance types, the singular
-    fallback included) or in the block kernels ('diag', two threads)."""
+    fallback included), in the block kernels ('diag', two threads) or in small
+    BayesianGaussianMixture fits."""
     for *_, compiled in (compiled_in_absent_cache_dir,
-                         block_kernels_compiled_and_loaded):
+                         block_kernels_compiled_and_loaded, [bayesian_fits_compiled]):
         assert any(name.startswith("fastem.kernels.") for name in compiled), compiled
         assert [name for name in compiled if name.startswith("numba.np.")] == []
 

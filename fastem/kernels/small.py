@@ -102,9 +102,12 @@ def _row_responsibilities(log_prob, peak, weight, sums):
         log_prob[k] *= scale
 
 
-@njit(forceinline=True, **_FLAGS)
 def dense_statistics_rows(X, sample_weight, means, precisions_chol, log_norm):
-    """``(nk, sum_x, scatter, sums)`` of X for 'full'/'tied' (scatter (n_factors, D, D))."""
+    """``(nk, sum_x, scatter, sums)`` of X for 'full'/'tied' (scatter (n_factors, D,
+    D)). Python: numpy allocates, _dense_statistics_of_rows computes (numba compiles
+    its np.empty once per array type: three times for the first small
+    BayesianGaussianMixture fits, which use these statistics).
+    """
     n_features = X.shape[1]
     n_components = means.shape[0]
     n_factors = precisions_chol.shape[0]
@@ -112,10 +115,20 @@ def dense_statistics_rows(X, sample_weight, means, precisions_chol, log_norm):
     sum_x = np.empty((n_components, n_features))
     scatter = np.empty((n_factors, n_features, n_features))
     sums = np.empty(3)
-    dense_statistics_rows_into(X, sample_weight, means, precisions_chol, log_norm, nk,
-                               sum_x, scatter, sums, np.empty(n_components),
-                               np.empty(n_features))
+    _dense_statistics_of_rows(X, sample_weight, means, precisions_chol, log_norm, nk,
+                              sum_x, scatter, sums, np.empty(n_components),
+                              np.empty(n_features))
     return nk, sum_x, scatter, sums
+
+
+# dense_statistics_rows_into with a Python wrapper, for dense_statistics_rows; the
+# compiled EM loop (fastem.kernels.loop) inlines dense_statistics_rows_into itself,
+# which has none (a GaussianMixture fit does not compile this one).
+@njit(**_FLAGS)
+def _dense_statistics_of_rows(X, sample_weight, means, precisions_chol, log_norm, nk,
+                              sum_x, scatter, sums, log_prob, diff):
+    dense_statistics_rows_into(X, sample_weight, means, precisions_chol, log_norm, nk,
+                               sum_x, scatter, sums, log_prob, diff)
 
 
 @njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False,
@@ -159,18 +172,25 @@ def dense_statistics_rows_into(X, sample_weight, means, precisions_chol, log_nor
                 scatter[slot, j, m] = scatter[slot, m, j]
 
 
-@njit(forceinline=True, **_FLAGS)
 def diagonal_statistics_rows(X, sample_weight, means, precisions_chol, log_norm):
-    """``(nk, sum_x, scatter, sums)`` of X for 'diag'/'spherical' (scatter (K, D))."""
+    """``(nk, sum_x, scatter, sums)`` of X for 'diag'/'spherical' (scatter (K, D));
+    Python, as dense_statistics_rows."""
     n_features = X.shape[1]
     n_components = means.shape[0]
     nk = np.empty(n_components)
     sum_x = np.empty((n_components, n_features))
     scatter = np.empty((n_components, n_features))
     sums = np.empty(3)
-    diagonal_statistics_rows_into(X, sample_weight, means, precisions_chol, log_norm,
-                                  nk, sum_x, scatter, sums, np.empty(n_components))
+    _diagonal_statistics_of_rows(X, sample_weight, means, precisions_chol, log_norm,
+                                 nk, sum_x, scatter, sums, np.empty(n_components))
     return nk, sum_x, scatter, sums
+
+
+@njit(**_FLAGS)  # as _dense_statistics_of_rows
+def _diagonal_statistics_of_rows(X, sample_weight, means, precisions_chol, log_norm,
+                                 nk, sum_x, scatter, sums, log_prob):
+    diagonal_statistics_rows_into(X, sample_weight, means, precisions_chol, log_norm,
+                                  nk, sum_x, scatter, sums, log_prob)
 
 
 @njit(forceinline=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False,

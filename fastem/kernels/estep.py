@@ -1648,12 +1648,19 @@ def reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features):
     """
     n_components = nk_parts.shape[1]
     n_factors = scatter_parts.shape[1]
-    nk = np.zeros(n_components)
-    sum_x = np.zeros((n_components, n_features))
-    scatter = np.zeros((n_factors, n_features, n_features))
+    parts = (nk_parts, sum_x_parts, scatter_parts, sums_parts)
+    return _reduced(reduce_dense_into, parts, (n_components, n_features),
+                    (n_factors, n_features, n_features))
+
+
+def _reduced(reduce_into, parts, means_shape, scatter_shape):
+    """reduce_into(*parts, nk, sum_x, scatter, sums) into zeroed arrays numpy
+    allocates; returns them."""
+    nk = np.zeros(means_shape[0])
+    sum_x = np.zeros(means_shape)
+    scatter = np.zeros(scatter_shape)
     sums = np.zeros(3)
-    reduce_dense_into(nk_parts, sum_x_parts, scatter_parts, sums_parts, nk, sum_x,
-                      scatter, sums)
+    reduce_into(*parts, nk, sum_x, scatter, sums)
     return nk, sum_x, scatter, sums
 
 
@@ -2076,14 +2083,10 @@ def diagonal_blocks(X, sample_weight, means, precisions_chol, log_norm, block_si
 def reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts):
     """Sum the blocks' partial statistics in block order: ``(nk, sum_x, scatter, sums)``
     (Python, as reduce_dense)."""
-    n_components, n_features = sum_x_parts.shape[1:]
-    nk = np.zeros(n_components)
-    sum_x = np.zeros((n_components, n_features))
-    scatter = np.zeros((n_components, n_features))
-    sums = np.zeros(3)
-    reduce_diagonal_into(nk_parts, sum_x_parts, scatter_parts, sums_parts, nk, sum_x,
-                         scatter, sums)
-    return nk, sum_x, scatter, sums
+    means_shape = sum_x_parts.shape[1:]
+    return _reduced(reduce_diagonal_into,
+                    (nk_parts, sum_x_parts, scatter_parts, sums_parts), means_shape,
+                    means_shape)
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")

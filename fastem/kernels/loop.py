@@ -109,6 +109,20 @@ def _front_size(n_components, n_features):
     return 4 * n_components + 3 + 2 * n_components * n_features
 
 
+def _compiled_em(em_into, X, sample_weight, weights, means, precisions_chol, reg_covar,
+                 max_iter, tol, lower_bound, covariances, n_scratch, last):
+    """dense_em / diagonal_em: numpy allocates (_iteration_arrays), ``em_into``
+    iterates; ``covariances`` (zeros or ones, the shape of precisions_chol) and
+    ``last`` (em_into's last argument) are the callers'."""
+    weights, means, precisions_chol, status, lower_bounds, rounded, scratch = (
+        _iteration_arrays(X, weights, means, precisions_chol, max_iter, n_scratch))
+    n_iter, converged = em_into(X, sample_weight, reg_covar, tol, lower_bound,
+                                weights, means, covariances, precisions_chol, status,
+                                lower_bounds, rounded, scratch, last)
+    return (weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter],
+            converged)
+
+
 def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_iter,
              tol, lower_bound):
     """Up to ``max_iter`` EM iterations of a 'full' (K factors) or 'tied' (1 factor)
@@ -118,21 +132,16 @@ def dense_em(X, sample_weight, weights, means, precisions_chol, reg_covar, max_i
     n_factors = precisions_chol.shape[0]
     n_scratch = (_front_size(n_components, n_features) + n_features
                  + (1 + n_factors) * n_features * n_features)
-    weights, means, precisions_chol, status, lower_bounds, rounded, scratch = (
-        _iteration_arrays(X, weights, means, precisions_chol, max_iter, n_scratch))
-    covariances = np.zeros(precisions_chol.shape)
-    n_iter, converged = dense_em_into(
-        X, sample_weight, reg_covar, tol, lower_bound, weights, means, covariances,
-        precisions_chol, status, lower_bounds, rounded,
-        np.empty(n_components, dtype=np.bool_), scratch)
-    return (weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter],
-            converged)
+    return _compiled_em(dense_em_into, X, sample_weight, weights, means,
+                        precisions_chol, reg_covar, max_iter, tol, lower_bound,
+                        np.zeros(precisions_chol.shape), n_scratch,
+                        np.empty(n_components, dtype=np.bool_))
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
 def dense_em_into(X, sample_weight, reg_covar, tol, lower_bound, weights, means,
-                  covariances, precisions_chol, status, lower_bounds, rounded, empty,
-                  scratch):
+                  covariances, precisions_chol, status, lower_bounds, rounded, scratch,
+                  empty):
     """dense_em's iterations in arrays the caller holds: the parameters (updated in
     place), ``status`` and ``lower_bounds`` (one entry per iteration allowed); the
     rest scratch (``empty`` (K,) bool; see _iteration_arrays). Returns ``(n_iter,
@@ -182,20 +191,15 @@ def diagonal_em(X, sample_weight, weights, means, precisions_chol, reg_covar, ma
     """
     n_components, n_features = means.shape
     n_scratch = _front_size(n_components, n_features) + n_components * n_features
-    weights, means, precisions_chol, status, lower_bounds, rounded, scratch = (
-        _iteration_arrays(X, weights, means, precisions_chol, max_iter, n_scratch))
-    variances = np.ones(precisions_chol.shape)
-    n_iter, converged = diagonal_em_into(
-        X, sample_weight, reg_covar, tol, lower_bound, bool(spherical), weights, means,
-        variances, precisions_chol, status, lower_bounds, rounded, scratch)
-    return (weights, means, variances, precisions_chol, status, lower_bounds[:n_iter],
-            converged)
+    return _compiled_em(diagonal_em_into, X, sample_weight, weights, means,
+                        precisions_chol, reg_covar, max_iter, tol, lower_bound,
+                        np.ones(precisions_chol.shape), n_scratch, bool(spherical))
 
 
 @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
-def diagonal_em_into(X, sample_weight, reg_covar, tol, lower_bound, spherical, weights,
-                     means, variances, precisions_chol, status, lower_bounds, rounded,
-                     scratch):
+def diagonal_em_into(X, sample_weight, reg_covar, tol, lower_bound, weights, means,
+                     variances, precisions_chol, status, lower_bounds, rounded, scratch,
+                     spherical):
     """diagonal_em's iterations in arrays the caller holds (see dense_em_into).
     Returns ``(n_iter, converged)``."""
     n_components, n_features = means.shape

@@ -395,6 +395,16 @@ def _nonpositive_arguments(dtype, rng):
     return np.concatenate([values, around_limit, specials])
 
 
+def _assert_loop_gives_the_bits(loop, x, expected):
+    """loop(x, out) writes expected's bits where x is not NaN, and NaN where it is."""
+    int_type = np.int64 if x.dtype == np.float64 else np.int32
+    got = np.empty_like(x)
+    loop(x, got)
+    finite = ~np.isnan(x)
+    assert np.array_equal(got[finite].view(int_type), expected[finite].view(int_type))
+    assert np.array_equal(np.isnan(got), np.isnan(x))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_exp_nonpositive_gives_exps_bits_for_every_nonpositive_argument(rng, dtype):
     """exp_nonpositive drops exp's clamp and overflow select: for every argument
@@ -404,11 +414,7 @@ def test_exp_nonpositive_gives_exps_bits_for_every_nonpositive_argument(rng, dty
     assert not np.any(x > 0)
     int_type = np.int64 if dtype == np.float64 else np.int32
     expected = (_exp64_array if dtype == np.float64 else _exp32_array)(x)
-    got = np.empty_like(x)
-    _exp_nonpositive_loop(x, got)
-    finite = ~np.isnan(x)
-    assert np.array_equal(got[finite].view(int_type), expected[finite].view(int_type))
-    assert np.array_equal(np.isnan(got), np.isnan(x))
+    _assert_loop_gives_the_bits(_exp_nonpositive_loop, x, expected)
     scalar = exp_nonpositive64 if dtype == np.float64 else exp_nonpositive32
     sample = np.concatenate([x[::997], x[-210:]])
     for value in sample:
@@ -449,11 +455,7 @@ def test_exp_with_held_constants_gives_the_same_bits(rng, dtype):
     int_type = np.int64 if dtype == np.float64 else np.int32
     expected = np.empty_like(x)
     _exp_nonpositive_loop(x, expected)
-    got = np.empty_like(x)
-    _exp_nonpositive_held_loop(x, got)
-    finite = ~np.isnan(x)
-    assert np.array_equal(got[finite].view(int_type), expected[finite].view(int_type))
-    assert np.array_equal(np.isnan(got), np.isnan(x))
+    _assert_loop_gives_the_bits(_exp_nonpositive_held_loop, x, expected)
     constants = EXP64_CONSTANTS if dtype == np.float64 else EXP32_CONSTANTS
     held = np.array(_held(constants), dtype=dtype)  # (boxed as Python floats)
     assert np.array_equal(held.view(int_type), np.array(constants, dtype).view(int_type))

@@ -72,7 +72,7 @@ def _rounded_centres(means, rounded, centres):
 
 def _iteration_arrays(X, weights, means, precisions_chol, max_iter, n_scratch):
     """What dense_em_into / diagonal_em_into work in, allocated by numpy (numba's
-    np.empty, np.full, zeros_like and copy were compiled once per array type, 0.3-0.5 s
+    np.empty, np.full and zeros_like were compiled once per array type, 0.3-0.5 s
     of a first fit's compile): copies of the parameters (overwritten by each M-step;
     the caller's arrays are never written), the status, one lower bound per iteration,
     one entry in X's dtype (``rounded``) and ``n_scratch`` float64 entries of scratch,

@@ -26,6 +26,7 @@ from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMi
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastem import BayesianGaussianMixture, reference
+from fastem.em import driver as _driver
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -43,6 +44,15 @@ parametrize_priors = pytest.mark.parametrize("prior_type", PRIOR_TYPES)
 
 # --------------------------------------------------------------------------
 # fixtures and helpers
+
+
+@pytest.fixture
+def chunk_size(request, monkeypatch):
+    """A parametrised chunk_size; with one, every shape takes the block kernels (the
+    tests' data is small data, which would never reach them)."""
+    if request.param is not None:
+        monkeypatch.setattr(_driver, "SMALL_WORK_LIMIT", -1)
+    return request.param
 
 
 @pytest.fixture
@@ -116,7 +126,8 @@ def all_finite(model):
 # parity with scikit-learn and with the oracle
 
 
-@pytest.mark.parametrize("chunk_size", [None, 64], ids=["default", "blocks64"])
+@pytest.mark.parametrize("chunk_size", [None, 64], ids=["default", "blocks64"],
+                         indirect=True)
 @parametrize_priors
 @parametrize_types
 def test_parity_with_sklearn_and_reference_from_the_same_start(
@@ -280,8 +291,11 @@ def test_sample_weights_scale_the_evidence(rng):
 # determinism, warm start, predictions
 
 
-def test_one_and_two_threads_give_identical_bits(rng, seed):
+def test_one_and_two_threads_give_identical_bits(rng, seed, monkeypatch):
     X = make_blobs(rng, n_per_component=200)
+    # the block kernels, over blocks of 64 rows on two threads (small data takes
+    # the serial rows' kernels whatever chunk_size says)
+    monkeypatch.setattr(_driver, "SMALL_WORK_LIMIT", -1)
     for covariance_type in COVARIANCE_TYPES:
         params = dict(n_components=5, covariance_type=covariance_type, max_iter=5, tol=0.0,
                       random_state=seed, chunk_size=64)

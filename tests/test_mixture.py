@@ -51,10 +51,14 @@ OFFSET_RTOL = 1e-8
 RTOL_MONOTONE = 1e-12
 
 N_ITER = 20  # EM iterations of the fixed-length comparisons (tol = 0)
-# chunk_size=None runs small problems as one serial block (EM inside one compiled
-# call); 64 forces the parallel kernels over many blocks: both paths are compared.
+SMALL_WORK_LIMIT = _driver.SMALL_WORK_LIMIT  # as imported (fixtures change it)
+# chunk_size=None runs the tests' small problems as small data (EM inside one
+# compiled call, over the rows' kernels); "blocks64" runs them on the tiled block
+# kernels in blocks of 64 rows (threads over blocks, Python between iterations),
+# which data this small would never reach: the chunk_size fixture lowers
+# SMALL_WORK_LIMIT for it. Both paths are compared.
 CHUNK_SIZES = pytest.mark.parametrize(
-    "chunk_size", [None, 64], ids=["default", "blocks64"]
+    "chunk_size", [None, 64], ids=["default", "blocks64"], indirect=True
 )
 FITTED = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
 NOTEBOOK_X = np.array([[1.0, 2.0], [4.0, 2.0], [1.0, 3.0], [4.0, 3.0]])
@@ -70,6 +74,14 @@ SKLEARN_TIED_QUIRK_REASON = (
 
 # --------------------------------------------------------------------------
 # fixtures and helpers
+
+
+@pytest.fixture
+def chunk_size(request, monkeypatch):
+    """CHUNK_SIZES's chunk_size; with one, every shape takes the block kernels."""
+    if request.param is not None:
+        monkeypatch.setattr(_driver, "SMALL_WORK_LIMIT", -1)
+    return request.param
 
 
 @pytest.fixture
@@ -715,7 +727,8 @@ def two_blobs(rng):
 
 @CHUNK_SIZES
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_component_that_loses_all_its_mass(rng, seed, covariance_type, chunk_size):
+def test_component_that_loses_all_its_mass(rng, seed, covariance_type, chunk_size,
+                                           monkeypatch):
     X = two_blobs(rng)
     model = GaussianMixture(
         3,
@@ -736,7 +749,9 @@ def test_component_that_loses_all_its_mass(rng, seed, covariance_type, chunk_siz
     assert first["component"] == 2 and first["iteration"] == 1
     assert first["action"] == "re-seeded" and "mass" in first["reason"]
     assert np.all(np.isfinite(model.predict_proba(X)))
-    if chunk_size is not None:  # the parallel path repairs as the serial one does
+    if chunk_size is not None:  # the block kernels repair as the small-data path does
+        monkeypatch.setattr(_driver, "SMALL_WORK_LIMIT", SMALL_WORK_LIMIT)
+        assert _driver.is_small(*X.shape, 3)
         serial = fit_quietly(
             GaussianMixture(
                 3,
@@ -980,11 +995,7 @@ def test_warm_start_continues_from_the_previous_solution(rng, covariance_type):
     assert_same_fit(warm, theirs, RTOL_SKLEARN)
 
 
-@pytest.mark.parametrize(
-    "chunk_size",
-    [None, 64],
-    ids=["default", "blocks64"],
-)
+@CHUNK_SIZES
 def test_fitted_attribute_types_match_sklearn(rng, seed, chunk_size):
     X = make_blobs(rng, n_per_component=100)
     ours = GaussianMixture(3, random_state=seed, chunk_size=chunk_size).fit(X)

@@ -51,15 +51,12 @@ INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 ALLOWED_WARNINGS = (ConvergenceWarning, SingularCovarianceWarning)
 
 ATOL_WEIGHTS = 1e-14  # |sum(weights) - 1|, K <= 6 float64 weights
-# predict_proba rows of training points sum to one within ATOL_RESP_SUM, plus, for
-# now, KERNEL_LOG_RESP_RTOL * |log p(x)|: the kernel computes log_resp as
-# w - (peak + log(total)), which carries |peak| * eps of rounding. It matters for
-# points far from every component, e.g. grid data with reg_covar=0 and components
-# collapsed to a loading of 1e-11 (|log p| = 5e10 gave sums of 1 - 4.5e-7).
-# Drop the slack once the kernel computes (w - peak) - log(total); the strict
-# xfail test_degenerate.py::test_far_point_responsibilities_sum_to_one tracks it.
+# predict_proba rows of training points sum to one within ATOL_RESP_SUM, however far
+# the points are from every component (|log p| = 5e10 on grid data with reg_covar=0
+# and components collapsed to a loading of 1e-11): the kernels compute log_resp as
+# (w - peak) - log(total), whose rounding does not grow with |peak| (see
+# test_degenerate.py::test_far_point_responsibilities_sum_to_one).
 ATOL_RESP_SUM = 1e-12
-KERNEL_LOG_RESP_RTOL = 8 * np.finfo(np.float64).eps
 # EM with reg_covar = 0 never decreases the lower bound in exact arithmetic; a
 # float64 fit may lose rounding error of the terms summed, relative 1e-12.
 RTOL_MONOTONE = 1e-12
@@ -235,8 +232,7 @@ def test_fit_gives_a_valid_model(problem):
     assert resp.shape == (n_samples, n_components)
     assert np.all(np.isfinite(resp)) and np.all(resp >= 0)
     assert log_prob.shape == (n_samples,) and np.all(np.isfinite(log_prob))
-    slack = ATOL_RESP_SUM + KERNEL_LOG_RESP_RTOL * np.abs(log_prob)
-    assert np.all(np.abs(resp.sum(axis=1) - 1.0) <= slack)
+    assert_allclose(resp.sum(axis=1), 1.0, rtol=0, atol=ATOL_RESP_SUM)
     assert score == pytest.approx(log_prob.mean(), rel=1e-12, abs=1e-12)
     assert_array_equal(labels, predicted)  # fit_predict(X) == fit(X).predict(X)
     assert_array_equal(predicted, model.predict_proba(X).argmax(axis=1))

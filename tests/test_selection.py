@@ -448,7 +448,8 @@ def test_delegates_to_the_best_model(rng, faithful_search, faithful):
     assert faithful_search.aic(new) == best.aic(new)
     X1, y1 = faithful_search.sample(20)
     X2, y2 = best.sample(20)
-    assert_array_equal(X1, X2) and assert_array_equal(y1, y2)
+    assert_array_equal(X1, X2)
+    assert_array_equal(y1, y2)
     with pytest.raises(ValueError, match="features"):
         faithful_search.predict(new[:, :1])
 

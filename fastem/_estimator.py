@@ -46,8 +46,8 @@ class SourcesMixin:
         """``_fit`` for data read block by block (streamed or Dask).
 
         Small data is read into memory and fitted as an ndarray. Otherwise the
-        checks run block by block, and a fit that fails (bad data, a read
-        error) leaves the estimator as it was.
+        checks run block by block (a fit that fails leaves the estimator as it was:
+        _fit_or_restore).
         """
         source = _sources.open_source(X, sample_weight)
         n_samples, n_features = source.shape
@@ -62,13 +62,33 @@ class SourcesMixin:
             if memory.sample_weight is not None and sample_weight is not None:
                 sample_weight = memory.sample_weight
             return self._fit(X, sample_weight, labels)
+        return self._fit_chunked(source, labels)
+
+    def _fit_or_restore(self, X, sample_weight, labels):
+        """``_fit``; a fit that fails (bad data or weights, a warm start on data of
+        another width, a singular covariance with ``on_singular='raise'``, a read
+        error, an interrupt) leaves the estimator as it was. (The data checks set
+        ``n_features_in_`` first: kept, it would let ``predict`` hand data of the
+        new width to the kernels with the previous fit's parameters.)"""
         saved = dict(vars(self))
         try:
-            return self._fit_chunked(source, labels)
+            return self._fit(X, sample_weight, labels)
         except BaseException:
             vars(self).clear()
             vars(self).update(saved)
             raise
+
+    def _check_warm_start(self, n_features):
+        """A warm start continues the fitted parameters: their shape must fit X's
+        features and ``n_components``."""
+        fitted_components, fitted_features = np.shape(self.means_)
+        if (fitted_components, fitted_features) != (self.n_components, n_features):
+            raise ValueError(
+                f"warm_start=True continues the previous fit, which had "
+                f"{fitted_components} components and {fitted_features} features; now "
+                f"n_components = {self.n_components} and X has {n_features} features. "
+                "Set warm_start=False to start afresh."
+            )
 
     def _scan(self, source):
         """The start of a chunked fit: ``n_features_in_`` (no feature names), one

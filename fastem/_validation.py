@@ -322,6 +322,8 @@ def _check_common_hyperparameters(estimator):
     if estimator.chunk_size is not None:
         _check_integer(estimator.chunk_size, "chunk_size", 1)
     check_init_sample_size(estimator.init_sample_size)
+    if not isinstance(estimator.warm_start, (bool, np.bool_)):
+        raise TypeError(f"warm_start must be True or False, got {estimator.warm_start!r}.")
 
 
 def check_init_sample_size(value):
@@ -374,8 +376,6 @@ def check_bayesian_hyperparameters(estimator):
     _check_positive_or_none(estimator.weight_concentration_prior, "weight_concentration_prior")
     _check_positive_or_none(estimator.mean_precision_prior, "mean_precision_prior")
     _check_positive_or_none(estimator.degrees_of_freedom_prior, "degrees_of_freedom_prior")
-    if not isinstance(estimator.warm_start, (bool, np.bool_)):
-        raise TypeError(f"warm_start must be True or False, got {estimator.warm_start!r}.")
 
 
 def check_mean_prior(mean_prior, n_features):

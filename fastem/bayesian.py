@@ -518,7 +518,7 @@ default='dirichlet_process'
         -------
         self : BayesianGaussianMixture
         """
-        self._fit(X, sample_weight, labels=False)
+        self._fit_or_restore(X, sample_weight, labels=False)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -537,7 +537,7 @@ default='dirichlet_process'
         labels : ndarray of shape (n_samples,)
             A lazy Dask array when X is a Dask array.
         """
-        return self._fit(X, sample_weight, labels=True)
+        return self._fit_or_restore(X, sample_weight, labels=True)
 
     def _fit(self, X, sample_weight, labels):
         _validation.check_bayesian_hyperparameters(self)
@@ -643,16 +643,6 @@ default='dirichlet_process'
             float(self.degrees_of_freedom_prior_),
             covariance,
         )
-
-    def _check_warm_start(self, n_features):
-        fitted_components, fitted_features = np.shape(self.means_)
-        if (fitted_components, fitted_features) != (self.n_components, n_features):
-            raise ValueError(
-                f"warm_start=True continues the previous fit, which had "
-                f"{fitted_components} components and {fitted_features} features; now "
-                f"n_components = {self.n_components} and X has {n_features} features. "
-                "Set warm_start=False to start afresh."
-            )
 
     def _fit_restarts(self, source, priors, warm, random_state, block_size, scaling):
         """Run the initialisations (one when warm); return the best _Result (its

@@ -184,7 +184,7 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
         -------
         self : GaussianMixture
         """
-        self._fit(X, sample_weight, labels=False)
+        self._fit_or_restore(X, sample_weight, labels=False)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -204,7 +204,7 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,)
             A lazy Dask array when X is a Dask array.
         """
-        return self._fit(X, sample_weight, labels=True)
+        return self._fit_or_restore(X, sample_weight, labels=True)
 
     def _fit(self, X, sample_weight, labels):
         """Fit; with ``labels`` also run the final labelling pass and return its result.
@@ -235,6 +235,8 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
         """
         settings = self._settings(source)
         warm = self.warm_start and hasattr(self, "converged_")
+        if warm:
+            self._check_warm_start(source.shape[1])
         random_state = _driver.LazyRandomState(self.random_state)
         with thread_limit(self.n_threads):
             result = _driver.fit(

@@ -426,8 +426,17 @@ def test_bad_data_and_weights_raise_a_clear_error(rng):
         model.predict(X[:, :2])
     warm = BayesianGaussianMixture(n_components=2, warm_start=True)
     fit_quietly(warm, X)
+    means, labels = warm.means_.copy(), warm.predict(X)
     with pytest.raises(ValueError, match="warm_start=True continues the previous fit"):
         warm.fit(X[:, :2])
+    with pytest.raises(ValueError, match="non-negative"):
+        warm.fit(X[:, :2], sample_weight=-np.ones(40))
+    # a failed fit leaves the model as it was: not the new width with the old means
+    assert warm.n_features_in_ == 3
+    assert_array_equal(warm.means_, means)
+    assert_array_equal(warm.predict(X), labels)
+    with pytest.raises(ValueError, match="X has 2 features"):
+        warm.predict(X[:, :2])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

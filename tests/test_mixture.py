@@ -995,6 +995,55 @@ def test_warm_start_continues_from_the_previous_solution(rng, covariance_type):
     assert_same_fit(warm, theirs, RTOL_SKLEARN)
 
 
+def test_warm_start_on_data_of_another_width_is_an_error(rng):
+    """A warm start continues the fitted parameters: data with other features, or
+    another n_components, is a clear error (unchecked, the kernels read and wrote
+    past the parameters' arrays), and the model stays as it was."""
+    X = make_blobs(rng)
+    model = fit_quietly(GaussianMixture(3, warm_start=True, max_iter=5, random_state=0), X)
+    fitted = {name: np.copy(getattr(model, name)) for name in FITTED}
+    labels = model.predict(X)
+    for other in (X[:, :2], np.c_[X, X]):
+        with pytest.raises(ValueError, match=(
+                "warm_start=True continues the previous fit, which had 3 components "
+                f"and 3 features; now n_components = 3 and X has {other.shape[1]} ")):
+            model.fit(other)
+    model.set_params(n_components=4)
+    with pytest.raises(ValueError, match="now n_components = 4 and X has 3 features"):
+        model.fit(X)
+    model.set_params(n_components=3)
+    assert model.n_features_in_ == 3
+    for name in FITTED:
+        assert_array_equal(getattr(model, name), fitted[name], err_msg=name)
+    assert_array_equal(model.predict(X), labels)
+    with pytest.raises(ValueError, match="X has 2 features"):
+        model.predict(X[:, :2])
+
+
+def test_a_fit_that_fails_leaves_the_model_as_it_was(rng):
+    """The data checks set n_features_in_ before the weights are checked and before
+    EM runs: a refit that fails must not leave the new width with the old
+    parameters (predict would hand data of the new width to the kernels)."""
+    X = make_blobs(rng)
+    model = fit_quietly(GaussianMixture(3, max_iter=5, random_state=0), X)
+    state = {name: np.copy(value) for name, value in vars(model).items()
+             if isinstance(value, np.ndarray)}
+    labels = model.predict(X)
+    with pytest.raises(ValueError, match="non-negative"):
+        model.fit(X[:, :2], sample_weight=-np.ones(len(X)))
+    constant = np.c_[X[:, :2], np.ones(len(X))]  # singular without reg_covar
+    model.set_params(reg_covar=0.0, on_singular="raise")
+    with pytest.raises(SingularCovarianceError):
+        model.fit(constant[:, [0, 2]])
+    model.set_params(reg_covar=1e-6, on_singular="warn")
+    assert model.n_features_in_ == 3
+    for name, value in state.items():
+        assert_array_equal(getattr(model, name), value, err_msg=name)
+    assert_array_equal(model.predict(X), labels)
+    with pytest.raises(ValueError, match="X has 2 features"):
+        model.predict(X[:, :2])
+
+
 @CHUNK_SIZES
 def test_fitted_attribute_types_match_sklearn(rng, seed, chunk_size):
     X = make_blobs(rng, n_per_component=100)

@@ -209,6 +209,8 @@ CASES = [
     Case("infinite reg_covar", ValueError, "reg_covar must be a finite number >= 0.0, got inf",
          params={"reg_covar": float("inf")},
          cli=options("--reg-covar", "inf"), cli_fragment="--reg-covar: must be a finite number >= 0, got 'inf'"),
+    Case("warm_start not a bool", TypeError, "warm_start must be True or False, got 'yes'",
+         params={"warm_start": "yes"}),
     # inference (no CLI command)
     Case("predict before fit", NotFittedError, "is not fitted yet", action="predict_unfitted"),
     Case("predict other n_features", ValueError, "X has 2 features, but GaussianMixture is expecting 3 features",

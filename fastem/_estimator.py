@@ -56,6 +56,11 @@ class SourcesMixin:
                 f"Found array with {n_samples} sample(s) (shape={source.shape}) while a "
                 "minimum of 2 is required."
             )
+        if n_features < 1:
+            raise ValueError(
+                f"Found array with {n_features} feature(s) (shape={source.shape}) while "
+                f"a minimum of 1 is required by {type(self).__name__}."
+            )
         if _driver.is_small(n_samples, n_features, self.n_components):
             memory = source.materialise()
             X = memory.X

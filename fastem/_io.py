@@ -274,4 +274,48 @@ def load_model(path):
     model.set_params(**params)
     for name, value in fitted.items():
         setattr(model, name, value)
+    _check_loaded_parameters(path, model, bayesian)
     return model
+
+
+def _check_loaded_parameters(path, model, bayesian):
+    """The parameters' shapes fit n_components, n_features_in_ and covariance_type,
+    and their values are finite: a file edited by hand (JSON reads NaN and Infinity)
+    or mixed up must not give a model that predicts NaN, or hand the kernels
+    arrays of other shapes than they are told."""
+    n_features = model.n_features_in_
+    if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) \
+            or n_features < 1:
+        raise ValueError(f"{path} is a damaged fastem model file: n_features_in_ is "
+                         f"{n_features!r}, not a positive integer")
+    k, d = model.n_components, int(n_features)
+    factor_shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
+                    "spherical": (k,)}[model.covariance_type]
+    expected = {"means_": (k, d), "covariances_": factor_shape,
+                "precisions_": factor_shape, "precisions_cholesky_": factor_shape,
+                "weights_": (k,)}
+    if bayesian:
+        # one shared Wishart for 'tied': a scalar, as scikit-learn's
+        expected.update(mean_precision_=(k,), degrees_of_freedom_=(
+            () if model.covariance_type == "tied" else (k,)))
+        concentration = model.weight_concentration_
+        parts = concentration if isinstance(concentration, tuple) else (concentration,)
+        for i, part in enumerate(parts):
+            expected[f"weight_concentration_[{i}]" if len(parts) > 1
+                     else "weight_concentration_"] = (k,)
+    for name, shape in expected.items():
+        if name.startswith("weight_concentration_["):
+            value = model.weight_concentration_[int(name[-2])]
+        else:
+            value = getattr(model, name)
+        value = np.asarray(value)
+        if value.shape != shape or value.dtype.kind != "f":
+            raise ValueError(
+                f"{path} is a damaged fastem model file: {name} is a {value.dtype} "
+                f"array of shape {value.shape}; {k} components of {d} features with "
+                f"covariance_type={model.covariance_type!r} need float values of "
+                f"shape {shape}"
+            )
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{path} is a damaged fastem model file: {name} holds "
+                             "NaN or infinite values")

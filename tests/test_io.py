@@ -162,6 +162,56 @@ def test_load_rejects_other_files(tmp_path, content, match):
         load_model(path)
 
 
+def set_nan(array):
+    array["data"][0] = float("nan")  # json writes NaN, and reads it back
+
+
+def drop_row(array):
+    array["data"], array["shape"][0] = array["data"][1:], array["shape"][0] - 1
+
+
+def as_integers(array):
+    array["dtype"], array["data"] = "<i8", [[1, 2], [3, 4]]
+
+
+@pytest.mark.parametrize(
+    ("bayesian", "name", "edit", "match"),
+    [
+        (False, "weights_", set_nan, "weights_ holds NaN or infinite values"),
+        (False, "means_", drop_row,
+         r"means_ is a float64 array of shape \(1, 2\); 2 components of 2 features "
+         r"with covariance_type='full' need float values of shape \(2, 2\)"),
+        (False, "means_", as_integers, "means_ is a int64 array"),
+        (False, "precisions_cholesky_", drop_row, r"precisions_cholesky_ .* \(2, 2, 2\)"),
+        (False, "n_features_in_", lambda _: None, "n_features_in_ is 0"),
+        (True, "mean_precision_", set_nan, "mean_precision_ holds NaN"),
+        (True, "weight_concentration_", None, r"weight_concentration_\[1\] .* \(2,\)"),
+    ],
+)
+def test_load_rejects_parameters_that_do_not_fit(tmp_path, faithful, bayesian, name,
+                                                 edit, match):
+    """A file edited by hand or mixed up: load_model must not return a model that
+    predicts NaN, or whose arrays are not the shapes its parameters say."""
+    model = (BayesianGaussianMixture if bayesian else GaussianMixture)(
+        n_components=2, random_state=0, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(faithful)
+    path = tmp_path / "model.json"
+    save_model(model, path)
+    document = json.loads(path.read_text())
+    fitted = document["fitted"]
+    if name == "n_features_in_":
+        fitted[name] = 0
+    elif name == "weight_concentration_":  # the Dirichlet process's second array
+        drop_row(fitted[name][1])
+    else:
+        edit(fitted[name])
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="is a damaged fastem model file: " + match):
+        load_model(path)
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize(

@@ -473,6 +473,32 @@ def test_bad_streamed_weights(tmp_path):
         fit(X, open_as("memmap", weights, tmp_path, name="w"))
     with pytest.raises(ValueError, match="shape"):
         fit(X, np.ones(5))
+    weights[4000] = np.nan
+    with pytest.raises(ValueError, match="sample_weight contains nan at index 4000; "
+                                         "weights must be finite"):
+        fit(X, open_as("memmap", weights, tmp_path, name="w_nan"))
+    with pytest.raises(ValueError, match="sample_weight sums to zero"):
+        fit(X, open_as("memmap", np.zeros(N_SAMPLES), tmp_path, name="w_zero"))
+
+
+@pytest.mark.parametrize("n_samples", [300_000, 3_000_000])
+def test_streamed_data_without_features_is_a_clear_error(tmp_path, n_samples):
+    """(n, 0) data read block by block: the message of in-memory data, not a
+    reduction of an empty array or a division by zero in the block size."""
+    X = open_as("npy", np.empty((n_samples, 0)), tmp_path)
+    with pytest.raises(ValueError, match=(
+            rf"Found array with 0 feature\(s\) \(shape=\({n_samples}, 0\)\) while a "
+            "minimum of 1 is required by GaussianMixture")):
+        fit(X)
+
+
+def test_streamed_inference_names_the_first_bad_value(tmp_path):
+    model = fit(make_data())
+    X = make_data(seed=2)
+    X[3000, 1] = np.nan
+    with pytest.raises(ValueError, match=r"Input X contains NaN at row 3000 \(block 5\), "
+                                         "column 1. Remove or impute"):
+        model.predict(open_as("npy", X, tmp_path))
 
 
 class FailingRows(RowsOnly):

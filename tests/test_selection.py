@@ -392,7 +392,13 @@ def test_no_cell_fitted_is_an_error():
         (dict(init_params="ward"), ValueError, "init_params must be one of"),
         (dict(n_init=0), ValueError, "n_init must be >= 1"),
         (dict(n_jobs=0), ValueError, "n_jobs"),
+        (dict(n_jobs=-2), ValueError, "n_jobs must be >= -1, got -2"),
         (dict(tol=-1.0), ValueError, "tol"),
+        (dict(n_components=2.5), TypeError,
+         r"n_components must be an integer or an iterable of integers such as "
+         r"range\(1, 10\), got 2.5"),
+        (dict(covariance_types=3), TypeError,
+         "covariance_types must be a sequence of strings, got 3"),
     ],
 )
 def test_bad_parameters(faithful, params, error, message):

@@ -649,6 +649,27 @@ def test_copy_on_write_memory_map_keeps_the_callers_changes(tmp_path):
     assert_same_fit(expected, fit(changed))  # a second fit reads the same rows
 
 
+def test_writable_memory_map_is_fitted_as_changed_and_left_unchanged(tmp_path):
+    """A memory map opened for writing (mode 'r+') that the caller changed and did
+    not flush: the fit sees the changes (its pages may be dropped after reading:
+    shared pages keep what was written) and leaves the array, and the file once
+    flushed, exactly as the caller made them."""
+    X = make_data()
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    changed = np.load(path, mmap_mode="r+")
+    changed[::7] += 5.0
+    expected_values = np.array(changed)
+    expected = fit(expected_values)
+    assert_same_fit(expected, fit(changed))
+    model = fit(changed)
+    model.predict(changed), model.score_samples(changed)
+    assert_array_equal(changed, expected_values)
+    changed.flush()
+    del changed
+    assert_array_equal(np.load(path), expected_values)
+
+
 def test_a_zarr_fit_holds_two_chunks_and_one_storage_chunk(tmp_path, monkeypatch):
     """A fit from zarr holds our two chunks (the one the kernels use, the one being
     read into) and the storage chunk zarr is decoding (its compressed bytes and a

@@ -19,7 +19,7 @@ from numpy.testing import assert_array_equal
 from scipy import sparse
 from sklearn.exceptions import NotFittedError
 
-from fastem import GaussianMixture
+from fastem import BayesianGaussianMixture, GaussianMixture, GaussianMixtureIC
 from fastem.cli import main
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -211,6 +211,20 @@ CASES = [
          cli=options("--reg-covar", "inf"), cli_fragment="--reg-covar: must be a finite number >= 0, got 'inf'"),
     Case("warm_start not a bool", TypeError, "warm_start must be True or False, got 'yes'",
          params={"warm_start": "yes"}),
+    Case("negative max_iter", ValueError, "max_iter must be >= 0, got -1",
+         params={"max_iter": -1}),
+    Case("n_init 0", ValueError, "n_init must be >= 1, got 0", params={"n_init": 0}),
+    Case("negative verbose", ValueError, "verbose must be >= 0, got -1",
+         params={"verbose": -1}),
+    Case("verbose_interval 0", ValueError, "verbose_interval must be >= 1, got 0",
+         params={"verbose_interval": 0}),
+    Case("n_threads 0", ValueError, "n_threads must be >= 1, got 0", params={"n_threads": 0}),
+    Case("n_threads float", TypeError, "n_threads must be an integer, got 1.5",
+         params={"n_threads": 1.5}),
+    Case("chunk_size 0", ValueError, "chunk_size must be >= 1, got 0",
+         params={"chunk_size": 0}),
+    Case("unknown on_singular", ValueError, "on_singular must be one of",
+         params={"on_singular": "ignore"}),
     # inference (no CLI command)
     Case("predict before fit", NotFittedError, "is not fitted yet", action="predict_unfitted"),
     Case("predict other n_features", ValueError, "X has 2 features, but GaussianMixture is expecting 3 features",
@@ -405,6 +419,51 @@ def test_fit_and_inference_never_modify_the_callers_arrays(X, rng, covariance_ty
     for attribute in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         for value in inputs.values():
             assert not np.shares_memory(getattr(model, attribute), value), attribute
+
+
+def estimator_of(kind, init_params):
+    """A warm-starting GaussianMixture or BayesianGaussianMixture, or a small
+    GaussianMixtureIC grid, with the given start."""
+    if kind == "GaussianMixtureIC":
+        return GaussianMixtureIC(n_components=(1, 2, 3), init_params=init_params,
+                                 n_init=1, random_state=0)
+    estimator = {"GaussianMixture": GaussianMixture,
+                 "BayesianGaussianMixture": BayesianGaussianMixture}[kind]
+    return estimator(n_components=3, init_params=init_params, warm_start=True,
+                     max_iter=10, random_state=0)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize(("kind", "init_params"), [
+    (kind, init_params)
+    for kind in ("GaussianMixture", "BayesianGaussianMixture", "GaussianMixtureIC")
+    for init_params in ("kmeans", "k-means++", "random", "random_from_data", "hc")
+    if init_params != "hc" or kind == "GaussianMixtureIC"  # GaussianMixtureIC's only
+])
+def test_every_estimator_and_start_leave_the_callers_arrays_alone(X, rng, kind,
+                                                                 init_params, order):
+    """The starts computed from the data (k-means, k-means++, random responsibilities,
+    rows of X, mclust's hierarchical start for GaussianMixtureIC), a warm refit, and
+    every method that takes data, of each estimator: the caller's X and sample_weight
+    are byte-for-byte unchanged. (The test above gives GaussianMixture its start.)"""
+    data = np.vstack([X, np.repeat(X[:1], 10, axis=0)])  # duplicated rows
+    if order == "F":
+        data = np.asfortranarray(data)
+    sample_weight = rng.uniform(0.5, 2.0, size=len(data))
+    before = snapshot(data), snapshot(sample_weight)
+    model = estimator_of(kind, init_params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit_predict(data, sample_weight=sample_weight)
+        model.fit(data, sample_weight=sample_weight)  # warm, where it can be
+        model.predict(data)
+        model.predict_proba(data)
+        model.score_samples(data)
+        model.score(data)
+        if kind != "BayesianGaussianMixture":
+            model.bic(data)
+            model.aic(data)
+    assert (snapshot(data), snapshot(sample_weight)) == before
 
 
 # --------------------------------------------------------------------------

@@ -294,21 +294,23 @@ def _check_loaded_parameters(path, model, bayesian):
     expected = {"means_": (k, d), "covariances_": factor_shape,
                 "precisions_": factor_shape, "precisions_cholesky_": factor_shape,
                 "weights_": (k,)}
+    values = {name: getattr(model, name) for name in expected}
     if bayesian:
         # one shared Wishart for 'tied': a scalar, as scikit-learn's
         expected.update(mean_precision_=(k,), degrees_of_freedom_=(
             () if model.covariance_type == "tied" else (k,)))
+        values.update(mean_precision_=model.mean_precision_,
+                      degrees_of_freedom_=model.degrees_of_freedom_)
         concentration = model.weight_concentration_
-        parts = concentration if isinstance(concentration, tuple) else (concentration,)
-        for i, part in enumerate(parts):
-            expected[f"weight_concentration_[{i}]" if len(parts) > 1
-                     else "weight_concentration_"] = (k,)
-    for name, shape in expected.items():
-        if name.startswith("weight_concentration_["):
-            value = model.weight_concentration_[int(name[-2])]
+        if isinstance(concentration, tuple):  # the Dirichlet process's two arrays
+            for i, part in enumerate(concentration):
+                expected[f"weight_concentration_[{i}]"] = (k,)
+                values[f"weight_concentration_[{i}]"] = part
         else:
-            value = getattr(model, name)
-        value = np.asarray(value)
+            expected["weight_concentration_"] = (k,)
+            values["weight_concentration_"] = concentration
+    for name, shape in expected.items():
+        value = np.asarray(values[name])
         if value.shape != shape or value.dtype.kind != "f":
             raise ValueError(
                 f"{path} is a damaged fastem model file: {name} is a {value.dtype} "

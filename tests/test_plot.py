@@ -166,6 +166,15 @@ def test_bad_arguments(search, faithful):
 
     with pytest.raises(NotFittedError):
         plot.clusters(GaussianMixture(2), faithful)
+    with pytest.raises(ValueError, match=r"X must be 2-D \(n_samples, n_features\), "
+                                         r"got shape \(272,\)"):
+        plot.clusters(search, faithful[:, 0])
+    no_iterations = GaussianMixture(2, max_iter=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        no_iterations.fit(faithful)
+    with pytest.raises(ValueError, match="records no lower bounds"):
+        plot.convergence(no_iterations)
 
 
 @background.fixture

@@ -21,6 +21,45 @@ def is_source(X):
     return _sources.is_streamable(X) or _sources.is_dask_array(X)
 
 
+def parameter_shapes(covariance_type, n_components, n_features):
+    """The shapes of a fitted model's ``weights_``, ``means_``, ``covariances_``,
+    ``precisions_`` and ``precisions_cholesky_`` (scikit-learn's layouts)."""
+    k, d = n_components, n_features
+    factor = {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
+              "spherical": (k,)}[covariance_type]
+    return {"weights_": (k,), "means_": (k, d), "covariances_": factor,
+            "precisions_": factor, "precisions_cholesky_": factor}
+
+
+def check_fitted_shapes(model, extra=None):
+    """The fitted parameters' shapes agree with each other, with ``n_features_in_``
+    and with ``covariance_type`` (``extra``: more ``{name: shape}`` to check).
+
+    The kernels have no bounds checks: a model whose covariance_type was changed
+    after fitting (``set_params``), or whose fitted attributes were replaced, would
+    have them read and write outside its arrays. Called before every use of the
+    fitted parameters (inference, a warm start, ``sample``); a few microseconds.
+    """
+    means = np.asarray(model.means_)
+    n_features = getattr(model, "n_features_in_", None)
+    if means.ndim != 2 or means.shape[1] != n_features:
+        raise ValueError(
+            f"The fitted means_ has shape {means.shape}, but the model was fitted on "
+            f"{n_features} features: refit it."
+        )
+    expected = parameter_shapes(model.covariance_type, *means.shape)
+    expected.update(extra or {})
+    for name, shape in expected.items():
+        actual = np.shape(getattr(model, name))
+        if actual != shape:
+            raise ValueError(
+                f"covariance_type={model.covariance_type!r} with {means.shape[0]} "
+                f"components of {means.shape[1]} features needs {name} of shape "
+                f"{shape}, but the fitted one has shape {actual}: set covariance_type "
+                "back to the one the model was fitted with, or refit."
+            )
+
+
 class SourcesMixin:
     """Fits from and inference on streamed and Dask X, for a mixture estimator.
 
@@ -36,6 +75,9 @@ class SourcesMixin:
         """Rows per block: ``chunk_size``, else from X's shape and dtype only
         (``_driver.default_block_size``), so every source of X gets the same blocks."""
         if self.chunk_size is not None:
+            # checked here too: set after a fit, a chunk_size of 0 or less ran no
+            # block at all, and predict returned numpy's uninitialised output
+            _validation._check_integer(self.chunk_size, "chunk_size", 1)
             return int(self.chunk_size)
         return _driver.default_block_size(
             X.shape[0], X.shape[1], self.n_components, self.covariance_type,
@@ -85,7 +127,8 @@ class SourcesMixin:
 
     def _check_warm_start(self, n_features):
         """A warm start continues the fitted parameters: their shape must fit X's
-        features and ``n_components``."""
+        features and ``n_components`` (and ``covariance_type``, checked where they
+        are read: ``check_fitted_shapes``)."""
         fitted_components, fitted_features = np.shape(self.means_)
         if (fitted_components, fitted_features) != (self.n_components, n_features):
             raise ValueError(

@@ -288,12 +288,10 @@ def _check_loaded_parameters(path, model, bayesian):
             or n_features < 1:
         raise ValueError(f"{path} is a damaged fastem model file: n_features_in_ is "
                          f"{n_features!r}, not a positive integer")
+    from fastem._estimator import parameter_shapes
+
     k, d = model.n_components, int(n_features)
-    factor_shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
-                    "spherical": (k,)}[model.covariance_type]
-    expected = {"means_": (k, d), "covariances_": factor_shape,
-                "precisions_": factor_shape, "precisions_cholesky_": factor_shape,
-                "weights_": (k,)}
+    expected = parameter_shapes(model.covariance_type, k, d)
     values = {name: getattr(model, name) for name in expected}
     if bayesian:
         # one shared Wishart for 'tied': a scalar, as scikit-learn's

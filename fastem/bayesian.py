@@ -31,7 +31,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from fastem import _validation
-from fastem._estimator import SourcesMixin, is_source
+from fastem._estimator import SourcesMixin, check_fitted_shapes, is_source
 from fastem.em import driver as _driver
 from fastem.em import sources as _sources
 from fastem.kernels.threads import thread_limit
@@ -790,7 +790,22 @@ default='dirichlet_process'
         self.lower_bounds_ = result.lower_bounds
 
     def _posterior(self):
-        """The fitted posterior (for a warm start)."""
+        """The fitted posterior (for a warm start and inference; shapes checked)."""
+        n_components = np.shape(self.means_)[0]
+        concentration = self.weight_concentration_
+        parts = concentration if isinstance(concentration, tuple) else (concentration,)
+        extra = {f"weight_concentration_[{i}]": (n_components,)
+                 for i in range(len(parts))}
+        check_fitted_shapes(self, {
+            "mean_precision_": (n_components,),
+            # one shared Wishart for 'tied': a scalar, as scikit-learn's
+            "degrees_of_freedom_": () if self.covariance_type == "tied"
+            else (n_components,),
+        })
+        for name, part in zip(extra, parts, strict=True):
+            if np.shape(part) != extra[name]:
+                raise ValueError(f"The fitted {name} has shape {np.shape(part)}, but "
+                                 f"the model has {n_components} components: refit it.")
         return _Posterior(
             self.weight_concentration_,
             np.asarray(self.mean_precision_, dtype=np.float64),

@@ -7,7 +7,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from fastem import _validation
-from fastem._estimator import SourcesMixin, is_source
+from fastem._estimator import SourcesMixin, check_fitted_shapes, is_source
 from fastem.em import driver as _driver
 from fastem.em import sources as _sources
 from fastem.em.driver import SingularCovarianceError, SingularCovarianceWarning
@@ -300,6 +300,8 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
         self.singular_events_ = result.singular_events
 
     def _parameters(self):
+        """The fitted parameters as the driver takes them (their shapes checked)."""
+        check_fitted_shapes(self)
         return _driver.Parameters(
             np.array(self.weights_, dtype=np.float64),
             np.array(self.means_, dtype=np.float64),
@@ -403,6 +405,7 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
             Component of each sample.
         """
         check_is_fitted(self)
+        check_fitted_shapes(self)
         if n_samples < 1:
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples}. The sampling requires "
@@ -415,7 +418,7 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
             covariances = (
                 self.covariances_
                 if self.covariance_type == "full"
-                else [self.covariances_] * self.n_components
+                else [self.covariances_] * len(self.weights_)
             )
             # The covariances are positive definite by construction; numpy's check
             # (absolute and relative tolerances of 1e-8 on the entries) would warn

@@ -408,6 +408,28 @@ def test_bad_parameters_raise_a_clear_error(rng, params, error, fragment):
         BayesianGaussianMixture(**params).fit(X)
 
 
+@pytest.mark.parametrize(("fitted_type", "new_type"),
+                         [("diag", "tied"), ("tied", "diag"), ("full", "spherical")])
+def test_a_changed_covariance_type_is_a_clear_error(rng, fitted_type, new_type):
+    """As GaussianMixture's (test_mixture.py): set_params(covariance_type=...) after a
+    fit, then inference or a warm start, must not hand the kernels the fitted type's
+    precision factors as the new type's (3 components of 4 features)."""
+    X = make_blobs(rng, n_features=4)
+    model = fit_quietly(BayesianGaussianMixture(
+        n_components=3, covariance_type=fitted_type, max_iter=5, random_state=0), X)
+    labels = model.predict(X)
+    model.set_params(covariance_type=new_type)
+    match = f"covariance_type='{new_type}' with 3 components of 4 features needs"
+    for method in (model.predict, model.predict_proba, model.score_samples):
+        with pytest.raises(ValueError, match=match):
+            method(X)
+    model.set_params(warm_start=True)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X)
+    model.set_params(covariance_type=fitted_type)
+    assert_array_equal(model.predict(X), labels)
+
+
 def test_bad_data_and_weights_raise_a_clear_error(rng):
     X = rng.normal(size=(40, 3))
     model = BayesianGaussianMixture(n_components=2)

@@ -248,6 +248,37 @@ def test_bad_dask_input():
         fit(unknown)
 
 
+def test_chunks_that_compute_to_other_shapes_than_declared_are_a_clear_error():
+    """dask does not check that a chunk computes to the shape its array declares
+    (da.from_delayed takes the shape on trust): fastem does, before its kernels,
+    which have no bounds checks, read or write past their arrays."""
+    X = make_data()
+    model = fit(X)
+    # chunks of whole blocks (1024 rows), so that no rechunking (whose concatenation
+    # would notice) comes between the chunk and the kernels
+    wide = np.c_[X[1024:2048], X[1024:2048, :1]]  # one column more than declared
+    pieces = [da.from_array(X[:1024], chunks=1024),
+              da.from_delayed(dask.delayed(np.array)(wide), shape=(1024, X.shape[1]),
+                              dtype=X.dtype),
+              da.from_array(X[2048:], chunks=1024)]
+    lying = da.concatenate(pieces)
+    message = (r"The Dask array's chunk of X at rows 1024 to 2047 computed to shape "
+               rf"\(1024, {X.shape[1] + 1}\), but its chunks declare "
+               rf"\(1024, {X.shape[1]}\)")
+    with pytest.raises(ValueError, match=message):
+        fit(lying)
+    with pytest.raises(ValueError, match=message):
+        model.predict(lying).compute()
+    short_weights = da.concatenate([da.ones(1024, chunks=1024),
+                                    da.from_delayed(dask.delayed(np.ones)(1023),
+                                                    shape=(1024,), dtype=float),
+                                    da.ones(len(X) - 2048, chunks=1024)])
+    with pytest.raises(ValueError, match=(r"The Dask array's chunk of sample_weight at "
+                                          r"rows 1024 to 2047 computed to shape "
+                                          r"\(1023,\)")):
+        fit(da.from_array(X, chunks=1024), short_weights)
+
+
 class FailingRows:
     """An array-like for da.from_array whose rows past ``fail_from`` cannot be read
     once ``armed`` (as a file damaged mid-fit)."""

@@ -1020,6 +1020,55 @@ def test_warm_start_on_data_of_another_width_is_an_error(rng):
         model.predict(X[:, :2])
 
 
+@pytest.mark.parametrize(("fitted_type", "new_type"), [
+    (fitted, new) for fitted in COVARIANCE_TYPES for new in COVARIANCE_TYPES
+    if new != fitted
+])
+def test_a_changed_covariance_type_is_a_clear_error_not_a_read_past_the_arrays(
+    rng, fitted_type, new_type
+):
+    """set_params(covariance_type=...) on a fitted model: its precision factors have
+    the fitted type's shape, which the kernels (no bounds checks) would read, and a
+    warm start write, as the new type's ('diag' -> 'tied' with fewer components than
+    features, 'tied' -> 'diag' with more). 3 components of 4 features: every pair of
+    types has different shapes, so every change is an error."""
+    X = make_blobs(rng, n_features=4)
+    model = fit_quietly(GaussianMixture(3, covariance_type=fitted_type, max_iter=5,
+                                        random_state=0), X)
+    labels = model.predict(X)
+    model.set_params(covariance_type=new_type)
+    match = (f"covariance_type='{new_type}' with 3 components of 4 features needs "
+             "covariances_ of shape")
+    for method in (model.predict, model.predict_proba, model.score_samples,
+                   model.score, model.bic):
+        with pytest.raises(ValueError, match=match):
+            method(X)
+    with pytest.raises(ValueError, match=match):
+        model.sample(5)
+    model.set_params(warm_start=True)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X)
+    model.set_params(covariance_type=fitted_type)
+    assert_array_equal(model.predict(X), labels)  # as it was
+
+
+def test_replaced_fitted_attributes_are_a_clear_error(rng):
+    X = make_blobs(rng)
+    model = fit_quietly(GaussianMixture(3, max_iter=5, random_state=0), X)
+    means = model.means_
+    model.means_ = np.vstack([means, means[:1]])  # a fourth mean, three of the rest
+    with pytest.raises(ValueError, match=r"needs weights_ of shape \(4,\)"):
+        model.predict(X)
+    model.means_ = means[:, :2]  # fewer features than X (and n_features_in_)
+    with pytest.raises(ValueError, match=r"The fitted means_ has shape \(3, 2\), but "
+                                         "the model was fitted on 3 features"):
+        model.score_samples(X)
+    model.means_ = means
+    model.set_params(chunk_size=0)  # checked at fit time, set after it
+    with pytest.raises(ValueError, match="chunk_size must be >= 1, got 0"):
+        model.predict(X)
+
+
 def test_a_fit_that_fails_leaves_the_model_as_it_was(rng):
     """The data checks set n_features_in_ before the weights are checked and before
     EM runs: a refit that fails must not leave the new width with the old

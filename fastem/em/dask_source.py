@@ -25,17 +25,33 @@ from fastem.em import sources as _sources
 from fastem.kernels.threads import thread_limit
 
 
+def _check_chunk(array, shape, first_row, name):
+    """A computed chunk has the shape the Dask array's chunks declare. dask does not
+    check it (a wrong ``shape`` given to ``da.from_delayed``, or ``chunks`` to
+    ``map_blocks``), and the kernels, which have no bounds checks, would read or
+    write past their arrays."""
+    if np.shape(array) != shape:
+        raise ValueError(
+            f"The Dask array's chunk of {name} at rows {first_row} to "
+            f"{first_row + shape[0] - 1} computed to shape {np.shape(array)}, but its "
+            f"chunks declare {shape}: its metadata (chunks or shape, as given to "
+            "da.from_delayed or map_blocks, say) does not match its data."
+        )
+
+
 def run_chunk(function, X, sample_weight, first_row, block_size, dtype, exponent,
-              weight_exponent, n_rows, own, shared):
+              weight_exponent, n_rows, n_features, own, shared):
     """The task of one chunk: ``function`` on its rows, on one kernel thread, with the
     chunk's own arguments ``own`` (a tuple) before the pass's ``shared`` ones."""
     if X is not None:
+        _check_chunk(X, (n_rows, n_features), first_row, "X")
         X = np.ascontiguousarray(X, dtype=dtype)
         if exponent:
             X = np.ldexp(X, exponent).astype(dtype, copy=False)
     if sample_weight is None:
         sample_weight = np.ones(n_rows)
     else:
+        _check_chunk(sample_weight, (n_rows,), first_row, "sample_weight")
         sample_weight = np.asarray(sample_weight, dtype=np.float64)
         if weight_exponent:
             sample_weight = np.ldexp(sample_weight, -weight_exponent)
@@ -159,7 +175,7 @@ class DaskSource(_sources.ChunkedSource):
                 function, None if weights_only else x_blocks[index],
                 None if w_blocks is None else w_blocks[index], first_row, block_size,
                 self.dtype, self.exponent, self.weight_exponent_, n_rows,
-                () if own is None else own[index], shared,
+                self.shape[1], () if own is None else own[index], shared,
             ))
             first_row += n_rows
         return tasks
@@ -347,7 +363,10 @@ def _estimate_block(X, shared, block_size, dtype_in, exponent, block_info=None):
     what, parameters, covariance_type, log_weights = shared
     first_row = 0
     if block_info is not None and 0 in block_info:
-        first_row = block_info[0]["array-location"][0][0]
+        location = block_info[0]["array-location"]
+        first_row = location[0][0]
+        _check_chunk(X, tuple(stop - start for start, stop in location), first_row,
+                     "X")
     X = np.ascontiguousarray(X, dtype=dtype_in)
     if exponent:
         X = np.ldexp(X, exponent).astype(dtype_in, copy=False)

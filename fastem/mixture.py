@@ -65,9 +65,9 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
     on_singular : {'recover', 'raise'}, default='recover'
         What to do when a component's covariance is not positive definite
         after ``reg_covar`` (or a component loses all its mass). 'recover'
-        raises that component's diagonal loading tenfold at a time (up to
-        1e-3 times the data's mean variance), then, if that is not enough,
-        re-seeds it at a data point with the data's covariance; one
+        raises that component's diagonal loading tenfold at a time (to the first
+        loading above 1e-3 times the data's mean variance), then, if that is
+        not enough, re-seeds it at a data point with the data's covariance; one
         :class:`SingularCovarianceWarning` per fit says so, and
         ``singular_events_`` lists every repair. 'raise' stops with a
         ``ValueError`` as scikit-learn does.

@@ -36,9 +36,10 @@ ON_SINGULAR = ("recover", "raise")
 
 LOG_2PI = math.log(2.0 * math.pi)
 
-# Diagonal loading for a singular covariance starts at
-# max(reg_covar, LOADING_START * scale) and grows tenfold up to
-# LOADING_LIMIT * scale, where scale is the data's mean per-feature variance.
+# Diagonal loading for a singular covariance tries ten times
+# max(reg_covar, LOADING_START * scale), then tenfold more at a time while the
+# previous loading was at most LOADING_LIMIT * scale (so up to ten times that),
+# where scale is the data's mean per-feature variance.
 LOADING_START = 1e-12
 LOADING_LIMIT = 1e-3
 

@@ -17,6 +17,7 @@ Profiles (registered here, chosen with the environment variable
 """
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.exceptions import ConvergenceWarning
 
-from fastem import GaussianMixture
+from fastem import BayesianGaussianMixture, GaussianMixture
 from fastem.mixture import SingularCovarianceWarning
 
 settings.register_profile(
@@ -259,3 +260,57 @@ def test_sample_has_the_right_shape_and_dtype(problem, n_draws):
     assert np.all(np.isfinite(samples))
     assert labels.min() >= 0 and labels.max() < params["n_components"]
     assert np.all(np.diff(labels) >= 0)  # grouped by component, as scikit-learn does
+
+
+# --------------------------------------------------------------------------
+# the variational mixture on the same problems
+
+
+def total_weight(sample_weight, n_samples):
+    return n_samples if sample_weight is None else float(np.sum(sample_weight))
+
+
+@settings(PROFILE)
+@given(problems())
+def test_bayesian_fit_gives_a_finite_model(problem):
+    """BayesianGaussianMixture on the drawn problems: a finite posterior (never NaN),
+    weights that sum to one, responsibilities that sum to one; or one of the two
+    errors its README section documents: the default covariance prior (the data's
+    covariance divided by the total weight - 1) needs a total weight above 1, and a
+    fit whose every restart broke down names the component."""
+    X, sample_weight, params = problem
+    params = {**params, "max_iter": min(params["max_iter"], 10)}
+    model = BayesianGaussianMixture(**params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if not total_weight(sample_weight, len(X)) > 1.0:
+            with pytest.raises(ValueError, match="needs a total weight above 1"):
+                model.fit(X, sample_weight=sample_weight)
+            return
+        try:
+            model.fit(X, sample_weight=sample_weight)
+        except ValueError as error:
+            # the README's other documented error: every restart abandoned because a
+            # covariance is not positive definite even with the Wishart prior (data
+            # whose covariance, the default prior, is numerically singular: identical
+            # rows without reg_covar, two points at 1e30, ...); never a NaN model
+            assert re.match(r"Every initialization of the variational fit broke down "
+                            r"\(initialization 0: the (covariance of component \d+|tied "
+                            r"covariance) is not positive definite[;)]", str(error)), \
+                str(error)
+            return
+        resp = model.predict_proba(X)
+        log_prob = model.score_samples(X)
+    unexpected = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
+                  for w in caught if not issubclass(w.category, ConvergenceWarning)]
+    assert not unexpected, unexpected
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_",
+                 "mean_precision_", "degrees_of_freedom_"):
+        assert np.all(np.isfinite(getattr(model, name))), name
+    assert np.all(np.isfinite(np.concatenate(
+        [np.ravel(part) for part in np.atleast_1d(model.weight_concentration_)])))
+    assert np.isfinite(model.lower_bound_)
+    assert_allclose(model.weights_.sum(), 1.0, rtol=0, atol=ATOL_WEIGHTS)
+    assert np.all(np.isfinite(resp)) and np.all(resp >= 0)
+    assert_allclose(resp.sum(axis=1), 1.0, rtol=0, atol=ATOL_RESP_SUM)
+    assert np.all(np.isfinite(log_prob))

@@ -294,10 +294,10 @@ def test_bayesian_fit_gives_a_finite_model(problem):
             # covariance is not positive definite even with the Wishart prior (data
             # whose covariance, the default prior, is numerically singular: identical
             # rows without reg_covar, two points at 1e30, ...); never a NaN model
-            assert re.match(r"Every initialization of the variational fit broke down "
-                            r"\(initialization 0: the (covariance of component \d+|tied "
-                            r"covariance) is not positive definite[;)]", str(error)), \
-                str(error)
+            broke_down = (r"Every initialization of the variational fit broke down "
+                          r"\(initialization 0: the (covariance of component \d+|tied "
+                          r"covariance) is not positive definite[;)]")
+            assert re.match(broke_down, str(error)), str(error)
             return
         resp = model.predict_proba(X)
         log_prob = model.score_samples(X)

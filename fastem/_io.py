@@ -231,7 +231,7 @@ def load_model(path):
     with open(path, encoding="utf-8") as handle:
         try:
             document = json.load(handle)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is not a fastem model file: {exc}") from exc
     if not isinstance(document, dict) or document.get("format") not in FORMAT_NAMES:
         raise ValueError(
@@ -254,6 +254,8 @@ def load_model(path):
     required = REQUIRED_BAYESIAN_FITTED if bayesian else REQUIRED_FITTED
     if not isinstance(fitted, dict):
         raise ValueError(f"{path} is a damaged fastem model file: no fitted attributes")
+    if not isinstance(params, dict):
+        raise ValueError(f"{path} is a damaged fastem model file: no parameters")
     missing = [name for name in required if name not in fitted]
     if missing:
         raise ValueError(
@@ -272,6 +274,14 @@ def load_model(path):
             "upgrade fastem"
         )
     model.set_params(**params)
+    from fastem import _validation
+
+    check = (_validation.check_bayesian_hyperparameters if bayesian
+             else _validation.check_hyperparameters)
+    try:
+        check(model)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is a damaged fastem model file: {exc}") from exc
     for name, value in fitted.items():
         setattr(model, name, value)
     _check_loaded_parameters(path, model, bayesian)

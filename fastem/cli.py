@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
+import os
+import stat
 import sys
 import time
 import warnings
@@ -28,6 +31,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad input or bad options, as argparse uses
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a tool a closed pipe stopped
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -69,6 +73,14 @@ def _non_negative_float(text):
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
+
+
+def _delimiter(text):
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(
+            f"must be one character, got {text!r} (a tab: --delimiter $'\\t' in bash)"
+        )
+    return text
 
 
 def _seed(text):
@@ -190,6 +202,7 @@ def _build_parser():
     )
     fit.add_argument(
         "--delimiter",
+        type=_delimiter,
         default=",",
         help="CSV field separator (default: ',')",
     )
@@ -284,12 +297,21 @@ def _read_csv(path, delimiter):
     that holds NaN or infinity, is read again by :func:`_read_csv_checked`,
     which defines what is accepted and names the line and column of a problem.
     """
-    skip_lines, feature_names = _csv_header(path, delimiter)
+    text = None
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        # a pipe (/dev/stdin, <(zcat ...)) can be read once: keep what it gives
+        try:
+            text = Path(path).read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InputError(
+                f"{path} is not a UTF-8 text file; give a CSV file or a .npy array"
+            ) from None
+    skip_lines, feature_names = _csv_header(path, delimiter, text)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "input contained no data"
             X = np.loadtxt(
-                path,
+                path if text is None else io.StringIO(text),
                 dtype=np.float64,
                 delimiter=delimiter,
                 comments=None,
@@ -306,13 +328,20 @@ def _read_csv(path, delimiter):
         or (n_features is not None and X.shape[1] != n_features)
         or not np.isfinite(X).all()
     ):
-        return _read_csv_checked(path, delimiter)
+        return _read_csv_checked(path, delimiter, text)
     return np.ascontiguousarray(X), feature_names
 
 
-def _csv_header(path, delimiter):
+def _text(path, text):
+    """The CSV file to read: ``path`` opened, or ``text`` already read from it."""
+    if text is not None:
+        return io.StringIO(text, newline="")
+    return open(path, newline="", encoding="utf-8-sig")
+
+
+def _csv_header(path, delimiter, text=None):
     """(lines to skip, header cells) if the first non-blank row is a header."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with _text(path, text) as handle:
         reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
         try:
             for cells in reader:
@@ -327,13 +356,13 @@ def _csv_header(path, delimiter):
     return 0, None
 
 
-def _read_csv_checked(path, delimiter):
+def _read_csv_checked(path, delimiter, text=None):
     """Careful CSV reader: rows parsed one by one into a flat float64 buffer."""
     values = array("d")
     feature_names = None
     n_features = None
     n_rows = 0
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with _text(path, text) as handle:
         reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
         try:
             for cells in reader:
@@ -385,15 +414,25 @@ def _append_row(values, cells, n_features, where):
 # A .npy file up to this size is read into memory (and checked for NaN there);
 # a larger one stays memory-mapped: the fit reads and checks it block by block.
 NPY_IN_MEMORY_BYTES = 256 << 20
+NPY_MAGIC = b"\x93NUMPY"  # how every .npy file starts
 
 
 def _read_npy(path):
+    with open(path, "rb") as handle:
+        magic = handle.read(len(NPY_MAGIC))
+    if not magic:
+        raise InputError(f"{path} is empty (0 bytes), not a .npy array")
+    if magic != NPY_MAGIC:
+        raise InputError(
+            f"{path} is not a .npy file (it does not start as numpy's format does); "
+            "give a .npy array, or a CSV file under a name without .npy"
+        )
     try:
         X = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError:  # cannot be memory-mapped: numpy's reason for not loading it
         try:
             X = np.load(path, allow_pickle=False)
-        except ValueError as exc:  # pickled object arrays, damaged files
+        except (ValueError, EOFError) as exc:  # pickled object arrays, damaged files
             raise InputError(f"{path} is not a readable .npy array: {exc}") from None
     if not isinstance(X, np.ndarray):
         raise InputError(f"{path} does not hold a single array (.npz is not supported)")
@@ -538,12 +577,7 @@ def _summary(model, X, feature_names, source, fit_seconds):
 
 def _run_fit(args):
     if args.output is not None:
-        directory = Path(args.output).resolve().parent
-        if not directory.is_dir():
-            raise InputError(
-                f"cannot write --output {args.output}: directory {directory} "
-                "does not exist"
-            )
+        _check_output_directory(args.output, "--output")
     if args.file is None:
         from fastem.datasets import FAITHFUL_FEATURES, load_faithful
 
@@ -704,7 +738,7 @@ def _add_select_parser(commands):
                         "all CPUs)")
     select.add_argument("--n-threads", type=_positive_int, default=None, metavar="N",
                         help="threads for the kernels (default: all CPUs)")
-    select.add_argument("--delimiter", default=",",
+    select.add_argument("--delimiter", type=_delimiter, default=",",
                         help="CSV field separator (default: ',')")
     select.add_argument("--plot", metavar="OUT.png",
                         help="also draw the criterion curves and the chosen model's "
@@ -736,17 +770,29 @@ def _add_predict_parser(commands):
     predict.add_argument("--proba", action="store_true",
                          help="also write the responsibilities, one column per "
                          "component")
-    predict.add_argument("--delimiter", default=",",
+    predict.add_argument("--delimiter", type=_delimiter, default=",",
                          help="CSV field separator (default: ',')")
     predict.set_defaults(handler=_run_predict)
 
 
 def _check_output_directory(path, option):
-    directory = Path(path).resolve().parent
-    if not directory.is_dir():
+    """The file ``path`` can be written, checked before the work it will hold."""
+    target = Path(path)
+    directory = target.resolve().parent
+    if target.is_dir():
+        raise InputError(f"cannot write {option} {path}: it is a directory")
+    if not directory.exists():
         raise InputError(
             f"cannot write {option} {path}: directory {directory} does not exist"
         )
+    if not directory.is_dir():
+        raise InputError(
+            f"cannot write {option} {path}: {directory} is not a directory"
+        )
+    writable = os.access(target, os.W_OK) if target.exists() else os.access(
+        directory, os.W_OK | os.X_OK)
+    if not writable:
+        raise InputError(f"cannot write {option} {path}: permission denied")
 
 
 def _load_input(file, delimiter):
@@ -1014,6 +1060,11 @@ def main(argv=None):
         return args.handler(args)
     except InputError as exc:
         message = str(exc)
+    except BrokenPipeError:
+        # whoever read stdout has gone (`fastem predict ... | head`): stop quietly,
+        # and keep Python's flush at exit from failing on the closed pipe again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
         target = exc.filename if exc.filename is not None else ""
         reason = exc.strerror or str(exc)

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import background  # tests/background.py
@@ -258,16 +259,22 @@ BAD_FILES = {
     ),
     "npy of strings": (np.array(["a", "b"]), [], "a numeric array is needed"),
     "npy of 3 dimensions": (np.zeros((4, 2, 2)), [], "shape (4, 2, 2)"),
+    "empty npy": (b"", [], "data.npy is empty (0 bytes), not a .npy array"),
+    "CSV named .npy": (b"1,2\n3,4\n", [], "data.npy is not a .npy file"),
+    "truncated npy": (None, [], "data.npy is not a readable .npy array"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
 def test_bad_file(capsys, tmp_path, case):
     content, options, message = BAD_FILES[case]
-    if content is None:
+    if case == "truncated npy":
+        path = write(tmp_path, "data.npy", np.arange(40.0).reshape(20, 2))
+        path.write_bytes(path.read_bytes()[:-100])
+    elif content is None:
         path = tmp_path / "absent.csv"
     elif isinstance(content, bytes):
-        path = tmp_path / "data.csv"
+        path = tmp_path / ("data.npy" if "npy" in case else "data.csv")
         path.write_bytes(content)
     else:
         suffix = ".npy" if isinstance(content, np.ndarray) else ".csv"
@@ -300,12 +307,23 @@ BAD_OPTIONS = {
         ["fit", "--output", "no/such/dir/model.json"],
         "cannot write --output",
     ),
+    "output is a directory": (["fit", "--output", "."],
+                              "cannot write --output .: it is a directory"),
+    "output under a file": (["fit", "--output", "a-file/model.json"],
+                            "a-file is not a directory"),
+    "two-character delimiter": (["fit", "--delimiter", ";;"],
+                                "--delimiter: must be one character, got ';;'"),
+    "predict with an empty delimiter": (
+        ["predict", "m.json", "d.csv", "--delimiter", ""],
+        "--delimiter: must be one character, got ''",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_OPTIONS))
 def test_bad_option(capsys, tmp_path, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
     argv, message = BAD_OPTIONS[case]
     status, out, err = run(capsys, *argv)
     assert status == 2
@@ -313,6 +331,77 @@ def test_bad_option(capsys, tmp_path, monkeypatch, case):
     assert err.startswith("fastem: error: ")
     assert err.count("\n") == 1, err
     assert message in err
+
+
+def test_csv_from_a_pipe_is_read_once(capsys, tmp_path):
+    """A CSV file that can be read once (a named pipe, as /dev/stdin or bash's
+    <(zcat ...)): the header check, numpy's reader and the careful reader each
+    opened it, and the second open waited for a writer that never came. In a
+    process of its own, with a time limit, so that a regression fails, not hangs."""
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    X = load_faithful()
+    text = "eruptions,waiting\n" + "".join(f"{a!r},{b!r}\n" for a, b in X.tolist())
+    writer = threading.Thread(target=fifo.write_text, args=(text,), daemon=True)
+    writer.start()
+    env = {**os.environ, "PYTHONPATH": str(Path(fastem._io.__file__).parents[1])}
+    result = subprocess.run([sys.executable, "-m", "fastem", "fit", str(fifo)],
+                            capture_output=True, text=True, timeout=120, env=env,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    status_bundled, out_bundled, _ = run(capsys, "fit")
+    assert status_bundled == 0
+    assert "272 samples x 2 features" in result.stdout
+    assert (result.stdout.split("log-likelihood")[1]
+            == out_bundled.split("log-likelihood")[1])
+
+
+def test_broken_pipe_ends_quietly(tmp_path):
+    """`fastem predict ... | head -1`: the reader goes away; no error line, no
+    "Exception ignored" at exit, the status a shell gives a tool a closed pipe stops."""
+    model_path = tmp_path / "model.json"
+    fastem._io.save_model(GaussianMixture(2, random_state=0).fit(load_faithful()),
+                          model_path)
+    data = write(tmp_path, "data.npy", np.tile(load_faithful(), (200, 1)))
+    env = {**os.environ, "PYTHONPATH": str(Path(fastem._io.__file__).parents[1])}
+    command = [sys.executable, "-m", "fastem", "predict", str(model_path), str(data),
+               "--proba"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env)
+    process.stdout.readline()
+    process.stdout.close()  # as head does after its line
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 141, err
+    assert err.decode() == ""
+
+
+def test_damaged_model_files_are_one_line_errors(capsys, tmp_path):
+    data = write(tmp_path, "data.npy", load_faithful())
+    model_path = tmp_path / "model.json"
+    fastem._io.save_model(GaussianMixture(2, random_state=0).fit(load_faithful()),
+                          model_path)
+    text = model_path.read_text()
+    cases = {
+        "covariance_type": (text.replace('"covariance_type": "full"',
+                                         '"covariance_type": "wide"'),
+                            "is a damaged fastem model file: covariance_type must be"),
+        "NaN weights": (
+            re.sub(r'("weights_": \{[^}]*"data": \[)[^,\]]*', r"\1NaN", text),
+            "weights_ holds NaN or infinite values",
+        ),
+        "params": (text.replace('"params": {', '"params": 3, "unused": {'),
+                   "is a damaged fastem model file: no parameters"),
+    }
+    for name, (content, message) in cases.items():
+        model_path.write_text(content)
+        status, _, err = run(capsys, "predict", model_path, data)
+        assert status == 2, name
+        assert err.startswith("fastem: error: ") and err.count("\n") == 1, (name, err)
+        assert message in err, (name, err)
+    # the arguments swapped: the data where the model should be
+    status, _, err = run(capsys, "predict", data, model_path)
+    assert status == 2
+    assert f"{data} is not a fastem model file" in err
 
 
 def test_directory_instead_of_file(capsys, tmp_path):

@@ -114,15 +114,21 @@ def warmup(dtypes=("float64",), covariance_types=("full", "tied", "diag", "spher
     return done
 
 
-def kernels_need_compiling(n_samples, n_features, n_components, covariance_type):
-    """Whether a fit of this shape will compile kernels that are not in numba's cache
-    (judged by the kernels' cache index files; False when that cannot be told)."""
+def kernels_need_compiling(n_samples, n_features, n_components, covariance_type,
+                           inference=False):
+    """Whether a fit of this shape (with ``inference``: predict, score_samples) will
+    compile kernels that are not in numba's cache (judged by the kernels' cache index
+    files; False when that cannot be told)."""
     from fastem.em import driver as _driver
     from fastem.kernels import estep as _kernels_estep
     from fastem.kernels import loop as _kernels_loop
+    from fastem.kernels import small as _kernels_small
 
     dense = covariance_type in ("full", "tied")
-    if _driver.is_small(n_samples, n_features, n_components):
+    if _driver.is_small(n_samples, n_features, n_components) and inference:
+        kernels = [_kernels_small.dense_weighted_log_prob_rows_into if dense
+                   else _kernels_small.diagonal_weighted_log_prob_rows_into]
+    elif _driver.is_small(n_samples, n_features, n_components):
         kernels = [_kernels_loop.dense_em_into if dense
                    else _kernels_loop.diagonal_em_into]
     else:

@@ -32,6 +32,9 @@ EXIT_OK = 0
 EXIT_USAGE = 2  # bad input or bad options, as argparse uses
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a tool a closed pipe stopped
+# stderr, before a command whose kernels are not in numba's cache yet
+COMPILING = ("fastem: compiling kernels, once per installation "
+             "(or run 'fastem warmup')...")
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -617,8 +620,7 @@ def _run_fit(args):
     from fastem._warmup import kernels_need_compiling
 
     if kernels_need_compiling(n_samples, n_features, args.n_components, args.covariance_type):
-        print("fastem: compiling kernels, once per installation (or run 'fastem warmup')...",
-              file=sys.stderr, flush=True)
+        print(COMPILING, file=sys.stderr, flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
@@ -913,8 +915,12 @@ def _run_select(args):
             f"{source} has {_plural(n_samples, 'row')}; at least 2 are needed"
         )
 
+    from fastem._warmup import kernels_need_compiling
     from fastem.selection import GaussianMixtureIC
 
+    if any(kernels_need_compiling(n_samples, n_features, count, covariance_type)
+           for count in args.n_components for covariance_type in args.covariance_types):
+        print(COMPILING, file=sys.stderr, flush=True)
     search = GaussianMixtureIC(
         n_components=args.n_components,
         covariance_types=args.covariance_types,
@@ -1013,6 +1019,11 @@ def _run_predict(args):
             f"in {args.model} was fitted on {expected}; give data with the same "
             "columns in the same order"
         )
+    from fastem._warmup import kernels_need_compiling
+
+    if kernels_need_compiling(X.shape[0], X.shape[1], len(model.weights_),
+                              model.covariance_type, inference=True):
+        print(COMPILING, file=sys.stderr, flush=True)
     labels = model.predict(X)
     columns = ["label"]
     values = [labels.astype(np.float64)[:, np.newaxis]]

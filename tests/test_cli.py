@@ -516,6 +516,44 @@ def test_first_fit_says_it_is_compiling_and_later_fits_do_not(first_and_second_f
     assert second.stdout.split("fit time")[0] == first.stdout.split("fit time")[0]
 
 
+@background.fixture
+def first_select_and_predict(directory):
+    """`fastem select -k 1:2 --covariance-types diag` twice in fresh processes, the
+    first with an empty numba cache; then `fastem predict` of a model (fitted with
+    a cache of its own) twice, the first with another empty cache."""
+    env = {**environment_importing_this_fastem(),
+           "NUMBA_CACHE_DIR": str(directory / "a")}
+    run_here = dict(capture_output=True, text=True, timeout=600, check=False)
+    select = [sys.executable, "-m", "fastem", "select", "-k", "1:2",
+              "--covariance-types", "diag"]
+    selects = [subprocess.run(select, env=env, **run_here) for _ in range(2)]
+    model, data = directory / "model.json", directory / "data.npy"
+    np.save(data, load_faithful())
+    subprocess.run([sys.executable, "-m", "fastem", "fit", "--covariance-type", "tied",
+                    "--output", str(model)], env=env, **run_here)
+    env["NUMBA_CACHE_DIR"] = str(directory / "b")
+    predict = [sys.executable, "-m", "fastem", "predict", str(model), str(data)]
+    predicts = [subprocess.run(predict, env=env, **run_here) for _ in range(2)]
+    return selects + predicts
+
+
+def test_first_select_and_predict_say_they_are_compiling(first_select_and_predict):
+    """As `fastem fit` does: one line on stderr before a first `select` or `predict`
+    compiles, none once the cache holds the kernels."""
+    first_select, second_select, first_predict, second_predict = (
+        first_select_and_predict)
+    for result in first_select_and_predict:
+        assert result.returncode == 0, result.stderr
+    compiling = (
+        "fastem: compiling kernels, once per installation (or run 'fastem warmup')...\n"
+    )
+    assert first_select.stderr == compiling
+    assert second_select.stderr == ""
+    assert first_predict.stderr == compiling
+    assert second_predict.stderr == ""
+    assert first_predict.stdout == second_predict.stdout
+
+
 def test_warmup_command(capsys):
     """`fastem warmup` (here in this process, whose kernels are compiled already) prints
     one line per kernel set and a total."""

@@ -60,6 +60,14 @@ class Background:
             return function(self._tmp_path_factory.mktemp(function.__name__))
         return future.result()
 
+    def quiet(self):
+        """Wait until no background function runs (each started one has finished,
+        each other is cancelled and runs in its test): for a test that measures this
+        process's memory, which the background threads allocate in too."""
+        for future in self._futures.values():
+            if not future.cancel():
+                future.exception()  # waits; the test that asks for it sees any error
+
     def close(self):
         self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -670,7 +670,8 @@ def test_writable_memory_map_is_fitted_as_changed_and_left_unchanged(tmp_path):
     assert_array_equal(np.load(path), expected_values)
 
 
-def test_a_zarr_fit_holds_two_chunks_and_one_storage_chunk(tmp_path, monkeypatch):
+def test_a_zarr_fit_holds_two_chunks_and_one_storage_chunk(tmp_path, monkeypatch,
+                                                           background):
     """A fit from zarr holds our two chunks (the one the kernels use, the one being
     read into) and the storage chunk zarr is decoding (its compressed bytes and a
     decoded copy), not every storage chunk a read touches (zarr decodes those at
@@ -694,6 +695,7 @@ def test_a_zarr_fit_holds_two_chunks_and_one_storage_chunk(tmp_path, monkeypatch
                  precisions_init=np.stack([np.eye(8)] * 4))
     params = dict(max_iter=2, tol=0, chunk_size=4096, **start)
     model = fit(store, n_components=4, **params)  # load the kernels first
+    background.quiet()  # the background fixtures' threads allocate in this process too
     tracemalloc.start()
     try:
         fit(store, n_components=4, **params)

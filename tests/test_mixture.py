@@ -880,14 +880,12 @@ def test_no_sample_weight_is_unit_weights_bit_for_bit(rng, covariance_type, dtyp
 
 
 @pytest.mark.parametrize("init_params", ["random_from_data", "random", "k-means++"])
-def test_in_memory_start_memory_does_not_grow_with_the_data(rng, init_params,
-                                                            background):
+def test_in_memory_start_memory_does_not_grow_with_the_data(rng, init_params):
     """Issue 13: an in-memory fit from these starts holds no (N,) array (the unit
     weights, the permutation behind RandomState.choice, the finiteness mask,
     all N rows' responsibilities, scikit-learn's kmeans_plusplus's distances were
     such arrays): what it allocates is the same for
     N and 4N rows, and at most 0.15x the data at 10^6 x 8 (float64; P2's shape)."""
-    background.quiet()  # the background fixtures' threads allocate in this process too
     peaks = []
     for n_samples in (250_000, 1_000_000):
         X = rng.normal(size=(n_samples, 8))

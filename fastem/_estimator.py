@@ -31,9 +31,33 @@ def parameter_shapes(covariance_type, n_components, n_features):
             "precisions_": factor, "precisions_cholesky_": factor}
 
 
-def check_fitted_shapes(model, extra=None):
-    """The fitted parameters' shapes agree with each other, with ``n_features_in_``
-    and with ``covariance_type`` (``extra``: more ``{name: shape}`` to check).
+def fitted_arrays(model, n_components, n_features):
+    """``(name, value, expected shape)`` of each fitted parameter array of ``model``:
+    those of :func:`parameter_shapes`, and for a variational mixture (a model with
+    ``weight_concentration_``) ``mean_precision_``, ``degrees_of_freedom_`` (a scalar
+    for 'tied': one shared Wishart, as scikit-learn's) and ``weight_concentration_``
+    (the Dirichlet process's pair of arrays as ``[0]`` and ``[1]``)."""
+    k = n_components
+    shapes = parameter_shapes(model.covariance_type, k, n_features)
+    arrays = [(name, getattr(model, name), shape) for name, shape in shapes.items()]
+    if hasattr(model, "weight_concentration_"):
+        arrays += [
+            ("mean_precision_", model.mean_precision_, (k,)),
+            ("degrees_of_freedom_", model.degrees_of_freedom_,
+             () if model.covariance_type == "tied" else (k,)),
+        ]
+        concentration = model.weight_concentration_
+        if isinstance(concentration, tuple):
+            arrays += [(f"weight_concentration_[{i}]", part, (k,))
+                       for i, part in enumerate(concentration)]
+        else:
+            arrays.append(("weight_concentration_", concentration, (k,)))
+    return arrays
+
+
+def check_fitted_shapes(model):
+    """The fitted parameters' shapes (:func:`fitted_arrays`) agree with each other,
+    with ``n_features_in_`` and with ``covariance_type``.
 
     The kernels have no bounds checks: a model whose covariance_type was changed
     after fitting (``set_params``), or whose fitted attributes were replaced, would
@@ -47,10 +71,8 @@ def check_fitted_shapes(model, extra=None):
             f"The fitted means_ has shape {means.shape}, but the model was fitted on "
             f"{n_features} features: refit it."
         )
-    expected = parameter_shapes(model.covariance_type, *means.shape)
-    expected.update(extra or {})
-    for name, shape in expected.items():
-        actual = np.shape(getattr(model, name))
+    for name, value, shape in fitted_arrays(model, *means.shape):
+        actual = np.shape(value)
         if actual != shape:
             raise ValueError(
                 f"covariance_type={model.covariance_type!r} with {means.shape[0]} "

@@ -284,11 +284,11 @@ def load_model(path):
         raise ValueError(f"{path} is a damaged fastem model file: {exc}") from exc
     for name, value in fitted.items():
         setattr(model, name, value)
-    _check_loaded_parameters(path, model, bayesian)
+    _check_loaded_parameters(path, model)
     return model
 
 
-def _check_loaded_parameters(path, model, bayesian):
+def _check_loaded_parameters(path, model):
     """The parameters' shapes fit n_components, n_features_in_ and covariance_type,
     and their values are finite: a file edited by hand (JSON reads NaN and Infinity)
     or mixed up must not give a model that predicts NaN, or hand the kernels
@@ -298,27 +298,11 @@ def _check_loaded_parameters(path, model, bayesian):
             or n_features < 1:
         raise ValueError(f"{path} is a damaged fastem model file: n_features_in_ is "
                          f"{n_features!r}, not a positive integer")
-    from fastem._estimator import parameter_shapes
+    from fastem._estimator import fitted_arrays
 
     k, d = model.n_components, int(n_features)
-    expected = parameter_shapes(model.covariance_type, k, d)
-    values = {name: getattr(model, name) for name in expected}
-    if bayesian:
-        # one shared Wishart for 'tied': a scalar, as scikit-learn's
-        expected.update(mean_precision_=(k,), degrees_of_freedom_=(
-            () if model.covariance_type == "tied" else (k,)))
-        values.update(mean_precision_=model.mean_precision_,
-                      degrees_of_freedom_=model.degrees_of_freedom_)
-        concentration = model.weight_concentration_
-        if isinstance(concentration, tuple):  # the Dirichlet process's two arrays
-            for i, part in enumerate(concentration):
-                expected[f"weight_concentration_[{i}]"] = (k,)
-                values[f"weight_concentration_[{i}]"] = part
-        else:
-            expected["weight_concentration_"] = (k,)
-            values["weight_concentration_"] = concentration
-    for name, shape in expected.items():
-        value = np.asarray(values[name])
+    for name, value, shape in fitted_arrays(model, k, d):
+        value = np.asarray(value)
         if value.shape != shape or value.dtype.kind != "f":
             raise ValueError(
                 f"{path} is a damaged fastem model file: {name} is a {value.dtype} "

@@ -125,10 +125,11 @@ def kernels_need_compiling(n_samples, n_features, n_components, covariance_type,
     from fastem.kernels import small as _kernels_small
 
     dense = covariance_type in ("full", "tied")
-    if _driver.is_small(n_samples, n_features, n_components) and inference:
+    small = _driver.is_small(n_samples, n_features, n_components)
+    if small and inference:
         kernels = [_kernels_small.dense_weighted_log_prob_rows_into if dense
                    else _kernels_small.diagonal_weighted_log_prob_rows_into]
-    elif _driver.is_small(n_samples, n_features, n_components):
+    elif small:
         kernels = [_kernels_loop.dense_em_into if dense
                    else _kernels_loop.diagonal_em_into]
     else:

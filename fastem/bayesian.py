@@ -791,21 +791,7 @@ default='dirichlet_process'
 
     def _posterior(self):
         """The fitted posterior (for a warm start and inference; shapes checked)."""
-        n_components = np.shape(self.means_)[0]
-        concentration = self.weight_concentration_
-        parts = concentration if isinstance(concentration, tuple) else (concentration,)
-        extra = {f"weight_concentration_[{i}]": (n_components,)
-                 for i in range(len(parts))}
-        check_fitted_shapes(self, {
-            "mean_precision_": (n_components,),
-            # one shared Wishart for 'tied': a scalar, as scikit-learn's
-            "degrees_of_freedom_": () if self.covariance_type == "tied"
-            else (n_components,),
-        })
-        for name, part in zip(extra, parts, strict=True):
-            if np.shape(part) != extra[name]:
-                raise ValueError(f"The fitted {name} has shape {np.shape(part)}, but "
-                                 f"the model has {n_components} components: refit it.")
+        check_fitted_shapes(self)
         return _Posterior(
             self.weight_concentration_,
             np.asarray(self.mean_precision_, dtype=np.float64),

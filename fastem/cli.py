@@ -306,9 +306,7 @@ def _read_csv(path, delimiter):
         try:
             text = Path(path).read_bytes().decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise InputError(
-                f"{path} is not a UTF-8 text file; give a CSV file or a .npy array"
-            ) from None
+            raise _not_utf8(path) from None
     skip_lines, feature_names = _csv_header(path, delimiter, text)
     try:
         with warnings.catch_warnings():
@@ -333,6 +331,12 @@ def _read_csv(path, delimiter):
     ):
         return _read_csv_checked(path, delimiter, text)
     return np.ascontiguousarray(X), feature_names
+
+
+def _not_utf8(path):
+    return InputError(
+        f"{path} is not a UTF-8 text file; give a CSV file or a .npy array"
+    )
 
 
 def _text(path, text):
@@ -384,9 +388,7 @@ def _read_csv_checked(path, delimiter, text=None):
         except csv.Error as exc:
             raise InputError(f"{path}: line {reader.line_num}: {exc}") from None
         except UnicodeDecodeError:
-            raise InputError(
-                f"{path} is not a UTF-8 text file; give a CSV file or a .npy array"
-            ) from None
+            raise _not_utf8(path) from None
     if n_rows == 0:
         raise InputError(f"{path} has no data rows")
     X = np.frombuffer(values, dtype=np.float64).reshape(n_rows, n_features)

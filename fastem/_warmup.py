@@ -115,9 +115,10 @@ def warmup(dtypes=("float64",), covariance_types=("full", "tied", "diag", "spher
 
 
 def kernels_need_compiling(n_samples, n_features, n_components, covariance_type,
-                           inference=False):
-    """Whether a fit of this shape (with ``inference``: predict, score_samples) will
-    compile kernels that are not in numba's cache (judged by the kernels' cache index
+                           inference=False, dtype=np.float64):
+    """Whether a fit of this shape (with ``inference``: predict, score_samples) on X
+    of ``dtype`` will compile kernels: neither compiled in this process nor in
+    numba's cache for X's dtype on this CPU (judged by the kernels' cache index
     files; False when that cannot be told)."""
     from fastem.em import driver as _driver
     from fastem.kernels import estep as _kernels_estep
@@ -135,13 +136,26 @@ def kernels_need_compiling(n_samples, n_features, n_components, covariance_type,
     else:
         kernels = [_kernels_estep.dense_statistics_blocks if dense
                    else _kernels_estep.diagonal_statistics_blocks]
-    for kernel in kernels:
-        if kernel.signatures:  # compiled or loaded in this process
-            continue
-        try:
-            index = kernel._cache._cache_file._index_path
-        except AttributeError:
-            return False
-        if not os.path.exists(index):
-            return True
-    return False
+    dtype = np.dtype(dtype)
+    try:
+        return not all(_compiled_for(kernel, dtype) for kernel in kernels)
+    except Exception:  # numba's cache internals, which this reads, changed
+        return False
+
+
+def _compiled_for(kernel, dtype):
+    """Whether ``kernel`` (a numba dispatcher whose first argument is X) is compiled
+    in this process, or in numba's disk cache for this CPU and this source of the
+    kernel, for X of ``dtype``. Reads numba's private cache index: a key is
+    (argument types, the CPU and its features, hashes of the function's code)."""
+    def takes(argument_types):
+        return np.dtype(str(argument_types[0].dtype)) == dtype
+
+    if any(takes(signature) for signature in kernel.signatures):
+        return True
+    cache = kernel._cache
+    _, machine, code = cache._index_key((), kernel.targetctx.codegen())
+    return any(
+        key[1] == machine and key[2] == code and takes(key[0])
+        for key in cache._cache_file._load_index()
+    )

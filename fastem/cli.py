@@ -11,6 +11,7 @@ first fit. Errors in the input end with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import math
@@ -409,6 +410,11 @@ def _append_row(values, cells, n_features, where):
                 "every cell after the optional header must be a number"
             )
         if not math.isfinite(value):
+            if math.isinf(value) and "inf" not in cell.lower():  # e.g. 1e400
+                raise InputError(
+                    f"{where}, column {column} is {cell!r}, beyond the largest "
+                    f"float64 ({sys.float_info.max:.6g}); rescale the column"
+                )
             raise InputError(
                 f"{where}, column {column} is {cell!r}; "
                 "remove or impute rows with NaN or infinite values"
@@ -580,21 +586,18 @@ def _summary(model, X, feature_names, source, fit_seconds):
 # commands
 
 
+def _kernel_dtype(X):
+    """The dtype the kernels see for X: float32 stays, anything else is float64
+    (as ``_validation.check_data`` converts)."""
+    return np.float32 if X.dtype == np.float32 else np.float64
+
+
 def _run_fit(args):
     if args.output is not None:
         _check_output_directory(args.output, "--output")
-    if args.file is None:
-        from fastem.datasets import FAITHFUL_FEATURES, load_faithful
-
-        X = load_faithful()
-        feature_names = list(FAITHFUL_FEATURES)
-        source = "Old Faithful (bundled)"
-    else:
-        X, feature_names = load_data(args.file, args.delimiter)
-        source = args.file
+    X, header, source = _load_input(args.file, args.delimiter)
     n_samples, n_features = X.shape
-    if feature_names is None:
-        feature_names = [f"x{j + 1}" for j in range(n_features)]
+    feature_names = header or [f"x{j + 1}" for j in range(n_features)]
     if n_samples < args.n_components:
         raise InputError(
             f"{source} has {_plural(n_samples, 'row')}, fewer than the "
@@ -621,7 +624,8 @@ def _run_fit(args):
     model._progress = progress
     from fastem._warmup import kernels_need_compiling
 
-    if kernels_need_compiling(n_samples, n_features, args.n_components, args.covariance_type):
+    if kernels_need_compiling(n_samples, n_features, args.n_components,
+                              args.covariance_type, dtype=_kernel_dtype(X)):
         print(COMPILING, file=sys.stderr, flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -640,7 +644,7 @@ def _run_fit(args):
     if args.output is not None:
         from fastem._io import save_model
 
-        save_model(model, args.output)
+        save_model(_with_feature_names(model, header), args.output)
         print(f"\nmodel written to {args.output} (read it with fastem.load_model)")
     return EXIT_OK
 
@@ -800,14 +804,51 @@ def _check_output_directory(path, option):
 
 
 def _load_input(file, delimiter):
+    """(X, the CSV header or None, what to call the data) of FILE, or of the bundled
+    data when no FILE is given."""
     if file is None:
         from fastem.datasets import FAITHFUL_FEATURES, load_faithful
 
         return load_faithful(), list(FAITHFUL_FEATURES), "Old Faithful (bundled)"
-    X, feature_names = load_data(file, delimiter)
-    if feature_names is None:
-        feature_names = [f"x{j + 1}" for j in range(X.shape[1])]
-    return X, feature_names, file
+    X, header = load_data(file, delimiter)
+    return X, header, file
+
+
+def _with_feature_names(model, header):
+    """The model to save: a shallow copy of ``model`` that keeps the CSV header's
+    column names, as a fit on a DataFrame does (``feature_names_in_``), for ``fastem
+    predict`` to match; ``model`` itself when there are no (distinct) names."""
+    if header is None or len(set(header)) != len(header):
+        return model
+    named = copy.copy(model)
+    named.feature_names_in_ = np.asarray(header, dtype=object)
+    return named
+
+
+def _columns_by_name(X, header, model, args):
+    """X's columns in the order of the model's ``feature_names_in_`` when both the
+    model and FILE name their columns; otherwise X as it is (columns by position)."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return X
+    del model.feature_names_in_  # X is matched here; predict takes it as an array
+    if header is None:
+        return X
+    names = [str(name) for name in names]
+    if header == names:
+        return X
+    if sorted(header) != sorted(names):
+        missing = [name for name in names if name not in header]
+        extra = [name for name in header if name not in names]
+        problems = [f"no column {name}" for name in missing] + [
+            f"{name} is not in the model" for name in extra]
+        raise InputError(
+            f"{args.file} has the columns {', '.join(header)}, but the model in "
+            f"{args.model} was fitted on {', '.join(names)}: {'; '.join(problems)}; "
+            "give the model's columns (in any order), or no header for columns "
+            "by position"
+        )
+    return np.ascontiguousarray(X[:, [header.index(name) for name in names]])
 
 
 class _FitProgress:
@@ -904,14 +945,10 @@ def _run_select(args):
         if path is not None:
             _check_output_directory(path, option)
     if args.plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise InputError(
-                "--plot needs matplotlib; install it with pip install \"fastem[plot]\""
-            ) from None
-    X, feature_names, source = _load_input(args.file, args.delimiter)
+        _check_plot_format(args.plot)
+    X, header, source = _load_input(args.file, args.delimiter)
     n_samples, n_features = X.shape
+    feature_names = header or [f"x{j + 1}" for j in range(n_features)]
     if n_samples < 2:
         raise InputError(
             f"{source} has {_plural(n_samples, 'row')}; at least 2 are needed"
@@ -920,7 +957,8 @@ def _run_select(args):
     from fastem._warmup import kernels_need_compiling
     from fastem.selection import GaussianMixtureIC
 
-    if any(kernels_need_compiling(n_samples, n_features, count, covariance_type)
+    if any(kernels_need_compiling(n_samples, n_features, count, covariance_type,
+                                  dtype=_kernel_dtype(X))
            for count in args.n_components for covariance_type in args.covariance_types):
         print(COMPILING, file=sys.stderr, flush=True)
     search = GaussianMixtureIC(
@@ -980,12 +1018,30 @@ def _run_select(args):
     if args.output is not None:
         from fastem._io import save_model
 
-        save_model(search.best_estimator_, args.output)
+        save_model(_with_feature_names(search.best_estimator_, header), args.output)
         print(f"\nmodel written to {args.output} (read it with fastem.load_model)")
     if args.plot is not None:
         _select_plot(search, X, feature_names, args.plot)
         print(f"plot written to {args.plot}")
     return EXIT_OK
+
+
+def _check_plot_format(path):
+    """Before the search: matplotlib is there and writes files like ``path`` (by its
+    extension; none means PNG)."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise InputError(
+            "--plot needs matplotlib; install it with pip install \"fastem[plot]\""
+        ) from None
+    extension = Path(path).suffix[1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if extension and extension not in formats:
+        raise InputError(
+            f"cannot write --plot {path}: matplotlib writes no .{extension} files; "
+            f"use one of {', '.join('.' + name for name in sorted(formats))}"
+        )
 
 
 def _select_plot(search, X, feature_names, path):
@@ -1012,7 +1068,8 @@ def _run_predict(args):
     from fastem._io import load_model
 
     model = load_model(args.model)
-    X, _ = load_data(args.file, args.delimiter)
+    X, header = load_data(args.file, args.delimiter)
+    X = _columns_by_name(X, header, model, args)
     expected = int(model.n_features_in_)
     if X.shape[1] != expected:
         raise InputError(
@@ -1024,7 +1081,8 @@ def _run_predict(args):
     from fastem._warmup import kernels_need_compiling
 
     if kernels_need_compiling(X.shape[0], X.shape[1], len(model.weights_),
-                              model.covariance_type, inference=True):
+                              model.covariance_type, inference=True,
+                              dtype=_kernel_dtype(X)):
         print(COMPILING, file=sys.stderr, flush=True)
     labels = model.predict(X)
     columns = ["label"]

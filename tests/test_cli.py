@@ -14,6 +14,7 @@ import pytest
 
 import fastem._io
 from fastem import GaussianMixture, load_faithful, load_model
+from fastem._warmup import kernels_need_compiling
 from fastem.cli import main
 
 
@@ -182,6 +183,9 @@ def test_output_json_loads_to_the_same_model(capsys, tmp_path, monkeypatch):
     loaded = load_model(output)
     assert type(loaded) is GaussianMixture
     assert loaded.get_params() == model.get_params()
+    # the bundled data's column names, kept as a fit on a DataFrame keeps them
+    assert list(loaded.feature_names_in_) == ["eruptions", "waiting"]
+    del model.feature_names_in_, loaded.feature_names_in_  # predict on an array
     X = load_faithful()
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     np.testing.assert_array_equal(loaded.means_, model.means_)
@@ -243,6 +247,11 @@ BAD_FILES = {
     "empty cell": ("1,2\n3,\n5,6\n", [], "line 2, column 2 has an empty cell"),
     "NaN": ("1,2\n3,nan\n5,6\n", [], "line 2, column 2 is 'nan'"),
     "infinity": ("1,2\n3,4\n-inf,6\n", [], "line 3, column 1 is '-inf'"),
+    "overflow": (
+        "1,2\n3,-1e400\n5,6\n",
+        [],
+        "line 2, column 2 is '-1e400', beyond the largest float64 (1.79769e+308)",
+    ),
     "ragged row": ("1,2\n3\n5,6\n", [], "line 2 has 1 field, expected 2"),
     "fewer rows than components": (
         "1,2\n3,4\n",
@@ -496,17 +505,22 @@ def first_and_second_fit(directory):
     empty numba cache in ``directory``."""
     env = {**environment_importing_this_fastem(), "NUMBA_CACHE_DIR": str(directory)}
     command = [sys.executable, "-m", "fastem", "fit", "--covariance-type", "diag"]
+    # then, with the cache those fits filled: which dtypes would compile?
+    judge = [sys.executable, "-c", (
+        "from fastem._warmup import kernels_need_compiling as need;"
+        "print([need(272, 2, 2, 'diag', dtype=t) for t in ('float64', 'float32')])"
+    )]
     return [
-        subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
+        subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env,
                        check=False)
-        for _ in range(2)
+        for argv in (command, command, judge)
     ]
 
 
 def test_first_fit_says_it_is_compiling_and_later_fits_do_not(first_and_second_fit):
     """With an empty numba cache `fastem fit` prints one line on stderr before the
     kernels compile; with the cache that run filled, nothing."""
-    first, second = first_and_second_fit
+    first, second, _ = first_and_second_fit
     assert first.returncode == 0, first.stderr
     assert first.stderr == (
         "fastem: compiling kernels, once per installation (or run 'fastem warmup')...\n"
@@ -514,6 +528,25 @@ def test_first_fit_says_it_is_compiling_and_later_fits_do_not(first_and_second_f
     assert second.returncode == 0, second.stderr
     assert second.stderr == ""
     assert second.stdout.split("fit time")[0] == first.stdout.split("fit time")[0]
+
+
+def test_compiling_is_judged_for_the_data_type(first_and_second_fit):
+    """A cache that holds the float64 kernels does not hold the float32 ones: a first
+    float32 fit after float64 ones says it is compiling (the cache index is read for
+    X's dtype, not only for whether it exists)."""
+    judged = first_and_second_fit[2]
+    assert judged.returncode == 0, judged.stderr
+    assert judged.stdout == "[False, True]\n"
+
+
+def test_compiling_is_judged_in_this_process():
+    """Kernels compiled in this process need no compiling; a dtype no kernel was ever
+    compiled for (float16, which fits never use) does."""
+    X = load_faithful()
+    GaussianMixture(2, covariance_type="tied", random_state=0).fit(X)
+    assert not kernels_need_compiling(*X.shape, 2, "tied")
+    assert kernels_need_compiling(*X.shape, 2, "tied", dtype=np.float16)
+    assert kernels_need_compiling(*X.shape, 2, "tied", inference=True, dtype=np.float16)
 
 
 @background.fixture

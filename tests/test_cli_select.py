@@ -102,6 +102,8 @@ def test_select_file_writes_model_and_plot(capsys, tmp_path, blobs_csv):
     assert header == ["full", "diag"] and sorted(rows) == [1, 2, 3]
     assert "by ICL" in out
     model = load_model(model_path)
+    assert list(model.feature_names_in_) == ["a", "b", "c"]  # blobs.csv's header
+    del model.feature_names_in_  # to predict on an array without a warning
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         search = GaussianMixtureIC(
@@ -160,6 +162,7 @@ def test_predict_labels_and_responsibilities(capsys, tmp_path, blobs_csv):
     model_path = tmp_path / "model.json"
     assert run(capsys, "select", path, "-k", "1:3", "-o", model_path, "-q")[0] == 0
     model = load_model(model_path)
+    del model.feature_names_in_  # blobs.csv's header: predict on X without a warning
     status, out, err = run(capsys, "predict", model_path, path)
     assert status == 0, err
     rows = list(csv.reader(io.StringIO(out)))
@@ -198,6 +201,51 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, m
     assert status == 2
     assert err.count("\n") == 1 and err.startswith("fastem: error: ")
     assert message in err
+
+
+def test_predict_matches_columns_by_name(capsys, tmp_path, blobs_csv):
+    """A model written from a CSV with a header keeps its column names (as a fit on a
+    DataFrame does); `fastem predict` takes a file's columns by name when both have
+    names, by position when the file has none, and refuses other names."""
+    path, X = blobs_csv
+    model_path = tmp_path / "model.json"
+    assert run(capsys, "select", path, "-k", "1:2", "-o", model_path, "-q")[0] == 0
+    model = load_model(model_path)
+    assert list(model.feature_names_in_) == ["a", "b", "c"]
+    del model.feature_names_in_  # to predict on an array without a warning
+    expected = "label\n" + "".join(f"{label}\n" for label in model.predict(X))
+    assert run(capsys, "predict", model_path, path)[1] == expected
+    files = {
+        "reordered.csv": (X[:, [2, 0, 1]], "c,a,b"),
+        "no-header.csv": (X, ""),
+        "renamed.csv": (X[:, [2, 0, 1]], "c,a,z"),
+        "fewer.csv": (X[:, [2, 0]], "c,a"),
+    }
+    for name, (columns, header) in files.items():
+        np.savetxt(tmp_path / name, columns, delimiter=",", header=header,
+                   comments="")
+    for name in ("reordered.csv", "no-header.csv"):
+        status, out, err = run(capsys, "predict", model_path, tmp_path / name)
+        assert (status, out, err) == (0, expected, ""), name
+    status, out, err = run(capsys, "predict", model_path, tmp_path / "renamed.csv")
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert (f"renamed.csv has the columns c, a, z, but the model in {model_path} was "
+            "fitted on a, b, c: no column b; z is not in the model") in err
+    status, _, err = run(capsys, "predict", model_path, tmp_path / "fewer.csv")
+    assert status == 2 and "fewer.csv has the columns c, a, but" in err
+
+
+def test_plot_format_is_checked_before_the_search(capsys, tmp_path, monkeypatch):
+    """An image type matplotlib cannot write is refused at once, not after the
+    search has run."""
+    pytest.importorskip("matplotlib")
+    searched = []
+    monkeypatch.setattr(GaussianMixtureIC, "_fit",
+                        lambda *args, **kwargs: searched.append(args))
+    status, out, err = run(capsys, "select", "--plot", tmp_path / "out.xyz")
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert "matplotlib writes no .xyz files; use one of" in err and ".png" in err
+    assert searched == []
 
 
 def test_predict_feature_mismatch_and_bad_data(capsys, tmp_path, blobs_csv):

@@ -57,7 +57,8 @@ def fitted_arrays(model, n_components, n_features):
 
 def check_fitted_shapes(model):
     """The fitted parameters' shapes (:func:`fitted_arrays`) agree with each other,
-    with ``n_features_in_`` and with ``covariance_type``.
+    with ``n_features_in_`` and with ``covariance_type``, which is the one they were
+    fitted (or loaded) with (``_fitted_covariance_type``, where known).
 
     The kernels have no bounds checks: a model whose covariance_type was changed
     after fitting (``set_params``), or whose fitted attributes were replaced, would
@@ -80,6 +81,14 @@ def check_fitted_shapes(model):
                 f"{shape}, but the fitted one has shape {actual}: set covariance_type "
                 "back to the one the model was fitted with, or refit."
             )
+    # with as many components as features, 'tied' and 'diag' have the same shapes
+    fitted_type = getattr(model, "_fitted_covariance_type", model.covariance_type)
+    if fitted_type != model.covariance_type:
+        raise ValueError(
+            f"covariance_type={model.covariance_type!r}, but the model was fitted with "
+            f"covariance_type={fitted_type!r}: set covariance_type back to "
+            f"{fitted_type!r}, or refit."
+        )
 
 
 class SourcesMixin:

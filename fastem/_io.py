@@ -284,6 +284,7 @@ def load_model(path):
         raise ValueError(f"{path} is a damaged fastem model file: {exc}") from exc
     for name, value in fitted.items():
         setattr(model, name, value)
+    model._fitted_covariance_type = model.covariance_type  # (check_fitted_shapes)
     _check_loaded_parameters(path, model)
     return model
 

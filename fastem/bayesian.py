@@ -788,6 +788,7 @@ default='dirichlet_process'
         self.n_iter_ = result.n_iter
         self.lower_bound_ = result.lower_bound
         self.lower_bounds_ = result.lower_bounds
+        self._fitted_covariance_type = self.covariance_type
 
     def _posterior(self):
         """The fitted posterior (for a warm start and inference; shapes checked)."""

@@ -298,6 +298,7 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
         self.lower_bound_ = result.lower_bound
         self.lower_bounds_ = result.lower_bounds
         self.singular_events_ = result.singular_events
+        self._fitted_covariance_type = self.covariance_type
 
     def _parameters(self):
         """The fitted parameters as the driver takes them (their shapes checked)."""

@@ -7,6 +7,7 @@ scikit-learn's estimator checks, scores, sampling, warm start and messages.
 Driver internals are tested in ``test_driver.py``.
 """
 
+import pickle
 import re
 import tracemalloc
 import warnings
@@ -19,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastem import reference
+from fastem import load_model, reference, save_model
 from fastem.em import driver as _driver
 from fastem.kernels import estep as _kernels_estep
 from fastem.mixture import (
@@ -1050,6 +1051,36 @@ def test_a_changed_covariance_type_is_a_clear_error_not_a_read_past_the_arrays(
         model.fit(X)
     model.set_params(covariance_type=fitted_type)
     assert_array_equal(model.predict(X), labels)  # as it was
+
+
+@pytest.mark.parametrize(("fitted_type", "new_type"),
+                         [("diag", "tied"), ("tied", "diag")])
+def test_a_changed_covariance_type_of_the_same_shapes_is_a_clear_error(
+    rng, tmp_path, fitted_type, new_type
+):
+    """With as many components as features, 'tied' factors (D, D) have the shape of
+    'diag' ones (K, D): a switch between them after a fit would be read in bounds, as
+    another model. The type fitted (or loaded) with is kept and compared."""
+    X = make_blobs(rng)  # 3 components of 3 features
+    model = fit_quietly(GaussianMixture(3, covariance_type=fitted_type, max_iter=5,
+                                        random_state=0), X)
+    labels = model.predict(X)
+    path = tmp_path / "model.json"
+    save_model(model, path)
+    for changed in (model, load_model(path), pickle.loads(pickle.dumps(model))):
+        changed.set_params(covariance_type=new_type)
+        match = (f"covariance_type='{new_type}', but the model was fitted with "
+                 f"covariance_type='{fitted_type}': set covariance_type back")
+        for method in (changed.predict, changed.score_samples, changed.sample):
+            with pytest.raises(ValueError, match=match):
+                method(X if method is not changed.sample else 5)
+        changed.set_params(warm_start=True)
+        with pytest.raises(ValueError, match=match):
+            changed.fit(X)
+        changed.set_params(covariance_type=fitted_type)
+        assert_array_equal(changed.predict(X), labels)  # as it was
+    model.set_params(covariance_type=new_type, warm_start=False)
+    assert fit_quietly(model, X).predict(X).shape == labels.shape  # a refit is fine
 
 
 def test_replaced_fitted_attributes_are_a_clear_error(rng):

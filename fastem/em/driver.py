@@ -27,6 +27,7 @@ from fastem.kernels import estep as _kernels_estep
 from fastem.kernels import loop as _kernels_loop
 from fastem.kernels import mstep as _kernels_mstep
 from fastem.kernels import small as _kernels_small
+from fastem.kernels.cache import read_only
 from fastem.kernels.linalg import precision_cholesky_from_covariance
 from fastem.kernels.mstep import STATUS_EMPTY, STATUS_OK, STATUS_SINGULAR
 
@@ -63,21 +64,6 @@ LABEL_CHUNK_ROWS = 65536
 # the problems of the benchmarks keep their blocks (P3's are 4.5 MiB), data
 # larger than 64 such blocks gets more blocks instead of larger ones.
 BLOCK_BYTES = 8 << 20
-
-
-def read_only(array):
-    """A read-only view of ``array``, as every kernel call takes its data.
-
-    numba compiles a kernel separately for writable and read-only arrays;
-    handing it read-only views only (the kernels never write their data)
-    means one compiled version serves both a user's ndarray and a read-only
-    one (a memory-mapped .npy, say), not two.
-    """
-    if not array.flags.writeable:
-        return array
-    view = array.view()
-    view.flags.writeable = False
-    return view
 
 
 def is_small(n_samples, n_features, n_components):

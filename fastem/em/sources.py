@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastem.kernels import estep as _kernels_estep
+from fastem.kernels.cache import read_only
 from fastem.kernels.threads import current_threads, run_blocks
 
 # Bytes of X a streamed source reads at a time (rounded to whole blocks, at
@@ -69,15 +70,6 @@ DENSE_SAMPLE = 1000
 
 class DataReadError(OSError):
     """Reading a block of a streamed or Dask source failed (names the block)."""
-
-
-def read_only(array):
-    """A read-only view (see ``_driver.read_only``)."""
-    if not array.flags.writeable:
-        return array
-    view = array.view()
-    view.flags.writeable = False
-    return view
 
 
 def unit_weights(n_samples):

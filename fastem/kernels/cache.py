@@ -33,6 +33,23 @@ from numba import njit
 DIGEST_FILE = "fastem_kernels.sha256"
 
 
+def read_only(array):
+    """A read-only view of ``array``, as every kernel call takes its data.
+
+    numba compiles a kernel separately for writable and read-only arrays;
+    handing it read-only views only (the kernels never write their data)
+    means one compiled version serves both a user's ndarray and a read-only
+    one (a memory-mapped .npy, say), not two. The Python wrappers of the
+    kernel modules (``loop.dense_em``, ``small.dense_statistics_rows``, ...)
+    take views of their data themselves, so every caller shares that version.
+    """
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 class KernelCacheWarning(UserWarning):
     """numba has no writable cache location: kernels are compiled in every process."""
 

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
-from fastem.kernels.cache import CACHE
+from fastem.kernels.cache import CACHE, read_only
 from fastem.kernels.mstep import (
     STATUS_OK,
     dense_mstep_into,
@@ -116,7 +116,8 @@ def _compiled_em(em_into, X, sample_weight, weights, means, precisions_chol, reg
     ``last`` (em_into's last argument) are the callers'."""
     weights, means, precisions_chol, status, lower_bounds, rounded, scratch = (
         _iteration_arrays(X, weights, means, precisions_chol, max_iter, n_scratch))
-    n_iter, converged = em_into(X, sample_weight, reg_covar, tol, lower_bound,
+    n_iter, converged = em_into(read_only(X), read_only(sample_weight), reg_covar,
+                                tol, lower_bound,
                                 weights, means, covariances, precisions_chol, status,
                                 lower_bounds, rounded, scratch, last)
     return (weights, means, covariances, precisions_chol, status, lower_bounds[:n_iter],

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
-from fastem.kernels.cache import CACHE
+from fastem.kernels.cache import CACHE, read_only
 
 # No reassociation: the sums over rows are plain left folds in row order.
 _FLAGS = dict(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
@@ -115,9 +115,9 @@ def dense_statistics_rows(X, sample_weight, means, precisions_chol, log_norm):
     sum_x = np.empty((n_components, n_features))
     scatter = np.empty((n_factors, n_features, n_features))
     sums = np.empty(3)
-    _dense_statistics_of_rows(X, sample_weight, means, precisions_chol, log_norm, nk,
-                              sum_x, scatter, sums, np.empty(n_components),
-                              np.empty(n_features))
+    _dense_statistics_of_rows(read_only(X), read_only(sample_weight), means,
+                              precisions_chol, log_norm, nk, sum_x, scatter, sums,
+                              np.empty(n_components), np.empty(n_features))
     return nk, sum_x, scatter, sums
 
 
@@ -181,8 +181,9 @@ def diagonal_statistics_rows(X, sample_weight, means, precisions_chol, log_norm)
     sum_x = np.empty((n_components, n_features))
     scatter = np.empty((n_components, n_features))
     sums = np.empty(3)
-    _diagonal_statistics_of_rows(X, sample_weight, means, precisions_chol, log_norm,
-                                 nk, sum_x, scatter, sums, np.empty(n_components))
+    _diagonal_statistics_of_rows(read_only(X), read_only(sample_weight), means,
+                                 precisions_chol, log_norm, nk, sum_x, scatter, sums,
+                                 np.empty(n_components))
     return nk, sum_x, scatter, sums
 
 
@@ -229,7 +230,8 @@ def dense_weighted_log_prob_rows(X, means, precisions_chol, log_norm):
     ``_into`` kernel computes.
     """
     out = np.empty((X.shape[0], means.shape[0]))
-    dense_weighted_log_prob_rows_into(X, means, precisions_chol, log_norm, out)
+    dense_weighted_log_prob_rows_into(read_only(X), means, precisions_chol, log_norm,
+                                      out)
     return out
 
 
@@ -243,7 +245,8 @@ def diagonal_weighted_log_prob_rows(X, means, precisions_chol, log_norm):
     """(n_samples, K) log weights_k + log N(x_i | m_k, Sigma_k), 'diag'/'spherical'
     (see dense_weighted_log_prob_rows)."""
     out = np.empty((X.shape[0], means.shape[0]))
-    diagonal_weighted_log_prob_rows_into(X, means, precisions_chol, log_norm, out)
+    diagonal_weighted_log_prob_rows_into(read_only(X), means, precisions_chol,
+                                         log_norm, out)
     return out
 
 

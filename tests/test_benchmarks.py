@@ -63,22 +63,6 @@ IMPLEMENTATIONS = problems.IMPLEMENTATIONS
 BAYESIAN_IMPLEMENTATIONS = problems.BAYESIAN_IMPLEMENTATIONS
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread_when_untimed(benchmark):
-    """In the smoke run (``--benchmark-disable``, the default) scikit-learn's
-    BLAS gets one thread: on these small problems OpenBLAS's threading made
-    scikit-learn's variational fit of P3/1000 10-25 times slower on the
-    shared 2-core test machine (0.6 s with one thread, 6-16 s with two) and the
-    smoke run about a minute longer. Timed runs keep the default threads."""
-    if not benchmark.disabled:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 @pytest.fixture(scope="session")
 def scale(request):
     if request.config.getoption("--full-size"):

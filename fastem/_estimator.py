@@ -91,6 +91,18 @@ def check_fitted_shapes(model):
         )
 
 
+def fit_or_restore(estimator, fit, *args):
+    """``fit(*args)``; if it raises (bad data or weights, no cell fitted, an
+    interrupt), the estimator's attributes are put back as they were first."""
+    saved = dict(vars(estimator))
+    try:
+        return fit(*args)
+    except BaseException:
+        vars(estimator).clear()
+        vars(estimator).update(saved)
+        raise
+
+
 class SourcesMixin:
     """Fits from and inference on streamed and Dask X, for a mixture estimator.
 
@@ -148,13 +160,7 @@ class SourcesMixin:
         error, an interrupt) leaves the estimator as it was. (The data checks set
         ``n_features_in_`` first: kept, it would let ``predict`` hand data of the
         new width to the kernels with the previous fit's parameters.)"""
-        saved = dict(vars(self))
-        try:
-            return self._fit(X, sample_weight, labels)
-        except BaseException:
-            vars(self).clear()
-            vars(self).update(saved)
-            raise
+        return fit_or_restore(self, self._fit, X, sample_weight, labels)
 
     def _check_warm_start(self, n_features):
         """A warm start continues the fitted parameters: their shape must fit X's

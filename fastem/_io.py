@@ -172,6 +172,11 @@ def save_model(model, path):
             f"cannot save an unfitted {type(model).__name__} (missing "
             f"{', '.join(missing)}); call fit(X) first"
         )
+    # a covariance_type switched after the fit would be saved as the model's type
+    # (with K == D, 'tied' and 'diag' parameters have the same shapes)
+    from fastem._estimator import check_fitted_shapes
+
+    check_fitted_shapes(model)
     params = model.get_params(deep=False)
     if not (
         params.get("random_state") is None

@@ -59,6 +59,12 @@ def check_finite(X, name="X"):
 _SHAPE_HELP = "X must be a 2-D array of shape (n_samples, n_features)"
 
 
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter of the wrong type or value. Both a ValueError and a
+    TypeError, as scikit-learn's own ``InvalidParameterError``, so code written for
+    scikit-learn's estimators catches it whichever of the two it expects."""
+
+
 def _first_non_number(array):
     """(index, value, reason) of the first element of an object array that is not a number.
 
@@ -285,25 +291,27 @@ def _check_integer(value, name, minimum):
     if type(value) is not int and (
         isinstance(value, bool) or not isinstance(value, numbers.Integral)
     ):
-        raise TypeError(f"{name} must be an integer, got {value!r}.")
+        raise InvalidParameterError(f"{name} must be an integer, got {value!r}.")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+        raise InvalidParameterError(f"{name} must be >= {minimum}, got {value}.")
 
 
 def _check_real(value, name, minimum):
     if type(value) is float:  # the common case: no ABC look-ups, no numpy call
         finite = math.isfinite(value)
     elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}.")
+        raise InvalidParameterError(f"{name} must be a real number, got {value!r}.")
     else:
         finite = np.isfinite(value)
     if not finite or value < minimum:
-        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value}.")
+        raise InvalidParameterError(
+            f"{name} must be a finite number >= {minimum}, got {value}.")
 
 
 def _check_choice(value, name, choices):
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+        raise InvalidParameterError(
+            f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
 
 
 def _check_common_hyperparameters(estimator):
@@ -315,7 +323,7 @@ def _check_common_hyperparameters(estimator):
     _check_integer(estimator.max_iter, "max_iter", 0)
     _check_integer(estimator.n_init, "n_init", 1)
     _check_choice(estimator.init_params, "init_params", INIT_PARAMS)
-    _check_integer(estimator.verbose, "verbose", 0)
+    check_verbose(estimator.verbose)
     _check_integer(estimator.verbose_interval, "verbose_interval", 1)
     if estimator.n_threads is not None:
         _check_integer(estimator.n_threads, "n_threads", 1)
@@ -323,7 +331,8 @@ def _check_common_hyperparameters(estimator):
         _check_integer(estimator.chunk_size, "chunk_size", 1)
     check_init_sample_size(estimator.init_sample_size)
     if not isinstance(estimator.warm_start, (bool, np.bool_)):
-        raise TypeError(f"warm_start must be True or False, got {estimator.warm_start!r}.")
+        raise InvalidParameterError(
+            f"warm_start must be True or False, got {estimator.warm_start!r}.")
 
 
 def check_init_sample_size(value):
@@ -331,11 +340,18 @@ def check_init_sample_size(value):
     if value is None:
         return
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
+        raise InvalidParameterError(
             f"init_sample_size must be an int or None, got {type(value).__name__}."
         )
     if value < 1:
-        raise ValueError(f"init_sample_size must be a positive int, got {value}.")
+        raise InvalidParameterError(
+            f"init_sample_size must be a positive int, got {value}.")
+
+
+def check_verbose(value):
+    """verbose: an int >= 0, or a bool (scikit-learn's "verbose" constraint)."""
+    if not isinstance(value, (bool, np.bool_)):
+        _check_integer(value, "verbose", 0)
 
 
 def check_n_present(n_present, n_samples, n_components):
@@ -363,7 +379,8 @@ def _check_positive_or_none(value, name):
         return
     _check_real(value, name, 0.0)
     if not value > 0:
-        raise ValueError(f"{name} must be None or a finite number > 0, got {value}.")
+        raise InvalidParameterError(
+            f"{name} must be None or a finite number > 0, got {value}.")
 
 
 def check_bayesian_hyperparameters(estimator):

@@ -395,7 +395,7 @@ default='dirichlet_process'
     warm_start : bool, default=False
         If True, each ``fit`` continues from the previous solution (then one
         initialisation).
-    verbose : int, default=0
+    verbose : int or bool, default=0
         1 prints the initialisation and every ``verbose_interval``-th
         iteration; 2 also the time and the change of the lower bound.
     verbose_interval : int, default=10

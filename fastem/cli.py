@@ -693,9 +693,10 @@ def _n_jobs(text):
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1 and value != -1:
+    if value == 0:
         raise argparse.ArgumentTypeError(
-            f"must be at least 1, or -1 for all CPUs, got {value}"
+            "must be at least 1, or negative for all CPUs (-1) or all but some "
+            f"(-2: all but one), got {value}"
         )
     return value
 
@@ -743,7 +744,7 @@ def _add_select_parser(commands):
                         help="seed (default: 0, reproducible output)")
     select.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
                         help="cells fitted at once, in threads (default: 1; -1: "
-                        "all CPUs)")
+                        "all CPUs, -2: all but one)")
     select.add_argument("--n-threads", type=_positive_int, default=None, metavar="N",
                         help="threads for the kernels (default: all CPUs)")
     select.add_argument("--delimiter", type=_delimiter, default=",",
@@ -818,11 +819,17 @@ def _with_feature_names(model, header):
     """The model to save: a shallow copy of ``model`` that keeps the CSV header's
     column names, as a fit on a DataFrame does (``feature_names_in_``), for ``fastem
     predict`` to match; ``model`` itself when there are no (distinct) names."""
-    if header is None or len(set(header)) != len(header):
+    if not _distinct_names(header):
         return model
     named = copy.copy(model)
     named.feature_names_in_ = np.asarray(header, dtype=object)
     return named
+
+
+def _distinct_names(names):
+    """Whether ``names`` (a header, or a model's) can match columns by name: there
+    are some, none empty, none twice."""
+    return bool(names) and all(names) and len(set(names)) == len(names)
 
 
 def _columns_by_name(X, header, model, args):
@@ -832,11 +839,9 @@ def _columns_by_name(X, header, model, args):
     if names is None:
         return X
     del model.feature_names_in_  # X is matched here; predict takes it as an array
-    if header is None:
-        return X
     names = [str(name) for name in names]
-    if header == names:
-        return X
+    if header == names or not (_distinct_names(header) and _distinct_names(names)):
+        return X  # by position (and the column count is checked)
     if sorted(header) != sorted(names):
         missing = [name for name in names if name not in header]
         extra = [name for name in header if name not in names]

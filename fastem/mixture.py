@@ -57,7 +57,7 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
     warm_start : bool, default=False
         If True, each ``fit`` starts from the previous solution (``n_init`` is
         then ignored after the first fit).
-    verbose : int, default=0
+    verbose : int or bool, default=0
         1 prints the initialisation and every ``verbose_interval``-th
         iteration; 2 also prints the log-likelihood change.
     verbose_interval : int, default=10

@@ -1,9 +1,9 @@
 """Pictures of fitted mixtures and of a model search, as mclust's ``plot()`` draws them.
 
 Needs matplotlib (``pip install "fastem[plot]"``); it is imported only when a
-function here is called, so ``import fastem`` never imports it. Every function
-takes an optional matplotlib ``ax`` (a new figure is made without one) and
-returns the axes it drew on.
+function here is called, so ``import fastem`` never imports it. Every function but
+:func:`pairs` (a figure of its own) takes an optional matplotlib ``ax`` (a new
+figure is made without one) and returns the axes it drew on.
 """
 
 from __future__ import annotations
@@ -39,27 +39,35 @@ def _axes(ax):
 
 
 def _check_fitted(model):
+    """(the fitted mixture to draw, the feature names it or the search was fitted
+    with, or None)."""
     from sklearn.utils.validation import check_is_fitted
 
+    names = getattr(model, "feature_names_in_", None)
     if hasattr(model, "best_estimator_") or (
         not hasattr(model, "means_") and hasattr(model, "results_")
     ):
         check_is_fitted(model, "best_estimator_")
-        return model.best_estimator_
+        return model.best_estimator_, names
     check_is_fitted(model, "means_")
-    return model
+    return model, names
 
 
 def _data(model, X):
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
-    n_features = model.means_.shape[1]
-    if X.shape[1] != n_features:
+    """(X as a float64 array, to draw; X as the model's inference takes it: as given
+    when the model was fitted with feature names, whose columns it then checks)."""
+    points = np.asarray(X, dtype=np.float64)
+    if points.ndim != 2:
         raise ValueError(
-            f"X has {X.shape[1]} features, but the model was fitted on {n_features}."
+            f"X must be 2-D (n_samples, n_features), got shape {points.shape}."
         )
-    return X
+    n_features = model.means_.shape[1]
+    if points.shape[1] != n_features:
+        raise ValueError(
+            f"X has {points.shape[1]} features, but the model was fitted on "
+            f"{n_features}."
+        )
+    return points, (X if hasattr(model, "feature_names_in_") else points)
 
 
 def component_covariance(model, k):
@@ -99,7 +107,8 @@ def criterion_curves(selection, ax=None, criterion=None):
     """The criterion against n_components, one line per covariance type.
 
     mclust's BIC plot, in scikit-learn's sign (lower is better); the chosen
-    cell is circled. Failed and skipped cells are left out of their line.
+    cell (the best by the criterion drawn) is circled. Failed and skipped cells
+    are left out of their line.
 
     Parameters
     ----------
@@ -115,8 +124,15 @@ def criterion_curves(selection, ax=None, criterion=None):
     """
     from sklearn.utils.validation import check_is_fitted
 
+    from fastem.selection import CRITERIA, _best_index
+
     check_is_fitted(selection, "results_")
     criterion = criterion or selection.criterion
+    if criterion not in CRITERIA:
+        raise ValueError(
+            f"criterion must be one of {', '.join(map(repr, CRITERIA))} (lower is "
+            f"better), got {criterion!r}."
+        )
     rows, columns, values = selection.results_.table(criterion)
     ax = _axes(ax)
     for j, covariance_type in enumerate(columns):
@@ -126,13 +142,8 @@ def criterion_curves(selection, ax=None, criterion=None):
             marker=_MARKERS[j % len(_MARKERS)],
             label=covariance_type,
         )
-    best = selection.results_
-    chosen = next(
-        r
-        for r in best
-        if (r["n_components"], r["covariance_type"])
-        == (selection.n_components_, selection.covariance_type_)
-    )
+    records = list(selection.results_)
+    chosen = records[_best_index(records, criterion)]  # the best by this criterion
     ax.plot(
         [chosen["n_components"]],
         [chosen[criterion]],
@@ -168,13 +179,17 @@ def clusters(model, X, dims=(0, 1), ax=None):
         Its patches are the ellipses, component by component, 1 sigma then
         2 sigma.
     """
+    model, names = _check_fitted(model)
+    points, X = _data(model, X)
+    return _clusters(model, names, points, model.predict(X), dims, ax)
+
+
+def _clusters(model, names, X, labels, dims, ax):
+    """:func:`clusters` of the points X (an array) with their labels."""
     from matplotlib.patches import Ellipse
 
-    model = _check_fitted(model)
-    X = _data(model, X)
     dims = _check_dims(dims, X.shape[1])
     ax = _axes(ax)
-    labels = model.predict(X)
     colours = _colours(model.n_components)
     for k in range(model.n_components):
         members = labels == k
@@ -203,7 +218,7 @@ def clusters(model, X, dims=(0, 1), ax=None):
                 )
             )
         ax.plot(*model.means_[k][list(dims)], marker="+", color="black", markersize=10)
-    _label_axes(ax, model, dims)
+    _label_axes(ax, names, dims)
     ax.legend(fontsize="small")
     return ax
 
@@ -222,8 +237,8 @@ def pairs(model, X):
         Off-diagonal (i, j) shows feature j against feature i; the diagonal
         holds each feature's histogram.
     """
-    model = _check_fitted(model)
-    X = _data(model, X)
+    model, names = _check_fitted(model)
+    X, given = _data(model, X)
     n_features = X.shape[1]
     if n_features < 2 or n_features > MAX_PAIRS_FEATURES:
         raise ValueError(
@@ -231,6 +246,7 @@ def pairs(model, X):
             "use clusters(model, X, dims=(i, j)) for chosen features"
         )
     plt = _pyplot()
+    labels = model.predict(given)  # once, for every panel
     figure, axes = plt.subplots(
         n_features,
         n_features,
@@ -243,7 +259,7 @@ def pairs(model, X):
             if i == j:
                 ax.hist(X[:, i], bins=20, color="grey")
             else:
-                clusters(model, X, dims=(j, i), ax=ax)
+                _clusters(model, names, X, labels, (j, i), ax)
                 legend = ax.get_legend()
                 if legend is not None:
                     legend.remove()
@@ -265,11 +281,11 @@ def uncertainty(model, X, dims=(0, 1), ax=None):
     -------
     ax : matplotlib Axes
     """
-    model = _check_fitted(model)
-    X = _data(model, X)
+    model, names = _check_fitted(model)
+    X, given = _data(model, X)
     dims = _check_dims(dims, X.shape[1])
     ax = _axes(ax)
-    resp = model.predict_proba(X)
+    resp = model.predict_proba(given)
     doubt = 1.0 - resp.max(axis=1)
     largest = 1.0 - 1.0 / model.n_components if model.n_components > 1 else 1.0
     sizes = 4 + 200 * doubt / largest
@@ -282,7 +298,7 @@ def uncertainty(model, X, dims=(0, 1), ax=None):
         alpha=0.6,
         edgecolors="none",
     )
-    _label_axes(ax, model, dims)
+    _label_axes(ax, names, dims)
     ax.set_title("classification uncertainty (larger: less certain)")
     return ax
 
@@ -300,7 +316,7 @@ def convergence(model, ax=None):
     -------
     ax : matplotlib Axes
     """
-    model = _check_fitted(model)
+    model, _ = _check_fitted(model)
     lower_bounds = np.asarray(getattr(model, "lower_bounds_", []), dtype=np.float64)
     if lower_bounds.size == 0:
         raise ValueError(
@@ -314,9 +330,9 @@ def convergence(model, ax=None):
     return ax
 
 
-def _label_axes(ax, model, dims):
-    """Feature names (those the model was fitted with, else x1, x2, ...) on the axes."""
-    names = getattr(model, "feature_names_in_", None)
+def _label_axes(ax, names, dims):
+    """Feature names (those the model or search was fitted with, else x1, x2, ...) on
+    the axes."""
     ax.set_xlabel(names[dims[0]] if names is not None else f"x{dims[0] + 1}")
     ax.set_ylabel(names[dims[1]] if names is not None else f"x{dims[1] + 1}")
 

@@ -21,6 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from fastem import _validation
+from fastem._estimator import fit_or_restore
 from fastem.em import driver as _driver
 from fastem.em import sources as _sources
 from fastem.em.driver import COVARIANCE_TYPES, SingularCovarianceWarning
@@ -64,7 +65,8 @@ class SelectionResults(list):
       components than samples);
     - ``reason``: why a cell is not 'ok' ('' when it is);
     - ``bic``, ``aic``, ``icl``, ``log_likelihood`` (total, weighted by
-      ``sample_weight``): NaN for failed and skipped cells;
+      ``sample_weight``): NaN for skipped cells and for cells whose fit raised;
+      a cell failed for a non-finite log-likelihood keeps its values;
     - ``n_parameters``, ``converged``, ``n_iter``, ``n_repairs`` (repairs of
       the kept restart), ``fit_seconds`` (all restarts of the cell).
     """
@@ -102,7 +104,7 @@ class SelectionResults(list):
         covariance_types : list of str
             Column labels, in the order of the grid.
         values : ndarray of shape (len(n_components), len(covariance_types))
-            NaN where the cell was skipped or failed.
+            NaN where the cell was skipped or its fit raised.
         """
         rows = sorted({record["n_components"] for record in self})
         columns = list(dict.fromkeys(record["covariance_type"] for record in self))
@@ -115,6 +117,14 @@ class SelectionResults(list):
         return rows, columns, values
 
 
+def _usable_cpus():
+    """CPUs this process may run on (its affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _as_n_components(value):
     """The tuple of distinct component counts, in increasing order."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -123,17 +133,20 @@ def _as_n_components(value):
         try:
             values = list(value)
         except TypeError:
-            raise TypeError(
+            raise _validation.InvalidParameterError(
                 "n_components must be an integer or an iterable of integers such as "
                 f"range(1, 10), got {value!r}."
             ) from None
     if not values:
-        raise ValueError("n_components is empty; give at least one component count.")
+        raise _validation.InvalidParameterError(
+            "n_components is empty; give at least one component count.")
     for count in values:
         if isinstance(count, bool) or not isinstance(count, numbers.Integral):
-            raise TypeError(f"n_components must hold integers, got {count!r}.")
+            raise _validation.InvalidParameterError(
+                f"n_components must hold integers, got {count!r}.")
         if count < 1:
-            raise ValueError(f"n_components must be >= 1, got {count}.")
+            raise _validation.InvalidParameterError(
+                f"n_components must be >= 1, got {count}.")
     return tuple(sorted({int(count) for count in values}))
 
 
@@ -143,17 +156,17 @@ def _as_covariance_types(value):
     try:
         values = list(value)
     except TypeError:
-        raise TypeError(
+        raise _validation.InvalidParameterError(
             f"covariance_types must be a sequence of strings, got {value!r}."
         ) from None
     if not values:
-        raise ValueError(
+        raise _validation.InvalidParameterError(
             "covariance_types is empty; give one or more of "
             + ", ".join(COVARIANCE_TYPES)
         )
     for covariance_type in values:
         if covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
+            raise _validation.InvalidParameterError(
                 f"covariance_types holds {covariance_type!r}; each must be one of "
                 + ", ".join(map(repr, COVARIANCE_TYPES))
                 + "."
@@ -364,9 +377,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         derived from ``(s, r)``. A RandomState or None draws ``s`` once per fit.
     n_jobs : int or None, default=None
         Cells fitted at the same time, in threads (the kernels release the
-        GIL). None means 1; -1 means the number of CPUs. The result does not
-        depend on it, to the bit.
-    verbose : int, default=0
+        GIL). None means 1; -1 means the number of CPUs, -2 all but one, and so
+        on (joblib's convention). The result does not depend on it, to the bit.
+    verbose : int or bool, default=0
         1 prints one line per cell as it finishes.
 
     Attributes
@@ -447,12 +460,13 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         _validation._check_choice(self.criterion, "criterion", CRITERIA)
         _validation._check_choice(self.init_params, "init_params", INIT_PARAMS)
         _validation._check_integer(self.n_init, "n_init", 1)
-        _validation._check_integer(self.verbose, "verbose", 0)
+        _validation.check_verbose(self.verbose)
         if self.n_jobs is not None:
-            _validation._check_integer(self.n_jobs, "n_jobs", -1)
+            _validation._check_integer(self.n_jobs, "n_jobs", -(2**31))
             if self.n_jobs == 0:
-                raise ValueError(
-                    "n_jobs must be a positive integer, -1 or None, got 0."
+                raise _validation.InvalidParameterError(
+                    "n_jobs must be a positive integer, a negative one (-1: every "
+                    "CPU, -2: all but one, ...) or None, got 0."
                 )
         # the remaining GaussianMixture parameters, checked once here
         _validation.check_hyperparameters(self._cell_estimator(1, types[0], None))
@@ -461,8 +475,10 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     def _n_workers(self, n_cells):
         if self.n_jobs is None:
             return 1
-        n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
-        return max(1, min(int(n_jobs), n_cells))
+        n_jobs = int(self.n_jobs)
+        if n_jobs < 0:  # joblib's convention: -1 every CPU, -2 all but one, ...
+            n_jobs = _usable_cpus() + 1 + n_jobs
+        return max(1, min(n_jobs, n_cells))
 
     def _cell_estimator(self, n_components, covariance_type, random_state, start=None):
         init = {}
@@ -499,8 +515,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             Training data, as :meth:`GaussianMixture.fit` accepts it.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights; the log-likelihood is the weighted sum and
-            the sample size in the BIC penalty is the sum of the weights.
+            Non-negative weights, counts of rows: the log-likelihood is the
+            weighted sum and the sample size in the BIC penalty is the sum of
+            the weights, which must be above 1.
 
         Returns
         -------
@@ -509,7 +526,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If no cell of the grid could be fitted (each record then says why).
+            If no cell of the grid could be fitted (the message gives each cell's
+            reason), or if ``sample_weight`` sums to 1 or less. A fit that raises
+            leaves the search as it was.
         """
         return self._fit(X, sample_weight)
 
@@ -529,7 +548,12 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         return self._fit(X, sample_weight).predict(X)
 
     def _fit(self, X, sample_weight, on_cell=None):
-        """Fit; ``on_cell(done, total, record, best_record)`` after every cell."""
+        """Fit; ``on_cell(done, total, record, best_record)`` after every cell. A fit
+        that fails leaves the search as it was (the data checks set
+        ``n_features_in_`` first)."""
+        return fit_or_restore(self, self._fit_grid, X, sample_weight, on_cell)
+
+    def _fit_grid(self, X, sample_weight, on_cell):
         counts, types = self._check_parameters()
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
         n_samples, _n_features = X.shape
@@ -538,6 +562,13 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         else:
             _validation.check_sample_weight(sample_weight, n_samples)  # messages
             weight = np.array(sample_weight, dtype=np.float64)
+            if not weight.sum() > 1.0:
+                raise ValueError(
+                    f"sample_weight sums to {weight.sum():.6g}; GaussianMixtureIC "
+                    "takes weights as counts of rows, their sum as the sample size n "
+                    "in the BIC's penalty p log(n), which needs n > 1. Scale the "
+                    "weights to the number of samples they stand for."
+                )
         # the cells' fits get the user's weights as given (None stays None, so a
         # cell is exactly the GaussianMixture a hand-written loop fits)
         fit_weight = None if sample_weight is None else weight

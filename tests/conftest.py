@@ -26,9 +26,8 @@ def one_blas_thread(request):
     background processes, ``reference.e_step`` of 300 rows, 32 components of 64
     features took 0.25 s with two threads and 0.01 s with one. fastem's kernels
     have threads of their own and do not use BLAS."""
-    config = request.config
-    timed = config.getoption("benchmark_enable")
-    if timed or not config.getoption("benchmark_disable"):
+    session = getattr(request.config, "_benchmarksession", None)  # pytest-benchmark's
+    if session is None or not session.disabled:
         yield
         return
     from threadpoolctl import threadpool_limits

@@ -365,6 +365,12 @@ def test_verbose_prints_initialisations_and_iterations(rng, capsys):
     out = capsys.readouterr().out
     assert "Initialization 0" in out and "Iteration 4" in out and "ll change" in out
     assert "did not converge" in out
+    # a bool, as scikit-learn's "verbose" constraint takes it: True prints as 1 does
+    fit_quietly(BayesianGaussianMixture(n_components=2, max_iter=4, tol=0.0,
+                                        verbose=True, verbose_interval=2), X)
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out and "Iteration 4" in out
+    assert "ll change" not in out
 
 
 # --------------------------------------------------------------------------

@@ -510,17 +510,20 @@ def first_and_second_fit(directory):
         "from fastem._warmup import kernels_need_compiling as need;"
         "print([need(272, 2, 2, 'diag', dtype=t) for t in ('float64', 'float32')])"
     )]
+    # and a float32 .npy: the CLI asks for float32 kernels, which compile
+    float32 = directory / "faithful32.npy"
+    np.save(float32, load_faithful().astype(np.float32))
     return [
         subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env,
                        check=False)
-        for argv in (command, command, judge)
+        for argv in (command, command, judge, [*command, str(float32)])
     ]
 
 
 def test_first_fit_says_it_is_compiling_and_later_fits_do_not(first_and_second_fit):
     """With an empty numba cache `fastem fit` prints one line on stderr before the
     kernels compile; with the cache that run filled, nothing."""
-    first, second, _ = first_and_second_fit
+    first, second, *_ = first_and_second_fit
     assert first.returncode == 0, first.stderr
     assert first.stderr == (
         "fastem: compiling kernels, once per installation (or run 'fastem warmup')...\n"
@@ -532,11 +535,15 @@ def test_first_fit_says_it_is_compiling_and_later_fits_do_not(first_and_second_f
 
 def test_compiling_is_judged_for_the_data_type(first_and_second_fit):
     """A cache that holds the float64 kernels does not hold the float32 ones: a first
-    float32 fit after float64 ones says it is compiling (the cache index is read for
-    X's dtype, not only for whether it exists)."""
-    judged = first_and_second_fit[2]
+    float32 fit (a float32 .npy) after float64 ones says it is compiling (the cache
+    index is read for X's dtype, not only for whether it exists)."""
+    judged, float32_fit = first_and_second_fit[2:]
     assert judged.returncode == 0, judged.stderr
     assert judged.stdout == "[False, True]\n"
+    assert float32_fit.returncode == 0, float32_fit.stderr
+    assert float32_fit.stderr == (
+        "fastem: compiling kernels, once per installation (or run 'fastem warmup')...\n"
+    )
 
 
 def test_compiling_is_judged_in_this_process():

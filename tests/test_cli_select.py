@@ -11,6 +11,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from fastem import GaussianMixtureIC, cli, load_faithful, load_model
+from fastem import _io as fastem_io
 from fastem.cli import main
 
 
@@ -203,29 +204,36 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, m
     assert message in err
 
 
-def test_predict_matches_columns_by_name(capsys, tmp_path, blobs_csv):
+def test_predict_matches_columns_by_name(capsys, tmp_path, rng):
     """A model written from a CSV with a header keeps its column names (as a fit on a
     DataFrame does); `fastem predict` takes a file's columns by name when both have
-    names, by position when the file has none, and refuses other names."""
-    path, X = blobs_csv
-    model_path = tmp_path / "model.json"
-    assert run(capsys, "select", path, "-k", "1:2", "-o", model_path, "-q")[0] == 0
+    distinct names, by position when either has none (or repeats one), and refuses
+    other names. (Responsibilities compared exactly, on clusters that differ by
+    column: a reordering that is not undone changes them.)"""
+    X = np.vstack([rng.normal(0, 1, (40, 3)), rng.normal((4, 0, -2), (1, 2, 0.5),
+                                                         (40, 3))])
+    path, model_path = tmp_path / "abc.csv", tmp_path / "model.json"
+    np.savetxt(path, X, delimiter=",", header="a,b,c", comments="")
+    assert run(capsys, "fit", path, "-k", 2, "-o", model_path, "-q")[0] == 0
     model = load_model(model_path)
     assert list(model.feature_names_in_) == ["a", "b", "c"]
+    expected = run(capsys, "predict", model_path, path, "--proba")[1]
     del model.feature_names_in_  # to predict on an array without a warning
-    expected = "label\n" + "".join(f"{label}\n" for label in model.predict(X))
-    assert run(capsys, "predict", model_path, path)[1] == expected
+    assert_array_equal([float(row.split(",")[1]) for row in expected.split()[1:]],
+                       model.predict_proba(X)[:, 0])
     files = {
         "reordered.csv": (X[:, [2, 0, 1]], "c,a,b"),
         "no-header.csv": (X, ""),
         "renamed.csv": (X[:, [2, 0, 1]], "c,a,z"),
         "fewer.csv": (X[:, [2, 0]], "c,a"),
+        "repeated.csv": (X[:, [0, 1, 2, 2]], "a,b,c,c"),
     }
     for name, (columns, header) in files.items():
         np.savetxt(tmp_path / name, columns, delimiter=",", header=header,
                    comments="")
     for name in ("reordered.csv", "no-header.csv"):
-        status, out, err = run(capsys, "predict", model_path, tmp_path / name)
+        status, out, err = run(capsys, "predict", model_path, tmp_path / name,
+                               "--proba")
         assert (status, out, err) == (0, expected, ""), name
     status, out, err = run(capsys, "predict", model_path, tmp_path / "renamed.csv")
     assert status == 2 and out == "" and err.count("\n") == 1
@@ -233,6 +241,16 @@ def test_predict_matches_columns_by_name(capsys, tmp_path, blobs_csv):
             "fitted on a, b, c: no column b; z is not in the model") in err
     status, _, err = run(capsys, "predict", model_path, tmp_path / "fewer.csv")
     assert status == 2 and "fewer.csv has the columns c, a, but" in err
+    status, _, err = run(capsys, "predict", model_path, tmp_path / "repeated.csv")
+    assert status == 2 and "has 4 features (columns), but the model" in err
+    # a model whose names repeat one (scikit-learn allows it for a DataFrame):
+    # columns by position
+    repeated = load_model(model_path)
+    repeated.feature_names_in_ = np.asarray(["x", "x", "y"], dtype=object)
+    fastem_io.save_model(repeated, model_path)
+    np.savetxt(tmp_path / "xyx.csv", X, delimiter=",", header="x,y,x", comments="")
+    assert run(capsys, "predict", model_path, tmp_path / "xyx.csv", "--proba") == (
+        0, expected, "")
 
 
 def test_plot_format_is_checked_before_the_search(capsys, tmp_path, monkeypatch):

@@ -190,10 +190,11 @@ def test_diagonal_statistics_with_and_without_lane_partials(rng, covariance_type
                                                             kept):
     """The 'diag' kernel keeps its moments lane by lane through a block up to K D =
     LANE_BYTES / (16 lanes) (_lane_rows), and beyond adds a component's up
-    after each tile: both give the oracle's statistics. (64 components: the
+    after each tile: both give the oracle's statistics. (128 components: the
     oracle's densities take an eigendecomposition of each D x D covariance, which
-    at 32 components, D = 128 in the AVX2 build, took 3-5 s a case.)"""
-    n_components = 64
+    at 32 components, D = 512 in the AVX2 build, where float64 has one lane, took
+    3-5 s a case; now D is 8 to 128.)"""
+    n_components = 128
     largest = _kernels_estep.LANE_BYTES // (16 * vector_lanes(dtype))  # K D kept
     n_features = largest // n_components + (0 if kept else 1)
     X, parameters = random_problem(rng, covariance_type, 300, n_features, n_components)

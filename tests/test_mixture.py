@@ -1074,6 +1074,8 @@ def test_a_changed_covariance_type_of_the_same_shapes_is_a_clear_error(
         for method in (changed.predict, changed.score_samples, changed.sample):
             with pytest.raises(ValueError, match=match):
                 method(X if method is not changed.sample else 5)
+        with pytest.raises(ValueError, match=match):  # nor saved as the new type
+            save_model(changed, tmp_path / "switched.json")
         changed.set_params(warm_start=True)
         with pytest.raises(ValueError, match=match):
             changed.fit(X)
@@ -1135,7 +1137,7 @@ def test_fitted_attribute_types_match_sklearn(rng, seed, chunk_size):
     assert all(isinstance(bound, float) for bound in ours.lower_bounds_)
 
 
-@pytest.mark.parametrize("verbose", [0, 1, 2])
+@pytest.mark.parametrize("verbose", [0, 1, 2, False, True])
 def test_verbose_prints_progress(rng, capsys, verbose):
     X = make_blobs(rng, n_per_component=50)
     params = dict(

@@ -92,7 +92,11 @@ def test_ellipse_of_other_covariance_types(faithful, covariance_type):
     ellipse = [p for p in ax.patches if isinstance(p, Ellipse)][
         2
     ]  # component 2, 1 sigma
-    covariance = plot.component_covariance(model, 1)
+    covariance = {  # component 2's, from the fitted covariances_ of its type
+        "tied": lambda c: c,
+        "diag": lambda c: np.diag(c[1]),
+        "spherical": lambda c: c[1] * np.eye(2),
+    }[covariance_type](model.covariances_)
     assert_allclose(ellipse.center, model.means_[1], rtol=1e-12)
     eigenvalues = np.linalg.eigvalsh(covariance)
     assert_allclose(
@@ -125,6 +129,46 @@ def test_criterion_curves(search, tmp_path):
     path = tmp_path / "bic.png"
     ax.figure.savefig(path)
     assert_png_not_blank(path)
+
+
+@pytest.mark.parametrize("criterion", ["bic", "aic", "icl"])
+def test_criterion_curves_circle_the_best_of_the_criterion_drawn(search, criterion):
+    """On Old Faithful the three criteria choose three cells (BIC 3 tied, AIC 3 full,
+    ICL 2 full): the circle is on the lowest value of the curves drawn."""
+    ax = plot.criterion_curves(search, criterion=criterion)
+    rows, columns, values = search.results_.table(criterion)
+    i, j = np.unravel_index(np.nanargmin(values), values.shape)
+    marker = ax.get_lines()[-1]
+    assert list(marker.get_xdata()) == [rows[i]]
+    assert_allclose(marker.get_ydata(), [values[i, j]], rtol=0)
+    assert marker.get_label() == f"best: {rows[i]} {columns[j]}"
+    assert ax.get_ylabel() == f"{criterion.upper()} (lower is better)"
+
+
+@pytest.mark.parametrize("criterion", ["BIC", "log_likelihood", "mdl"])
+def test_criterion_curves_take_only_the_three_criteria(search, criterion):
+    with pytest.raises(ValueError, match=f"criterion must be one of 'bic', 'aic', "
+                                         f"'icl' .lower is better., got '{criterion}'"):
+        plot.criterion_curves(search, criterion=criterion)
+
+
+def test_dataframes_name_the_axes_and_raise_no_warning(faithful):
+    """A model or search fitted on a DataFrame: the axes carry its column names, and
+    drawing the DataFrame asks for no scikit-learn feature-name warning."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(faithful, columns=["eruptions", "waiting"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GaussianMixture(2, random_state=0).fit(frame)
+        search = GaussianMixtureIC((1, 2), ("full",), random_state=0).fit(frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for fitted in (model, search):
+            for ax in (plot.clusters(fitted, frame), plot.uncertainty(fitted, frame)):
+                assert (ax.get_xlabel(), ax.get_ylabel()) == ("eruptions", "waiting")
+            upper_right = plot.pairs(fitted, frame)[0, 1]  # feature 1 against 0
+            assert (upper_right.get_xlabel(), upper_right.get_ylabel()) == (
+                "waiting", "eruptions")
 
 
 def test_pairs_uncertainty_convergence(search, faithful, tmp_path):

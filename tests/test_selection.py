@@ -2,6 +2,7 @@
 oracle, mclust's choices, failures recorded, threads bit for bit, scikit-learn's
 protocol."""
 
+import os
 import pickle
 import warnings
 
@@ -391,8 +392,9 @@ def test_no_cell_fitted_is_an_error():
         (dict(criterion="mdl"), ValueError, "criterion must be one of"),
         (dict(init_params="ward"), ValueError, "init_params must be one of"),
         (dict(n_init=0), ValueError, "n_init must be >= 1"),
-        (dict(n_jobs=0), ValueError, "n_jobs"),
-        (dict(n_jobs=-2), ValueError, "n_jobs must be >= -1, got -2"),
+        (dict(n_jobs=0), ValueError, "n_jobs must be a positive integer, a negative"),
+        (dict(n_jobs=1.5), TypeError, "n_jobs must be an integer, got 1.5"),
+        (dict(verbose=-1), ValueError, "verbose must be >= 0"),
         (dict(tol=-1.0), ValueError, "tol"),
         (dict(n_components=2.5), TypeError,
          r"n_components must be an integer or an iterable of integers such as "
@@ -402,8 +404,58 @@ def test_no_cell_fitted_is_an_error():
     ],
 )
 def test_bad_parameters(faithful, params, error, message):
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as raised:
         GaussianMixtureIC(**params).fit(faithful)
+    # both, as scikit-learn's InvalidParameterError, whichever a caller catches
+    assert isinstance(raised.value, ValueError) and isinstance(raised.value, TypeError)
+
+
+def test_negative_n_jobs_count_back_from_the_cpus(faithful):
+    """joblib's convention: -1 every usable CPU, -2 all but one (at least one)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count())
+    search = GaussianMixtureIC((1, 2, 3), ("full",), random_state=0)
+    for n_jobs, workers in ((-1, cpus), (-2, cpus - 1), (-cpus - 5, 1)):
+        search.set_params(n_jobs=n_jobs)
+        assert search._n_workers(3) == max(1, min(workers, 3))
+    chosen = fit_quietly(search.set_params(n_jobs=-2), faithful)
+    serial = fit_quietly(clone(search).set_params(n_jobs=None), faithful)
+    assert comparable(chosen.results_) == comparable(serial.results_)
+
+
+def test_verbose_may_be_a_bool(faithful, capsys):
+    """scikit-learn's "verbose" constraint takes True and False as well as ints."""
+    fit_quietly(GaussianMixtureIC((1,), ("full",), verbose=True, random_state=0),
+                faithful)
+    assert capsys.readouterr().out  # True prints as 1 does
+
+
+def test_a_failed_fit_leaves_the_search_as_it_was(faithful):
+    """The data checks set n_features_in_ before the weights are checked: a refit
+    that fails must not leave the new width beside the old best model."""
+    search = fit_quietly(GaussianMixtureIC((1, 2), ("full",), random_state=0),
+                         faithful)
+    labels, fitted = search.predict(faithful), dict(vars(search))
+    X3 = np.column_stack([faithful, faithful[:, 0]])
+    with pytest.raises(ValueError, match="sample_weight"):
+        search.fit(X3, sample_weight=np.ones(5))
+    with pytest.raises(ValueError, match="cannot be used to seed"):
+        search.set_params(random_state="seed").fit(X3)
+    search.set_params(random_state=0)
+    assert vars(search).keys() == fitted.keys()
+    assert search.n_features_in_ == 2
+    assert_array_equal(search.predict(faithful), labels)
+
+
+@pytest.mark.parametrize("total", [1.0, 0.5])
+def test_weights_that_sum_to_one_or_less_are_refused(faithful, total):
+    """The weights are counts of rows, their sum the n of the penalty p log(n): a sum
+    of 1 or less would make the penalty zero or negative (the largest model wins)."""
+    weights = np.full(len(faithful), total / len(faithful))
+    with pytest.raises(ValueError, match=f"sample_weight sums to {total:g}; "
+                                         "GaussianMixtureIC takes weights as counts"):
+        GaussianMixtureIC((1, 2), ("full",), random_state=0).fit(
+            faithful, sample_weight=weights)
 
 
 # --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from scipy import sparse
 from sklearn.exceptions import NotFittedError
 
 from fastem import BayesianGaussianMixture, GaussianMixture, GaussianMixtureIC
+from fastem._validation import InvalidParameterError
 from fastem.cli import main
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -280,6 +281,8 @@ def test_bad_input_raises_a_clear_error(case, X):
     error = caught.value
     assert type(error) is case.error or (
         case.error is NotFittedError and isinstance(error, NotFittedError)
+    ) or (  # a constructor parameter: both, as scikit-learn's InvalidParameterError
+        type(error) is InvalidParameterError and case.error in (ValueError, TypeError)
     ), f"{type(error).__name__}: {error}"
     message = str(error)
     assert case.fragment in message, message

@@ -85,7 +85,7 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype
 
-from fastem.kernels.cache import CACHE
+from fastem.kernels.cache import CACHE, read_only
 from fastem.kernels.exp import (
     exp64,
     exp_constants_typed,
@@ -1712,9 +1712,9 @@ def dense_statistics_and_sums(X, sample_weight, means, precisions_chol, log_norm
     sum_x_parts = np.zeros((n_blocks, n_components, n_padded))
     scatter_parts = np.zeros((n_blocks, factors.shape[0], n_padded, n_padded))
     sums_parts = np.zeros((n_blocks, 3))
-    run_blocks(dense_blocks, n_blocks, X, sample_weight, means_padded, factors,
-               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
-               STATISTICS_ONLY, bool(with_entropy))
+    run_blocks(dense_blocks, n_blocks, read_only(X), read_only(sample_weight),
+               means_padded, factors, log_norm, block_size, nk_parts, sum_x_parts,
+               scatter_parts, sums_parts, STATISTICS_ONLY, bool(with_entropy))
     return reduce_dense(nk_parts, sum_x_parts, scatter_parts, sums_parts, n_features)
 
 
@@ -2121,9 +2121,9 @@ def diagonal_statistics_and_sums(X, sample_weight, means, precisions_chol, log_n
     sum_x_parts = np.zeros((n_blocks, n_components, n_features))
     scatter_parts = np.zeros((n_blocks, n_components, n_features))
     sums_parts = np.zeros((n_blocks, 3))
-    run_blocks(diagonal_blocks, n_blocks, X, sample_weight, means, precisions_chol,
-               log_norm, block_size, nk_parts, sum_x_parts, scatter_parts, sums_parts,
-               STATISTICS_ONLY, bool(with_entropy))
+    run_blocks(diagonal_blocks, n_blocks, read_only(X), read_only(sample_weight),
+               means, precisions_chol, log_norm, block_size, nk_parts, sum_x_parts,
+               scatter_parts, sums_parts, STATISTICS_ONLY, bool(with_entropy))
     return reduce_diagonal(nk_parts, sum_x_parts, scatter_parts, sums_parts)
 
 
@@ -2145,8 +2145,8 @@ def _weighted_log_prob(kernel, X, means, factors, log_norm, block_size, n_scatte
     inference mode (one row of unused parts; see dense_statistics_blocks)."""
     n_components, n_columns = means.shape
     out = np.empty((X.shape[0], n_components))
-    run_blocks(kernel, n_blocks_of(X.shape[0], block_size), X, _NO_WEIGHTS, means, factors,
-               log_norm, block_size, np.zeros((1, n_components)),
+    run_blocks(kernel, n_blocks_of(X.shape[0], block_size), read_only(X), _NO_WEIGHTS,
+               means, factors, log_norm, block_size, np.zeros((1, n_components)),
                np.zeros((1, n_components, n_columns)), np.zeros((1,) + n_scatter),
                np.zeros((1, 3)), out, False)
     return out

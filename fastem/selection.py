@@ -555,6 +555,10 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
 
     def _fit_grid(self, X, sample_weight, on_cell):
         counts, types = self._check_parameters()
+        if _sources.is_streamable(X) and not hasattr(X, "__array__"):
+            # a source with only shape, dtype and row slicing: read it in blocks
+            # (h5py, zarr and memory maps are read by numpy in check_data)
+            X = _sources.open_source(X).materialise().X
         X = _validation.check_data(self, X, reset=True, ensure_min_samples=2)
         n_samples, _n_features = X.shape
         if sample_weight is None:

@@ -505,13 +505,17 @@ def test_degenerate_data_gives_a_finite_model(rng, case, covariance_type):
     assert np.all(np.isfinite(model.predict_proba(X)))
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
 @pytest.mark.parametrize("dtype,exponent", [(np.float32, 60), (np.float32, -60),
                                             (np.float64, 450), (np.float64, -450)])
-def test_extreme_scales_are_fitted_at_unit_scale(rng, dtype, exponent):
+def test_extreme_scales_are_fitted_at_unit_scale(rng, dtype, exponent, covariance_type):
     """Data beyond 2**+-40 (float32) or 2**+-400 (float64) is fitted as X * 2**-e:
-    the fit of X * 2**exponent is the fit of X, scaled."""
+    the fit of X * 2**exponent is the fit of X, scaled. The lower bound moves by the
+    Wishart terms' log determinants, D e log 2 nu_k for each component ('tied': K
+    times the one nu)."""
     X = make_blobs(rng, n_per_component=30).astype(dtype)
-    params = dict(n_components=3, max_iter=5, tol=0.0, random_state=0, reg_covar=0.0)
+    params = dict(n_components=3, max_iter=5, tol=0.0, random_state=0, reg_covar=0.0,
+                  covariance_type=covariance_type)
     unit = fit_quietly(BayesianGaussianMixture(**params), X)
     scaled = fit_quietly(BayesianGaussianMixture(**params), np.ldexp(X, exponent))
     assert all_finite(scaled)
@@ -520,7 +524,8 @@ def test_extreme_scales_are_fitted_at_unit_scale(rng, dtype, exponent):
     assert_close(np.ldexp(scaled.means_, -exponent), unit.means_, rtol, "means_", True)
     assert_close(np.ldexp(scaled.covariances_, -2 * exponent), unit.covariances_, rtol,
                  "covariances_", True)
-    offset = 3 * exponent * np.log(2) * np.sum(unit.degrees_of_freedom_)  # log det terms
+    nu = np.broadcast_to(unit.degrees_of_freedom_, (3,))  # 'tied': one for all three
+    offset = 3 * exponent * np.log(2) * np.sum(nu)  # D = 3 features
     assert_close(np.array(scaled.lower_bounds_) + offset, unit.lower_bounds_, rtol,
                  "lower_bounds_")
 

@@ -625,15 +625,30 @@ def test_verbose_prints_one_line_per_cell(faithful, capsys):
     assert lines[0].startswith("cell 1/4: 1 tied: ok, bic ")
 
 
-@pytest.mark.parametrize("kind", ["memmap", "dask"])
+class RowsOnly:
+    """The least a streamed source needs: shape, dtype, ndim and row slicing (no
+    ``__array__``; tests/test_sources.py has its twin)."""
+
+    def __init__(self, array):
+        self._array = array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        return self._array[key].copy()
+
+
+@pytest.mark.parametrize("kind", ["memmap", "dask", "rows only"])
 def test_streamed_and_dask_sources_select_as_in_memory(rng, tmp_path, kind):
-    """Every source GaussianMixture.fit takes works here: a memory-mapped .npy and a
-    Dask array (threaded scheduler) give the in-memory grid's criteria bit for bit."""
+    """Every source GaussianMixture.fit takes works here: a memory-mapped .npy, a Dask
+    array (threaded scheduler) and an object with only shape, dtype and row slicing
+    give the in-memory grid's criteria bit for bit."""
     X = rng.normal(size=(3000, 2))
     X[:1500] += 5.0
     if kind == "memmap":
         np.save(tmp_path / "x.npy", X)
         source = np.load(tmp_path / "x.npy", mmap_mode="r")
+    elif kind == "rows only":
+        source = RowsOnly(X)
     else:
         da = pytest.importorskip("dask.array")
         source = da.from_array(X, chunks=(1000, 2))

@@ -9,10 +9,11 @@ the one registry, :mod:`benchmarks.problems`: ``GaussianMixture`` in
 What is measured
 ----------------
 ``Iteration.time_iteration``
-    One ``fit`` call with ``max_iter=1`` on a model that ``setup`` fitted for one
-    iteration with ``warm_start=True`` (so no initialisation, no compilation):
-    one EM iteration plus the input validation and the final labelling
-    E-step that both libraries run at the end of every ``fit``. ``setup``
+    One ``fit_predict`` call with ``max_iter=1`` on a model that ``setup``
+    fitted for one iteration with ``warm_start=True`` (so no initialisation, no
+    compilation): one EM iteration plus the input validation and the final
+    labelling E-step (scikit-learn's ``fit`` runs that E-step, fastem's only
+    in ``fit_predict``: ``fit_predict`` gives both the same work). ``setup``
     re-runs before every timed call, so every sample times the same
     (second) iteration from the same state.
 ``Fit.time_fit``
@@ -28,10 +29,11 @@ What is measured
     The final mean log-likelihood (``lower_bound_``) of that fit: quality
     beside speed. fastem's equals scikit-learn's to ~1e-12 in float64.
 ``Quality.track_seconds_per_iteration``
-    The marginal cost of one EM iteration: (time of a fit of ``n_hi``
-    iterations - time of a fit of 1 iteration) / (n_hi - 1), paired, median
-    of 5 (``problems.seconds_per_iteration``); this is the figure of
-    ``benchmarks/compare.py``.
+    The marginal cost of one EM iteration: (time of a fit of 3 iterations -
+    time of a fit of 1 iteration) / 2, paired, median of 5
+    (``problems.seconds_per_iteration``, ``problems.TIMED_ITERATIONS``: the
+    same iterations for every implementation and every run); this is the
+    figure of ``benchmarks/compare.py``.
 ``Quality.track_fit_memory_over_X``
     (size of X + the peak memory one fit adds to the process) / size of X,
     measured by resetting the kernel's high-water mark (Linux only; skipped
@@ -165,7 +167,7 @@ class Quality(_EMBenchmark):
     track_log_likelihood.unit = "mean log-likelihood"
 
     def track_seconds_per_iteration(self, problem_label, dtype, implementation):
-        seconds, _, _ = problems.seconds_per_iteration(
+        seconds, _, _ = problems.seconds_per_iteration(  # iterations 2 and 3
             self.implementation.fit, self.problem, repeats=5
         )
         return seconds

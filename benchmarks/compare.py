@@ -128,6 +128,9 @@ def parse_arguments(argv=None):
         parser.error("--scale must be >= 1")
     if args.dgemm_size < 1:
         parser.error("--dgemm-size must be >= 1")
+    if args.dgemm and args.dtype != "float64":
+        parser.error("--dgemm compares fastem's float64 flop rate with DGEMM's: use "
+                     "--dtype float64")
     if args.float32 and args.dtype != "float64":
         parser.error(
             "--float32 compares fastem float32 with float64: use --dtype float64"
@@ -272,8 +275,12 @@ def machine_lines(args, onedal_versions, load_at_start, dgemm_rates=None):
         f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
         f"load average (1, 5, 15 min) at start: {load_at_start}, at end: {load_at_end}",
         f"- figures: median of {args.repeats} repeats; seconds per EM iteration "
-        "(marginal: difference of two fits of n_hi and 1 iterations / (n_hi - 1)); "
-        "P4: milliseconds per whole fit call of 50 iterations",
+        "(marginal: (time of a fit of {1} iterations - time of a fit of {0}) / "
+        "{2}, every implementation over the same iterations, pairs of fits "
+        "repeated to take --target-seconds); P4: milliseconds per whole fit call "
+        "of 50 iterations".format(*problems.TIMED_ITERATIONS,
+                                 problems.TIMED_ITERATIONS[1]
+                                 - problems.TIMED_ITERATIONS[0]),
     ]
     if dgemm_rates:
         before, after = dgemm_rates

@@ -48,9 +48,11 @@ with one interface:
   E-step of the last iteration (scikit-learn's and fastem's definition, and
   oneDAL's ``goalFunction / n_samples``);
 * ``warm_model(problem)`` -> a model fitted for one iteration with
-  ``warm_start=True, max_iter=1``, so that each further ``model.fit(X)`` is one
-  EM iteration from where it stopped (plus the input validation and the final
-  labelling E-step both libraries run at the end of ``fit``).
+  ``warm_start=True, max_iter=1``, so that each further ``model.fit_predict(X)``
+  (``fit_warm``) is one EM iteration from where it stopped, plus the input
+  validation and the final labelling E-step. ``fit_predict``, not ``fit``:
+  scikit-learn's ``fit`` runs that E-step too, fastem's does not (only its
+  ``fit_predict`` does), so timing ``fit`` gave scikit-learn an E-step more.
 
 ``BAYESIAN_IMPLEMENTATIONS`` has the same interface for the variational
 mixture (``fastem.BayesianGaussianMixture`` and scikit-learn's) on
@@ -75,8 +77,14 @@ the public API as (time of ``fit`` with ``n_hi`` iterations - time of ``fit``
 with ``n_lo`` iterations) / (n_hi - n_lo), from the same start, paired within
 each repeat; the median over the repeats. The difference cancels everything a
 ``fit`` call does once (input validation, scikit-learn's initialisation pass,
-the final labelling E-step), leaving exactly the EM iterations. ``n_hi`` is
-calibrated so that the difference spans ``target_seconds``.
+the final labelling E-step), leaving exactly the EM iterations. Every
+implementation is timed over the same iterations, ``TIMED_ITERATIONS`` (fits of
+1 and 3 iterations: iterations 2 and 3): fastem's cost per iteration falls as
+responsibilities become sparse (its kernels skip the ones below 1e-43), so a
+range calibrated per implementation (as before stop 46: up to iterations 2-129
+for fastem's P1 against 2-3 for scikit-learn's) measured fastem later in the
+fit, 3-10% in its favour. A repeat times enough pairs of the two fits for
+their difference to take ``target_seconds``.
 ``seconds_per_fit``: the median over repeats of one whole ``fit`` call (P4).
 """
 
@@ -439,12 +447,13 @@ class _SklearnProtocol:
 
     @staticmethod
     def fit_warm(model, X):
-        """One more EM iteration of a warm model (plus validation and final E-step)."""
+        """One more EM iteration of a warm model, plus validation and the final
+        labelling E-step (``fit_predict``: see the module's docstring)."""
         from sklearn.exceptions import ConvergenceWarning
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X)
+            model.fit_predict(X)
         return float(model.lower_bound_)
 
     def versions(self):
@@ -573,7 +582,7 @@ class _RandomStartProtocol(_SklearnProtocol):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X)
+            model.fit_predict(X)  # as _SklearnProtocol.fit_warm
         return float(np.ravel(model.lower_bound_)[0])
 
 
@@ -660,36 +669,37 @@ def _timed(function, *args):
     return time.perf_counter() - start
 
 
-def seconds_per_iteration(
-    fit, problem, repeats=5, n_lo=1, n_hi=None, target_seconds=0.2, max_span=256
-):
+#: The fits whose difference times the EM iterations: (n_lo, n_hi) iterations, the
+#: same for every implementation and problem (see the module's docstring).
+TIMED_ITERATIONS = (1, 3)
+#: At most this many pairs of fits in one repeat of seconds_per_iteration.
+MAX_PAIRS = 64
+
+
+def seconds_per_iteration(fit, problem, repeats=5, span=TIMED_ITERATIONS,
+                          target_seconds=0.2):
     """Median marginal seconds per EM iteration of ``fit(problem, n_iter)``.
 
-    Each repeat times ``fit`` with ``n_lo`` and with ``n_hi`` iterations from the
-    same start and keeps (t_hi - t_lo) / (n_hi - n_lo). Without ``n_hi``: after
-    one untimed warm-up fit, the span n_hi - n_lo starts at 2 and doubles
-    until the difference takes ``target_seconds`` in two pairs of fits in a
-    row (or the span reaches ``max_span``). Returns (median, samples, (n_lo, n_hi)).
+    ``span`` is ``(n_lo, n_hi)``. After one untimed warm-up pair, each repeat
+    times ``fit`` with ``n_lo`` and with ``n_hi`` iterations from the same start,
+    alternately, ``pairs`` times (enough for the summed difference to take about
+    ``target_seconds``, at most MAX_PAIRS, the same for every repeat), and keeps
+    (sum t_hi - sum t_lo) / (pairs (n_hi - n_lo)). Returns (median, samples,
+    (n_lo, n_hi)).
     """
-    fit(problem, n_lo)  # warm-up (compilation, caches)
-    if n_hi is None:
-        span = 2
-        while span < max_span and not all(
-            # lazily: a second pair only if the first reached the target, so that
-            # one slow outlier (a busy machine) does not end the calibration
-            _timed(fit, problem, n_lo + span) - _timed(fit, problem, n_lo)
-            >= target_seconds
-            for _ in range(2)
-        ):
-            span *= 2
-        n_hi = n_lo + min(span, max_span)
+    n_lo, n_hi = span
     if n_hi - n_lo < 1:
         raise ValueError(f"n_hi ({n_hi}) must exceed n_lo ({n_lo}).")
+    fit(problem, n_lo)  # warm-up (compilation, caches)
+    rough = _timed(fit, problem, n_hi) - _timed(fit, problem, n_lo)
+    pairs = max(1, min(MAX_PAIRS, math.ceil(target_seconds / max(rough, 1e-9))))
     samples = []
     for _ in range(repeats):
-        low = _timed(fit, problem, n_lo)
-        high = _timed(fit, problem, n_hi)
-        samples.append((high - low) / (n_hi - n_lo))
+        low = high = 0.0
+        for _ in range(pairs):
+            low += _timed(fit, problem, n_lo)
+            high += _timed(fit, problem, n_hi)
+        samples.append((high - low) / (pairs * (n_hi - n_lo)))
     return statistics.median(samples), samples, (n_lo, n_hi)
 
 
@@ -712,9 +722,10 @@ def seconds_per_fit(fit, problem, repeats=5, n_iter=None, target_seconds=0.2):
     return statistics.median(samples), samples
 
 
-def measure(fit, problem, repeats=5, target_seconds=0.2, max_span=256):
-    """Time ``fit`` on ``problem`` as issue 3 says (per iteration, or per fit for P4)
-    and record the final log-likelihood of a fit of ``problem.n_iter`` iterations."""
+def measure(fit, problem, repeats=5, target_seconds=0.2, span=TIMED_ITERATIONS):
+    """Time ``fit`` on ``problem`` as issue 3 says (per iteration over ``span``, or
+    per fit for P4) and record the final log-likelihood of a fit of
+    ``problem.n_iter`` iterations."""
     if problem.spec.per_fit:
         seconds, samples = seconds_per_fit(
             fit, problem, repeats, target_seconds=target_seconds
@@ -722,7 +733,7 @@ def measure(fit, problem, repeats=5, target_seconds=0.2, max_span=256):
         span = (problem.n_iter, problem.n_iter)
     else:
         seconds, samples, span = seconds_per_iteration(
-            fit, problem, repeats, target_seconds=target_seconds, max_span=max_span
+            fit, problem, repeats, span, target_seconds=target_seconds
         )
     return Timing(
         seconds, problem.spec.per_fit, samples, span, fit(problem, problem.n_iter)
@@ -881,12 +892,13 @@ def _onedal_worker(argv):
                 f"oneDAL stops after {limit} iteration(s) on {problem.label}: "
                 "no iteration to time."
             )
-        timing = measure(
-            onedal.fit, problem, args.repeats, args.target_seconds, max_span=limit - 1
-        )
+        n_lo = TIMED_ITERATIONS[0]
+        timing = measure(onedal.fit, problem, args.repeats, args.target_seconds,
+                         span=(min(n_lo, limit - 1), limit))
         timing.note = (
             f"oneDAL stops after {limit} iterations here (the log-likelihood "
-            f"stops changing); timed over iterations 1 to {limit}"
+            f"stops changing); timed over iterations {timing.n_iter_span[0] + 1} to "
+            f"{limit}"
         )
     print(json.dumps(timing.to_json()))
 

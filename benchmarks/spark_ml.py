@@ -54,7 +54,7 @@ def machine():
     return (fields.get("Model name", "").strip(), fields.get("CPU(s)", "").strip())
 
 
-def time_spark(X, n_iter, partitions=2):
+def spark_seconds(X, n_iter, partitions=2):
     """Seconds per iteration of Spark ML's GaussianMixture on local[2], by differencing."""
     import pandas as pd
     from pyspark.ml.clustering import GaussianMixture
@@ -97,7 +97,7 @@ def _start(problem):
             "precisions": problem.precisions_init}
 
 
-def time_fastem_cluster(X, start, n_iter):
+def fastem_cluster_seconds(X, start, n_iter):
     """Median seconds per iteration of fastem on a LocalCluster, 2 workers x 1 thread."""
     import dask.array as da
     from distributed import Client, LocalCluster, wait
@@ -117,7 +117,7 @@ def time_fastem_cluster(X, start, n_iter):
     return float(np.median(seconds)), model
 
 
-def time_fastem_memory(X, start, n_iter):
+def fastem_memory_seconds(X, start, n_iter):
     """Median seconds per iteration of fastem on the ndarray."""
     scale_out._fit(np.array(X[:100_000]), start, 1)  # load the kernels
     model, seconds, _ = scale_out._fit(np.asarray(X), start, n_iter)
@@ -142,11 +142,11 @@ def main(argv=None):
           f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}", flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        spark, fits = time_spark(X, args.n_iter)
+        spark, fits = spark_seconds(X, args.n_iter)
         print(f"Spark fits: maxIter=1 {fits[1]:.1f} s, maxIter={1 + args.n_iter} "
               f"{fits[1 + args.n_iter]:.1f} s", flush=True)
-        cluster, cluster_model = time_fastem_cluster(X, start, args.n_iter)
-        memory, memory_model = time_fastem_memory(X, start, args.n_iter)
+        cluster, cluster_model = fastem_cluster_seconds(X, start, args.n_iter)
+        memory, memory_model = fastem_memory_seconds(X, start, args.n_iter)
     same = (np.array_equal(cluster_model.means_, memory_model.means_)
             and np.array_equal(cluster_model.covariances_, memory_model.covariances_))
     load_end = os.getloadavg()

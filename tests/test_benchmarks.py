@@ -163,9 +163,10 @@ def test_iteration(
 ):
     """One more iteration of a model fitted one iteration with warm_start=True.
 
-    Timed: one ``fit`` call with max_iter=1 (one EM iteration, plus the input
-    validation and the final labelling E-step of every ``fit``); a fresh warm
-    model for every round, built untimed. The result is the log-likelihood of
+    Timed: one ``fit_predict`` call with max_iter=1 (one EM iteration, plus the
+    input validation and the final labelling E-step, which scikit-learn's ``fit``
+    runs and fastem's only in ``fit_predict``); a fresh warm model for every
+    round, built untimed. The result is the log-likelihood of
     the second iteration from the problem's start.
     """
     problem = problems.make_problem(name, scale, dtype)

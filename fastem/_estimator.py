@@ -212,14 +212,15 @@ class SourcesMixin:
                 f"X has {source.shape[1]} features, but {type(self).__name__} is "
                 f"expecting {self.n_features_in_} features as input."
             )
-        if not _sources.is_dask_array(X) and _driver.is_small(
-            source.shape[0], source.shape[1], self.n_components
-        ):
+        small = _driver.is_small(source.shape[0], source.shape[1], self.n_components)
+        if small and not _sources.is_dask_array(X):
             return None, source.materialise().X
         parameters, covariance_type, log_weights = self._inference_model()
         with thread_limit(self.n_threads):
+            # small Dask data stays lazy, on the kernels of small data in memory
             return _sources.estimate(source, what, parameters, covariance_type,
-                                     self._block_size(source), log_weights), None
+                                     self._block_size(source), log_weights,
+                                     small), None
 
     def _mean_score(self, X):
         """Mean of ``score_samples(X)`` as a float (computed by dask for a Dask X)."""

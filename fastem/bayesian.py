@@ -535,7 +535,8 @@ default='dirichlet_process'
         Returns
         -------
         labels : ndarray of shape (n_samples,)
-            A lazy Dask array when X is a Dask array.
+            A lazy Dask array when X is a Dask array larger than small data
+            (small data is read into memory to be fitted, and labelled there).
         """
         return self._fit_or_restore(X, sample_weight, labels=True)
 

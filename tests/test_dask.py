@@ -279,6 +279,38 @@ def test_chunks_that_compute_to_other_shapes_than_declared_are_a_clear_error():
         fit(da.from_array(X, chunks=1024), short_weights)
 
 
+def test_small_data_chunks_are_checked_too():
+    """Small data is computed into memory to be fitted (DaskSource.materialise):
+    its chunks are checked there too (a chunk one row short fitted the rows it had,
+    or blamed the weights)."""
+    X = make_data(n_samples=200)
+    lying = da.concatenate([
+        da.from_array(X[:100], chunks=100),
+        da.from_delayed(dask.delayed(np.array)(X[100:199]), shape=(100, X.shape[1]),
+                        dtype=X.dtype)])
+    message = (r"The Dask array's chunk of X at rows 100 to 199 computed to shape "
+               rf"\(99, {X.shape[1]}\), but its chunks declare \(100, {X.shape[1]}\)")
+    for weights in (None, np.ones(200)):
+        with pytest.raises(ValueError, match=message):
+            GaussianMixture(2, random_state=0).fit(lying, sample_weight=weights)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_inference_on_small_dask_data_is_the_in_memory_inference(dtype):
+    """Small data in memory takes the row kernels (float64 whatever X's dtype); the
+    chunks of a small Dask array take them too, lazily: the same bits (they took
+    the block kernels, in float32 for float32 data, about 1e-7 off)."""
+    X = make_data(n_samples=500).astype(dtype)
+    assert _driver.is_small(*X.shape, N_COMPONENTS)
+    model = fit(X)
+    lazy = da.from_array(X, chunks=128)
+    for method in ("predict", "predict_proba", "score_samples"):
+        result = getattr(model, method)(lazy)
+        assert isinstance(result, da.Array), method
+        assert_array_equal(result.compute(), getattr(model, method)(X), err_msg=method)
+    assert model.score(lazy) == model.score(X)
+
+
 class FailingRows:
     """An array-like for da.from_array whose rows past ``fail_from`` cannot be read
     once ``armed`` (as a file damaged mid-fit)."""

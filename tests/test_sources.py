@@ -539,6 +539,49 @@ def test_a_read_error_mid_fit_names_the_block_and_leaves_no_half_fitted_model():
     assert not any(name.endswith("_") for name in vars(fresh))
 
 
+def test_a_read_error_of_streamed_weights_names_the_block():
+    """As for X: a chunk of weights that cannot be read is narrowed down to its first
+    block that cannot be read on its own (it named the whole chunk)."""
+    X, weights = make_data(), make_weights()
+    source = FailingRows(weights, fail_from=4000)
+    armed = _sources.StreamedSource.read
+
+    def read_then_fail(self, *args, **kwargs):
+        source.armed = True  # the checks pass, then the disk breaks
+        return armed(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_sources.StreamedSource, "read", read_then_fail)
+        with pytest.raises(_sources.DataReadError,
+                           match=r"block 7 \(rows 3584 to 4095\) of sample_weight"):
+            fit(RowsOnly(X), source)
+
+
+class CountingRows(RowsOnly):
+    """Counts the reads (``__getitem__`` calls)."""
+
+    reads = 0
+
+    def __getitem__(self, key):
+        self.reads += 1
+        return super().__getitem__(key)
+
+
+def test_the_weights_of_a_dense_sample_are_read_in_one_pass():
+    """The start's sample of rows (one in 100 here) is read in one pass over the
+    chunks, and so are its weights (they were read run by run: a read per ~2
+    rows picked, each decoding a whole storage chunk of a zarr or h5py file)."""
+    n_samples = 200_000
+    weights = CountingRows(np.random.default_rng(0).uniform(0.5, 2.0, n_samples))
+    source = _sources.open_source(RowsOnly(np.zeros((n_samples, 2))), weights)
+    indices = np.sort(np.random.default_rng(1).choice(n_samples, 2000, replace=False))
+    picked = source.weights_at(indices)
+    reads = weights.reads
+    assert_array_equal(picked, source.read_weights(0, n_samples)[indices])
+    step = source.chunk_bytes // 8
+    assert reads <= -(-n_samples // step)  # one read per chunk of weights
+
+
 def test_a_truncated_file_is_a_clear_error(tmp_path):
     """A zarr chunk that was damaged after the array was written."""
     X = open_as("zarr", make_data(), tmp_path)

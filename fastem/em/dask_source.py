@@ -39,6 +39,18 @@ def _check_chunk(array, shape, first_row, name):
         )
 
 
+def _checked_chunks(array, name):
+    """``array`` whose chunks are checked against the shapes they declare as they
+    are computed (``_check_chunk``; the fit's and inference's tasks check theirs)."""
+    def check(chunk, block_info=None):
+        location = block_info[0]["array-location"]
+        _check_chunk(chunk, tuple(stop - start for start, stop in location),
+                     location[0][0], name)
+        return chunk
+
+    return array.map_blocks(check, dtype=array.dtype)
+
+
 def run_chunk(function, X, sample_weight, first_row, block_size, dtype, exponent,
               weight_exponent, n_rows, n_features, own, shared):
     """The task of one chunk: ``function`` on its rows, on one kernel thread, with the
@@ -335,7 +347,10 @@ class DaskSource(_sources.ChunkedSource):
         return np.concatenate(found)
 
     def materialise(self):
-        X, weights = dask.compute(self.X, self.sample_weight)
+        X, weights = dask.compute(
+            _checked_chunks(self.X, "X"),
+            None if self.sample_weight is None
+            else _checked_chunks(self.sample_weight, "sample_weight"))
         X = np.ascontiguousarray(X, dtype=self.dtype)
         if self.exponent:
             X = np.ldexp(X, self.exponent).astype(self.dtype, copy=False)
@@ -344,10 +359,10 @@ class DaskSource(_sources.ChunkedSource):
         return _sources.MemorySource(X, weights)
 
     def estimate_lazy(self, what, parameters, covariance_type, block_size,
-                      log_weights=None):
+                      log_weights=None, small=False):
         """A lazy Dask array of chunk_estimate's results (rows of X's chunks)."""
         X, _ = self.aligned(block_size)
-        shared = dask.delayed((what, parameters, covariance_type, log_weights),
+        shared = dask.delayed((what, parameters, covariance_type, log_weights, small),
                               traverse=False, pure=True)
         n_components = parameters.means.shape[0]
         if what in ("labels", "log_prob"):
@@ -360,7 +375,7 @@ class DaskSource(_sources.ChunkedSource):
 
 
 def _estimate_block(X, shared, block_size, dtype_in, exponent, block_info=None):
-    what, parameters, covariance_type, log_weights = shared
+    what, parameters, covariance_type, log_weights, small = shared
     first_row = 0
     if block_info is not None and 0 in block_info:
         location = block_info[0]["array-location"]
@@ -372,4 +387,4 @@ def _estimate_block(X, shared, block_size, dtype_in, exponent, block_info=None):
         X = np.ldexp(X, exponent).astype(dtype_in, copy=False)
     with thread_limit(1):
         return _sources.chunk_estimate(X, None, first_row, block_size, what, parameters,
-                                       covariance_type, log_weights)
+                                       covariance_type, log_weights, small)

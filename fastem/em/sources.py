@@ -891,6 +891,10 @@ class StreamedSource(ChunkedSource):
         try:
             weights = np.asarray(self.sample_weight[start:stop], dtype=np.float64)
         except Exception as error:
+            if block_size and stop - start > block_size:
+                # name the first block that cannot be read on its own (as read does)
+                for first in range(start, stop, block_size):
+                    self.read_weights(first, min(stop, first + block_size), block_size)
             raise DataReadError(
                 f"Reading {where} of sample_weight failed: {type(error).__name__}: "
                 f"{error}."
@@ -1051,32 +1055,40 @@ class StreamedSource(ChunkedSource):
                     release(first, int(run[-1]) + 1)
         return pieces
 
-    def rows(self, indices):
-        """The rows at sorted ``indices``: read in runs of nearby rows, or, when they
-        are more than one in DENSE_SAMPLE rows, picked from one pass over the chunks
-        (a few large reads instead of many small ones)."""
+    def _picked(self, indices, step, read, release=None):
+        """The entries at sorted ``indices`` of ``read(start, stop)``: read in runs of
+        nearby rows, or, when they are more than one in DENSE_SAMPLE rows, picked from
+        one pass over chunks of ``step`` rows (a few large reads instead of many
+        small ones). A list of pieces."""
         indices = np.asarray(indices, dtype=np.int64)
-        if len(indices) * DENSE_SAMPLE > self.n_samples:
-            pieces = []
-            step = self.chunk_rows(None)
-            for start in range(0, self.n_samples, step):
-                stop = min(self.n_samples, start + step)
-                chosen = indices[(indices >= start) & (indices < stop)]
-                if len(chosen):
-                    pieces.append(self.read(start, stop)[0][chosen - start])
-                    self.release_rows(start, stop)
-            return np.concatenate(pieces)
-        pieces = self._runs(indices, lambda start, stop: self.read(start, stop)[0],
-                            self.release_rows)
+        if len(indices) * DENSE_SAMPLE <= self.n_samples:
+            return self._runs(indices, read, release)
+        pieces = []
+        for start in range(0, self.n_samples, step):
+            stop = min(self.n_samples, start + step)
+            chosen = indices[(indices >= start) & (indices < stop)]
+            if len(chosen):
+                pieces.append(read(start, stop)[chosen - start])
+                if release is not None:
+                    release(start, stop)
+        return pieces
+
+    def rows(self, indices):
+        """The rows at sorted ``indices``, as an ndarray of X's dtype (_picked)."""
+        pieces = self._picked(indices, self.chunk_rows(None),
+                              lambda start, stop: self.read(start, stop)[0],
+                              self.release_rows)
         if not pieces:
             return np.empty((0, self.n_features), dtype=self.dtype)
         return np.concatenate(pieces)
 
     def weights_at(self, indices):
-        """The (normalised) weights of the rows at sorted ``indices``."""
+        """The (normalised) weights of the rows at sorted ``indices`` (_picked: a dense
+        sample's in one pass, as its rows)."""
         if self.sample_weight is None:
             return np.ones(len(indices))
-        pieces = self._runs(indices, self.read_weights)
+        pieces = self._picked(indices, max(1, int(self.chunk_bytes) // 8),
+                              self.read_weights)
         return np.concatenate(pieces) if pieces else np.empty(0)
 
     def _positive_rows(self, ranks, block_size):
@@ -1235,10 +1247,12 @@ def open_source(X, sample_weight=None, chunk_bytes=None):
 
 
 def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
-                   covariance_type, log_weights=None):
+                   covariance_type, log_weights=None, small=False):
     """Per-row results of the inference kernels on a chunk (rows are independent):
     'labels' (n,), 'weighted_log_prob' (n, K), 'log_prob' (n,), 'resp' (n, K).
-    ``log_weights`` as in ``_driver.kernel_inputs`` (None: log(parameters.weights))."""
+    ``log_weights`` as in ``_driver.kernel_inputs`` (None: log(parameters.weights)).
+    ``small``: the whole X is small data, which in memory takes the row kernels
+    (float64 whatever X's dtype): so do its chunks, for the in-memory bits."""
     from scipy.special import logsumexp
 
     from fastem.em import driver as _driver  # the driver imports this module
@@ -1251,10 +1265,14 @@ def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
             f"Input X contains {kind} at {_where_row(first_row + row, block_size)}, "
             f"column {column}. Remove or impute those entries first."
         )
-    kernels = (_kernels_estep.dense_weighted_log_prob,
-               _kernels_estep.diagonal_weighted_log_prob)
-    weighted = _driver._infer(kernels, X, parameters, covariance_type, block_size,
-                              log_weights)
+    if small:
+        weighted = _driver._small_weighted_log_prob(X, parameters, covariance_type,
+                                                    log_weights)
+    else:
+        kernels = (_kernels_estep.dense_weighted_log_prob,
+                   _kernels_estep.diagonal_weighted_log_prob)
+        weighted = _driver._infer(kernels, X, parameters, covariance_type, block_size,
+                                  log_weights)
     if what == "labels":  # as _driver.estimate_labels
         return weighted.argmax(axis=1)
     if what == "weighted_log_prob":
@@ -1265,11 +1283,12 @@ def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
     return np.exp(log_resp)
 
 
-def estimate(source, what, parameters, covariance_type, block_size, log_weights=None):
+def estimate(source, what, parameters, covariance_type, block_size, log_weights=None,
+             small=False):
     """chunk_estimate over a source: an ndarray (streamed) or a lazy Dask array."""
     if hasattr(source, "estimate_lazy"):
         return source.estimate_lazy(what, parameters, covariance_type, block_size,
-                                    log_weights)
+                                    log_weights, small)
     pieces = list(source.map_chunks(chunk_estimate, block_size, what, parameters,
-                                    covariance_type, log_weights))
+                                    covariance_type, log_weights, small))
     return np.concatenate(pieces, axis=0)

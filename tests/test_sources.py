@@ -10,6 +10,7 @@ scikit-learn's KMeans and ``fastem.reference.m_step``; the per-block fold agains
 the kernels' ``reduce_*``; bad input, read errors and memory use as the issue asks.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -515,22 +516,29 @@ class FailingRows(RowsOnly):
         return super().__getitem__(key)
 
 
+@contextlib.contextmanager
+def breaks_after_the_checks(source):
+    """The first StreamedSource.read arms ``source`` (a FailingRows): the checks pass,
+    then the disk breaks."""
+    read = _sources.StreamedSource.read
+
+    def read_then_fail(self, *args, **kwargs):
+        source.armed = True
+        return read(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_sources.StreamedSource, "read", read_then_fail)
+        yield
+
+
 def test_a_read_error_mid_fit_names_the_block_and_leaves_no_half_fitted_model():
     X = make_data()
     source = FailingRows(X, fail_from=4000)
     previous = fit(X[:5000])
     model = fit(X[:5000])
-    armed = _sources.StreamedSource.read
-
-    def read_then_fail(self, *args, **kwargs):
-        source.armed = True  # the checks pass, then the disk breaks
-        return armed(self, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_sources.StreamedSource, "read", read_then_fail)
-        with pytest.raises(_sources.DataReadError,
-                           match=r"block 7 \(rows 3584 to 4095\)"):
-            model.fit(source)
+    with breaks_after_the_checks(source), pytest.raises(
+            _sources.DataReadError, match=r"block 7 \(rows 3584 to 4095\)"):
+        model.fit(source)
     assert_same_fit(previous, model)  # what it was before the failed fit
     fresh = GaussianMixture(3, chunk_size=BLOCK)
     source.armed = True
@@ -544,17 +552,10 @@ def test_a_read_error_of_streamed_weights_names_the_block():
     block that cannot be read on its own (it named the whole chunk)."""
     X, weights = make_data(), make_weights()
     source = FailingRows(weights, fail_from=4000)
-    armed = _sources.StreamedSource.read
-
-    def read_then_fail(self, *args, **kwargs):
-        source.armed = True  # the checks pass, then the disk breaks
-        return armed(self, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_sources.StreamedSource, "read", read_then_fail)
-        with pytest.raises(_sources.DataReadError,
-                           match=r"block 7 \(rows 3584 to 4095\) of sample_weight"):
-            fit(RowsOnly(X), source)
+    with breaks_after_the_checks(source), pytest.raises(
+            _sources.DataReadError,
+            match=r"block 7 \(rows 3584 to 4095\) of sample_weight"):
+        fit(RowsOnly(X), source)
 
 
 class CountingRows(RowsOnly):

@@ -13,12 +13,13 @@ data and from the same start (``benchmarks/problems.py``), with their default
 threads (numba's for fastem, the BLAS's for scikit-learn). Figures are medians
 of ``--repeats`` (>= 5 by default):
 
-* seconds per EM iteration: the marginal cost, (time of a fit of n_hi
-  iterations - time of a fit of 1 iteration) / (n_hi - 1), paired in each
-  repeat, n_hi calibrated so that the difference takes ``--target-seconds``
-  (``problems.seconds_per_iteration``); this leaves out what a ``fit`` call
-  does once (validation, scikit-learn's initialisation pass, the final
-  labelling E-step);
+* seconds per EM iteration: the marginal cost, (time of a fit of 3
+  iterations - time of a fit of 1 iteration) / 2, every implementation over
+  the same iterations (``problems.TIMED_ITERATIONS``), each repeat timing
+  enough pairs of the two fits for the difference to take
+  ``--target-seconds`` (``problems.seconds_per_iteration``); this leaves out
+  what a ``fit`` call does once (validation, scikit-learn's initialisation
+  pass, the final labelling E-step);
 * P4: milliseconds per whole ``fit`` call of 50 iterations.
 
 "log-lik. rel. diff." is |fastem - scikit-learn| / |scikit-learn| of the final

@@ -11,8 +11,8 @@ points, is left out). Both estimators start from the same responsibilities
 (``init_params='random_from_data'``, ``random_state=0``: the same K rows) with
 ``tol=0``, so a fit runs exactly ``max_iter`` iterations, in this one process,
 one after the other, with their default threads. Figures are medians of
-``--repeats`` marginal seconds per iteration, (time of a fit of n_hi
-iterations - time of a fit of 1) / (n_hi - 1), as ``benchmarks/compare.py``
+``--repeats`` marginal seconds per iteration, (time of a fit of 3
+iterations - time of a fit of 1) / 2, as ``benchmarks/compare.py``
 measures them (``problems.seconds_per_iteration``): what a fit does once (input
 checks, priors, the initialisation) cancels. "lower bound rel. diff." compares
 the final ``lower_bound_`` of a fit of the problem's iteration count (10).
@@ -97,9 +97,12 @@ def header_lines(args, load_at_start):
         elif line.startswith("- figures:"):
             lines[index] = (
                 f"- figures: median of {args.repeats} repeats; seconds per iteration "
-                "(marginal: difference of two fits of n_hi and 1 iterations / "
-                f"(n_hi - 1)); weight prior {args.prior}; start init_params="
-                "'random_from_data', random_state=0"
+                "(marginal: (time of a fit of {1} iterations - time of a fit of {0}) "
+                "/ {2}, every implementation over the same iterations); weight prior "
+                "{3}; start init_params='random_from_data', random_state=0".format(
+                    *problems.TIMED_ITERATIONS,
+                    problems.TIMED_ITERATIONS[1] - problems.TIMED_ITERATIONS[0],
+                    args.prior)
             )
     if args.sklearn_blas_threads is not None:
         lines.append(f"- scikit-learn timed with its BLAS limited to "

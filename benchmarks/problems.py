@@ -83,7 +83,7 @@ implementation is timed over the same iterations, ``TIMED_ITERATIONS`` (fits of
 responsibilities become sparse (its kernels skip the ones below 1e-43), so a
 range calibrated per implementation (as before stop 46: up to iterations 2-129
 for fastem's P1 against 2-3 for scikit-learn's) measured fastem later in the
-fit, 3-10% in its favour. A repeat times enough pairs of the two fits for
+fit, up to about 10% in its favour (P1 9-10%, P5 7%, P2 3.5%, P3 none). A repeat times enough pairs of the two fits for
 their difference to take ``target_seconds``.
 ``seconds_per_fit``: the median over repeats of one whole ``fit`` call (P4).
 """
@@ -680,7 +680,8 @@ def seconds_per_iteration(fit, problem, repeats=5, span=TIMED_ITERATIONS,
                           target_seconds=0.2):
     """Median marginal seconds per EM iteration of ``fit(problem, n_iter)``.
 
-    ``span`` is ``(n_lo, n_hi)``. After one untimed warm-up pair, each repeat
+    ``span`` is ``(n_lo, n_hi)``. After an untimed warm-up fit and one pair that
+    sizes the repeats (also untimed in the result), each repeat
     times ``fit`` with ``n_lo`` and with ``n_hi`` iterations from the same start,
     alternately, ``pairs`` times (enough for the summed difference to take about
     ``target_seconds``, at most MAX_PAIRS, the same for every repeat), and keeps

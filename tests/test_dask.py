@@ -293,6 +293,13 @@ def test_small_data_chunks_are_checked_too():
     for weights in (None, np.ones(200)):
         with pytest.raises(ValueError, match=message):
             GaussianMixture(2, random_state=0).fit(lying, sample_weight=weights)
+    short_weights = da.concatenate([
+        da.ones(100, chunks=100),
+        da.from_delayed(dask.delayed(np.ones)(99), shape=(100,), dtype=float)])
+    with pytest.raises(ValueError, match=r"The Dask array's chunk of sample_weight at "
+                                         r"rows 100 to 199 computed to shape \(99,\)"):
+        GaussianMixture(2, random_state=0).fit(da.from_array(X, chunks=100),
+                                               sample_weight=short_weights)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -302,13 +309,19 @@ def test_inference_on_small_dask_data_is_the_in_memory_inference(dtype):
     the block kernels, in float32 for float32 data, about 1e-7 off)."""
     X = make_data(n_samples=500).astype(dtype)
     assert _driver.is_small(*X.shape, N_COMPONENTS)
-    model = fit(X)
     lazy = da.from_array(X, chunks=128)
-    for method in ("predict", "predict_proba", "score_samples"):
-        result = getattr(model, method)(lazy)
-        assert isinstance(result, da.Array), method
-        assert_array_equal(result.compute(), getattr(model, method)(X), err_msg=method)
-    assert model.score(lazy) == model.score(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        variational = BayesianGaussianMixture(n_components=N_COMPONENTS,
+                                              random_state=0, max_iter=20).fit(X)
+    for model in (fit(X), variational):  # the variational one: its log weights
+        for method in ("predict", "predict_proba", "score_samples"):
+            result = getattr(model, method)(lazy)
+            assert isinstance(result, da.Array), method
+            assert_array_equal(result.compute(), getattr(model, method)(X),
+                               err_msg=method)
+        # dask's mean of the chunks adds in another order than numpy's
+        assert model.score(lazy) == pytest.approx(model.score(X), rel=1e-14)
 
 
 class FailingRows:

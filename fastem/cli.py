@@ -1047,6 +1047,17 @@ def _check_plot_format(path):
             f"cannot write --plot {path}: matplotlib writes no .{extension} files; "
             f"use one of {', '.join('.' + name for name in sorted(formats))}"
         )
+    if extension == "pgf":  # drawn through a TeX system, which may not be installed
+        import shutil
+
+        import matplotlib
+
+        texsystem = matplotlib.rcParams["pgf.texsystem"]
+        if shutil.which(texsystem) is None:
+            raise InputError(
+                f"cannot write --plot {path}: matplotlib writes .pgf files with "
+                f"{texsystem}, which is not installed; use .pdf or .svg"
+            )
 
 
 def _select_plot(search, X, feature_names, path):

@@ -4,6 +4,7 @@ write, progress on a terminal only, and one-line errors with exit status 2."""
 import csv
 import io
 import re
+import shutil
 import warnings
 
 import numpy as np
@@ -256,13 +257,18 @@ def test_predict_matches_columns_by_name(capsys, tmp_path, rng):
 def test_plot_format_is_checked_before_the_search(capsys, tmp_path, monkeypatch):
     """An image type matplotlib cannot write is refused at once, not after the
     search has run."""
-    pytest.importorskip("matplotlib")
+    matplotlib = pytest.importorskip("matplotlib")
     searched = []
     monkeypatch.setattr(GaussianMixtureIC, "_fit",
                         lambda *args, **kwargs: searched.append(args))
     status, out, err = run(capsys, "select", "--plot", tmp_path / "out.xyz")
     assert status == 2 and out == "" and err.count("\n") == 1
     assert "matplotlib writes no .xyz files; use one of" in err and ".png" in err
+    texsystem = matplotlib.rcParams["pgf.texsystem"]
+    if shutil.which(texsystem) is None:  # .pgf needs it (not installed here)
+        status, out, err = run(capsys, "select", "--plot", tmp_path / "out.pgf")
+        assert status == 2 and err.count("\n") == 1
+        assert f"writes .pgf files with {texsystem}, which is not installed" in err
     assert searched == []
 
 

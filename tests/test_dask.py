@@ -279,6 +279,16 @@ def test_chunks_that_compute_to_other_shapes_than_declared_are_a_clear_error():
         fit(da.from_array(X, chunks=1024), short_weights)
 
 
+@pytest.mark.parametrize("dtype", ["int32", "float16"])
+def test_other_numeric_dtypes_fit_as_in_memory(dtype):
+    """Integers and float16 in Dask are fitted in float64, as an ndarray of them is."""
+    X = np.round(make_data() * 100).astype(dtype)
+    expected = fit(X)
+    assert_same_fit(expected, fit(da.from_array(X, chunks=1000)))
+    assert_array_equal(expected.predict(da.from_array(X, chunks=1000)).compute(),
+                       expected.predict(X))
+
+
 def test_small_data_chunks_are_checked_too():
     """Small data is computed into memory to be fitted (DaskSource.materialise):
     its chunks are checked there too (a chunk one row short fitted the rows it had,

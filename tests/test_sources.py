@@ -226,6 +226,18 @@ def test_every_source_gives_the_in_memory_fit_bit_for_bit(
     assert_same_fit(expected_fits(covariance_type, dtype, False), got)
 
 
+@pytest.mark.parametrize("kind", ["npy", "h5py", "rows-only"])
+@pytest.mark.parametrize("dtype", ["int32", "float16"])
+def test_other_numeric_dtypes_stream_as_in_memory(tmp_path, kind, dtype):
+    """Integers and float16 are fitted in float64, as an ndarray of them is: the same
+    bits from a file or an object with only row slicing."""
+    X = np.round(make_data() * 100).astype(dtype)
+    expected = fit(X)
+    assert_same_fit(expected, fit(open_as(kind, X, tmp_path)))
+    assert_array_equal(expected.predict(open_as(kind, X, tmp_path, name="Y")),
+                       expected.predict(X))
+
+
 @pytest.mark.parametrize("kind", SOURCES)
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_sample_weights_streamed_with_the_data(tmp_path, expected_fits, kind,

@@ -128,17 +128,16 @@ def kernels_need_compiling(n_samples, n_features, n_components, covariance_type,
     dense = covariance_type in ("full", "tied")
     small = _driver.is_small(n_samples, n_features, n_components)
     if small and inference:
-        kernels = [_kernels_small.dense_weighted_log_prob_rows_into if dense
-                   else _kernels_small.diagonal_weighted_log_prob_rows_into]
+        kernel = (_kernels_small.dense_weighted_log_prob_rows_into if dense
+                  else _kernels_small.diagonal_weighted_log_prob_rows_into)
     elif small:
-        kernels = [_kernels_loop.dense_em_into if dense
-                   else _kernels_loop.diagonal_em_into]
+        kernel = (_kernels_loop.dense_em_into if dense
+                  else _kernels_loop.diagonal_em_into)
     else:
-        kernels = [_kernels_estep.dense_statistics_blocks if dense
-                   else _kernels_estep.diagonal_statistics_blocks]
-    dtype = np.dtype(dtype)
+        kernel = (_kernels_estep.dense_statistics_blocks if dense
+                  else _kernels_estep.diagonal_statistics_blocks)
     try:
-        return not all(_compiled_for(kernel, dtype) for kernel in kernels)
+        return not _compiled_for(kernel, np.dtype(dtype))
     except Exception:  # numba's cache internals, which this reads, changed
         return False
 

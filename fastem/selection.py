@@ -462,7 +462,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         _validation._check_integer(self.n_init, "n_init", 1)
         _validation.check_verbose(self.verbose)
         if self.n_jobs is not None:
-            _validation._check_integer(self.n_jobs, "n_jobs", -(2**31))
+            _validation._check_integer(self.n_jobs, "n_jobs", -math.inf)  # 0: below
             if self.n_jobs == 0:
                 raise _validation.InvalidParameterError(
                     "n_jobs must be a positive integer, a negative one (-1: every "

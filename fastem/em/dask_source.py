@@ -39,13 +39,20 @@ def _check_chunk(array, shape, first_row, name):
         )
 
 
+def _check_chunk_at(array, location, name):
+    """``_check_chunk`` of a chunk at ``location`` (map_blocks' ``array-location``:
+    a (start, stop) per axis); returns its first row."""
+    first_row = location[0][0]
+    _check_chunk(array, tuple(stop - start for start, stop in location), first_row,
+                 name)
+    return first_row
+
+
 def _checked_chunks(array, name):
     """``array`` whose chunks are checked against the shapes they declare as they
     are computed (``_check_chunk``; the fit's and inference's tasks check theirs)."""
     def check(chunk, block_info=None):
-        location = block_info[0]["array-location"]
-        _check_chunk(chunk, tuple(stop - start for start, stop in location),
-                     location[0][0], name)
+        _check_chunk_at(chunk, block_info[0]["array-location"], name)
         return chunk
 
     return array.map_blocks(check, dtype=array.dtype)
@@ -378,10 +385,7 @@ def _estimate_block(X, shared, block_size, dtype_in, exponent, block_info=None):
     what, parameters, covariance_type, log_weights, small = shared
     first_row = 0
     if block_info is not None and 0 in block_info:
-        location = block_info[0]["array-location"]
-        first_row = location[0][0]
-        _check_chunk(X, tuple(stop - start for start, stop in location), first_row,
-                     "X")
+        first_row = _check_chunk_at(X, block_info[0]["array-location"], "X")
     X = np.ascontiguousarray(X, dtype=dtype_in)
     if exponent:
         X = np.ldexp(X, exponent).astype(dtype_in, copy=False)

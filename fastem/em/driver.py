@@ -335,12 +335,16 @@ def _is_small_data(X, parameters):
     return is_small(X.shape[0], X.shape[1], parameters.means.shape[0])
 
 
-def estimate_weighted_log_prob(X, parameters, covariance_type, block_size, log_weights=None):
+def estimate_weighted_log_prob(X, parameters, covariance_type, block_size,
+                               log_weights=None, small=None):
     """(n_samples, K) log weights + log-densities, computed by the kernels.
 
     ``log_weights`` (K,) replaces log(parameters.weights), as in :func:`kernel_inputs`.
+    ``small``: whether the data X belongs to is small (the row kernels) or not (the
+    block kernels); None: judged by X's own shape (a chunk of large data passes
+    False, a chunk of small data True).
     """
-    if _is_small_data(X, parameters):
+    if _is_small_data(X, parameters) if small is None else small:
         return _small_weighted_log_prob(X, parameters, covariance_type, log_weights)
     kernels = (_kernels_estep.dense_weighted_log_prob,
                _kernels_estep.diagonal_weighted_log_prob)

@@ -1265,14 +1265,8 @@ def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
             f"Input X contains {kind} at {_where_row(first_row + row, block_size)}, "
             f"column {column}. Remove or impute those entries first."
         )
-    if small:
-        weighted = _driver._small_weighted_log_prob(X, parameters, covariance_type,
-                                                    log_weights)
-    else:
-        kernels = (_kernels_estep.dense_weighted_log_prob,
-                   _kernels_estep.diagonal_weighted_log_prob)
-        weighted = _driver._infer(kernels, X, parameters, covariance_type, block_size,
-                                  log_weights)
+    weighted = _driver.estimate_weighted_log_prob(X, parameters, covariance_type,
+                                                  block_size, log_weights, small)
     if what == "labels":  # as _driver.estimate_labels
         return weighted.argmax(axis=1)
     if what == "weighted_log_prob":

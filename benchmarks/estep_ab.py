@@ -49,7 +49,9 @@ def main():
     parser.add_argument("--iterations", type=int, default=0,
                         help="time the pass from the parameters after this many EM "
                              "iterations from the problem's start (fitted by the "
-                             "fastem installed, not a checkout's; 0: the start)")
+                             "fastem installed with --checkouts, by scikit-learn "
+                             "with --repo; never by a checkout under test; 0: the "
+                             "start)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.checkouts:
@@ -66,7 +68,8 @@ def main():
         threads = importlib.import_module("fastem._kernels_threads")
     for problem in problems(args):
         runs = []
-        run = pass_of(driver, problem, start_of(problem, args.iterations))
+        start = start_of(problem, args.iterations, fitted_by="sklearn")
+        run = pass_of(driver, problem, start)
         with threads.thread_limit(args.threads):
             run()
             for _ in range(args.repeats):
@@ -150,20 +153,26 @@ def problems(args):
             yield make_problem(name, args.scale, dtype)
 
 
-def start_of(problem, iterations):
+def start_of(problem, iterations, fitted_by="fastem"):
     """None (the problem's start), or (weights, means, covariances, precisions_chol)
-    after ``iterations`` EM iterations from it, fitted by the installed fastem (the
-    same parameters for every checkout: components separate and responsibilities
-    sparsen as a fit goes on, which the problem's start does not show)."""
+    after ``iterations`` EM iterations from it (components separate and
+    responsibilities sparsen as a fit goes on, which the problem's start does not
+    show), the same parameters for every checkout: fitted by the installed fastem
+    (``fitted_by="fastem"``, for --checkouts, whose checkouts are renamed copies),
+    or by scikit-learn (``"sklearn"``, for --repo, where ``import fastem`` would
+    import the checkout under test)."""
     if not iterations:
         return None
     import warnings
 
-    import fastem
+    if fitted_by == "sklearn":
+        from sklearn.mixture import GaussianMixture
+    else:
+        from fastem import GaussianMixture
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tol=0: ConvergenceWarning
-        model = fastem.GaussianMixture(
+        model = GaussianMixture(
             problem.n_components, covariance_type=problem.covariance_type, tol=0,
             max_iter=iterations, weights_init=problem.weights_init,
             means_init=problem.means_init, precisions_init=problem.precisions_init,

@@ -55,3 +55,19 @@ def test_passes_take_the_weights_of_a_fit_given_none():
     assert sources.are_unit_weights(weights)
     assert sources.kernel_weights(weights) is estep.UNIT_WEIGHT
     assert weights.shape == (1000,) and not weights.flags.writeable
+
+
+def test_starts_after_iterations_agree_whoever_fits_them():
+    """--repo takes its start from scikit-learn (importing fastem there would import
+    the checkout under test), --checkouts from the installed fastem: the same
+    parameters, to float64's rounding over two EM iterations."""
+    import numpy as np
+    from benchmark_modules import load_benchmark_module
+
+    estep_ab = _estep_ab()
+    problem = load_benchmark_module("problems").make_problem("P2", 1000, "float64")
+    by_fastem = estep_ab.start_of(problem, 2)
+    by_sklearn = estep_ab.start_of(problem, 2, fitted_by="sklearn")
+    for ours, theirs in zip(by_fastem, by_sklearn, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+    assert estep_ab.start_of(problem, 0, fitted_by="sklearn") is None

@@ -423,7 +423,9 @@ def check_covariance_prior(covariance_prior, covariance_type, n_features):
             )
         value = float(value)
         if not (math.isfinite(value) and value > 0):
-            raise ValueError(
+            # outside scikit-learn's Interval(Real, 0, None, closed="neither"): its
+            # InvalidParameterError, as for the other priors
+            raise InvalidParameterError(
                 f"spherical covariance_prior must be a finite number > 0, got {value}."
             )
         return value

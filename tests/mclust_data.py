@@ -1,6 +1,8 @@
-"""mclust's reference table and the data sets it was computed on (no R needed).
+"""mclust's reference table, its hierarchical partitions and the data sets they were
+computed on (no R needed).
 
-``tests/data/mclust/reference.csv`` is made by ``tests/data/mclust/make_reference.py``.
+``tests/data/mclust/reference.csv`` and ``tests/data/mclust/hc_<name>.csv`` are made
+by ``tests/data/mclust/make_reference.py``.
 """
 
 import csv
@@ -67,3 +69,16 @@ def mclust_reference(name):
     if not values:
         raise ValueError(f"no mclust reference for {name!r}")
     return Reference(values)
+
+
+def mclust_hc_partitions(name):
+    """mclust's ``hclass(hc(X, modelName="EII", use="SVD"), 1:9)`` for the data set.
+
+    Returns a dict: ``partitions[k]`` is an int ndarray of shape (n_samples,),
+    mclust's labels 1..k of the rows in the data's order, for k = 1..9.
+    """
+    path = DATA / f"hc_{name}.csv"
+    with open(path, encoding="utf-8") as handle:
+        columns = next(csv.reader(handle))
+    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.intp, ndmin=2)
+    return {int(column.lstrip("G")): table[:, j] for j, column in enumerate(columns)}

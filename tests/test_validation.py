@@ -8,6 +8,7 @@ the command line cannot express (it has no option for sample weights, initial
 parameters or predicting) say so with ``cli=None``.
 """
 
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -526,3 +527,137 @@ def test_the_first_bad_precision_matrix_is_reported(X):
         GaussianMixture(3, precisions_init=precisions).fit(X)
     precisions[2, 0, 1] = precisions[2, 1, 0] * (1 + 1e-9)  # allclose: symmetric enough
     GaussianMixture(3, precisions_init=precisions, max_iter=1).fit(X)
+
+
+# --------------------------------------------------------------------------
+# Real-valued parameters at their limits: refused or accepted as scikit-learn's
+# parameter constraints refuse or accept them. scikit-learn's Interval(Real, 0,
+# None, closed="left") excludes +inf (the missing right end is an open inf), so
+# tol=inf, reg_covar=inf and the priors' inf are refused by both; NaN and -inf too.
+
+#: (estimator, parameter, other constructor parameters, a valid finite value)
+REAL_PARAMETERS = [
+    ("GaussianMixture", "tol", {}, 0.5),
+    ("GaussianMixture", "reg_covar", {}, 0.5),
+    ("BayesianGaussianMixture", "tol", {}, 0.5),
+    ("BayesianGaussianMixture", "reg_covar", {}, 0.5),
+    ("BayesianGaussianMixture", "weight_concentration_prior", {}, 0.5),
+    ("BayesianGaussianMixture", "mean_precision_prior", {}, 0.5),
+    # valid above n_features - 1
+    ("BayesianGaussianMixture", "degrees_of_freedom_prior", {}, 5.0),
+    # a number only for 'spherical' (for the others it is an array)
+    ("BayesianGaussianMixture", "covariance_prior",
+     {"covariance_type": "spherical"}, 0.5),
+]
+LIMITS = {
+    "inf": float("inf"),
+    "-inf": -float("inf"),
+    "nan": float("nan"),
+    "float64 inf": np.float64(np.inf),
+    "float32 inf": np.float32(np.inf),
+    "float32 nan": np.float32(np.nan),
+    "0.0": 0.0,
+    "-0.0": -0.0,
+    "int 0": 0,
+    "-1e-300": -1e-300,
+}
+
+
+def _estimators(name):
+    from sklearn import mixture
+
+    fastem = {"GaussianMixture": GaussianMixture,
+              "BayesianGaussianMixture": BayesianGaussianMixture}[name]
+    return fastem, getattr(mixture, name)
+
+
+def test_real_parameters_are_scikit_learns():
+    """Every parameter scikit-learn constrains by Interval(Real, ...) is tested."""
+    from sklearn.utils._param_validation import Interval
+
+    for name in ("GaussianMixture", "BayesianGaussianMixture"):
+        _, sklearn_estimator = _estimators(name)
+        constraints = sklearn_estimator._parameter_constraints
+        constrained = {
+            parameter
+            for parameter, allowed in constraints.items()
+            if any(isinstance(c, Interval) and c.type is numbers.Real for c in allowed)
+        }
+        assert constrained == {p for e, p, _, _ in REAL_PARAMETERS if e == name}
+
+
+def _verdict(estimator, X):
+    """'accepted' or 'refused: <message>' (a ValueError or a TypeError)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            estimator.fit(X)
+        except (ValueError, TypeError) as error:
+            return f"refused: {error}"
+    return "accepted"
+
+
+@pytest.mark.parametrize(
+    ("name", "parameter", "others", "value"),
+    [pytest.param(name, parameter, others, value, id=f"{name}.{parameter}={label}")
+     for name, parameter, others, valid in REAL_PARAMETERS
+     for label, value in [*LIMITS.items(), ("valid", valid)]],
+)
+def test_real_parameters_at_their_limits_as_scikit_learn(X, name, parameter, others,
+                                                        value):
+    """fastem refuses a value exactly when scikit-learn's parameter constraints do,
+    as an InvalidParameterError (a ValueError and a TypeError, as scikit-learn's)
+    naming the parameter; a value both accept gives finite fitted parameters."""
+    from sklearn.utils._param_validation import (
+        InvalidParameterError as SklearnInvalidParameterError,
+    )
+
+    fastem_estimator, sklearn_estimator = _estimators(name)
+    params = dict(n_components=2, random_state=0, **others, **{parameter: value})
+    theirs = _verdict(sklearn_estimator(**params), X)
+    try:  # scikit-learn's refusal must come from its constraints, not from the fit
+        sklearn_estimator(**params)._validate_params()
+        sklearn_refuses = False
+    except SklearnInvalidParameterError:
+        sklearn_refuses = True
+    assert theirs.startswith("refused") == sklearn_refuses, theirs
+    model = fastem_estimator(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if sklearn_refuses:
+            with pytest.raises(InvalidParameterError, match=parameter):
+                model.fit(X)
+            return
+        model.fit(X)
+    for attribute in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.all(np.isfinite(getattr(model, attribute))), attribute
+
+
+@pytest.mark.parametrize("name", ["GaussianMixture", "BayesianGaussianMixture"])
+def test_tol_inf_is_refused_as_scikit_learn_refuses_it(X, name):
+    """The case that looked like a difference: scikit-learn 1.9 refuses tol=inf too
+    (its message: "must be a float in the range [0.0, inf). Got inf instead.");
+    fastem says that the value must be finite."""
+    from sklearn.utils._param_validation import (
+        InvalidParameterError as SklearnInvalidParameterError,
+    )
+
+    fastem_estimator, sklearn_estimator = _estimators(name)
+    with pytest.raises(SklearnInvalidParameterError, match=r"\[0.0, inf\). Got inf"):
+        sklearn_estimator(tol=float("inf")).fit(X)
+    with pytest.raises(InvalidParameterError,
+                       match=r"tol must be a finite number >= 0.0, got inf"):
+        fastem_estimator(tol=float("inf")).fit(X)
+
+
+@pytest.mark.parametrize("parameter", ["tol", "reg_covar"])
+def test_booleans_are_refused_where_scikit_learn_takes_them_as_numbers(X, parameter):
+    """A deliberate difference: scikit-learn's Interval(Real, ...) takes True as 1.0
+    and False as 0.0 (bool is an int); fastem refuses a bool for a number, as for its
+    integer parameters."""
+    _, sklearn_estimator = _estimators("GaussianMixture")
+    sklearn_model = sklearn_estimator(n_components=2, **{parameter: True})
+    assert _verdict(sklearn_model, X) == "accepted"
+    with pytest.raises(InvalidParameterError,
+                       match=f"{parameter} must be a real number, got True"):
+        GaussianMixture(n_components=2, **{parameter: True}).fit(X)

@@ -13,7 +13,14 @@ It writes, next to this file,
 - ``reference.csv``: for every data set, mclust model (VII, VVI, EEE, VVV) and
   G = 1..9, mclust's BIC and ICL in mclust's sign (higher is better; NA where
   mclust could not fit the model), from ``mclustBIC`` and ``mclustICL`` with
-  mclust's defaults (hierarchical start on the 'SVD'-transformed data).
+  mclust's defaults (hierarchical start on the 'SVD'-transformed data);
+- ``hc_<name>.csv`` for every data set: mclust's hierarchical partitions
+  ``hclass(hc(X, modelName = "EII", use = "SVD"), 1:9)``, the tree fastem's
+  ``init_params="hc"`` start builds (mclust's own default start merges by
+  'VVV' instead; every data set has at most 2000 rows, so no subsample): one
+  column per G = 1..9, one row per sample in the data's order, mclust's labels
+  1..G. ``fastem.selection.hc_labels`` must give the same partitions up to
+  renaming of the labels.
 
 Tests never need R: they read these files.
 """
@@ -52,6 +59,14 @@ for (path in sets) {
   X <- as.matrix(read.csv(path))
   bic <- mclustBIC(X, G = 1:9, modelNames = models, verbose = FALSE)
   icl <- mclustICL(X, G = 1:9, modelNames = models, verbose = FALSE)
+  # the partitions of the hierarchical start, cut at G = 1..9 (not a subsample:
+  # every data set here has fewer rows than mclust's default subset of 2000)
+  stopifnot(nrow(X) <= 2000)
+  tree <- hc(X, modelName = "EII", use = "SVD")
+  partitions <- hclass(tree, 1:9)
+  colnames(partitions) <- paste0("G", 1:9)
+  write.csv(partitions, file.path(datadir, paste0("hc_", name, ".csv")),
+            row.names = FALSE)
   for (m in models) for (g in 1:9) {
     rows[[length(rows) + 1]] <- data.frame(
       dataset = name, model = m, G = g,

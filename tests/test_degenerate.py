@@ -24,7 +24,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.exceptions import ConvergenceWarning
 
-from fastem import GaussianMixture, reference
+from fastem import GaussianMixture, load_faithful, reference
 from fastem.mixture import SingularCovarianceError, SingularCovarianceWarning
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -270,6 +270,36 @@ def test_tiny_spread_around_a_large_offset_keeps_its_variance(rng, covariance_ty
                 "spherical": np.array([np.diag(covariance).mean()])}[covariance_type]
     assert_allclose(model.covariances_, expected, rtol=RTOL_OFFSET_VARIANCE,
                     atol=RTOL_OFFSET_VARIANCE * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_reg_covar_near_the_largest_float64_fits_as_in_scikit_learn(covariance_type):
+    """reg_covar=1e308 on Old Faithful: every variance is 1e308 (the data's own are
+    below its rounding), as in scikit-learn's fit from the same start. Symmetrising a
+    'full' or 'tied' covariance as (C + C^T) / 2 overflowed there (a ValueError "X's
+    spread is too extreme", with a RuntimeWarning, before stop 47). scikit-learn
+    1.9.1's 'spherical' fit gives NaN weights here, so 'spherical' is checked against
+    its 'diag' fit: with every variance 1e308 the two models are one."""
+    from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+
+    X = load_faithful()
+    params = dict(n_components=2, reg_covar=1e308, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model = GaussianMixture(covariance_type=covariance_type, **params).fit(X)
+    theirs_type = "diag" if covariance_type == "spherical" else covariance_type
+    expected = SklearnGaussianMixture(covariance_type=theirs_type, **params).fit(X)
+    covariances = expected.covariances_
+    if covariance_type == "spherical":
+        assert np.all(covariances == 1e308)
+        covariances = covariances[:, 0]
+    for name, theirs in (("weights_", expected.weights_), ("means_", expected.means_),
+                         ("covariances_", covariances)):
+        ours = getattr(model, name)
+        assert np.all(np.isfinite(ours)), name
+        assert_allclose(ours, theirs, rtol=1e-10, err_msg=name)
+    assert np.all(np.isfinite(model.precisions_cholesky_))
+    assert_allclose(model.lower_bound_, expected.lower_bound_, rtol=1e-10)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

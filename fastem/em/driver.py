@@ -614,6 +614,17 @@ def _flag_unrepresentable(parameters, status, covariance_type, limit):
     return status
 
 
+def _symmetric(covariances):
+    """(C + C^T) / 2 of each matrix. As halves added, C / 2 + C^T / 2, where an entry
+    exceeds half of float64's largest number (a reg_covar near 1e308): the sum would
+    overflow. The same bits otherwise (halving is exact for normal numbers, but
+    not for subnormal ones, so the usual form is kept)."""
+    swapped = np.swapaxes(covariances, -1, -2)
+    if np.abs(covariances).max(initial=0.0) > np.finfo(np.float64).max / 2:
+        return 0.5 * covariances + 0.5 * swapped
+    return 0.5 * (covariances + swapped)
+
+
 def _check_representable(parameters, covariance_type):
     """Raise a ValueError if a fitted covariance or precision is not a finite float64.
 
@@ -1522,8 +1533,7 @@ def fit(X, sample_weight, settings, random_state, warm_parameters=None, warm_low
         # _kernels_estep, whose absence once made a 'tied' covariance 1 ulp from
         # symmetric), but a covariance inverted from a user's precisions_init need
         # not be.
-        covariances = best.parameters.covariances
-        best.parameters.covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
+        best.parameters.covariances = _symmetric(best.parameters.covariances)
     best.precisions = _check_representable(best.parameters, settings.covariance_type)
     if events:
         warnings.warn(_events_summary(events), SingularCovarianceWarning, stacklevel=3)

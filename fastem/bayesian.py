@@ -144,11 +144,14 @@ def _posterior_terms(posterior, prior_type, covariance_type, features, bound=Tru
     log_det_chol = _driver.log_det_cholesky(
         posterior.precisions_chol, covariance_type, n_features
     ) - half_d_log_nu
-    log_wishart = -(
-        degrees_of_freedom * log_det_chol
-        + degrees_of_freedom * n_features * 0.5 * LOG_2
-        + np.sum(gammaln(half_degrees), axis=0)
-    )
+    # a prior near float64's largest number overflows here: the bound is then not
+    # finite, which the fit reports as a breakdown (no RuntimeWarning on the way)
+    with np.errstate(over="ignore", invalid="ignore"):
+        log_wishart = -(
+            degrees_of_freedom * log_det_chol
+            + degrees_of_freedom * n_features * 0.5 * LOG_2
+            + np.sum(gammaln(half_degrees), axis=0)
+        )
     if covariance_type == "tied":
         log_wishart = len(offsets) * float(log_wishart[0])
     else:
@@ -683,7 +686,9 @@ default='dirichlet_process'
                 "Every initialization of the variational fit broke down ("
                 + "; ".join(failures)
                 + "). Check the data for extreme values or constant features, increase "
-                "reg_covar, or give a positive definite covariance_prior."
+                "reg_covar, give a positive definite covariance_prior, or take priors "
+                "of ordinary size (a lower bound that is not finite: a prior such as "
+                "degrees_of_freedom_prior near float64's largest number)."
             )
         if not best.converged and self.max_iter > 0:
             warnings.warn(

@@ -537,6 +537,24 @@ def test_unrepresentable_models_raise_a_clear_error(rng, exponent):
         fit_quietly(BayesianGaussianMixture(n_components=3, reg_covar=0.0), X)
 
 
+@pytest.mark.parametrize("degrees_of_freedom_prior", [1e307, 1e308])
+def test_a_prior_near_the_largest_float64_raises_naming_the_priors(
+        rng, degrees_of_freedom_prior):
+    """The lower bound is inf (1e307) or NaN (1e308) from the first iteration, in
+    scikit-learn too (which returns that model); fastem raises and says that a prior
+    of extreme size can cause it. 1e300 fits, as in scikit-learn."""
+    X = make_blobs(rng, n_per_component=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # and none on the way
+        with pytest.raises(ValueError, match=r"lower bound is (inf|nan) at iteration 1"
+                                             r".*degrees_of_freedom_prior"):
+            fit_quietly(BayesianGaussianMixture(
+                n_components=3, degrees_of_freedom_prior=degrees_of_freedom_prior), X)
+    model = fit_quietly(BayesianGaussianMixture(
+        n_components=3, degrees_of_freedom_prior=1e300), X)
+    assert all_finite(model) and np.isfinite(model.lower_bound_)
+
+
 @pytest.mark.parametrize("case", ["identical rows, reg_covar=0", "an outlier of 1e8"])
 def test_an_impossible_fit_raises_instead_of_returning_nan(rng, case):
     """Identical rows with no regularisation: every covariance is zero. An outlier

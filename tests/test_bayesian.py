@@ -198,6 +198,22 @@ def test_default_priors_are_sklearns(rng, covariance_type):
         assert_close(getattr(model, name), getattr(expected, name), 1e-13, name)
 
 
+@parametrize_types
+def test_lower_bounds_are_floats(rng, covariance_type):
+    """A float for every covariance type, its value scikit-learn's from the same
+    start (scikit-learn 1.9.1 gives a one-element array for 'tied')."""
+    X = make_blobs(rng, n_per_component=40)
+    params = dict(n_components=2, max_iter=3, covariance_type=covariance_type,
+                  random_state=0)
+    model = fit_quietly(BayesianGaussianMixture(**params), X)
+    expected = fit_quietly(SklearnBayesianGaussianMixture(**params), X)
+    assert isinstance(model.lower_bound_, float)
+    assert all(isinstance(bound, float) for bound in model.lower_bounds_)
+    assert_close(np.array(model.lower_bounds_),
+                 np.ravel(np.array(expected.lower_bounds_, dtype=float)), 1e-10,
+                 "lower_bounds_")
+
+
 @parametrize_priors
 @parametrize_types
 def test_float32_data_agrees_with_the_float64_oracle(rng, seed, covariance_type, prior_type):

@@ -248,6 +248,48 @@ def test_bad_dask_input():
         fit(unknown)
 
 
+BAD_WEIGHTS = {
+    # a negative weight, and a smaller one further on: the smallest is named
+    "two negatives": ({1000: -0.5, 5000: -2.0},
+                      "non-negative; found -2.0 at index 5000"),
+    # equal smallest weights: the first of them
+    "equal negatives": ({1000: -2.0, 5000: -2.0},
+                        "non-negative; found -2.0 at index 1000"),
+    # a negative weight, then one that is not finite: the non-finite one is named
+    "negative then nan": ({1000: -0.5, 5000: np.nan}, "contains nan at index 5000"),
+    "negative then -inf": ({1000: -0.5, 5000: -np.inf}, "contains -inf at index 5000"),
+}
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize("case", list(BAD_WEIGHTS))
+def test_bad_weights_are_named_alike_in_memory_streamed_and_in_dask(tmp_path, case):
+    """The same bad sample_weight gives the same message in memory, streamed from a
+    memory-mapped .npy and in Dask (the streamed and Dask checks, block by block,
+    named the first negative weight, in memory the smallest)."""
+    changes, expected = BAD_WEIGHTS[case]
+    weights = make_weights()
+    for index, value in changes.items():
+        weights[index] = value
+    np.save(tmp_path / "w.npy", weights)
+    np.save(tmp_path / "x.npy", make_data())
+    inputs = {
+        "in memory": (make_data(), weights),
+        "streamed": (np.load(tmp_path / "x.npy", mmap_mode="r"),
+                     np.load(tmp_path / "w.npy", mmap_mode="r")),
+        "dask": (da.from_array(make_data(), chunks=1000),
+                 da.from_array(weights, chunks=1000)),
+    }
+    messages = {}
+    for name, (X, sample_weight) in inputs.items():
+        with pytest.raises(ValueError) as raised:
+            fit(X, sample_weight)
+        messages[name] = str(raised.value)
+    assert expected in messages["in memory"]
+    assert messages["streamed"] == messages["in memory"], messages
+    assert messages["dask"] == messages["in memory"], messages
+
+
 def test_chunks_that_compute_to_other_shapes_than_declared_are_a_clear_error():
     """dask does not check that a chunk computes to the shape its array declares
     (da.from_delayed takes the shape on trust): fastem does, before its kernels,
@@ -484,6 +526,32 @@ def test_local_cluster_random_start_is_the_in_memory_fit(client, covariance_type
     got = fit(da.from_array(X, chunks=chunks),
               da.from_array(make_weights(), chunks=2500), **params)
     assert_same_fit(expected, got)
+
+
+def test_local_cluster_object_dtype_of_numbers_is_fitted_as_in_memory(client):
+    """A Dask array of dtype object holding numbers (Python ints and floats) is
+    converted block by block on the workers, as an ndarray of them is converted in
+    memory: the same fit and inference; an element that is not a number is the
+    in-memory TypeError, naming its row."""
+    X = make_data().astype(object)
+    X[::7, 0] = [int(round(value)) for value in X[::7, 0]]
+    expected = fit(X)
+    lazy = da.from_array(X, chunks=(900, N_FEATURES))
+    assert_same_fit(expected, fit(lazy))
+    assert_array_equal(expected.predict(lazy).compute(), expected.predict(X))
+    assert_array_equal(expected.predict_proba(lazy).compute(),
+                       expected.predict_proba(X))
+    with_text = X.copy()
+    with_text[4000, 1] = "n/a"
+    with pytest.raises(TypeError) as in_memory:
+        fit(with_text)
+    with pytest.raises(TypeError) as in_dask:
+        fit(da.from_array(with_text, chunks=(900, N_FEATURES)))
+    assert str(in_dask.value) == str(in_memory.value)
+    assert "row 4000, column 1 ('n/a')" in str(in_dask.value)
+    with pytest.raises(TypeError) as in_dask:
+        expected.predict(da.from_array(with_text, chunks=(900, N_FEATURES))).compute()
+    assert "row 4000, column 1 ('n/a')" in str(in_dask.value)
 
 
 def test_local_cluster_read_error_names_the_block(client):

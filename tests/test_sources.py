@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 
 import numpy as np
@@ -514,6 +515,47 @@ def test_streamed_inference_names_the_first_bad_value(tmp_path):
         model.predict(open_as("npy", X, tmp_path))
 
 
+def reader_threads():
+    return [thread for thread in threading.enumerate()
+            if thread.name.startswith("fastem-reader") and thread.is_alive()]
+
+
+@pytest.mark.parametrize("method", ["predict_proba", "score_samples", "predict"])
+def test_an_inference_error_mid_file_leaves_no_reader_thread(tmp_path, method):
+    """A NaN found mid-file in inference on a memory map: once the error has been
+    raised, the reader thread (StreamedSource.chunks) has stopped, its next chunk
+    and buffers dropped, even while the traceback is kept (as a debugger, a
+    notebook's last error or pytest's report keep it)."""
+    model = fit(make_data())
+    X = make_data(seed=2)
+    X[3000, 1] = np.nan  # chunk 2 of 6 (the chunks are 2 blocks)
+    source = open_as("npy", X, tmp_path)
+    assert not reader_threads()
+    with pytest.raises(ValueError, match="NaN at row 3000") as raised:
+        getattr(model, method)(source)
+    assert raised.value.__traceback__ is not None  # kept alive while checking
+    assert not reader_threads(), reader_threads()
+
+
+def test_an_object_array_of_numbers_streams_as_in_memory():
+    """An array-like of dtype object holding numbers is read as float64, block by
+    block, as an ndarray of them is converted; an element that is not a number is
+    the in-memory TypeError, naming its row."""
+    X = make_data()
+    expected = fit(X.astype(object))
+    assert_same_fit(expected, fit(RowsOnly(X.astype(object))))
+    assert_array_equal(expected.predict(RowsOnly(X.astype(object))),
+                       expected.predict(X))
+    with_text = X.astype(object)
+    with_text[4000, 1] = "n/a"
+    with pytest.raises(TypeError) as in_memory:
+        fit(with_text)
+    with pytest.raises(TypeError) as streamed:
+        fit(RowsOnly(with_text))
+    assert str(streamed.value) == str(in_memory.value)
+    assert "row 4000, column 1 ('n/a')" in str(streamed.value)
+
+
 class FailingRows(RowsOnly):
     """Rows past ``fail_from`` cannot be read (as a damaged file)."""
 
@@ -678,18 +720,92 @@ def peak_growth(path, field):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_memory_mapped_fit_unmaps_the_pages_it_has_read(tmp_path):
+@pytest.mark.parametrize("order, n_samples, n_features",
+                         [("C", 1_000_000, 8), ("F", 4_000_000, 4)])
+def test_memory_mapped_fit_unmaps_the_pages_it_has_read(tmp_path, order, n_samples,
+                                                        n_features):
     """The file pages of a memory-mapped fit's resident set (RssFile, sampled every
-    2 ms) stay at a few 1 MiB chunks, not the 32 MB file that every pass reads:
-    pages are unmapped once their rows are used (StreamedSource.release_rows).
-    Without that, this grew by the whole file."""
+    2 ms) stay at a few 1 MiB chunks, not the file (32 MB in C order, 64 MB in
+    Fortran order) that every pass reads: pages are unmapped once their rows are
+    used (StreamedSource.release_rows). Without that, this grew by the whole file.
+
+    In Fortran order a chunk's rows are one piece of each column: those pieces are
+    unmapped (before, nothing was). A page fault may map a whole large folio of the
+    page cache (Linux 6.18 on ext4: up to 2 MiB), so each column can hold that much
+    beyond its chunk: 4 columns, 8 MiB, within the bound of a quarter of the file."""
     rng = np.random.default_rng(0)
-    n_samples = 1_000_000
-    X = rng.normal(size=(n_samples, 8)) + rng.integers(0, 4, (n_samples, 1)) * 3
+    X = (rng.normal(size=(n_samples, n_features))
+         + rng.integers(0, 4, (n_samples, 1)) * 3).astype(np.float32)
     path = tmp_path / "x.npy"
-    np.save(path, X.astype(np.float32))
+    np.save(path, np.asarray(X, order=order))
+    del X
+    assert np.load(path, mmap_mode="r").flags[f"{order}_CONTIGUOUS"]
     growth = peak_growth(path, "RssFile")
-    assert growth < 0.25 * n_samples * 8 * 4, growth
+    assert growth < 0.25 * n_samples * n_features * 4, growth
+
+
+ESTIMATE_PEAK_SCRIPT = textwrap.dedent("""
+    import sys, tracemalloc, warnings
+    import numpy as np
+    from fastem.em import sources as _sources
+    from fastem.mixture import GaussianMixture
+
+    _sources.CHUNK_BYTES = 1 << 20
+    X = np.load(sys.argv[1], mmap_mode="r")
+    model = GaussianMixture(8, max_iter=2, tol=0, init_sample_size=20000,
+                            random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X[:70000])
+    model.predict_proba(X[:70000])  # load the kernels before measuring
+    tracemalloc.start()
+    resp = model.predict_proba(X)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(peak, resp.nbytes, resp.shape[0])
+""")
+
+
+def test_streamed_predict_proba_holds_its_output_and_a_chunk(tmp_path):
+    """predict_proba of a memory map (500,000 x 4, K = 8: a 32 MB output; 1 MiB
+    chunks of X, 32,768 rows) writes each chunk's responsibilities into one output
+    array: its peak (tracemalloc, in a fresh process: this one's background threads
+    allocate too) is the output and a few chunks' (rows, K) temporaries, not the
+    pieces and their concatenation (twice the output)."""
+    rng = np.random.default_rng(0)
+    n_samples, n_features, n_components = 500_000, 4, 8
+    X = (rng.normal(size=(n_samples, n_features))
+         + rng.integers(0, 4, (n_samples, 1)) * 3)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    del X
+    result = subprocess.run([sys.executable, "-c", ESTIMATE_PEAK_SCRIPT, str(path)],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    peak, output_bytes, n_rows = map(int, result.stdout.split()[-3:])
+    assert (n_rows, output_bytes) == (n_samples, n_samples * n_components * 8)
+    # 0.3 x the output (9.6 MB) for what inference of one chunk holds besides it (its
+    # weighted log-probabilities, log-responsibilities and their exp, each 32,768 x 8
+    # float64 = 2 MiB: 1.21 x in all, measured), and an allowance of 1 MiB for the
+    # interpreter's small allocations; the pieces and their concatenation were 2.0 x
+    allowance = 1 << 20
+    assert peak < 1.3 * output_bytes + allowance, (peak, output_bytes)
+
+
+@pytest.mark.parametrize("mode", ["r", "r+"])
+def test_fortran_ordered_memory_map_fits_as_in_memory(tmp_path, expected_fits, mode):
+    """A Fortran-ordered .npy (columns contiguous), whose pages are released column
+    piece by column piece, gives the in-memory fit and inference, bit for bit."""
+    path = tmp_path / "x.npy"
+    np.save(path, np.asfortranarray(make_data()))
+    X = np.load(path, mmap_mode=mode)
+    assert X.flags.f_contiguous and not X.flags.c_contiguous
+    expected = expected_fits("full", "float64", False)
+    assert_same_fit(expected, fit(X, covariance_type="full"))
+    assert_same_fit(expected, fit(X, covariance_type="full"))  # the pages read again
+    assert_array_equal(expected.predict_proba(X), expected.predict_proba(make_data()))
+    assert_same_fit(expected_fits("full", "float64", False),
+                    fit(X[:, :], covariance_type="full"))  # a view of the map
 
 
 def test_copy_on_write_memory_map_keeps_the_callers_changes(tmp_path):

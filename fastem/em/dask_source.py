@@ -64,7 +64,7 @@ def run_chunk(function, X, sample_weight, first_row, block_size, dtype, exponent
     chunk's own arguments ``own`` (a tuple) before the pass's ``shared`` ones."""
     if X is not None:
         _check_chunk(X, (n_rows, n_features), first_row, "X")
-        X = np.ascontiguousarray(X, dtype=dtype)
+        X = _sources.as_float_rows(X, dtype, first_row)
         if exponent:
             X = np.ldexp(X, exponent).astype(dtype, copy=False)
     if sample_weight is None:
@@ -358,7 +358,7 @@ class DaskSource(_sources.ChunkedSource):
             _checked_chunks(self.X, "X"),
             None if self.sample_weight is None
             else _checked_chunks(self.sample_weight, "sample_weight"))
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        X = _sources.as_float_rows(X, self.dtype)
         if self.exponent:
             X = np.ldexp(X, self.exponent).astype(self.dtype, copy=False)
         weights = np.ones(self.n_samples) if weights is None else np.asarray(
@@ -386,7 +386,7 @@ def _estimate_block(X, shared, block_size, dtype_in, exponent, block_info=None):
     first_row = 0
     if block_info is not None and 0 in block_info:
         first_row = _check_chunk_at(X, block_info[0]["array-location"], "X")
-    X = np.ascontiguousarray(X, dtype=dtype_in)
+    X = _sources.as_float_rows(X, dtype_in, first_row)
     if exponent:
         X = np.ldexp(X, exponent).astype(dtype_in, copy=False)
     with thread_limit(1):

@@ -47,7 +47,8 @@ from fastem.kernels.threads import current_threads, run_blocks
 # Bytes of X a streamed source reads at a time (rounded to whole blocks, at
 # least one block per thread): the reader thread holds the next chunk while
 # the kernels work on this one, so a streamed fit holds about 2 * CHUNK_BYTES
-# of data (none for a memory map, whose chunks are views of the file's pages).
+# of data (none for a memory map in C order, whose chunks are views of the file's
+# pages; one in Fortran order is read into C-ordered copies).
 CHUNK_BYTES = 16 << 20
 
 # A chunk of ours is read from a chunked store (zarr) in pieces of whole storage
@@ -125,10 +126,25 @@ def row_weights(sample_weight):
     return read_only(np.ascontiguousarray(sample_weight))
 
 
+def _rows_in_order(array):
+    """Whether a 2-D ``array``'s rows follow one another in memory (C order, or a view
+    of it): rows [start, stop) then lie in one range of bytes."""
+    return array.strides[0] >= array.strides[1] * array.shape[1]
+
+
+def _columns_in_order(array):
+    """Whether a 2-D ``array``'s columns follow one another in memory, rows in order
+    within each (Fortran order, or a view of it): rows [start, stop) then lie in one
+    range of bytes per column."""
+    row_stride, column_stride = array.strides
+    return row_stride > 0 and column_stride >= row_stride * array.shape[0]
+
+
 def _memory_map_of(array):
-    """``(map, address of its first byte)`` when ``array`` is a view, rows in order, of a
-    memory map whose pages may be dropped once read (np.memmap in mode 'r', 'r+' or
-    'w+', e.g. ``np.load(path, mmap_mode="r")``); else None.
+    """``(map, address of its first byte)`` when ``array`` is a view, rows in order or
+    columns in order (C or Fortran order), of a memory map whose pages may be dropped
+    once read (np.memmap in mode 'r', 'r+' or 'w+', e.g. ``np.load(path,
+    mmap_mode="r")``); else None.
 
     A copy-on-write map (mode 'c') is left alone: its pages may hold the caller's
     changes, which dropping them would lose. Elsewhere dropping a page only unmaps
@@ -137,7 +153,7 @@ def _memory_map_of(array):
     """
     if not hasattr(mmap.mmap, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
         return None
-    if array.ndim != 2 or array.strides[0] < array.strides[1] * array.shape[1]:
+    if array.ndim != 2 or not (_rows_in_order(array) or _columns_in_order(array)):
         return None
     base = array
     while base is not None:
@@ -159,6 +175,29 @@ def _is_memory_mapped(array):
             return True
         base = getattr(base, "base", None)
     return False
+
+
+def as_float_rows(X, dtype, first_row=0):
+    """Rows [first_row, first_row + len(X)) of a streamed or Dask X as a C-contiguous
+    array of the fit's ``dtype``.
+
+    An array of dtype object is converted as an in-memory X of dtype object is
+    (``_validation``): numbers become floats, None NaN (which the checks name),
+    and an element that is not a number (a string, say) is a TypeError naming its
+    row, counted from the data's first row, and its column.
+    """
+    if X.dtype == object:
+        from fastem import _validation  # _validation imports this module
+
+        bad = _validation._first_non_number(X)
+        if bad is not None:
+            (row, column), value, reason = bad
+            raise TypeError(
+                f"X has dtype object and its element at row {first_row + row}, "
+                f"column {column} ({value!r:.50}) is not a number ({reason}). "
+                "Convert X to a numeric array first."
+            )
+    return np.ascontiguousarray(X, dtype=dtype)
 
 
 def n_blocks_of(n_samples, block_size):
@@ -511,9 +550,13 @@ def chunk_scan(X, sample_weight, first_row, block_size):
         result["n_bad"] = int(bad.sum())
         return result
     weights = sample_weight
-    good = np.isfinite(weights) & (weights >= 0)
-    if not good.all():
-        index = int(np.flatnonzero(~good)[0])
+    finite_weights = np.isfinite(weights)
+    if not finite_weights.all():  # the first non-finite weight
+        index = int(np.flatnonzero(~finite_weights)[0])
+        result["bad_weight"] = (first_row + index, float(weights[index]))
+        return result
+    if len(weights) and weights.min() < 0:  # the smallest weight (its first row)
+        index = int(np.argmin(weights))
         result["bad_weight"] = (first_row + index, float(weights[index]))
         return result
     positive = weights > 0
@@ -580,14 +623,18 @@ class Summary:
                     f"column {column}{count}. Remove or impute those entries before "
                     "fitting."
                 )
-        for result in results:
-            if "bad_weight" in result:
-                index, value = result["bad_weight"]
-                if not math.isfinite(value):
-                    raise ValueError(f"sample_weight contains {value} at index {index}; "
-                                     "weights must be finite.")
-                raise ValueError(f"sample_weight must be non-negative; found {value} at "
-                                 f"index {index}.")
+        # the weights' problem that _validation.check_sample_weight names in memory:
+        # the first non-finite weight, else the smallest weight (its first row)
+        bad_weights = [result["bad_weight"] for result in results
+                       if "bad_weight" in result]
+        for index, value in bad_weights:
+            if not math.isfinite(value):
+                raise ValueError(f"sample_weight contains {value} at index {index}; "
+                                 "weights must be finite.")
+        if bad_weights:
+            index, value = min(bad_weights, key=lambda bad: (bad[1], bad[0]))
+            raise ValueError(f"sample_weight must be non-negative; found {value} at "
+                             f"index {index}.")
         n_positive = sum(result["n_positive"] for result in results)
         if n_positive == 0:
             raise ValueError(
@@ -929,7 +976,7 @@ class StreamedSource(ChunkedSource):
                 f"Reading {where} of X gave an array of shape {X.shape}, expected "
                 f"{(stop - start, self.n_features)}: the data changed or is truncated."
             )
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        X = as_float_rows(X, self.dtype, start)
         if self.exponent:
             X = np.ldexp(X, self.exponent).astype(self.dtype, copy=False)
         elif _is_memory_mapped(X) and X.size:
@@ -945,20 +992,40 @@ class StreamedSource(ChunkedSource):
         page cache, which the kernel can reclaim, but which memory limits and
         monitors such as a Dask nanny's count as the process's). The next pass
         maps the pages again from the page cache (a minor fault per few pages).
+
+        In C order the rows are one range of the file; in Fortran order they are
+        one range of each column, each unmapped alike (adjacent ranges in one
+        call). A page shared by a column's last rows and the next column's first
+        ones may then be unmapped before the last rows are read: they are mapped
+        again when read, from the page cache.
         """
         if self._map is None or stop <= start:
             return
         memory_map, first_byte = self._map
         address = self.X.__array_interface__["data"][0] - first_byte
-        low = address + start * self.X.strides[0]
-        high = address + stop * self.X.strides[0]
-        low -= low % mmap.PAGESIZE
-        high -= high % mmap.PAGESIZE  # the page holding row stop is still in use
-        if high > low:
+        row_stride, column_stride = self.X.strides
+        if _rows_in_order(self.X):
+            column_starts = [address]
+        else:  # columns in order (_memory_map_of)
+            column_starts = [address + column * column_stride
+                             for column in range(self.n_features)]
+        ranges = []
+        for column_start in column_starts:
+            low = column_start + start * row_stride
+            high = column_start + stop * row_stride
+            low -= low % mmap.PAGESIZE
+            high -= high % mmap.PAGESIZE  # the page holding row stop is still in use
+            if high <= low:
+                continue
+            if ranges and low <= ranges[-1][1]:
+                ranges[-1][1] = max(ranges[-1][1], high)
+            else:
+                ranges.append([low, high])
+        for low, high in ranges:
             try:
                 memory_map.madvise(mmap.MADV_DONTNEED, low, high - low)
             except (OSError, ValueError):  # a closed map: the next read says so
-                pass
+                return
 
     def _read_rows(self, start, stop, out=None):
         """Rows [start, stop) of X as an ndarray. From a chunked store (zarr), in
@@ -1037,8 +1104,16 @@ class StreamedSource(ChunkedSource):
                 pending.cancel()
 
     def map_chunks(self, function, block_size, *args, weights_only=False):
-        for start, X, weights in self.chunks(block_size, weights_only):
-            yield function(X, weights, start, block_size, *args)
+        """``function`` over the chunks, in order. A pass that ends early (``function``
+        raises, or this generator is closed) stops the reader thread of ``chunks``
+        and drops its next chunk and buffers at once, whatever still refers to this
+        generator's frame (an error's traceback does)."""
+        chunks = self.chunks(block_size, weights_only)
+        try:
+            for start, X, weights in chunks:
+                yield function(X, weights, start, block_size, *args)
+        finally:
+            chunks.close()
 
     def _runs(self, indices, read, release=None):
         """``read(first, stop)`` over runs of nearby sorted indices; the indexed rows
@@ -1170,7 +1245,9 @@ def is_streamable(X):
 
 
 def check_shape(X):
-    """Shape, dtype and row slicing of a streamed or Dask X; returns the fit's dtype."""
+    """Shape, dtype and row slicing of a streamed or Dask X; returns the fit's dtype
+    (float64 for integers, float16 and objects, which are converted block by block:
+    as_float_rows)."""
     shape = tuple(X.shape)
     if X.ndim != 2 or len(shape) != 2:
         advice = (" Reshape your data: X.reshape(-1, 1) if it holds one feature, or "
@@ -1185,7 +1262,7 @@ def check_shape(X):
             "(dask: X.compute_chunk_sizes())."
         )
     dtype = np.dtype(X.dtype)
-    if dtype.kind not in "iuf":
+    if dtype.kind not in "iufO":  # objects: numbers, checked block by block
         raise TypeError(
             f"X has dtype {dtype}; fastem fits real numbers (float32, float64 or "
             "integers). Convert X first."
@@ -1279,10 +1356,28 @@ def chunk_estimate(X, sample_weight, first_row, block_size, what, parameters,
 
 def estimate(source, what, parameters, covariance_type, block_size, log_weights=None,
              small=False):
-    """chunk_estimate over a source: an ndarray (streamed) or a lazy Dask array."""
+    """chunk_estimate over a source: an ndarray (streamed) or a lazy Dask array.
+
+    A streamed source's chunks are written into one output array as they come
+    (made when the first arrives, of its dtype), so that what inference holds is
+    the output and one chunk's results, not all the chunks' results and their
+    concatenation (twice the output).
+    """
     if hasattr(source, "estimate_lazy"):
         return source.estimate_lazy(what, parameters, covariance_type, block_size,
                                     log_weights, small)
-    pieces = list(source.map_chunks(chunk_estimate, block_size, what, parameters,
-                                    covariance_type, log_weights, small))
-    return np.concatenate(pieces, axis=0)
+    n_samples = source.n_samples
+    output = None
+    first_row = 0
+    for piece in source.map_chunks(chunk_estimate, block_size, what, parameters,
+                                   covariance_type, log_weights, small):
+        if output is None:
+            output = np.empty((n_samples, *piece.shape[1:]), dtype=piece.dtype)
+        output[first_row:first_row + len(piece)] = piece
+        first_row += len(piece)
+        del piece
+    if output is None:  # no rows
+        n_components = parameters.means.shape[0]
+        shape = (0,) if what in ("labels", "log_prob") else (0, n_components)
+        output = np.empty(shape, dtype=np.int64 if what == "labels" else np.float64)
+    return output

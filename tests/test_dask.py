@@ -570,11 +570,14 @@ def test_a_worker_killed_mid_fit_changes_nothing(client, expected_fits):
     params = dict(covariance_type="full", max_iter=20, tol=0)
     expected = expected_fits(**params)
     X = da.from_array(make_data(), chunks=600)
-    victim = sorted(client.scheduler_info()["workers"])[0]
+    pids = client.run(os.getpid)  # {worker address: process id}
+    victim = sorted(pids)[0]
     killed = threading.Event()
+    kill_sent = []
 
     def kill():
         time.sleep(0.3)
+        kill_sent.append(time.perf_counter())
         try:
             client.run(os._exit, 1, workers=[victim])
         except Exception:  # the worker dies before answering
@@ -582,14 +585,20 @@ def test_a_worker_killed_mid_fit_changes_nothing(client, expected_fits):
         killed.set()
 
     killer = threading.Thread(target=kill, daemon=True)
-    started = time.perf_counter()
     killer.start()
     got = fit(X, **params)
-    seconds = time.perf_counter() - started
+    fit_ended = time.perf_counter()
     killer.join(timeout=30)
-    assert killed.is_set() and seconds > 0.3, seconds  # the kill happened mid-fit
-    assert_same_fit(expected, got)
+    # the kill was sent while the fit ran, and a worker process did die: the nanny
+    # restarted it, so the cluster's process ids are not the ones before
+    assert killed.is_set() and kill_sent[0] < fit_ended
     client.wait_for_workers(2, timeout=60)
+    deadline = time.monotonic() + 60
+    while set(client.run(os.getpid).values()) == set(pids.values()):
+        assert time.monotonic() < deadline, "no worker process was restarted"
+        time.sleep(0.1)
+    assert pids[victim] not in client.run(os.getpid).values()
+    assert_same_fit(expected, got)
 
 
 # --------------------------------------------------------------------------

@@ -130,7 +130,8 @@ class SourcesMixin:
     def _fit_source(self, X, sample_weight, labels):
         """``_fit`` for data read block by block (streamed or Dask).
 
-        Small data is read into memory and fitted as an ndarray. Otherwise the
+        Small data is read into memory and fitted as an ndarray (a Dask X's labels
+        then made a Dask array of X's row chunks). Otherwise the
         checks run block by block (a fit that fails leaves the estimator as it was:
         _fit_or_restore).
         """
@@ -148,10 +149,16 @@ class SourcesMixin:
             )
         if _driver.is_small(n_samples, n_features, self.n_components):
             memory = source.materialise()
-            X = memory.X
             if memory.sample_weight is not None and sample_weight is not None:
                 sample_weight = memory.sample_weight
-            return self._fit(X, sample_weight, labels)
+            result = self._fit(memory.X, sample_weight, labels)
+            if labels and _sources.is_dask_array(X):
+                # labels of Dask data are a Dask array, small data too (as predict's
+                # and as a larger array's fit_predict)
+                import dask.array as da
+
+                return da.from_array(result, chunks=(X.chunks[0],))
+            return result
         return self._fit_chunked(source, labels)
 
     def _fit_or_restore(self, X, sample_weight, labels):

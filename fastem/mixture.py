@@ -202,8 +202,9 @@ class GaussianMixture(SourcesMixin, DensityMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
-            A lazy Dask array when X is a Dask array larger than small data
-            (small data is read into memory to be fitted, and labelled there).
+            A Dask array when X is a Dask array: lazy, or for small data (read
+            into memory to be fitted, and labelled there) those labels in X's row
+            chunks.
         """
         return self._fit_or_restore(X, sample_weight, labels=True)
 

@@ -376,6 +376,25 @@ def test_inference_on_small_dask_data_is_the_in_memory_inference(dtype):
         assert model.score(lazy) == pytest.approx(model.score(X), rel=1e-14)
 
 
+@pytest.mark.parametrize("estimator", ["GaussianMixture", "BayesianGaussianMixture"])
+def test_fit_predict_of_small_dask_data_is_a_dask_array(estimator):
+    """Small data is fitted in memory; its fit_predict labels come back as a Dask array
+    of X's row chunks (as predict's do), the in-memory fit_predict's labels."""
+    X = make_data(n_samples=500)
+    assert _driver.is_small(*X.shape, N_COMPONENTS)
+    lazy = da.from_array(X, chunks=128)
+    make = {"GaussianMixture": lambda: GaussianMixture(N_COMPONENTS, random_state=0),
+            "BayesianGaussianMixture": lambda: BayesianGaussianMixture(
+                n_components=N_COMPONENTS, random_state=0, max_iter=20)}[estimator]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = make().fit_predict(lazy)
+        expected = make().fit_predict(X)
+    assert isinstance(labels, da.Array)
+    assert labels.chunks == ((128, 128, 128, 116),)
+    assert_array_equal(labels.compute(), expected)
+
+
 class FailingRows:
     """An array-like for da.from_array whose rows past ``fail_from`` cannot be read
     once ``armed`` (as a file damaged mid-fit)."""

@@ -15,6 +15,7 @@ import pytest
 from bayesian_helpers import (  # tests/bayesian_helpers.py
     POSTERIOR,
     PRIOR_TYPES,
+    WEIGHT_SCALE,
     assert_identical_posterior,
     concentration,
 )
@@ -152,6 +153,38 @@ def test_parity_with_sklearn_and_reference_from_the_same_start(
         X, kmeans_resp(X, 5, seed), N_ITER, priors, covariance_type, prior_type,
         reg_covar=1e-6)
     assert_matches_reference(model, parameters, lower_bounds, prior_type, RTOL_REFERENCE)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 64], ids=["default", "blocks64"],
+                         indirect=True)
+@parametrize_priors
+@parametrize_types
+def test_weighted_parity_with_reference(rng, seed, covariance_type, prior_type,
+                                        chunk_size):
+    """A weighted fit is the oracle's weighted variational loop (scikit-learn's has no
+    sample_weight): the start is KMeans's labels with the weights (the default
+    'kmeans' start), the default priors the weighted mean and covariance. The
+    weights (mean about 7.8, not in [1, 2), so that rescaled weights, as
+    GaussianMixture rescales them, would give another posterior) include zeros:
+    rows left out."""
+    X = make_blobs(rng)
+    weights = WEIGHT_SCALE * rng.uniform(0.1, 3.0, size=len(X))
+    weights[::17] = 0.0
+    model = fit_quietly(BayesianGaussianMixture(
+        n_components=5, covariance_type=covariance_type,
+        weight_concentration_prior_type=prior_type, max_iter=N_ITER, tol=0.0,
+        random_state=seed, chunk_size=chunk_size), X, sample_weight=weights)
+    assert model.n_iter_ == N_ITER
+    labels = KMeans(n_clusters=5, n_init=1, random_state=seed).fit(
+        X, sample_weight=weights).labels_
+    priors = reference.variational_priors(X, 5, covariance_type, sample_weight=weights)
+    parameters, lower_bounds = reference.variational_em(
+        X, np.eye(5)[labels], N_ITER, priors, covariance_type, prior_type,
+        reg_covar=1e-6, sample_weight=weights)
+    assert_matches_reference(model, parameters, lower_bounds, prior_type, RTOL_REFERENCE)
+    assert_close(model.mean_prior_, priors.mean, RTOL_REFERENCE, "mean_prior_")
+    assert_close(model.covariance_prior_, priors.covariance, RTOL_REFERENCE,
+                 "covariance_prior_")
 
 
 @pytest.mark.parametrize("init_params", INIT_PARAMS)

@@ -7,6 +7,7 @@ of workers and threads, and when a worker dies mid-fit. Each EM iteration is one
 graph, whose parameters are one shared key.
 """
 
+import contextlib
 import os
 import pickle
 import threading
@@ -29,6 +30,7 @@ from bayesian_helpers import (  # noqa: E402  (tests/bayesian_helpers.py)
     fit_bayesian,
     in_memory_fits_fixture,
 )
+from distributed.diagnostics.plugin import SchedulerPlugin  # noqa: E402
 
 from fastem import BayesianGaussianMixture  # noqa: E402
 from fastem.em import dask_source as _dask  # noqa: E402
@@ -168,70 +170,11 @@ def test_threaded_random_start_is_the_in_memory_fit(covariance_type):
         assert_same_fit(expected, fit(X, covariance_type=covariance_type, **RANDOM))
 
 
-@pytest.mark.usefixtures("threads", "random_chunks")
-def test_random_start_sends_states_not_numbers(monkeypatch):
-    """Each task of the 'random' start's passes gets its RandomState's state (2.5 KB),
-    not its rows' random numbers (5000 rows x 8 components x 8 bytes = 320 KB)."""
-    X = da.random.default_rng(1).normal(size=(40_000, 4), chunks=5000)
-    graphs = []
-    compute = dask.compute
-
-    def recording_compute(*args, **kwargs):
-        graphs.append(dict(dask.base.collections_to_expr(args).__dask_graph__()
-                           if hasattr(dask.base, "collections_to_expr")
-                           else dask.base.collections_to_dsk(args)))
-        return compute(*args, **kwargs)
-
-    monkeypatch.setattr(_dask.dask, "compute", recording_compute)
-    fit(X, n_components=8, max_iter=0, init_params="random", chunk_size=1000)
-    pickled = [[pickle.dumps(value) for value in graph.values()] for graph in graphs]
-    drawing = [tasks for tasks in pickled
-               if any(b"chunk_random" in task for task in tasks)]
-    assert len(drawing) == 2  # the sums, then the scatters
-    for tasks in drawing:
-        sizes = sorted(len(task) for task in tasks)
-        assert 2500 < sizes[-1] < 20_000, sizes[-3:]
-
-
 @pytest.mark.usefixtures("threads")
 def test_lazy_inference(expected_fits):
     model = expected_fits("full")
     assert_lazy_inference(model)
     assert_lazy_fit_predict(GaussianMixture(**FIT_PARAMS), model)
-
-
-@pytest.mark.usefixtures("threads")
-def test_one_graph_per_iteration_with_parameters_as_one_shared_key(monkeypatch):
-    """With a user-given start and no weights a fit computes one graph to check the
-    data and one per iteration; in each, the kernels' inputs are one key that every
-    chunk's task refers to, not a copy inside each task."""
-    rng = np.random.default_rng(0)
-    n_features, n_components = 24, 8
-    X = da.random.default_rng(1).normal(size=(40_000, n_features), chunks=5000)
-    start = dict(weights_init=np.full(n_components, 1 / n_components),
-                 means_init=rng.normal(size=(n_components, n_features)),
-                 precisions_init=np.stack([np.eye(n_features)] * n_components))
-    graphs = []
-    compute = dask.compute
-
-    def counting_compute(*args, **kwargs):
-        graphs.append(dask.base.collections_to_expr(args).__dask_graph__()
-                      if hasattr(dask.base, "collections_to_expr")
-                      else dask.base.collections_to_dsk(args))
-        return compute(*args, **kwargs)
-
-    monkeypatch.setattr(_dask.dask, "compute", counting_compute)
-    model = fit(X, n_components=n_components, max_iter=3, tol=0, chunk_size=1000,
-                **start)
-    assert model.n_iter_ == 3
-    assert len(graphs) == 1 + 3
-    graph = dict(graphs[-1])
-    sizes = {key: len(pickle.dumps(value)) for key, value in graph.items()}
-    parameters_bytes = n_components * n_features * n_features * 8
-    large = [key for key, size in sizes.items() if size > parameters_bytes / 2]
-    assert len(large) == 1, sizes  # the shared key, once
-    n_chunks = 8  # 5000-row chunks hold whole 1000-row blocks: not rechunked
-    assert sum(1 for key in graph if "run_chunk" in str(key)) == n_chunks
 
 
 @pytest.mark.usefixtures("threads")
@@ -618,6 +561,126 @@ def test_a_worker_killed_mid_fit_changes_nothing(client, expected_fits):
         time.sleep(0.1)
     assert pids[victim] not in client.run(os.getpid).values()
     assert_same_fit(expected, got)
+
+
+# --------------------------------------------------------------------------
+# the graphs each pass sends, on the threaded scheduler and on the LocalCluster
+
+
+class GraphRecorder(SchedulerPlugin):
+    """On the scheduler: every graph it receives (update_graph), as {key: (its task
+    pickled, as the scheduler ships it to a worker, the keys it depends on)}."""
+
+    name = "fastem-test-graph-recorder"
+
+    def __init__(self):
+        self.graphs = []
+
+    def update_graph(self, scheduler, *, tasks, **kwargs):
+        states = [scheduler.tasks[key] for key in tasks]
+        self.graphs.append({
+            state.key: (pickle.dumps(state.run_spec),
+                        {dependency.key for dependency in state.dependencies})
+            for state in states})
+
+
+def _recorded_graphs(dask_scheduler, name):
+    return dask_scheduler.plugins[name].graphs
+
+
+def _local_graph(collections):
+    """The graph dask.compute runs for ``collections``, as GraphRecorder records one."""
+    graph = dict(dask.base.collections_to_expr(collections).__dask_graph__()
+                 if hasattr(dask.base, "collections_to_expr")
+                 else dask.base.collections_to_dsk(collections))
+    return {key: (pickle.dumps(task), dask.core.get_dependencies(graph, key))
+            for key, task in graph.items()}
+
+
+@contextlib.contextmanager
+def recorded_graphs(client):
+    """A list of the graphs computed in the block, each {key: (the task pickled, the
+    keys it depends on)}: on a distributed ``client`` those its scheduler receives
+    (GraphRecorder: every graph, whoever computes it); on dask's local
+    schedulers (``client`` None) those given to dask.compute, which fastem's
+    passes call (a spy that records and calls through)."""
+    graphs = []
+    if client is None:
+        compute = dask.compute
+
+        def recording_compute(*args, **kwargs):
+            graphs.append(_local_graph(args))
+            return compute(*args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(dask, "compute", recording_compute)
+            yield graphs
+        return
+    client.register_plugin(GraphRecorder())
+    try:
+        yield graphs
+        graphs.extend(client.run_on_scheduler(_recorded_graphs,
+                                              name=GraphRecorder.name))
+    finally:
+        client.unregister_scheduler_plugin(GraphRecorder.name)
+
+
+@pytest.fixture(params=["threads", "distributed"])
+def scheduler_client(request):
+    """None on dask's threaded scheduler (four threads), or the module's LocalCluster
+    client: fastem computes a pass with dask.compute on the one, with
+    client.compute on the other."""
+    if request.param == "threads":
+        with dask.config.set(scheduler="threads", num_workers=4):
+            yield None
+    else:
+        yield request.getfixturevalue("client")
+
+
+TASK_BYTES_LIMIT = 20_000  # a task without the parameters or a chunk's numbers
+
+
+def test_one_graph_per_iteration_with_parameters_as_one_shared_key(scheduler_client):
+    """With a user-given start and no weights a fit computes one graph to check the
+    data and one per iteration; in each, the kernels' inputs are one key, which
+    every chunk's task depends on, not a copy inside each task: the precisions
+    alone (36.9 KB) make that key the one task past 20 KB."""
+    rng = np.random.default_rng(0)
+    n_features, n_components = 24, 8
+    X = da.random.default_rng(1).normal(size=(40_000, n_features), chunks=5000)
+    start = dict(weights_init=np.full(n_components, 1 / n_components),
+                 means_init=rng.normal(size=(n_components, n_features)),
+                 precisions_init=np.stack([np.eye(n_features)] * n_components))
+    with recorded_graphs(scheduler_client) as graphs:
+        model = fit(X, n_components=n_components, max_iter=3, tol=0, chunk_size=1000,
+                    **start)
+    assert model.n_iter_ == 3
+    assert len(graphs) == 1 + 3
+    parameters_bytes = n_components * n_features * n_features * 8
+    n_chunks = 8  # 5000-row chunks hold whole 1000-row blocks: not rechunked
+    for graph in graphs[1:]:
+        sizes = {key: len(task) for key, (task, _) in graph.items()}
+        large = [key for key, size in sizes.items() if size > TASK_BYTES_LIMIT]
+        assert len(large) == 1, sorted(sizes.values())[-3:]  # the shared key, once
+        assert sizes[large[0]] > parameters_bytes
+        chunk_tasks = [key for key in graph if "run_chunk" in str(key)]
+        assert len(chunk_tasks) == n_chunks
+        assert all(large[0] in graph[key][1] for key in chunk_tasks)
+
+
+@pytest.mark.usefixtures("random_chunks")
+def test_random_start_sends_states_not_numbers(scheduler_client):
+    """Each task of the 'random' start's passes gets its RandomState's state (2.5 KB),
+    not its rows' random numbers (5000 rows x 8 components x 8 bytes = 320 KB)."""
+    X = da.random.default_rng(1).normal(size=(40_000, 4), chunks=5000)
+    with recorded_graphs(scheduler_client) as graphs:
+        fit(X, n_components=8, max_iter=0, init_params="random", chunk_size=1000)
+    drawing = [graph for graph in graphs
+               if any(b"chunk_random" in task for task, _ in graph.values())]
+    assert len(drawing) == 2  # the sums, then the scatters
+    for graph in drawing:
+        sizes = sorted(len(task) for task, _ in graph.values())
+        assert 2500 < sizes[-1] < TASK_BYTES_LIMIT, sizes[-3:]
 
 
 # --------------------------------------------------------------------------

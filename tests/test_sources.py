@@ -29,7 +29,7 @@ from bayesian_helpers import (  # tests/bayesian_helpers.py
     in_memory_fits_fixture,
 )
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 
 from fastem import BayesianGaussianMixture, reference
 from fastem.em import driver as _driver
@@ -333,30 +333,59 @@ def test_sampled_kmeans_start_against_sklearn_and_the_reference(covariance_type)
                     atol=RTOL_REFERENCE * np.abs(covariances).max())
 
 
+def scikit_learns_k_rows(X, sample_weight, n_components, init_params, seed):
+    """The K rows scikit-learn's start ``init_params`` picks, drawn here with
+    scikit-learn and numpy: k-means++ is ``sklearn.cluster.kmeans_plusplus`` with
+    the weights; random_from_data is GaussianMixture's ``RandomState.choice(N, K,
+    replace=False)`` among the rows of positive weight (a zero weight leaves its
+    row out, so it is never a component's row)."""
+    random_state = np.random.RandomState(seed)
+    if init_params == "k-means++":
+        return kmeans_plusplus(X, n_components, random_state=random_state,
+                               sample_weight=sample_weight)[1]
+    candidates = np.flatnonzero(sample_weight > 0)
+    return candidates[random_state.choice(len(candidates), n_components,
+                                          replace=False)]
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("init_params", ["random_from_data", "k-means++"])
 def test_start_from_k_rows_is_the_one_hot_pass(covariance_type, weighted, init_params):
     """random_from_data and the in-memory k-means++ read only their K rows (drawn
-    without an (N,) array: fastem.em.draws, fastem.em.kmeans_plusplus) and give the
-    bits of scikit-learn's draws (RandomState.choice, kmeans_plusplus) through the
-    one-hot pass over all rows (parameters_from_resp), including a 'tied' sum in
-    chunk order."""
+    without an (N,) array: fastem.em.draws, fastem.em.kmeans_plusplus): the start
+    is reference.m_step of one-hot responsibilities on the rows scikit-learn's
+    draws pick (scikit_learns_k_rows; weighted too), and the bits of the one-hot
+    pass over all rows it replaces (parameters_from_resp), including a 'tied' sum
+    in chunk order."""
     X = make_data(n_samples=3 * _driver.INIT_CHUNK + 17, n_features=2)
     weights = make_weights(n_samples=len(X)) if weighted else np.ones(len(X))
+    n_components, seed, reg_covar = 5, 5, 1e-6
     settings = _driver.FitSettings(
-        n_components=5, covariance_type=covariance_type, tol=1e-3, reg_covar=1e-6,
-        max_iter=1, n_init=1, init_params=init_params, weights_init=None,
-        means_init=None, precisions_init=None, on_singular="recover", verbose=0,
-        verbose_interval=10, block_size=BLOCK,
+        n_components=n_components, covariance_type=covariance_type, tol=1e-3,
+        reg_covar=reg_covar, max_iter=1, n_init=1, init_params=init_params,
+        weights_init=None, means_init=None, precisions_init=None,
+        on_singular="recover", verbose=0, verbose_interval=10, block_size=BLOCK,
     )
-    resp_of = _driver.initial_resp(X, weights, settings, np.random.RandomState(5))
-    expected = _driver.parameters_from_resp(X, weights, resp_of, 5, covariance_type,
-                                            1e-6)
     got = _driver.start_parameters(_sources.MemorySource(X, weights), settings,
-                                   np.random.RandomState(5))[:3]
+                                   np.random.RandomState(seed))[:3]
+    rows = scikit_learns_k_rows(X, weights, n_components, init_params, seed)
+    assert np.all(weights[rows] > 0)
+    one_hot = np.zeros((len(X), n_components))
+    one_hot[rows, np.arange(n_components)] = 1.0
+    expected = reference.m_step(X, one_hot, covariance_type, reg_covar,
+                                sample_weight=weights)
     for name, want, have in zip(("weights", "means", "covariances"), expected, got,
-                                  strict=True):
+                                strict=True):
+        # a one-row component's covariance is reg_covar on the diagonal, and
+        # rounding (about 1e-30) off it: an absolute tolerance for those
+        atol = RTOL_REFERENCE * np.abs(want).max() if name == "covariances" else 0
+        assert_allclose(have, want, rtol=RTOL_REFERENCE, atol=atol, err_msg=name)
+    resp_of = _driver.initial_resp(X, weights, settings, np.random.RandomState(seed))
+    one_hot_pass = _driver.parameters_from_resp(X, weights, resp_of, n_components,
+                                                covariance_type, reg_covar)
+    for name, want, have in zip(("weights", "means", "covariances"), one_hot_pass,
+                                got, strict=True):
         if name == "weights" and weighted:  # divided by the weights' sum per block
             assert_allclose(have, want, rtol=1e-15)
         else:

@@ -34,3 +34,73 @@ def one_blas_thread(request):
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+class BlockThreadsSpy:
+    """Records how many threads ``fastem.kernels.threads.run_blocks`` really used.
+
+    Installed in place of ``run_blocks`` in every fastem module that imported it
+    (the fixture ``block_threads``), it calls the real ``run_blocks`` with the
+    kernel wrapped so that each call of a block range records the thread that
+    ran it. Every ``run_blocks`` call appends ``(n_blocks, threads used)`` to a
+    list of the thread that made the call (concurrent fits each see their own):
+    :meth:`take` returns and clears it. A recorder, not a mock: the kernels run
+    as they would without it.
+    """
+
+    def __init__(self, run_blocks):
+        import threading
+
+        self._run_blocks = run_blocks
+        self._threading = threading
+        self._local = threading.local()
+
+    def __call__(self, kernel, n_blocks, *args):
+        used = set()
+
+        def recording_kernel(*kernel_args):
+            used.add(self._threading.get_ident())
+            return kernel(*kernel_args)
+
+        self._run_blocks(recording_kernel, n_blocks, *args)
+        self._calls().append((n_blocks, len(used)))
+
+    def _calls(self):
+        if not hasattr(self._local, "calls"):
+            self._local.calls = []
+        return self._local.calls
+
+    def take(self):
+        """``(n_blocks, threads used)`` of this thread's calls since the last take."""
+        calls, self._local.calls = self._calls(), []
+        return calls
+
+    def assert_used(self, n_threads):
+        """Take this thread's calls: each ran on min(n_threads, n_blocks) threads,
+        and at least one had blocks enough for all n_threads."""
+        calls = self.take()
+        assert calls, "the block kernels should have run"
+        assert max(n_blocks for n_blocks, _ in calls) >= n_threads, calls
+        wrong = [(n_blocks, used) for n_blocks, used in calls
+                 if used != min(n_threads, n_blocks)]
+        assert not wrong, f"{len(wrong)} of {len(calls)} calls, e.g. {wrong[:3]}"
+
+
+@pytest.fixture
+def block_threads(monkeypatch):
+    """A :class:`BlockThreadsSpy` in place of ``run_blocks`` wherever fastem uses it."""
+    import sys
+
+    from fastem.kernels import threads
+
+    run_blocks = threads.run_blocks
+    spy = BlockThreadsSpy(run_blocks)
+    patched = []
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] == "fastem" and getattr(module, "run_blocks", None) is (
+            run_blocks
+        ):
+            monkeypatch.setattr(module, "run_blocks", spy)
+            patched.append(name)
+    assert {"fastem.kernels.estep", "fastem.em.sources"} <= set(patched), patched
+    return spy

@@ -12,7 +12,6 @@ import re
 import tracemalloc
 import warnings
 
-import numba
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -23,6 +22,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from fastem import load_model, reference, save_model
 from fastem.em import driver as _driver
 from fastem.kernels import estep as _kernels_estep
+from fastem.kernels.threads import current_threads, max_threads
 from fastem.mixture import (
     GaussianMixture,
     SingularCovarianceError,
@@ -547,11 +547,24 @@ def test_best_of_n_init_is_at_least_every_single_restart(rng, seed, covariance_t
     )
 
 
+@pytest.mark.skipif(
+    max_threads() < 2,
+    reason="fastem's kernels may use one thread only here (NUMBA_NUM_THREADS < 2), "
+    "so a fit asked for two threads runs on one and there is nothing to compare",
+)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("chunk_size", [None, 100])
 def test_one_and_two_threads_give_bitwise_identical_fits(
-    rng, covariance_type, chunk_size
+    rng, covariance_type, chunk_size, block_threads
 ):
+    """The same bits from fits that do run their block kernels on one and on two
+    threads (the ``block_threads`` recorder of tests/conftest.py), with fastem's
+    per-thread count (``current_threads``) back at the default after each."""
+
+    def assert_threads_used(n_threads):
+        block_threads.assert_used(n_threads)
+        assert current_threads() == max_threads(), "the thread count leaked"
+
     X = make_blobs(rng, n_components=3, n_features=6, n_per_component=8000)
     block = chunk_size or _driver.default_block_size(
         *X.shape, 3, covariance_type, X.itemsize
@@ -565,14 +578,17 @@ def test_one_and_two_threads_give_bitwise_identical_fits(
         chunk_size=chunk_size,
         **explicit_start(rng, X, 3, covariance_type),
     )
-    threads_before = numba.get_num_threads()
+    assert current_threads() == max_threads()  # nothing set on this thread
     one = fit_quietly(GaussianMixture(n_threads=1, **params), X)
-    assert numba.get_num_threads() == threads_before
+    assert_threads_used(1)
     two = fit_quietly(GaussianMixture(n_threads=2, **params), X)
-    assert numba.get_num_threads() == threads_before
+    assert_threads_used(2)
     assert_identical_fit(one, two)
-    assert_array_equal(one.score_samples(X), two.score_samples(X))
-    assert_array_equal(one.predict_proba(X), two.predict_proba(X))
+    for method in ("score_samples", "predict_proba"):
+        expected = getattr(one, method)(X)
+        assert_threads_used(1)
+        assert_array_equal(getattr(two, method)(X), expected, err_msg=method)
+        assert_threads_used(2)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -792,23 +808,42 @@ def test_reseeded_component_picks_up_mass(rng, seed, covariance_type):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("scale", [1e160, 1e-160])
-def test_extreme_data_fits_or_fails_cleanly(rng, seed, covariance_type, scale):
-    """Data whose squares overflow or underflow: a finite fit or a ValueError, no crash.
+def test_data_at_1e160_raise_that_a_covariance_overflows(rng, seed, covariance_type):
+    """Data whose variance (~1e320) overflows float64: the documented ValueError
+    saying what to do, no crash and no non-finite model.
 
     (At b199fd9 the 1e160 'tied' case crashed with a TypeError in kernel_inputs.)
     """
-    X = rng.normal(size=(50, 2)) * scale
+    X = rng.normal(size=(50, 2)) * 1e160
     model = GaussianMixture(2, covariance_type=covariance_type, random_state=seed)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.raises(ValueError, match=r"covariance overflows\. Divide X by"):
             model.fit(X)
-        except ValueError as error:
-            assert re.search(r"\bX\b|data|reg_covar", str(error)), "say what to do"
-            return
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_data_at_1e_minus_160_fit_to_the_reg_covar_model(rng, seed, covariance_type):
+    """Data whose variance (~1e-320, subnormal) is far below reg_covar's rounding
+    (1e-6 * eps = 2e-22): a valid fit whose covariances are reg_covar * I, and whose
+    score_samples is fastem.reference's log-likelihood of the fitted parameters."""
+    X = rng.normal(size=(50, 2)) * 1e-160
+    model = fit_quietly(
+        GaussianMixture(2, covariance_type=covariance_type, random_state=seed), X
+    )
     assert all_finite(model)
-    assert np.all(np.isfinite(model.score_samples(X)))
+    assert_allclose(model.weights_.sum(), 1.0, rtol=0, atol=1e-14)
+    assert np.all(model.weights_ >= 0)
+    # means are weighted means of rows of X (within their rounding)
+    assert np.all(np.abs(model.means_) <= np.abs(X).max() * (1 + 1e-12))
+    # the data's share of each variance is < 1e-300: reg_covar = 1e-6 to the last bit
+    dense = reference.dense_covariances(model.covariances_, covariance_type, 2, 2)
+    assert_allclose(np.diagonal(dense, axis1=1, axis2=2), 1e-6, rtol=1e-15, atol=0)
+    assert np.all(np.abs(dense[:, 0, 1]) < 1e-300)
+    log_prob_norm, _ = reference.e_step(
+        X, model.weights_, model.means_, model.covariances_, covariance_type
+    )
+    assert_close(model.score_samples(X), log_prob_norm, RTOL_REFERENCE)
 
 
 # --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Profiles (registered here, chosen with the environment variable
       FASTEM_HYPOTHESIS_PROFILE=fastem-long python -m pytest tests/test_properties.py
 """
 
+import collections
 import os
 import re
 import warnings
@@ -270,14 +271,73 @@ def total_weight(sample_weight, n_samples):
     return n_samples if sample_weight is None else float(np.sum(sample_weight))
 
 
-@settings(PROFILE)
-@given(problems())
-def test_bayesian_fit_gives_a_finite_model(problem):
-    """BayesianGaussianMixture on the drawn problems: a finite posterior (never NaN),
-    weights that sum to one, responsibilities that sum to one; or one of the two
-    errors its README section documents: the default covariance prior (the data's
-    covariance divided by the total weight - 1) needs a total weight above 1, and a
-    fit whose every restart broke down names the component."""
+# BayesianGaussianMixture's posterior covariances are (fastem/bayesian.py, _update)
+#     (covariance_prior + nk S_k + shrink_k d_k d_k^T) / degrees_of_freedom_k,
+# the prior plus positive semidefinite terms: positive definite whenever the prior
+# is, up to the rounding of the added terms. Those are weighted squares of the data
+# around means inside it, of order (total weight) x the prior's largest eigenvalue,
+# so their rounding is of order n_features * total weight * eps <= 8 * 5000 * 2.2e-16
+# ~ 1e-11 of it on these problems (to first order; means far from their points'
+# centre could add up to another factor of the total weight, still below 1e-8). A
+# default prior (the data's weighted covariance) whose smallest eigenvalue exceeds
+# RCOND_SINGULAR = sqrt(eps) ~ 1.5e-8 of its largest therefore keeps every posterior
+# covariance positive definite, and the fit must not break down; below it the prior
+# is numerically singular (fewer distinct rows than features, a constant column:
+# the fastem-ci draw has them at <= 1e-16, all others at >= 4.7e-4) and "Every
+# initialization ... broke down" is the documented outcome, allowed.
+# 'diag' uses the variances alone (checked per feature against the largest: the
+# drawn features share one scale, so only a constant column falls below), and
+# 'spherical' their mean, singular only when every column is constant.
+RCOND_SINGULAR = float(np.sqrt(np.finfo(np.float64).eps))
+# The fraction of drawn problems (with total weight above 1) that must fit: 257 of
+# 293 in the fastem-ci draw; if the strategy came to draw mostly singular priors,
+# the property would no longer test much.
+MIN_FITTED_SHARE = 0.75
+
+
+def default_covariance_prior(X, sample_weight, covariance_type):
+    """The default ``covariance_prior`` in covariance_type's layout, computed as
+    fastem does: the weighted mean accumulated around the first row of positive
+    weight (so a constant column has exactly zero variance), the weighted scatter
+    around it divided by total weight - 1."""
+    X = np.asarray(X, dtype=np.float64)
+    weights = (np.ones(len(X)) if sample_weight is None
+               else np.asarray(sample_weight, dtype=np.float64))
+    total = weights.sum()
+    shift = X[np.argmax(weights > 0)]
+    mean = shift + weights @ (X - shift) / total
+    centred = X - mean
+    covariance = (weights[:, np.newaxis] * centred).T @ centred / (total - 1.0)
+    if covariance_type in ("full", "tied"):
+        return 0.5 * (covariance + covariance.T)
+    if covariance_type == "diag":
+        return np.diag(covariance)
+    return np.diag(covariance).mean()
+
+
+def is_numerically_singular(prior, covariance_type):
+    """Whether the prior's smallest eigenvalue is at most RCOND_SINGULAR times its
+    largest (see RCOND_SINGULAR; 'spherical': whether it is zero)."""
+    if covariance_type == "spherical":
+        return not prior > 0.0
+    values = np.linalg.eigvalsh(prior) if covariance_type in ("full", "tied") else prior
+    return not values.min() > RCOND_SINGULAR * values.max()
+
+
+def check_bayesian_fit(problem):
+    """Fit BayesianGaussianMixture on a drawn problem and check the outcome.
+
+    A finite posterior (never NaN), weights that sum to one, responsibilities that
+    sum to one; or one of the two errors its README section documents, each only
+    where it is due, decided before fitting: the default covariance prior (the
+    data's covariance divided by the total weight - 1) needs a total weight above
+    1, and a fit whose every restart broke down names the component, allowed only
+    when that prior is numerically singular (is_numerically_singular).
+
+    Returns
+    -------
+    outcome : {"fitted", "broke down", "total weight <= 1"}
+    """
     X, sample_weight, params = problem
     params = {**params, "max_iter": min(params["max_iter"], 10)}
     model = BayesianGaussianMixture(**params)
@@ -286,19 +346,20 @@ def test_bayesian_fit_gives_a_finite_model(problem):
         if not total_weight(sample_weight, len(X)) > 1.0:
             with pytest.raises(ValueError, match="needs a total weight above 1"):
                 model.fit(X, sample_weight=sample_weight)
-            return
-        try:
-            model.fit(X, sample_weight=sample_weight)
-        except ValueError as error:
-            # the README's other documented error: every restart abandoned because a
-            # covariance is not positive definite even with the Wishart prior (data
-            # whose covariance, the default prior, is numerically singular: identical
-            # rows without reg_covar, two points at 1e30, ...); never a NaN model
-            broke_down = (r"Every initialization of the variational fit broke down "
-                          r"\(initialization 0: the (covariance of component \d+|tied "
-                          r"covariance) is not positive definite[;)]")
-            assert re.match(broke_down, str(error)), str(error)
-            return
+            return "total weight <= 1"
+        covariance_type = params["covariance_type"]
+        prior = default_covariance_prior(X, sample_weight, covariance_type)
+        if is_numerically_singular(prior, covariance_type):
+            try:
+                model.fit(X, sample_weight=sample_weight)
+            except ValueError as error:
+                broke_down = (r"Every initialization of the variational fit broke "
+                              r"down \(initialization 0: the (covariance of component "
+                              r"\d+|tied covariance) is not positive definite[;)]")
+                assert re.match(broke_down, str(error)), str(error)
+                return "broke down"
+        else:
+            model.fit(X, sample_weight=sample_weight)  # must not break down
         resp = model.predict_proba(X)
         log_prob = model.score_samples(X)
     unexpected = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
@@ -314,3 +375,18 @@ def test_bayesian_fit_gives_a_finite_model(problem):
     assert np.all(np.isfinite(resp)) and np.all(resp >= 0)
     assert_allclose(resp.sum(axis=1), 1.0, rtol=0, atol=ATOL_RESP_SUM)
     assert np.all(np.isfinite(log_prob))
+    return "fitted"
+
+
+def test_bayesian_fit_gives_a_finite_model():
+    """check_bayesian_fit on the drawn problems; most of them must fit."""
+    outcomes = collections.Counter()
+
+    @settings(PROFILE)
+    @given(problems())
+    def check_drawn_problem(problem):
+        outcomes[check_bayesian_fit(problem)] += 1
+
+    check_drawn_problem()
+    n_fits = outcomes["fitted"] + outcomes["broke down"]
+    assert outcomes["fitted"] >= MIN_FITTED_SHARE * n_fits, dict(outcomes)

@@ -4,8 +4,13 @@
   runs, across thread counts 1 and 2, between this process and a fresh one
   that loads the compiled kernels from the cache, and a fresh one that
   compiles them -- on the small-data loop and on the block kernels.
+* The 1- and 2-thread fits do run the block kernels on one and two threads
+  (tests/conftest.py's ``block_threads`` records it), and fastem's per-thread
+  count (``fastem.kernels.threads.current_threads``) is back where it was after
+  every fit, also after a fit that raised inside an outer ``thread_limit``.
 * Fits running at once in a ThreadPoolExecutor give exactly the sequential
-  results; numba's own thread count is left alone, also by a fit that raised.
+  results, each on its own thread count; numba's own thread count (which
+  fastem's kernels do not use) is left alone, also by a fit that raised.
 * A fitted model round-trips through pickle, and through the CLI's JSON
   output and ``fastem.load_model``, with identical ``predict_proba``.
 * A numba cache directory that is read-only or absent does not break fitting.
@@ -34,6 +39,8 @@ from sklearn.exceptions import ConvergenceWarning
 import fastem
 from fastem import GaussianMixture, load_model
 from fastem.cli import main
+from fastem.em.driver import default_block_size
+from fastem.kernels.threads import current_threads, max_threads, thread_limit
 from fastem.mixture import SingularCovarianceError
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -87,6 +94,12 @@ def fingerprint(model):
 # --------------------------------------------------------------------------
 # runs and thread counts
 
+needs_two_threads = pytest.mark.skipif(
+    max_threads() < 2,
+    reason="fastem's kernels may use one thread only here (NUMBA_NUM_THREADS < 2), "
+    "so a fit asked for two threads runs on one and there is nothing to compare",
+)
+
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -101,34 +114,49 @@ def test_same_random_state_gives_identical_fits(rng, seed, covariance_type, dtyp
         assert_array_equal(second.predict_proba(X), first.predict_proba(X))
 
 
+@needs_two_threads
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_one_and_two_threads_give_bitwise_identical_fits(rng, seed, covariance_type, dtype):
-    """25,000 x 4 data with 4 components: the parallel, many-block path."""
+def test_one_and_two_threads_give_bitwise_identical_fits(
+    rng, seed, covariance_type, dtype, block_threads
+):
+    """25,000 x 4 data with 4 components: the parallel, many-block path, which the
+    fits and the inference do run on one and on two threads."""
     X = blobs(rng, n_per_component=6250, n_features=4, n_components=4).astype(dtype)
     params = dict(n_components=4, covariance_type=covariance_type, init_params="random",
                   max_iter=8, random_state=seed)
-    threads_before = numba.get_num_threads()
+    assert current_threads() == max_threads()  # nothing set on this thread
     one = fit_quietly(GaussianMixture(n_threads=1, **params), X)
+    block_threads.assert_used(1)
     two = fit_quietly(GaussianMixture(n_threads=2, **params), X)
-    assert numba.get_num_threads() == threads_before
+    block_threads.assert_used(2)
+    assert current_threads() == max_threads()
     assert_identical(two, one)
-    assert_array_equal(two.predict_proba(X), one.predict_proba(X))
-    assert_array_equal(two.score_samples(X), one.score_samples(X))
+    for method in ("predict_proba", "score_samples"):
+        expected = getattr(one, method)(X)
+        block_threads.assert_used(1)
+        assert_array_equal(getattr(two, method)(X), expected, err_msg=method)
+        block_threads.assert_used(2)
+    assert current_threads() == max_threads()
 
 
+@needs_two_threads
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_starts_from_the_data_give_bitwise_identical_fits_on_one_and_two_threads(
-    rng, seed, covariance_type, init_params
+    rng, seed, covariance_type, init_params, block_threads
 ):
     """The starts computed from the data (scikit-learn's k-means, fastem's k-means++,
-    rows of X), as the default start is: the same bits on one and two threads."""
+    rows of X), as the default start is: the same bits on one and two threads
+    (which the fits do use)."""
     X = blobs(rng, n_per_component=6250, n_features=4, n_components=4)
     params = dict(n_components=4, covariance_type=covariance_type,
                   init_params=init_params, max_iter=8, random_state=seed)
     one = fit_quietly(GaussianMixture(n_threads=1, **params), X)
+    block_threads.assert_used(1)
     two = fit_quietly(GaussianMixture(n_threads=2, **params), X)
+    block_threads.assert_used(2)
+    assert current_threads() == max_threads()
     assert_identical(two, one)
     assert_array_equal(two.predict_proba(X), one.predict_proba(X))
 
@@ -137,10 +165,14 @@ def test_starts_from_the_data_give_bitwise_identical_fits_on_one_and_two_threads
 # concurrency
 
 
-def test_concurrent_fits_equal_sequential_fits(rng, seed):
-    """Eight fits (four covariance types x two sizes, 1 or 2 threads) at once."""
+def test_concurrent_fits_equal_sequential_fits(rng, seed, block_threads):
+    """Eight fits (four covariance types x two sizes, 1 or 2 threads) at once: the
+    sequential results, each fit on its own thread count (the count is per calling
+    thread), and each worker's count back at the default afterwards."""
     small = blobs(rng)
-    large = blobs(rng, n_per_component=7000, n_features=4)
+    # above SERIAL_WORK_LIMIT (21,000 rows were not): many blocks, so two threads
+    large = blobs(rng, n_per_component=10000, n_features=4)
+    assert default_block_size(*large.shape, 3, "full", 8) < len(large)
     jobs = [
         (X, dict(n_components=3, covariance_type=covariance_type, n_threads=n_threads,
                  init_params="random", max_iter=10, random_state=seed + i))
@@ -153,8 +185,13 @@ def test_concurrent_fits_equal_sequential_fits(rng, seed):
 
     def run(job):
         X, params = job
+        block_threads.take()  # this worker's calls from its previous job
         model = GaussianMixture(**params).fit(X)
-        return model, model.predict_proba(X)
+        resp = model.predict_proba(X)
+        if X is large:  # small data never reaches the block kernels
+            block_threads.assert_used(min(params["n_threads"], max_threads()))
+        assert current_threads() == max_threads(), "the count leaked on this thread"
+        return model, resp
 
     threads_before = numba.get_num_threads()
     # One filter for all the threads, set here: warnings.catch_warnings is not
@@ -165,7 +202,10 @@ def test_concurrent_fits_equal_sequential_fits(rng, seed):
         sequential = [run(job) for job in jobs]
         with ThreadPoolExecutor(max_workers=4) as pool:
             concurrent = list(pool.map(run, jobs))
+    # fastem never changes numba's own count; this would catch a fit that did
+    # (numba.set_num_threads is per calling thread too) and left it changed
     assert numba.get_num_threads() == threads_before
+    assert current_threads() == max_threads()
     for (model, resp), (expected, expected_resp) in zip(concurrent, sequential, strict=True):
         assert_identical(model, expected)
         assert_array_equal(resp, expected_resp)
@@ -201,17 +241,24 @@ def test_kernels_release_the_gil():
     ],
     ids=["singular covariance", "beyond float64"],
 )
+@needs_two_threads
 def test_thread_count_is_restored_after_a_fit_that_raised(seed, X, params, error):
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs two numba threads")
+    """A fit with n_threads=1 that raises inside ``thread_limit(2)`` leaves the
+    kernels' count at 2 there and at the default after it. numba's own count,
+    set to 2 here, is checked too: fastem does not use or set it, and a fit that
+    set it (numba.set_num_threads) without restoring it would show here."""
     original = numba.get_num_threads()
+    assert current_threads() == max_threads()  # nothing set on this thread
     try:
         numba.set_num_threads(2)
         model = GaussianMixture(1, n_threads=1, random_state=seed, **params)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with pytest.raises(error):
-                model.fit(X)
+        with thread_limit(2):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with pytest.raises(error):
+                    model.fit(X)
+            assert current_threads() == 2
+        assert current_threads() == max_threads()
         assert numba.get_num_threads() == 2
     finally:
         numba.set_num_threads(original)

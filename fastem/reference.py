@@ -234,8 +234,32 @@ def e_step(X, weights, means, covariances, covariance_type):
     """
     weighted_log_prob = estimate_weighted_log_prob(
         X, weights, means, covariances, covariance_type)
-    log_prob_norm = logsumexp(weighted_log_prob, axis=1)
-    return log_prob_norm, weighted_log_prob - log_prob_norm[:, np.newaxis]
+    return _normalise_log_prob(weighted_log_prob)
+
+
+def _normalise_log_prob(weighted_log_prob):
+    """``(log_prob_norm, log_resp)`` of weighted log-probabilities, row by row.
+
+    ``log_resp = (w - max) - log(sum(exp(w - max)))``: the row's largest term is
+    taken out before anything is summed. ``w - logsumexp(w)`` would lose the
+    normaliser's small part once ``|w|`` passes ~1e16 (two equal terms at -1e30:
+    ``logsumexp`` is -1e30 + log 2 = -1e30, and each gets responsibility 1). A
+    row whose largest term is -inf (no component has any density there) gets NaN
+    responsibilities and ``log_prob_norm = -inf``.
+
+    Parameters
+    ----------
+    weighted_log_prob : ndarray of shape (n_samples, n_components)
+
+    Returns
+    -------
+    log_prob_norm : ndarray of shape (n_samples,)
+    log_resp : ndarray of shape (n_samples, n_components)
+    """
+    largest = np.max(weighted_log_prob, axis=1, keepdims=True)
+    shifted = weighted_log_prob - largest
+    log_resp = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    return logsumexp(weighted_log_prob, axis=1), log_resp
 
 
 def _weighted_sum(values, sample_weight):
@@ -822,8 +846,7 @@ def variational_e_step(X, parameters, covariance_type,
     weighted = (variational_log_prob(X, parameters, covariance_type)
                 + expected_log_weights(parameters.weight_concentration,
                                        weight_concentration_prior_type))
-    log_prob_norm = logsumexp(weighted, axis=1)
-    return log_prob_norm, weighted - log_prob_norm[:, np.newaxis]
+    return _normalise_log_prob(weighted)
 
 
 def _log_det(covariances, covariance_type):

@@ -423,14 +423,34 @@ def test_points_far_from_the_model_are_improbable_never_nan(rng, covariance_type
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda dtype: dtype.__name__)
 def test_far_point_responsibilities_sum_to_one(rng, dtype):
-    """A 'tied' model ties both components at a point 1e9 away (float32 distances) or
-    1e30 away (float64): each gets half, not all, of the responsibility."""
+    """A 'tied' model and a point far out along the second feature, against the
+    oracle.
+
+    float64, 1e30 away: the two log-densities (~-5e59) differ by ~5e30 in exact
+    arithmetic, far below their rounding (~1e44), and are the same float64
+    number: the point is a tie, and each component gets its weight (0.5 to
+    1e-13 here), not all of it (``w - logsumexp(w)`` gave both 1). float32
+    data, 1e9 away: the log-densities (~-5e17, float64 parameters and
+    arithmetic) differ by ~5e9, far above their rounding (~1e2), so the nearer
+    component gets it all.
+    """
     model = GaussianMixture(2, covariance_type="tied", random_state=0)
     model.fit(blobs(rng).astype(dtype))
     point = np.array([[0.0, 1e30 if dtype == np.float64 else 1e9, 0.0]], dtype=dtype)
     log_prob = model.score_samples(point)[0]
+    resp = model.predict_proba(point)
     assert np.isfinite(log_prob) and log_prob < -1e17
-    assert_allclose(model.predict_proba(point).sum(), 1.0, rtol=0, atol=ATOL_RESP_SUM)
+    parameters = (model.weights_, model.means_, model.covariances_, "tied")
+    log_densities = reference.estimate_log_prob(point, *parameters[1:])[0]
+    expected_norm, expected_log_resp = reference.e_step(point, *parameters)
+    assert_allclose(log_prob, expected_norm[0], rtol=1e-10)
+    assert_allclose(resp, np.exp(expected_log_resp), rtol=0, atol=ATOL_RESP_SUM)
+    if dtype == np.float64:
+        assert log_densities[0] == log_densities[1]
+        assert_allclose(resp, model.weights_[np.newaxis], rtol=0, atol=ATOL_RESP_SUM)
+    else:
+        assert abs(log_densities[0] - log_densities[1]) > 1e9
+        assert_array_equal(np.sort(resp[0]), [0.0, 1.0])
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

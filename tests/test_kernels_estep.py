@@ -26,10 +26,12 @@ from fastem.kernels import estep as _kernels_estep
 from fastem.kernels.threads import thread_limit
 from fastem.kernels.vector import vector_lanes
 
-# float64: the kernels and the oracle differ only by summation order.
+# float64: the kernels and the oracle differ only by summation order. The row
+# kernels compute in float64 whatever the data's dtype, so this holds for
+# float32 data through them too.
 RTOL64 = 1e-10
-# float32: distances are computed in float32 (relative error ~1e-6 of the
-# Mahalanobis distance); accumulation is float64.
+# float32 data through the tiled kernels: distances are computed in float32
+# (relative error ~1e-6 of the Mahalanobis distance); accumulation is float64.
 RTOL32 = 1e-4
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 DTYPES = (np.float64, np.float32)
@@ -45,9 +47,13 @@ SHAPES = [  # (n_samples, n_features, n_components)
 ]
 
 
-def tolerances(dtype):
-    """(rtol, atol) for comparing values of order one computed from data of ``dtype``."""
-    return (RTOL64, 1e-10) if dtype == np.float64 else (RTOL32, 1e-4)
+def tolerances(dtype, kernel_path):
+    """(rtol, atol) for comparing values of order one computed from data of ``dtype``
+    by the kernels of ``kernel_path`` ('tiles' or 'rows'): float32 tolerances only
+    for float32 data through the tiled kernels (the row kernels compute in float64)."""
+    if dtype == np.float64 or kernel_path == "rows":
+        return RTOL64, 1e-10
+    return RTOL32, 1e-4
 
 
 def random_covariances(rng, covariance_type, n_components, n_features):
@@ -101,7 +107,8 @@ def block_size_for(X, covariance_type, n_components):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_weighted_log_prob_matches_reference(rng, covariance_type, dtype, shape):
+def test_weighted_log_prob_matches_reference(rng, covariance_type, dtype, shape,
+                                             kernel_path):
     n_samples, n_features, n_components = shape
     X, parameters = random_problem(rng, covariance_type, *shape)
     X = X.astype(dtype)
@@ -111,7 +118,7 @@ def test_weighted_log_prob_matches_reference(rng, covariance_type, dtype, shape)
     actual = _driver.estimate_weighted_log_prob(
         X, parameters, covariance_type, block_size_for(X, covariance_type, n_components)
     )
-    rtol, atol = tolerances(dtype)
+    rtol, atol = tolerances(dtype, kernel_path)
     # float32 log-densities are compared relative to their magnitude.
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
@@ -121,7 +128,7 @@ def test_weighted_log_prob_matches_reference(rng, covariance_type, dtype, shape)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("block_size", [None, 64], ids=["default blocks", "64-row blocks"])
 def test_labels_are_the_argmax_of_the_weighted_log_prob(
-    rng, monkeypatch, covariance_type, dtype, shape, block_size
+    rng, monkeypatch, covariance_type, dtype, shape, block_size, kernel_path
 ):
     """Labels pick the same component as the (n, K) array's argmax, and as the
     oracle's wherever its best two components are not tied to rounding."""
@@ -142,7 +149,8 @@ def test_labels_are_the_argmax_of_the_weighted_log_prob(
     top_two = np.sort(expected, axis=1)[:, -2:] if n_components > 1 else None
     clear = (
         np.ones(n_samples, bool) if top_two is None
-        else top_two[:, 1] - top_two[:, 0] > (1e-6 if dtype == np.float64 else 1e-1)
+        else top_two[:, 1] - top_two[:, 0] > (
+            1e-6 if tolerances(dtype, kernel_path)[0] == RTOL64 else 1e-1)
     )
     assert clear.mean() > 0.5
     np.testing.assert_array_equal(labels[clear], expected.argmax(axis=1)[clear])
@@ -151,7 +159,8 @@ def test_labels_are_the_argmax_of_the_weighted_log_prob(
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_log_resp_matches_reference_e_step(rng, covariance_type, dtype, shape):
+def test_log_resp_matches_reference_e_step(rng, covariance_type, dtype, shape,
+                                           kernel_path):
     n_samples, n_features, n_components = shape
     X, parameters = random_problem(rng, covariance_type, *shape)
     X = X.astype(dtype)
@@ -161,7 +170,7 @@ def test_log_resp_matches_reference_e_step(rng, covariance_type, dtype, shape):
     log_prob_norm, log_resp = _driver.estimate_log_prob_resp(
         X, parameters, covariance_type, block_size_for(X, covariance_type, n_components)
     )
-    rtol, atol = tolerances(dtype)
+    rtol, atol = tolerances(dtype, kernel_path)
     np.testing.assert_allclose(log_prob_norm, expected_norm, rtol=rtol, atol=atol)
     np.testing.assert_allclose(np.exp(log_resp), np.exp(expected_log_resp), rtol=rtol, atol=atol)
     np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0, rtol=1e-12)
@@ -171,23 +180,21 @@ def test_log_resp_matches_reference_e_step(rng, covariance_type, dtype, shape):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_statistics_match_reference(rng, covariance_type, dtype, shape, weighted):
+def test_statistics_match_reference(rng, covariance_type, dtype, shape, weighted,
+                                    kernel_path):
     n_samples = shape[0]
     X, parameters = random_problem(rng, covariance_type, *shape)
     X = X.astype(dtype)
     sample_weight = rng.uniform(0, 3, size=n_samples) if weighted else np.ones(n_samples)
-    _, log_resp = reference.e_step(
-        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
-    )
     assert_statistics_match_reference(X, sample_weight, parameters, covariance_type,
-                                      np.exp(log_resp))
+                                      kernel_path)
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kept", [True, False], ids=["lanes kept", "over LANE_BYTES"])
 def test_diagonal_statistics_with_and_without_lane_partials(rng, covariance_type, dtype,
-                                                            kept):
+                                                            kept, kernel_path):
     """The 'diag' kernel keeps its moments lane by lane through a block up to K D =
     LANE_BYTES / (16 lanes) (_lane_rows), and beyond adds a component's up
     after each tile: both give the oracle's statistics. (128 components: the
@@ -199,28 +206,22 @@ def test_diagonal_statistics_with_and_without_lane_partials(rng, covariance_type
     n_features = largest // n_components + (0 if kept else 1)
     X, parameters = random_problem(rng, covariance_type, 300, n_features, n_components)
     X = X.astype(dtype)
-    _, log_resp = reference.e_step(
-        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
-    )
     assert_statistics_match_reference(X, rng.uniform(0, 3, size=300), parameters,
-                                      covariance_type, np.exp(log_resp))
+                                      covariance_type, kernel_path)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(700, 2, 4), (700, 5, 3)])
 def test_statistics_with_unit_and_other_weights_in_one_tile(rng, covariance_type, dtype,
-                                                            shape):
+                                                            shape, kernel_path):
     """Weights of 1 (whose log-sum-exps the block kernels multiply together, see
     _add_tile_sums), 0 and others mixed in every tile: the oracle's sums."""
     X, parameters = random_problem(rng, covariance_type, *shape)
     X = X.astype(dtype)
     sample_weight = rng.choice([1.0, 1.0, 1.0, 1.0, 0.0, 2.5, 0.25], size=shape[0])
-    _, log_resp = reference.e_step(
-        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
-    )
     assert_statistics_match_reference(X, sample_weight, parameters, covariance_type,
-                                      np.exp(log_resp))
+                                      kernel_path)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -233,7 +234,6 @@ def test_point_no_component_explains(rng, covariance_type, weight):
     kernels compute in float64 whatever the data's dtype, where no float32 value
     overflows when squared.)"""
     n_components = 4
-    dtype = np.float64
     X, parameters = random_problem(rng, covariance_type, 300, 3, n_components)
     sample_weight = rng.choice([1.0, 1.0, 0.5], size=len(X))
     far = np.vstack([X[:150], np.full((1, 3), 1e200), X[150:]])
@@ -245,7 +245,7 @@ def test_point_no_component_explains(rng, covariance_type, weight):
                                             with_entropy=True)
     without = _driver.estep_statistics(X, sample_weight, parameters, covariance_type,
                                        block_size, with_entropy=True)
-    rtol = tolerances(dtype)[0]
+    rtol = RTOL64
     for name in ("nk", "sum_x", "scatter"):
         np.testing.assert_allclose(getattr(with_far, name), getattr(without, name),
                                    rtol=rtol, atol=rtol * len(X), err_msg=name)
@@ -261,28 +261,37 @@ def test_point_no_component_explains(rng, covariance_type, weight):
                                rtol=rtol)
 
 
-def assert_statistics_match_reference(X, sample_weight, parameters, covariance_type, resp):
-    """The fused kernel's (nk, sum_x, scatter, log_likelihood) against the oracle's,
-    whose statistics use the responsibilities ``resp``."""
+def assert_statistics_match_reference(X, sample_weight, parameters, covariance_type,
+                                      kernel_path):
+    """The fused kernel's (nk, sum_x, scatter, log_likelihood) against the oracle's.
+
+    The kernels work with the means rounded to the data's dtype (the ``centres``
+    they return): the oracle's responsibilities, statistics and log-likelihood
+    are those of the same rounded means, so that float32 data through the row
+    kernels (float64 arithmetic) is held to the float64 tolerances.
+    """
     dtype = X.dtype
     block_size = block_size_for(X, covariance_type, parameters.means.shape[0])
     nk, sum_x, scatter, log_likelihood, centres = _driver.sufficient_statistics(
         X, sample_weight, parameters, covariance_type, block_size
     )
-    # The kernel works around the means rounded to the data's dtype.
     np.testing.assert_array_equal(centres, parameters.means.astype(dtype))
+    _, log_resp = reference.e_step(
+        X, parameters.weights, centres, parameters.covariances, covariance_type
+    )
+    resp = np.exp(log_resp)
     expected = reference.sufficient_statistics(
         X, resp, centres, covariance_type, sample_weight=sample_weight
     )
     expected_log_likelihood = reference.log_likelihood(
-        X, parameters.weights, parameters.means, parameters.covariances, covariance_type,
+        X, parameters.weights, centres, parameters.covariances, covariance_type,
         sample_weight=sample_weight,
     )
     if covariance_type == "spherical":
         scatter = scatter.sum(axis=1)  # the kernel returns per-feature diagonals
     elif covariance_type == "tied":
         scatter = scatter[0]
-    rtol, atol = tolerances(dtype)
+    rtol, atol = tolerances(dtype, kernel_path)
     scale = sample_weight.sum()
     np.testing.assert_allclose(nk, expected[0], rtol=rtol, atol=atol * scale)
     np.testing.assert_allclose(sum_x, expected[1], rtol=rtol, atol=atol * scale)
@@ -314,7 +323,7 @@ def assert_statistics_match_reference(X, sample_weight, parameters, covariance_t
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_features", [5, 8, 17])
 def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, dtype,
-                                                          n_features):
+                                                          n_features, kernel_path):
     """Clusters 100 sigma apart: every point has exactly zero responsibility for all
     but its own component, so in most tiles a component has at most SPARSE_TILE
     points ('full', 'tied'; SPARSE_DIAGONAL_TILE for 'diag', 'spherical';
@@ -351,14 +360,17 @@ def test_statistics_of_separated_clusters_match_reference(rng, covariance_type, 
     assert np.any((nonzero > 0) & (nonzero <= limit))
     assert np.any(nonzero > limit)
     assert np.mean(resp > 0) < 1.5 / n_components  # the clusters are separated
-    assert_statistics_match_reference(X, sample_weight, parameters, covariance_type, resp)
+    assert_statistics_match_reference(X, sample_weight, parameters, covariance_type,
+                                      kernel_path)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_mstep_matches_reference(rng, covariance_type, dtype, shape):
-    """Statistics -> parameters equals the oracle's two-pass M-step."""
+def test_mstep_matches_reference(rng, covariance_type, dtype, shape, kernel_path):
+    """Statistics -> parameters equals the oracle's two-pass M-step, from the
+    oracle's responsibilities for the means the kernels work with (rounded to the
+    data's dtype: the centres of the statistics)."""
     n_samples, n_features, n_components = shape
     X, parameters = random_problem(rng, covariance_type, *shape)
     X = X.astype(dtype)
@@ -369,13 +381,15 @@ def test_mstep_matches_reference(rng, covariance_type, dtype, shape):
     )
     new, status = _driver.maximization(*statistics[:3], statistics[4], covariance_type,
                                        reg_covar)
+    centres = statistics[4]
+    np.testing.assert_array_equal(centres, parameters.means.astype(dtype))
     _, log_resp = reference.e_step(
-        X, parameters.weights, parameters.means, parameters.covariances, covariance_type
+        X, parameters.weights, centres, parameters.covariances, covariance_type
     )
     weights, means, covariances = reference.m_step(
         X, np.exp(log_resp), covariance_type, reg_covar=reg_covar
     )
-    rtol, atol = tolerances(dtype)
+    rtol, atol = tolerances(dtype, kernel_path)
     # With n < d some components may receive no responsibility at all: they
     # are flagged EMPTY (status 1) for the driver and are not compared.
     assert np.all((status == 0) | (status == 1))
@@ -441,7 +455,8 @@ def test_responsibilities_below_two_to_the_minus_140_count_as_zero(covariance_ty
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_far_point_gets_finite_responsibilities(rng, covariance_type, dtype):
+def test_far_point_gets_finite_responsibilities(rng, covariance_type, dtype,
+                                                kernel_path):
     """A point far from every component: densities underflow, log-sum-exp does not."""
     X, parameters = random_problem(rng, covariance_type, 50, 3, 4)
     X[7] = 1e4
@@ -453,7 +468,8 @@ def test_far_point_gets_finite_responsibilities(rng, covariance_type, dtype):
     expected_norm, _ = reference.e_step(
         X, parameters.weights, parameters.means, parameters.covariances, covariance_type
     )
-    np.testing.assert_allclose(log_prob_norm[7], expected_norm[7], rtol=tolerances(dtype)[0])
+    np.testing.assert_allclose(log_prob_norm[7], expected_norm[7],
+                               rtol=tolerances(dtype, kernel_path)[0])
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -491,7 +507,8 @@ def test_offset_data_statistics(rng, covariance_type):
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [0.0, 1.0, "far"])
-def test_diagonal_log_prob_of_data_off_the_origin(rng, covariance_type, dtype, offset):
+def test_diagonal_log_prob_of_data_off_the_origin(rng, covariance_type, dtype, offset,
+                                                  kernel_path):
     """Seventeen features, two passes of eight and one: data and means moved by an
     offset, from around the origin (every |m e| within CENTRE_BOUND, the centring
     folded into a multiply-add) to far from it (1e5 in float32, 1e8 in float64:
@@ -513,7 +530,7 @@ def test_diagonal_log_prob_of_data_off_the_origin(rng, covariance_type, dtype, o
                                parameters.precisions_chol)
     actual = _driver.estimate_weighted_log_prob(X, moved, covariance_type,
                                                 block_size_for(X, covariance_type, 5))
-    rtol, atol = tolerances(dtype)
+    rtol, atol = tolerances(dtype, kernel_path)
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 

@@ -84,8 +84,26 @@ def test_clusters_ellipses_are_the_components(tmp_path):
     assert_png_not_blank(path)
 
 
+def axes_of_2x2(covariance):
+    """(major, minor, angle of the major axis in degrees) of a 2 x 2 covariance
+    [[a, b], [b, c]], in closed form: eigenvalues (a + c) / 2 +- sqrt(((a - c) / 2)**2
+    + b**2), the major axis at atan2(2 b, a - c) / 2."""
+    (a, b), (_, c) = covariance
+    middle, radius = (a + c) / 2, np.hypot((a - c) / 2, b)
+    return middle + radius, middle - radius, np.degrees(np.arctan2(2 * b, a - c) / 2)
+
+
+def assert_same_direction(angle, expected):
+    """Angles in degrees of the same axis (180 degrees apart count as the same)."""
+    turn = (angle - expected) % 180
+    assert min(turn, 180 - turn) < 1e-6, (angle, expected)
+
+
 @pytest.mark.parametrize("covariance_type", ["tied", "diag", "spherical"])
 def test_ellipse_of_other_covariance_types(faithful, covariance_type):
+    """Component 2's 1-sigma ellipse: its mean, twice the square roots of its
+    covariance's eigenvalues, width along the major axis at its angle (a circle,
+    'spherical', has no angle to check)."""
     model = GaussianMixture(2, covariance_type=covariance_type, random_state=0)
     model.fit(faithful)
     ax = plot.clusters(model, faithful)
@@ -98,10 +116,14 @@ def test_ellipse_of_other_covariance_types(faithful, covariance_type):
         "spherical": lambda c: c[1] * np.eye(2),
     }[covariance_type](model.covariances_)
     assert_allclose(ellipse.center, model.means_[1], rtol=1e-12)
-    eigenvalues = np.linalg.eigvalsh(covariance)
-    assert_allclose(
-        sorted([ellipse.width, ellipse.height]), 2 * np.sqrt(eigenvalues), rtol=1e-5
-    )
+    major, minor, angle = axes_of_2x2(covariance)
+    assert_allclose([ellipse.width, ellipse.height], 2 * np.sqrt([major, minor]),
+                    rtol=1e-10)
+    if covariance_type == "spherical":
+        assert ellipse.width == ellipse.height
+    else:
+        assert major > 1.01 * minor  # an angle to check
+        assert_same_direction(ellipse.angle, angle)
 
 
 def test_ellipse_on_chosen_features_is_the_marginal():
@@ -184,7 +206,14 @@ def test_pairs_uncertainty_convergence(search, faithful, tmp_path):
     ax = plot.uncertainty(search, faithful)
     sizes = ax.collections[0].get_sizes()
     doubt = 1 - search.predict_proba(faithful).max(axis=1)
-    assert np.argmax(sizes) == np.argmax(doubt)
+    # larger for more uncertain points: sizes in the order of the doubts never
+    # shrink, and grow wherever the doubt does by more than rounding
+    assert sizes.shape == doubt.shape
+    order = np.argsort(doubt, kind="stable")
+    size_steps, doubt_steps = np.diff(sizes[order]), np.diff(doubt[order])
+    assert np.all(size_steps >= 0)
+    assert np.all(size_steps[doubt_steps > 1e-9] > 0)
+    assert np.count_nonzero(doubt_steps > 1e-9) > len(doubt) // 2
     ax.figure.savefig(tmp_path / "uncertainty.png")
     assert_png_not_blank(tmp_path / "uncertainty.png")
 

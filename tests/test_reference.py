@@ -213,6 +213,40 @@ def test_e_step_is_finite_far_from_every_component(rng, covariance_type):
     np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0, rtol=RTOL)
 
 
+def mirrored_pair(covariance_type):
+    """Equal weights, means (-1, 0.5) and (1, 0.5), one covariance shared by both
+    and symmetric under x -> -x: the mirror x -> -x swaps the two components."""
+    covariances = {
+        "full": np.tile(np.diag([2.0, 0.5]), (2, 1, 1)),
+        "tied": np.diag([2.0, 0.5]),
+        "diag": np.tile([2.0, 0.5], (2, 1)),
+        "spherical": np.full(2, 1.5),
+    }[covariance_type]
+    return np.full(2, 0.5), np.array([[-1.0, 0.5], [1.0, 0.5]]), covariances
+
+
+@parametrize_types
+def test_e_step_splits_a_tie_far_from_every_component(covariance_type):
+    """Points on the mirror line 1e30 away: each component has the same density
+    there, so each gets half. The log-densities (~-1e60) are rounded at ~1e44,
+    where log 2 is nothing: ``w - logsumexp(w)`` gave both responsibility 1. (At
+    30, log p(x) is the log-density plus log 2 to the last digits.)"""
+    weights, means, covariances = mirrored_pair(covariance_type)
+    X = np.array([[0.0, 1e30], [0.0, -1e30], [0.0, 1e9], [0.0, 30.0]])
+    weighted_log_prob = reference.estimate_weighted_log_prob(
+        X, weights, means, covariances, covariance_type
+    )
+    # the tie holds for the rounded numbers too (x = 0 gives squares of +-1)
+    np.testing.assert_array_equal(weighted_log_prob[:, 0], weighted_log_prob[:, 1])
+    assert np.all(weighted_log_prob[:2] < -1e59)
+    log_prob_norm, log_resp = reference.e_step(
+        X, weights, means, covariances, covariance_type
+    )
+    np.testing.assert_allclose(np.exp(log_resp), 0.5, rtol=RTOL)
+    np.testing.assert_allclose(log_prob_norm, weighted_log_prob[:, 0] + np.log(2.0),
+                               rtol=RTOL)
+
+
 # -------------------------------------------------------------------- M-step
 
 
@@ -485,6 +519,13 @@ def test_em_likelihood_never_decreases(rng, covariance_type):
 
 @parametrize_types
 def test_fit_notebook_example_survives_collapse(covariance_type):
+    """Restarts that collapse are counted and the best of the others is kept.
+
+    'full' and 'diag' collapse: a component settling on a pair of points with the
+    same x has (numerically) zero variance along x. 'tied' and 'spherical'
+    cannot: the pooled scatter of both components takes in all four points of
+    the rectangle, and a spherical variance is zero only on a single point.
+    """
     result = reference.fit(
         NOTEBOOK_X, 2, covariance_type, reg_covar=0.0, n_init=10, random_state=0
     )
@@ -492,8 +533,19 @@ def test_fit_notebook_example_survives_collapse(covariance_type):
     assert result.lower_bound == max(result.lower_bounds)
     for array in (result.weights, result.means, result.covariances, result.resp):
         assert not np.any(np.isnan(array))
-    assert 0 <= result.n_failed_restarts <= 10
     np.testing.assert_allclose(result.resp.sum(axis=1), 1.0, rtol=RTOL)
+    if covariance_type in ("full", "diag"):
+        assert 0 < result.n_failed_restarts < 10
+    else:
+        assert result.n_failed_restarts == 0
+    # the same ten restarts one at a time (one generator: the same starts)
+    generator = np.random.default_rng(0)
+    singles = [reference.fit(NOTEBOOK_X, 2, covariance_type, reg_covar=0.0, n_init=1,
+                             random_state=generator) for _ in range(10)]
+    assert all(single.n_failed_restarts in (0, 1) for single in singles)
+    assert result.n_failed_restarts == sum(single.n_failed_restarts
+                                           for single in singles)
+    assert result.lower_bound == max(single.lower_bound for single in singles)
 
 
 def test_fit_notebook_example_counts_a_breakdown():

@@ -163,6 +163,34 @@ def test_expected_log_weights_by_monte_carlo():
                                alpha / alpha.sum(), rtol=1e-15)
 
 
+@parametrize_types
+def test_variational_e_step_splits_a_tie_far_from_every_component(covariance_type):
+    """Two components that are mirror images under x -> -x (means (-1, 0.5) and
+    (1, 0.5), the same posterior otherwise, equal Dirichlet concentrations):
+    points on the mirror line get half each, also 1e30 away, where the
+    log-probabilities (~-1e60) are rounded at ~1e44 and ``w - logsumexp(w)``
+    gave both responsibility 1."""
+    covariances = {"full": np.tile(np.diag([2.0, 0.5]), (2, 1, 1)),
+                   "tied": np.diag([2.0, 0.5]), "diag": np.tile([2.0, 0.5], (2, 1)),
+                   "spherical": np.full(2, 1.5)}[covariance_type]
+    parameters = reference.VariationalParameters(
+        weight_concentration=np.full(2, 3.0), mean_precision=np.full(2, 4.0),
+        means=np.array([[-1.0, 0.5], [1.0, 0.5]]),
+        degrees_of_freedom=5.0 if covariance_type == "tied" else np.full(2, 5.0),
+        covariances=covariances)
+    X = np.array([[0.0, 1e30], [0.0, -1e30], [0.0, 1e9], [0.0, 30.0]])
+    weighted = (reference.variational_log_prob(X, parameters, covariance_type)
+                + reference.expected_log_weights(parameters.weight_concentration,
+                                                 "dirichlet_distribution"))
+    # the tie holds for the rounded numbers too (x = 0 gives squares of +-1)
+    np.testing.assert_array_equal(weighted[:, 0], weighted[:, 1])
+    assert np.all(weighted[:2] < -1e59)
+    log_prob_norm, log_resp = reference.variational_e_step(
+        X, parameters, covariance_type, "dirichlet_distribution")
+    np.testing.assert_allclose(np.exp(log_resp), 0.5, rtol=1e-12)
+    np.testing.assert_allclose(log_prob_norm, weighted[:, 0] + np.log(2.0), rtol=1e-12)
+
+
 def test_variational_log_prob_is_the_expected_log_density(rng):
     """E[log N(x | mu, Lambda^-1)] under the Normal-Wishart posterior of a 'full'
     model, by sampling mu and Lambda (within 4 standard errors)."""

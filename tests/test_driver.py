@@ -322,15 +322,27 @@ def test_statistics_bitwise_identical_for_1_and_2_threads(
     log_prob_norm, log_resp = reference.e_step(
         X, parameters.weights, parameters.means, parameters.covariances, covariance_type
     )
-    nk, sum_x, _, log_likelihood, _ = _driver.sufficient_statistics(
+    nk, sum_x, scatter, log_likelihood, centres = _driver.sufficient_statistics(
         X, sample_weight, parameters, covariance_type, block_size
     )
-    ref_nk, ref_sum_x, _ = reference.sufficient_statistics(
+    assert_array_equal(centres, parameters.means)  # float64 data: the means
+    ref_nk, ref_sum_x, ref_scatter = reference.sufficient_statistics(
         X, np.exp(log_resp), parameters.means, covariance_type, sample_weight
     )
     assert_allclose(nk, ref_nk, rtol=RTOL_REFERENCE)
     assert_allclose(
         sum_x, ref_sum_x, rtol=RTOL_REFERENCE, atol=RTOL_REFERENCE * nk.max()
+    )
+    # the scatter in the oracle's layout: 'tied' one (D, D) matrix; 'spherical' the
+    # traces of the (K, D) per-feature sums the kernels accumulate
+    if covariance_type == "tied":
+        scatter = scatter[0]
+    elif covariance_type == "spherical":
+        scatter = scatter.sum(axis=1)
+    assert scatter.shape == ref_scatter.shape
+    assert_allclose(
+        scatter, ref_scatter, rtol=RTOL_REFERENCE,
+        atol=RTOL_REFERENCE * np.max(np.abs(ref_scatter)),
     )
     assert_allclose(log_likelihood, sample_weight @ log_prob_norm, rtol=RTOL_REFERENCE)
 
@@ -468,10 +480,12 @@ def test_covariance_beyond_loading_is_reseeded_at_a_data_point(
 ):
     X = rng.normal(size=(200, 2)) @ np.array([[1.0, 0.3], [0.0, 0.5]]) + [3.0, -1.0]
     parameters, status = singular_case(covariance_type, negative_eigenvalue=1.0)
+    weights_before = parameters.weights.copy()
     events = repair(parameters, status, X, covariance_type, seed, reg_covar=1e-6)
     assert len(events) == 1
     assert events[0]["action"] == "re-seeded" and "singular" in events[0]["reason"]
     k = 0 if covariance_type == "tied" else 1
+    assert events[0]["component"] == k
     # the mean moved to a data row
     assert np.any(np.all(X == parameters.means[events[0]["component"]], axis=1))
     covariance, factor = repaired_component(parameters, covariance_type)
@@ -485,9 +499,14 @@ def test_covariance_beyond_loading_is_reseeded_at_a_data_point(
     assert_allclose(covariance, expected, rtol=1e-12)
     assert is_positive_definite(covariance, covariance_type)
     assert np.all(np.isfinite(factor))
+    # the re-seeded component gets a share 1 / K of the weight, taken from all
+    # components in proportion (weights[1] >= 1/2 alone held with no share given:
+    # component 1 starts at 0.6)
+    share = 1.0 / len(weights_before)
+    expected_weights = weights_before * (1.0 - share)
+    expected_weights[k] += share
+    assert_allclose(parameters.weights, expected_weights, rtol=1e-15)
     assert_allclose(parameters.weights.sum(), 1.0, rtol=0, atol=1e-12)
-    if covariance_type != "tied":
-        assert parameters.weights[k] >= 1.0 / 2  # the re-seeded component's share
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

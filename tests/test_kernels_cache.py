@@ -12,6 +12,9 @@ from fastem.kernels import cache as _kernels_cache
 from fastem.kernels.cache import DIGEST_FILE, drop_stale_kernels, kernel_sources_digest
 
 PACKAGE = Path(_kernels_cache.__file__).resolve().parent
+# the directory that holds the fastem package under test (fastem/kernels/../..): on a
+# fresh process's path first, so that it imports this tree, not an installed fastem
+SOURCE_ROOT = PACKAGE.parents[1]
 
 
 def cached_files(directory):
@@ -131,6 +134,7 @@ ORDER_OF_FIRST_CALLS = """
 import json, sys
 import numpy as np
 from numba import njit
+import fastem.kernels
 from fastem.kernels.estep import FASTMATH
 from fastem.kernels.exp import exp_inplace64
 from fastem.kernels.mstep import dense_mstep, dense_mstep_into
@@ -163,7 +167,8 @@ def from_python():
 if sys.argv[1] == "fastmath-caller-first":
     fastmath_caller(nk, sum_x, scatter, centres, values.copy())
 results = from_python()
-print(json.dumps([np.asarray(r).tobytes().hex() for r in results]))
+print(json.dumps({"package": fastem.kernels.__path__[0],
+                  "results": [np.asarray(r).tobytes().hex() for r in results]}))
 """
 
 
@@ -175,15 +180,19 @@ def first_calls_in_either_order(directory):
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("NUMBA_")}
         env["NUMBA_CACHE_DIR"] = str(directory / order)
+        # (PACKAGE.parent, fastem/ itself, put no fastem on the path: the process
+        # imported whichever fastem was installed, not necessarily this tree)
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+            [str(SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
         result = subprocess.run(
             [sys.executable, "-c", ORDER_OF_FIRST_CALLS, order], env=env,
-            capture_output=True, text=True, timeout=600, cwd=PACKAGE.parent,
+            capture_output=True, text=True, timeout=600, cwd=SOURCE_ROOT,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        outputs[order] = json.loads(result.stdout)
+        output = json.loads(result.stdout)
+        assert Path(output["package"]).resolve() == PACKAGE, output["package"]
+        outputs[order] = output["results"]
     return outputs
 
 

@@ -43,6 +43,49 @@ def summary_value(out, label):
     return match.group(1)
 
 
+# The summary prints numbers with 6 significant digits (``%.6g``): each is within
+# half a unit of its 6th digit of the value, 5e-6 relative.
+PRINTED_RTOL = 5e-6
+
+
+def printed_table(out, title):
+    """The numbers of the summary table under the line ``title``.
+
+    Returns
+    -------
+    ndarray of shape (n_rows, n_columns)
+        One row per printed row (its label dropped), up to the next blank line.
+    """
+    lines = out.splitlines()
+    assert title in lines, f"no {title!r} table in:\n{out}"
+    rows = []
+    for line in lines[lines.index(title) + 2:]:  # the title, then the column labels
+        if not line.strip():
+            break
+        rows.append([float(cell) for cell in line.split()[1:]])
+    return np.array(rows)
+
+
+def assert_summary_shows(out, model):
+    """The printed weights, means and covariances are the model's."""
+    def assert_printed(title, expected):
+        np.testing.assert_allclose(printed_table(out, title), expected,
+                                   rtol=PRINTED_RTOL, atol=0, err_msg=title)
+
+    assert_printed("weights", [model.weights_])
+    assert_printed("means", model.means_.T)
+    covariances = model.covariances_
+    if model.covariance_type == "full":
+        for k in range(model.n_components):
+            assert_printed(f"covariance, component {k + 1}", covariances[k])
+    elif model.covariance_type == "tied":
+        assert_printed("covariance, shared by all components", covariances)
+    elif model.covariance_type == "diag":
+        assert_printed("variances", covariances.T)
+    else:
+        assert_printed("variance (same for every feature)", [covariances])
+
+
 # ----------------------------------------------------------------------------
 # good input
 
@@ -78,6 +121,8 @@ def test_fit_bundled_data(capsys):
     assert float(total) == pytest.approx(model.score(X) * len(X), abs=1e-6)
     assert float(per_sample) == pytest.approx(model.score(X), abs=1e-6)
     assert float(summary_value(out, "BIC")) == pytest.approx(model.bic(X), abs=1e-6)
+    assert float(summary_value(out, "AIC")) == pytest.approx(model.aic(X), abs=1e-6)
+    assert_summary_shows(out, model)
     # the long-eruption component waits about 80 minutes
     assert re.search(r"waiting\s+(54\.4\d*\s+79\.9|79\.9\d*\s+54\.4)", out)
 
@@ -97,6 +142,10 @@ def test_fit_csv_without_header(capsys, tmp_path, two_blobs, covariance_type):
     assert re.search(r"^  x3\s", out, flags=re.MULTILINE)  # default feature names
     weights = summary_value(out, "  weight").split()
     assert [float(w) for w in weights] == pytest.approx([0.5, 0.5], abs=1e-6)
+    model = GaussianMixture(
+        n_components=2, covariance_type=covariance_type, n_init=2, random_state=0
+    ).fit(two_blobs)  # the CSV holds two_blobs exactly (np.savetxt's %.18e)
+    assert_summary_shows(out, model)
 
 
 def test_fit_csv_with_header(capsys, tmp_path, two_blobs):
@@ -107,6 +156,34 @@ def test_fit_csv_with_header(capsys, tmp_path, two_blobs):
     assert "60 samples x 3 features" in out  # the header is not a sample
     for name in ("alpha", "beta", "gamma"):
         assert re.search(rf"^  {name}\s", out, flags=re.MULTILINE)
+
+
+def test_fit_options_reach_the_model(capsys, tmp_path, two_blobs):
+    """Each option of `fastem fit` is the fitted model's parameter of that name (read
+    back from the file -o writes), none left at its default."""
+    path = tmp_path / "data.csv"
+    np.savetxt(path, two_blobs, delimiter=",")
+    output = tmp_path / "model.json"
+    status, out, err = run(
+        capsys, "fit", path, "-k", 3, "--covariance-type", "diag", "--n-init", 2,
+        "--init-params", "random_from_data", "--max-iter", 40, "--tol", "1e-5",
+        "--reg-covar", "1e-4", "--random-state", 7, "--on-singular", "raise",
+        "--n-threads", 1, "--init-sample-size", 50, "--quiet", "--output", output,
+    )  # fmt: skip
+    assert status == 0, err
+    expected = {
+        "n_components": 3, "covariance_type": "diag", "n_init": 2,
+        "init_params": "random_from_data", "max_iter": 40, "tol": 1e-5,
+        "reg_covar": 1e-4, "random_state": 7, "on_singular": "raise",
+        "n_threads": 1, "init_sample_size": 50,
+    }  # fmt: skip
+    params = load_model(output).get_params()
+    assert {name: params[name] for name in expected} == expected
+    assert summary_value(out, "initialisation") == (
+        "init_params='random_from_data', n_init=2, random_state=7, "
+        "init_sample_size=50"
+    )
+    assert summary_value(out, "converged").endswith("max_iter=40, tol=1e-05)")
 
 
 def test_numeric_first_row_is_data_not_header(capsys, tmp_path):
@@ -204,8 +281,13 @@ def test_singular_data_is_recovered_and_reported(capsys, tmp_path):
     path.write_text("1,2\n4,2\n1,3\n4,3\n")
     status, out, err = run(capsys, "fit", path, "--reg-covar", 0, "--n-init", 10)
     assert status == 0, err
-    assert "singular events" in out
-    assert all(line.startswith("fastem: warning: ") for line in err.splitlines())
+    n_events = int(summary_value(out, "singular events").split()[0])
+    assert n_events > 0
+    # the repairs are also a warning, on one line of stderr
+    (warning,) = err.splitlines()
+    assert warning.startswith(
+        f"fastem: warning: fastem repaired {n_events} singular or empty component(s)"
+    ), err
 
     status, out, err = run(
         capsys, "fit", path, "--reg-covar", 0, "--on-singular", "raise"
@@ -340,6 +422,23 @@ def test_bad_option(capsys, tmp_path, monkeypatch, case):
     assert err.startswith("fastem: error: ")
     assert err.count("\n") == 1, err
     assert message in err
+
+
+def test_unwritable_output_is_refused_before_fitting(capsys, tmp_path, monkeypatch):
+    """An --output that cannot be written is the error, found before any fitting
+    (not after the work it was to hold)."""
+    fitted = []
+    fit = GaussianMixture.fit
+
+    def recording_fit(self, X, *args, **kwargs):
+        fitted.append(X.shape)
+        return fit(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixture, "fit", recording_fit)
+    status, out, err = run(capsys, "fit", "-o", tmp_path / "absent" / "model.json")
+    assert (status, out) == (2, "")
+    assert err.startswith("fastem: error: cannot write --output ")
+    assert fitted == []
 
 
 def test_csv_from_a_pipe_is_read_once(capsys, tmp_path):
@@ -603,6 +702,15 @@ def test_warmup_command(capsys):
     assert lines[0].startswith("[1/2] float64 diagonal (small data) ready in ")
     assert lines[1].startswith("[2/2] float64 diagonal (large data) ready in ")
     assert lines[2].startswith("2 kernel sets ready in ")
+    # the defaults: float64, all four covariance types (both kernel families)
+    assert main(["warmup", "--jobs", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    kernel_sets = [re.sub(r"^\[\d/4\] | ready in .*$", "", line) for line in lines[:4]]
+    assert sorted(kernel_sets) == [
+        "float64 dense (large data)", "float64 dense (small data)",
+        "float64 diagonal (large data)", "float64 diagonal (small data)",
+    ]
+    assert lines[4].startswith("4 kernel sets ready in ") and len(lines) == 5
 
 
 def test_warmup_rejects_unknown_types():

@@ -80,4 +80,10 @@ def test_progress_line_on_a_terminal(capsys, monkeypatch, big_npy):
     # --quiet, or stderr not a terminal: no progress
     status, _, err = run(capsys, "fit", big_npy, "-k", "3", "--max-iter", "4",
                          "--tol", "0", "--quiet")
+    assert status == 0
+    assert "iteration" not in err
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: False, raising=False)
+    status, _, err = run(capsys, "fit", big_npy, "-k", "3", "--max-iter", "4",
+                         "--tol", "0")
+    assert status == 0
     assert "iteration" not in err

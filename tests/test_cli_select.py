@@ -205,6 +205,49 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, m
     assert message in err
 
 
+def test_select_and_predict_read_files_with_the_delimiter_given(capsys, tmp_path,
+                                                               blobs_csv):
+    """--delimiter is how `fastem select` and `fastem predict` read FILE, as for
+    `fastem fit`."""
+    _, X = blobs_csv
+    semicolons = tmp_path / "blobs.txt"
+    np.savetxt(semicolons, X, delimiter=";", header="a;b;c", comments="")
+    model_path = tmp_path / "model.json"
+    status, out, err = run(capsys, "select", semicolons, "--delimiter", ";", "-k", "2",
+                           "--covariance-types", "full", "-o", model_path, "-q")
+    assert status == 0, err
+    assert "80 samples x 3 features" in out
+    model = load_model(model_path)
+    assert list(model.feature_names_in_) == ["a", "b", "c"]
+    status, out, err = run(capsys, "predict", model_path, semicolons,
+                           "--delimiter", ";")
+    assert status == 0, err
+    del model.feature_names_in_  # to predict on an array without a warning
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["label"]
+    assert_array_equal([int(row[0]) for row in rows[1:]], model.predict(X))
+
+
+def test_unwritable_files_are_refused_before_the_search(capsys, tmp_path,
+                                                         monkeypatch):
+    """An -o or --plot that cannot be written is the error, found before the search
+    (not after the work it was to hold)."""
+    searched = []
+    search = GaussianMixtureIC._fit
+
+    def recording_search(self, *args, **kwargs):
+        searched.append(args)
+        return search(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixtureIC, "_fit", recording_search)
+    for option in ("-o", "--plot"):
+        status, out, err = run(capsys, "select", "-k", "1", "--covariance-types",
+                               "full", option, tmp_path / "absent" / "out.png")
+        assert (status, out) == (2, ""), option
+        assert err.startswith("fastem: error: cannot write "), err
+    assert searched == []
+
+
 def test_predict_matches_columns_by_name(capsys, tmp_path, rng):
     """A model written from a CSV with a header keeps its column names (as a fit on a
     DataFrame does); `fastem predict` takes a file's columns by name when both have

@@ -228,6 +228,47 @@ def test_select_and_predict_read_files_with_the_delimiter_given(capsys, tmp_path
     assert_array_equal([int(row[0]) for row in rows[1:]], model.predict(X))
 
 
+def test_select_options_reach_the_search(capsys, tmp_path, monkeypatch):
+    """Each option of `fastem select` is the search's parameter of that name (read
+    from the GaussianMixtureIC that runs, its real fit called through), none left at
+    its default; the model -o writes is the search's best."""
+    searched = []
+    search = GaussianMixtureIC._fit
+
+    def recording_search(self, *args, **kwargs):
+        searched.append(self.get_params())
+        result = search(self, *args, **kwargs)
+        searched.append(self)
+        return result
+
+    monkeypatch.setattr(GaussianMixtureIC, "_fit", recording_search)
+    output = tmp_path / "model.json"
+    status, out, err = run(
+        capsys, "select", "-k", "2:3", "--covariance-types", "diag,tied",
+        "--criterion", "icl", "--n-init", 3, "--init-params", "random_from_data",
+        "--max-iter", 40, "--tol", "1e-5", "--reg-covar", "1e-4",
+        "--random-state", 7, "--n-jobs", 2, "--n-threads", 1, "-q", "-o", output,
+    )  # fmt: skip
+    assert status == 0, err
+    expected = {
+        "n_components": (2, 3), "covariance_types": ("diag", "tied"),
+        "criterion": "icl", "n_init": 3, "init_params": "random_from_data",
+        "max_iter": 40, "tol": 1e-5, "reg_covar": 1e-4, "random_state": 7,
+        "n_jobs": 2, "n_threads": 1,
+    }  # fmt: skip
+    params, fitted = searched
+    got = {name: params[name] for name in expected}
+    got["n_components"] = tuple(got["n_components"])
+    got["covariance_types"] = tuple(got["covariance_types"])
+    assert got == expected
+    best = fitted.best_estimator_
+    model = load_model(output)
+    assert (model.n_components, model.covariance_type) == (
+        best.n_components, best.covariance_type)
+    assert_array_equal(model.means_, best.means_)
+    assert (model.max_iter, model.tol, model.reg_covar) == (40, 1e-5, 1e-4)
+
+
 def test_unwritable_files_are_refused_before_the_search(capsys, tmp_path,
                                                          monkeypatch):
     """An -o or --plot that cannot be written is the error, found before the search

@@ -1136,7 +1136,9 @@ def main(argv=None):
     -------
     status : int
         0 on success, 2 for bad options or bad input (after printing one line
-        ``fastem: error: ...`` on stderr).
+        ``fastem: error: ...`` on stderr), 130 when interrupted (Ctrl-C), 141 when
+        the reader of standard output closed it (128 + SIGPIPE, as a shell
+        reports).
     """
     parser = _build_parser()
     try:

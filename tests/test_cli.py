@@ -186,6 +186,16 @@ def test_fit_options_reach_the_model(capsys, tmp_path, two_blobs):
     assert summary_value(out, "converged").endswith("max_iter=40, tol=1e-05)")
 
 
+def test_an_interrupt_exits_130_with_one_line(capsys, monkeypatch):
+    """Ctrl-C during the fit: status 130 (128 + SIGINT, as a shell reports), one line
+    on stderr, nothing on stdout, no traceback."""
+    def interrupted_fit(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(GaussianMixture, "fit", interrupted_fit)
+    assert run(capsys, "fit") == (130, "", "fastem: interrupted\n")
+
+
 def test_numeric_first_row_is_data_not_header(capsys, tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("1,2\n\n4,2\n1,3\n4,3.5\n")  # blank lines are skipped

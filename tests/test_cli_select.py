@@ -269,6 +269,40 @@ def test_select_options_reach_the_search(capsys, tmp_path, monkeypatch):
     assert (model.max_iter, model.tol, model.reg_covar) == (40, 1e-5, 1e-4)
 
 
+def test_table_marks_degenerate_and_skipped_cells(capsys, tmp_path):
+    """Four distinct points repeated, reg_covar=0: four 'full' components are
+    degenerate (marked !, their criterion printed), fifty are skipped (the word in
+    their cell); both are listed with their reasons, the grid line names the counts
+    as given. The values are the GaussianMixtureIC's (the printing is under test)."""
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [3.0, 3.0]])
+    X = np.repeat(points, 10, axis=0)
+    path = tmp_path / "four.csv"
+    np.savetxt(path, X, delimiter=",")
+    status, out, err = run(capsys, "select", path, "-k", "1,4,50",
+                           "--covariance-types", "full", "--reg-covar", 0, "-q")
+    assert status == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = GaussianMixtureIC((1, 4, 50), ("full",), reg_covar=0.0,
+                                   random_state=0).fit(X)
+    one, four, fifty = search.results_
+    assert (one["status"], four["status"], fifty["status"]) == (
+        "ok", "degenerate", "skipped")
+    lines = out.splitlines()
+    assert ("grid     n_components 1,4,50 x full; init_params='hc', n_init=2, "
+            "random_state=0") in lines
+    table = lines[lines.index("BIC") + 1:lines.index("BIC") + 5]
+    assert [line.split() for line in table] == [
+        ["n_components", "full"],
+        ["1", f"{one['bic']:.2f}", "*"],
+        ["4", f"{four['bic']:.2f}", "!"],
+        ["50", "skipped"],
+    ]
+    listed = lines[lines.index("not fitted or degenerate (! in the table):") + 1:]
+    assert listed == [f"  4 full: degenerate: {four['reason']}",
+                      f"  50 full: skipped: {fifty['reason']}"]
+
+
 def test_unwritable_files_are_refused_before_the_search(capsys, tmp_path,
                                                          monkeypatch):
     """An -o or --plot that cannot be written is the error, found before the search

@@ -88,6 +88,22 @@ def _first_non_number(array):
     return None
 
 
+def check_object_numbers(array, first_row=0):
+    """Raise a TypeError naming the first element of X (dtype object) that is not a
+    number. ``first_row``: the row of X that is ``array``'s first (a chunk of
+    streamed or Dask data), so that the message names the row of X."""
+    bad = _first_non_number(array)
+    if bad is None:
+        return
+    index, value, error = bad
+    if len(index) == 2:
+        index = (first_row + index[0], index[1])
+    raise TypeError(
+        f"X has dtype object and its element at {_where(index)} ({value!r:.50}) "
+        f"is not a number ({error}). Convert X to a numeric array first."
+    )
+
+
 def _where(index):
     if len(index) == 2:
         return f"row {index[0]}, column {index[1]}"
@@ -141,13 +157,7 @@ def _as_numeric_array(X):
         )
         raise ValueError(f"{_SHAPE_HELP}; got {got}.{advice}")
     if array.dtype.kind == "O":
-        bad = _first_non_number(array)
-        if bad is not None:
-            index, value, error = bad
-            raise TypeError(
-                f"X has dtype object and its element at {_where(index)} ({value!r:.50}) "
-                f"is not a number ({error}). Convert X to a numeric array first."
-            )
+        check_object_numbers(array)
         return np.asarray(array, dtype=np.float64)
     _check_kind(array.dtype, "X")
     return array

@@ -189,14 +189,7 @@ def as_float_rows(X, dtype, first_row=0):
     if X.dtype == object:
         from fastem import _validation  # _validation imports this module
 
-        bad = _validation._first_non_number(X)
-        if bad is not None:
-            (row, column), value, reason = bad
-            raise TypeError(
-                f"X has dtype object and its element at row {first_row + row}, "
-                f"column {column} ({value!r:.50}) is not a number ({reason}). "
-                "Convert X to a numeric array first."
-            )
+        _validation.check_object_numbers(X, first_row)
     return np.ascontiguousarray(X, dtype=dtype)
 
 
@@ -1358,26 +1351,22 @@ def estimate(source, what, parameters, covariance_type, block_size, log_weights=
              small=False):
     """chunk_estimate over a source: an ndarray (streamed) or a lazy Dask array.
 
-    A streamed source's chunks are written into one output array as they come
-    (made when the first arrives, of its dtype), so that what inference holds is
-    the output and one chunk's results, not all the chunks' results and their
-    concatenation (twice the output).
+    A streamed source's chunks are written into one output array as they come,
+    so that what inference holds is the output and one chunk's results, not all
+    the chunks' results and their concatenation (twice the output).
     """
     if hasattr(source, "estimate_lazy"):
         return source.estimate_lazy(what, parameters, covariance_type, block_size,
                                     log_weights, small)
-    n_samples = source.n_samples
-    output = None
+    n_components = parameters.means.shape[0]
+    one_per_row = what in ("labels", "log_prob")
+    output = np.empty((source.n_samples,) if one_per_row
+                      else (source.n_samples, n_components),
+                      dtype=np.int64 if what == "labels" else np.float64)
     first_row = 0
     for piece in source.map_chunks(chunk_estimate, block_size, what, parameters,
                                    covariance_type, log_weights, small):
-        if output is None:
-            output = np.empty((n_samples, *piece.shape[1:]), dtype=piece.dtype)
         output[first_row:first_row + len(piece)] = piece
         first_row += len(piece)
         del piece
-    if output is None:  # no rows
-        n_components = parameters.means.shape[0]
-        shape = (0,) if what in ("labels", "log_prob") else (0, n_components)
-        output = np.empty(shape, dtype=np.int64 if what == "labels" else np.float64)
     return output

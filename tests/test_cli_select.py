@@ -228,20 +228,25 @@ def test_select_and_predict_read_files_with_the_delimiter_given(capsys, tmp_path
     assert_array_equal([int(row[0]) for row in rows[1:]], model.predict(X))
 
 
-def test_select_options_reach_the_search(capsys, tmp_path, monkeypatch):
+@pytest.fixture
+def searches(monkeypatch):
+    """The GaussianMixtureIC searches that the commands run, in order: each recorded
+    as its fit starts, the real fit then called through."""
+    started = []
+    fit = GaussianMixtureIC._fit
+
+    def recording_fit(self, *args, **kwargs):
+        started.append(self)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixtureIC, "_fit", recording_fit)
+    return started
+
+
+def test_select_options_reach_the_search(capsys, tmp_path, searches):
     """Each option of `fastem select` is the search's parameter of that name (read
     from the GaussianMixtureIC that runs, its real fit called through), none left at
     its default; the model -o writes is the search's best."""
-    searched = []
-    search = GaussianMixtureIC._fit
-
-    def recording_search(self, *args, **kwargs):
-        searched.append(self.get_params())
-        result = search(self, *args, **kwargs)
-        searched.append(self)
-        return result
-
-    monkeypatch.setattr(GaussianMixtureIC, "_fit", recording_search)
     output = tmp_path / "model.json"
     status, out, err = run(
         capsys, "select", "-k", "2:3", "--covariance-types", "diag,tied",
@@ -256,7 +261,8 @@ def test_select_options_reach_the_search(capsys, tmp_path, monkeypatch):
         "max_iter": 40, "tol": 1e-5, "reg_covar": 1e-4, "random_state": 7,
         "n_jobs": 2, "n_threads": 1,
     }  # fmt: skip
-    params, fitted = searched
+    [fitted] = searches
+    params = fitted.get_params()
     got = {name: params[name] for name in expected}
     got["n_components"] = tuple(got["n_components"])
     got["covariance_types"] = tuple(got["covariance_types"])
@@ -303,24 +309,15 @@ def test_table_marks_degenerate_and_skipped_cells(capsys, tmp_path):
                       f"  50 full: skipped: {fifty['reason']}"]
 
 
-def test_unwritable_files_are_refused_before_the_search(capsys, tmp_path,
-                                                         monkeypatch):
+def test_unwritable_files_are_refused_before_the_search(capsys, tmp_path, searches):
     """An -o or --plot that cannot be written is the error, found before the search
     (not after the work it was to hold)."""
-    searched = []
-    search = GaussianMixtureIC._fit
-
-    def recording_search(self, *args, **kwargs):
-        searched.append(args)
-        return search(self, *args, **kwargs)
-
-    monkeypatch.setattr(GaussianMixtureIC, "_fit", recording_search)
     for option in ("-o", "--plot"):
         status, out, err = run(capsys, "select", "-k", "1", "--covariance-types",
                                "full", option, tmp_path / "absent" / "out.png")
         assert (status, out) == (2, ""), option
         assert err.startswith("fastem: error: cannot write "), err
-    assert searched == []
+    assert searches == []
 
 
 def test_predict_matches_columns_by_name(capsys, tmp_path, rng):

@@ -83,8 +83,9 @@ implementation is timed over the same iterations, ``TIMED_ITERATIONS`` (fits of
 responsibilities become sparse (its kernels skip the ones below 1e-43), so a
 range calibrated per implementation (as before stop 46: up to iterations 2-129
 for fastem's P1 against 2-3 for scikit-learn's) measured fastem later in the
-fit, up to about 10% in its favour (P1 9-10%, P5 7%, P2 3.5%, P3 none). A repeat times enough pairs of the two fits for
-their difference to take ``target_seconds``.
+fit, up to about 10% in its favour (P1 9-10%, P5 7%, P2 3.5%, P3 none). A repeat
+times enough pairs of the two fits for their difference to take
+``target_seconds``.
 ``seconds_per_fit``: the median over repeats of one whole ``fit`` call (P4).
 """
 

@@ -248,7 +248,7 @@ def test_select_options_reach_the_search(capsys, tmp_path, searches):
     from the GaussianMixtureIC that runs, its real fit called through), none left at
     its default; the model -o writes is the search's best."""
     output = tmp_path / "model.json"
-    status, out, err = run(
+    status, _, err = run(
         capsys, "select", "-k", "2:3", "--covariance-types", "diag,tied",
         "--criterion", "icl", "--n-init", 3, "--init-params", "random_from_data",
         "--max-iter", 40, "--tol", "1e-5", "--reg-covar", "1e-4",
